@@ -1,0 +1,73 @@
+"""Where the Hydra configs are, the resolvers they use, and value checks that run before any work."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mstr.errors import ConfigError
+
+ROLES = ("teacher", "student")
+DISTILL_METHODS = ("none", "logits")
+
+
+def config_dir() -> str:
+    """`configs/` of a source checkout, else the copy packaged inside the installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if (checkout / "train.yaml").is_file():
+        return str(checkout)
+    packaged = resources.files("mstr") / "configs"
+    if (packaged / "train.yaml").is_file():
+        return str(packaged)
+    raise ConfigError("cannot find mstr's configs (neither ./configs in a checkout nor mstr/configs in the "
+                      "installed package); reinstall mstr")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("mstr_pid"):
+        OmegaConf.register_new_resolver("mstr_pid", lambda: os.getpid(), use_cache=True)
+
+
+def _get(cfg: DictConfig, key: str, default=None):
+    return OmegaConf.select(cfg, key, default=default)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject config values that cannot work, naming the key (fails before any data is read)."""
+    role = _get(cfg, "model.role")
+    if role not in ROLES:
+        raise ConfigError(f"model.role={role!r}: must be one of {list(ROLES)}")
+    method = _get(cfg, "distill.method")
+    if method not in DISTILL_METHODS:
+        raise ConfigError(f"distill.method={method!r}: must be one of {list(DISTILL_METHODS)}")
+    if method != "none":
+        temperature = _get(cfg, "distill.temperature")
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError(f"distill.temperature={temperature!r}: must be a number > 0 (e.g. 4)")
+        alpha = _get(cfg, "distill.alpha")
+        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
+        ckpt = _get(cfg, "distill.teacher_ckpt")
+        if ckpt is not None and not Path(str(ckpt)).is_file():
+            raise ConfigError(f"distill.teacher_ckpt={ckpt}: no such file; give a teacher checkpoint "
+                              "or distill.teacher_ckpt=null to train one")
+    checks = {
+        "data.window": (_get(cfg, "data.window"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "data.batch_size": (_get(cfg, "data.batch_size"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "data.task": (_get(cfg, "data.task"), lambda v: v in ("binary", "multiclass"), "binary or multiclass"),
+        "data.sampler": (_get(cfg, "data.sampler"), lambda v: v in ("none", "weighted", "sqrt"), "none, weighted or sqrt"),
+        "loss.name": (_get(cfg, "loss.name"), lambda v: v in ("ce", "focal"), "ce or focal"),
+        "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in ("none", "balanced", "sqrt"),
+                               "none, balanced or sqrt"),
+        "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+        "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    }
+    for key, (value, ok, expected) in checks.items():
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r}: must be {expected}")
+    ckpt_path = _get(cfg, "ckpt_path")
+    if ckpt_path not in (None, "last") and not Path(str(ckpt_path)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (use ckpt_path=last to resume the run dir)")

@@ -1,0 +1,1 @@
+"""Data: readers -> FlowTable -> preprocessing (fit on train) -> causal windows -> loaders."""

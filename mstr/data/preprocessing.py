@@ -1,0 +1,154 @@
+"""Preprocessing fit on the training split only, applied to anything, stored as plain JSON-able data.
+
+Numeric columns: log1p for heavy-tailed non-negative counts (decided on train), then standard or
+min-max scaling with train statistics. Categorical columns: one-hot over the most frequent training
+values plus an "unknown" bucket, so a category never seen in training still scores.
+The fitted state is a dict of lists and numbers: it travels inside checkpoints and ONNX artifacts and
+loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mstr.data.table import FlowTable
+from mstr.errors import ConfigError, DataError
+
+FORMAT_VERSION = 1
+SCALERS = ("standard", "minmax")
+
+
+@dataclass
+class FlowPreprocessor:
+    """Fitted feature transform plus the class vocabulary. Build with `fit`, restore with `from_dict`."""
+
+    numeric_cols: list[str]
+    categorical_cols: list[str]
+    log_cols: list[str]
+    center: list[float]
+    scale: list[float]
+    categories: dict[str, list[str]]
+    classes: list[str]
+    benign: list[str]
+    scaler: str = "standard"
+    clip: float = 10.0
+    version: int = FORMAT_VERSION
+    fit_rows: int = 0
+    fit_source: str = ""
+    feature_names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
+            log_skew: float = 2.0, clip: float = 10.0, classes: list[str] | None = None) -> "FlowPreprocessor":
+        if scaler not in SCALERS:
+            raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
+        if len(table) == 0:
+            raise DataError(f"{table.source}: the training split is empty")
+        numeric = _numeric_matrix(table)
+        log_mask = _heavy_tailed(numeric, log_skew)
+        numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
+        if scaler == "standard":
+            center, scale = numeric.mean(axis=0), numeric.std(axis=0)
+        else:
+            center, scale = numeric.min(axis=0), numeric.max(axis=0) - numeric.min(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        categories = {}
+        for col in table.categorical_cols:
+            counts = table.frame[col].astype(str).value_counts()
+            categories[col] = sorted(counts.index[:max_categories].tolist())
+        labels = table.labels
+        found = sorted(set(labels.tolist()))
+        if classes is None:
+            benign = [c for c in found if c in set(table.benign)]
+            classes = benign + [c for c in found if c not in benign]  # benign first: class 0
+        prep = cls(
+            numeric_cols=list(table.numeric_cols), categorical_cols=list(table.categorical_cols),
+            log_cols=[c for c, m in zip(table.numeric_cols, log_mask) if m],
+            center=center.tolist(), scale=scale.tolist(), categories=categories,
+            classes=list(classes), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
+            fit_rows=len(table), fit_source=table.source,
+        )
+        prep.feature_names = prep._feature_names()
+        return prep
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def _feature_names(self) -> list[str]:
+        names = list(self.numeric_cols)
+        for col in self.categorical_cols:
+            names += [f"{col}={v}" for v in self.categories[col]] + [f"{col}=<unknown>"]
+        return names
+
+    def transform(self, table: FlowTable) -> np.ndarray:
+        """Features as float32 [rows, num_features]; unseen categories land in the unknown bucket."""
+        missing = [c for c in (*self.numeric_cols, *self.categorical_cols) if c not in table.frame.columns]
+        if missing:
+            raise DataError(f"{table.source}: missing column(s) {missing} that the model was trained on")
+        numeric = _numeric_matrix(table, self.numeric_cols)
+        log_mask = np.isin(self.numeric_cols, self.log_cols)
+        numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
+        numeric = (numeric - np.asarray(self.center)) / np.asarray(self.scale)
+        parts = [np.clip(numeric, -self.clip, self.clip)]
+        for col in self.categorical_cols:
+            vocab = self.categories[col]
+            codes = pd.Categorical(table.frame[col].astype(str), categories=vocab).codes
+            codes = np.where(codes < 0, len(vocab), codes)  # -1 (unseen) -> unknown bucket
+            parts.append(np.eye(len(vocab) + 1, dtype=np.float32)[codes])
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def encode_labels(self, table: FlowTable) -> np.ndarray:
+        """Class indices; a label absent from training is an error (the model has no output for it)."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        labels = table.labels
+        codes = np.fromiter((index.get(v, -1) for v in labels), dtype=np.int64, count=len(labels))
+        if (codes < 0).any():
+            unknown = sorted(set(labels[codes < 0].tolist()))
+            raise DataError(
+                f"{table.source}: label(s) {unknown[:5]} never seen in training (classes: {self.classes}); "
+                "use data.task=binary or add such flows to the training data"
+            )
+        return codes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "FlowPreprocessor":
+        version = int(state.get("version", -1))
+        if version > FORMAT_VERSION:
+            raise DataError(
+                f"preprocessing format v{version} is newer than this mstr (v{FORMAT_VERSION}); upgrade mstr"
+            )
+        return cls(**state)
+
+
+def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:
+    cols = table.numeric_cols if cols is None else cols
+    try:
+        values = table.frame[cols].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{table.source}: non-numeric values in numeric columns ({err})") from None
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        raise DataError(
+            f"{table.source}: row {row + 1}, column {cols[col]!r} is {values[row, col]}; "
+            "readers must repair NaN/inf before preprocessing"
+        )
+    return values
+
+
+def _heavy_tailed(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Columns that are non-negative and strongly right-skewed: counts, bytes, durations."""
+    nonneg = (values >= 0).all(axis=0)
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    skew = np.where(std > 0, ((values - mean) ** 3).mean(axis=0) / np.maximum(std, 1e-12) ** 3, 0.0)
+    return nonneg & (skew > threshold)

@@ -1,0 +1,75 @@
+"""`FlowTable`: the one in-memory form every reader produces and everything downstream consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mstr.errors import DataError
+
+
+@dataclass
+class FlowTable:
+    """A table of flow records plus the roles of its columns.
+
+    `frame` holds at least the feature columns and the label column; `time_col` (seconds or a
+    datetime) and `group_col` (e.g. source host) are optional and only order the windows, they are
+    never model inputs. `label_col` holds the class name of each flow (a string); `benign` lists the
+    names that mean normal traffic, everything else is an attack in the binary task.
+    `source` names where the rows came from, for error messages and the leakage audit.
+    """
+
+    frame: pd.DataFrame
+    numeric_cols: list[str]
+    categorical_cols: list[str]
+    label_col: str = "label"
+    time_col: Optional[str] = None
+    group_col: Optional[str] = None
+    benign: Sequence[str] = ("benign",)
+    source: str = "<memory>"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        needed = [*self.numeric_cols, *self.categorical_cols, self.label_col]
+        needed += [c for c in (self.time_col, self.group_col) if c]
+        missing = [c for c in needed if c not in self.frame.columns]
+        if missing:
+            raise DataError(
+                f"{self.source}: missing column(s) {missing}; present columns are "
+                f"{list(self.frame.columns)[:20]}{'...' if len(self.frame.columns) > 20 else ''}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def feature_cols(self) -> list[str]:
+        return [*self.numeric_cols, *self.categorical_cols]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.frame[self.label_col].astype(str).to_numpy()
+
+    def is_attack(self) -> np.ndarray:
+        """Boolean per row: True where the label is not one of the benign names."""
+        return ~np.isin(self.labels, np.asarray(list(self.benign), dtype=str))
+
+    def take(self, rows: np.ndarray, source: Optional[str] = None) -> "FlowTable":
+        """A new table of the given rows (positional), with the same column roles."""
+        return replace(
+            self,
+            frame=self.frame.iloc[np.asarray(rows)].reset_index(drop=True),
+            source=source or self.source,
+        )
+
+
+def concat_tables(tables: Sequence[FlowTable], source: str) -> FlowTable:
+    """Stack tables that share column roles (e.g. several files of one dataset)."""
+    if not tables:
+        raise DataError(f"{source}: no tables to combine")
+    first = tables[0]
+    frame = pd.concat([t.frame for t in tables], ignore_index=True)
+    return replace(first, frame=frame, source=source)

@@ -1,0 +1,92 @@
+"""Causal windows over a flow table, by index.
+
+Every flow is the newest flow of one window; the window holds it and up to `window - 1` earlier
+flows of the same group (e.g. the same source host), in time order. Earlier positions that do not
+exist (the start of a group) are zero rows, i.e. the training mean after standard scaling.
+A dataset holds one split only, so windows can never cross a split boundary, and it stores the
+features once: a window is gathered on demand from `[rows]` indices, never materialised W times.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def sequence_order(time: Optional[np.ndarray], group: Optional[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order sorted by (group, time) and, per position, where its group's run starts.
+
+    Returns `order` (row index at each sequence position) and `run_start` (the first position of
+    the group of each position). Without time the given row order is kept; without groups the whole
+    table is one run.
+    """
+    keys = []
+    if time is not None:
+        keys.append(np.asarray(time))
+    if group is not None:
+        _, group_codes = np.unique(np.asarray(group).astype(str), return_inverse=True)
+        keys.append(group_codes)
+    order = np.lexsort(keys) if keys else np.arange(n)  # lexsort: last key primary (group, then time)
+    if group is None:
+        return order, np.zeros(n, dtype=np.int64)
+    sorted_groups = group_codes[order]
+    new_run = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    return order.astype(np.int64), run_start.astype(np.int64)
+
+
+class FlowWindowDataset(Dataset):
+    """Windows `[window, features]` ending at each flow of one split, labelled by that flow.
+
+    Item i is the window whose newest flow is row i of the split (so labels line up with rows).
+    Supports batched fetching (`__getitems__`), which the DataLoader uses to gather a whole batch
+    with one vectorised index instead of `batch_size` Python calls.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, window: int,
+                 time: Optional[np.ndarray] = None, group: Optional[np.ndarray] = None):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        n = len(features)
+        self.features = torch.as_tensor(features, dtype=torch.float32)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.window = window
+        order, run_start = sequence_order(time, group, n)
+        position = np.empty(n, dtype=np.int64)
+        position[order] = np.arange(n)
+        self._order = torch.as_tensor(order)
+        self._position = torch.as_tensor(position)
+        self._run_start = torch.as_tensor(run_start)
+        self._offsets = torch.arange(-window + 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def window_rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row indices `[len(idx), window]` of each window, oldest first, and a validity mask."""
+        pos = self._position[idx]
+        positions = pos[:, None] + self._offsets[None, :]
+        valid = positions >= self._run_start[pos][:, None]
+        rows = self._order[positions.clamp(min=0)]
+        return rows, valid
+
+    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, valid = self.window_rows(idx)
+        x = self.features[rows] * valid.unsqueeze(-1)
+        return x, self.labels[idx]
+
+    def __getitem__(self, i: int):
+        x, y = self.gather(torch.tensor([i]))
+        return x[0], y[0]
+
+    def __getitems__(self, indices: Sequence[int]):
+        x, y = self.gather(torch.as_tensor(indices, dtype=torch.long))
+        return x, y
+
+
+def collate_prebatched(batch):
+    """`__getitems__` already returns a stacked batch; the DataLoader must pass it through."""
+    return batch

@@ -1,0 +1,1 @@
+"""Training: LightningModules, losses and metrics. Models stay plain torch."""

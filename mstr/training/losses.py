@@ -1,0 +1,53 @@
+"""Task losses (cross-entropy, focal) and the logit distillation loss."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mstr.errors import ConfigError
+
+LOSSES = ("ce", "focal")
+
+
+class FocalLoss(nn.Module):
+    """Lin et al. 2017: cross-entropy scaled by (1 - p_true)^gamma, so easy (majority) flows count less."""
+
+    def __init__(self, gamma: float = 2.0, weight: Optional[torch.Tensor] = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=-1).gather(1, target[:, None]).squeeze(1)
+        loss = -((1.0 - log_p.exp()) ** self.gamma) * log_p
+        if self.weight is not None:
+            w = self.weight[target]
+            return (w * loss).sum() / w.sum()
+        return loss.mean()
+
+
+def build_task_loss(name: str, weight: Optional[torch.Tensor] = None, gamma: float = 2.0,
+                    label_smoothing: float = 0.0) -> nn.Module:
+    if name == "ce":
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    if name == "focal":
+        if gamma < 0:
+            raise ConfigError(f"loss.gamma={gamma}: must be >= 0")
+        return FocalLoss(gamma=gamma, weight=weight)
+    raise ConfigError(f"loss.name={name!r}: must be one of {list(LOSSES)}")
+
+
+def kd_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al. 2015: T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean.
+
+    The T^2 factor keeps the soft-target gradients on the same scale as the hard-label ones when T
+    changes, so `distill.alpha` means the same thing at any temperature.
+    """
+    log_student = F.log_softmax(student_logits / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
+    kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2

@@ -1,0 +1,105 @@
+"""`FlowClassifier`: supervised training of any backbone the builder makes (teacher or student).
+
+Everything a checkpoint needs to score new flows on its own travels in its hyperparameters as plain
+data: backbone config, class names, data signature and the fitted preprocessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+
+from mstr.models import build_backbone, model_cost
+from mstr.training.losses import build_task_loss
+from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
+
+CHECKPOINT_FORMAT = 1
+
+
+class FlowClassifier(pl.LightningModule):
+    def __init__(self, num_features: int, num_classes: int, backbone: dict, optim: dict, loss: dict,
+                 role: str = "model", class_names: Optional[list] = None, class_weights: Optional[list] = None,
+                 data_signature: Optional[dict] = None, preprocessor: Optional[dict] = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["teacher"], logger=False)  # entry points log the composed config
+        self.model = build_backbone(num_features, num_classes, **backbone)
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.task_loss = build_task_loss(loss.get("name", "ce"), weight, gamma=loss.get("gamma", 2.0),
+                                         label_smoothing=loss.get("label_smoothing", 0.0))
+        self.num_classes = num_classes
+        self.train_metrics = detection_metrics(num_classes, "train/")
+        self.val_metrics = detection_metrics(num_classes, "val/")
+        self.val_best: dict[str, float] = {}  # best validation value per metric, restored on resume
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def cost(self, window: int) -> dict[str, int]:
+        return model_cost(self.model, window)
+
+    # ---- steps -------------------------------------------------------------------------------
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) for a batch; the distillation module adds its terms here."""
+        logits = self(x)
+        loss = self.task_loss(logits, y)
+        return loss, logits
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss, logits = self.training_loss(x, y)
+        self.train_metrics.update(scores_for(logits.detach().softmax(-1), self.num_classes), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({k: v for k, v in compute_with_fpr(self.train_metrics).items()
+                       if not k.endswith("auroc")}, prog_bar=False)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", self.task_loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.val_metrics.update(scores_for(logits.softmax(-1), self.num_classes), y)
+
+    def on_validation_epoch_end(self) -> None:
+        values = compute_with_fpr(self.val_metrics)
+        self.val_metrics.reset()
+        if not self.trainer.sanity_checking:
+            for name in ("acc", "f1", "auroc"):
+                self.val_best[name] = max(self.val_best.get(name, float("-inf")), values[f"val/{name}"])
+                values[f"val/{name}_best"] = self.val_best[name]
+        self.log("val/f1", values.pop("val/f1"), prog_bar=True)
+        self.log_dict(values, prog_bar=False)
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optim = self.hparams.optim
+        opt = torch.optim.AdamW(self.model.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
+        if optim.get("scheduler", "cosine") == "none":
+            return opt
+        total = self.trainer.estimated_stepping_batches
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=optim["lr"], total_steps=max(int(total), 1),
+                                                    pct_start=optim.get("warmup_fraction", 0.1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain dicts only, so the file loads with torch.load(weights_only=True).
+        checkpoint["hyper_parameters"] = _plain(dict(checkpoint.get("hyper_parameters", {})))
+        checkpoint["mstr_format"] = CHECKPOINT_FORMAT
+        checkpoint["val_best"] = dict(self.val_best)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_best = dict(checkpoint.get("val_best", {}))
+
+
+def _plain(value: Any) -> Any:
+    """Containers (AttributeDict, DictConfig leftovers) -> builtin dict / list, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

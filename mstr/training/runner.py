@@ -1,0 +1,130 @@
+"""Fitting one model from config: module, trainer, teacher reuse. Knows Lightning, not Hydra's run dirs
+(the entry point hands it an output dir)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from mstr.data.datamodule import FlowDataModule
+from mstr.data.sampling import class_weights
+from mstr.training.checkpoint import check_signature, load_classifier
+from mstr.training.distill import DistillationModule
+from mstr.training.evaluation import evaluate_tests
+from mstr.training.module import FlowClassifier
+
+log = logging.getLogger(__name__)
+
+
+def _plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def build_module(model_cfg: DictConfig, loss_cfg: DictConfig, dm: FlowDataModule,
+                 teacher: Optional[FlowClassifier] = None, distill_cfg: Optional[DictConfig] = None) -> FlowClassifier:
+    weights = class_weights(dm.train_labels(), dm.num_classes, loss_cfg.get("class_weights", "none"))
+    kwargs = dict(
+        num_features=dm.num_features, num_classes=dm.num_classes, backbone=_plain(model_cfg.backbone),
+        optim=_plain(model_cfg.optim), loss=_plain(loss_cfg), role=model_cfg.role, class_names=dm.class_names,
+        class_weights=None if weights is None else weights.tolist(), data_signature=dm.signature(),
+        preprocessor=dm.preprocessor.to_dict(),
+    )
+    if teacher is None:
+        return FlowClassifier(**kwargs)
+    return DistillationModule(teacher=teacher.model, distill=_plain(distill_cfg), **kwargs)
+
+
+def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: list, checkpoint_dir: Path,
+                  **overrides) -> pl.Trainer:
+    callbacks = []
+    for name, cb_cfg in (callbacks_cfg or {}).items():
+        if cb_cfg is None or "_target_" not in cb_cfg:
+            continue
+        if "dirpath" in cb_cfg:
+            cb_cfg = OmegaConf.merge(cb_cfg, {"dirpath": str(checkpoint_dir)})
+        callbacks.append(instantiate(cb_cfg))
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def best_checkpoint(trainer: pl.Trainer) -> Optional[str]:
+    cb = trainer.checkpoint_callback
+    if isinstance(cb, ModelCheckpoint) and cb.best_model_path and Path(cb.best_model_path).is_file():
+        return cb.best_model_path
+    return None
+
+
+def fit(module: FlowClassifier, dm: FlowDataModule, trainer: pl.Trainer, ckpt_path: Optional[str] = None) -> float:
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    return time.perf_counter() - start
+
+
+def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:
+    """The best checkpoint by validation (model selection never sees test), else the module as trained."""
+    path = best_checkpoint(trainer)
+    return load_classifier(path) if path else module.eval()
+
+
+def test_metrics(model: FlowClassifier, dm: FlowDataModule) -> tuple[dict[str, float], float]:
+    start = time.perf_counter()
+    results = evaluate_tests(model, dm.test_loaders(), dm.num_classes)
+    return results, time.perf_counter() - start
+
+
+def teacher_key(cfg: DictConfig) -> str:
+    """Hash of everything that shapes a teacher: data config, teacher config, loss, epochs, seed."""
+    data = _plain(cfg.data)
+    for volatile in ("num_workers", "eval_batch_size"):
+        data.pop(volatile, None)
+    identity = {"data": data, "teacher": _plain(cfg.distill.teacher_model), "loss": _plain(cfg.loss),
+                "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
+                "accelerator": cfg.trainer.get("accelerator"), "precision": str(cfg.trainer.get("precision", "32"))}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path) -> tuple[FlowClassifier, str, bool]:
+    """(teacher in eval mode, where it came from, whether it was trained in this run).
+
+    Order: `distill.teacher_ckpt` if given; else a cached teacher for the same data + teacher config;
+    else train one now (under `<run>/teacher/`) and cache its best checkpoint for later runs.
+    """
+    if cfg.distill.teacher_ckpt:
+        path = str(cfg.distill.teacher_ckpt)
+        teacher = load_classifier(path)
+        check_signature(path, teacher.hparams.data_signature, dm.signature())
+        log.info("teacher: loaded %s", path)
+        return teacher, path, False
+    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg) / "teacher.ckpt"
+    if cached.is_file():
+        teacher = load_classifier(cached)
+        check_signature(cached, teacher.hparams.data_signature, dm.signature())
+        log.info("teacher: reusing %s (same data + teacher config)", cached)
+        return teacher, str(cached), False
+    log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
+    module = build_module(cfg.distill.teacher_model, cfg.loss, dm)
+    from pytorch_lightning.loggers import CSVLogger
+
+    teacher_dir = out_dir / "teacher"
+    trainer = build_trainer(cfg.trainer, cfg.callbacks, [CSVLogger(str(teacher_dir), name="csv", version="")],
+                            teacher_dir / "checkpoints", max_epochs=cfg.distill.teacher_max_epochs,
+                            default_root_dir=str(teacher_dir))
+    fit(module, dm, trainer)
+    path = best_checkpoint(trainer)
+    if path is None:  # fast_dev_run and friends save nothing: use the model as trained, cache nothing
+        return module.eval(), "trained in this run (not saved)", True
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, cached)  # atomic: a parallel run never sees half a teacher
+    return load_classifier(cached), path, True
