@@ -59,8 +59,11 @@ class FlowDataModule(pl.LightningDataModule):
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, num_workers: int = 0, seed: int = 0):
+                 max_categories: int = 32, num_workers: int = 0, seed: int = 0, **dataset_options):
+        """`dataset_options` are the dataset's own keys (e.g. `data.test_files`); `source` already got
+        them through config interpolation, they are kept here only to be reported."""
         super().__init__()
+        self.dataset_options = dataset_options
         if window < 1:
             raise ConfigError(f"data.window={window}: must be >= 1")
         if batch_size < 1:
