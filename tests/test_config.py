@@ -1,0 +1,77 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mstr.config import config_dir
+from mstr.errors import ConfigError
+from mstr.preflight import preflight
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _options(group):
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("group", ["data", "model", "distill", "loss", "trainer", "logger", "callbacks",
+                                   "paths", "experiment", "debug"])
+def test_every_option_of_every_group_composes(group, compose_cfg):
+    options = _options(group)
+    assert options, f"configs/{group}/ is empty"
+    for option in options:
+        cfg = compose_cfg([f"{group}={option}"])
+        assert cfg.model.role in ("teacher", "student")
+        if group == "data":
+            assert cfg.data.name == option and cfg.data.source._target_.endswith(f"{option}.load")
+
+
+def test_used_by_command_composes_a_student_distilled_at_t4(compose_cfg):
+    cfg = compose_cfg(["model=student", "distill.temperature=4"])
+    assert cfg.model.role == "student" and cfg.distill.method == "logits"
+    assert cfg.distill.temperature == 4 and cfg.distill.teacher_model.role == "teacher"
+    assert cfg.distill.teacher_ckpt is None
+
+
+@pytest.mark.parametrize("override, key", [
+    ("distill.temperature=0", "distill.temperature"),
+    ("distill.temperature=-2", "distill.temperature"),
+    ("distill.alpha=1.5", "distill.alpha"),
+    ("data.window=0", "data.window"),
+    ("data.sampler=oversample", "data.sampler"),
+    ("data.task=regression", "data.task"),
+    ("loss=focal", None),  # valid: no error
+    ("model.role=giant", "model.role"),
+    ("trainer.max_epochs=0", "trainer.max_epochs"),
+    ("distill.teacher_ckpt=/nonexistent/teacher.ckpt", "distill.teacher_ckpt"),
+])
+def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
+    if key is None:
+        preflight([override], "train")
+        return
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        preflight([override], "train")
+
+
+@pytest.mark.parametrize("override", ["data=nope", "distill.temprature=4", "model.backbone.widths=[8,"])
+def test_unknown_keys_groups_and_syntax_errors_are_config_errors(override):
+    with pytest.raises(ConfigError):
+        preflight([override], "train")
+
+
+def test_cli_bad_value_is_one_line_exit_2_no_traceback_no_output_dir(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", "distill.temperature=-1"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**__import__("os").environ, "MSTR_LOG_DIR": str(tmp_path / "out")})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "distill.temperature" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_configs_are_found_from_outside_the_checkout(tmp_path):
+    """`python -m mstr.train` must find configs/ wherever it is started."""
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", "--cfg", "job", "model=teacher"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "role: teacher" in proc.stdout

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mstr.data.sampling import class_weights, make_sampler
+from mstr.errors import ConfigError
+from mstr.training.losses import FocalLoss, build_task_loss, kd_logit_loss
+
+
+def test_kd_is_zero_for_identical_logits_and_positive_otherwise():
+    logits = torch.randn(16, 3)
+    assert kd_logit_loss(logits, logits.clone(), 4.0).abs() < 1e-6
+    assert kd_logit_loss(logits, torch.randn(16, 3), 4.0) > 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0, 8.0])
+def test_kd_is_t_squared_times_kl_of_softened_distributions(temperature):
+    torch.manual_seed(1)
+    s, t = torch.randn(32, 5), torch.randn(32, 5)
+    p_t = F.softmax(t / temperature, -1)
+    kl = (p_t * (p_t.log() - F.log_softmax(s / temperature, -1))).sum(-1).mean()
+    assert torch.allclose(kd_logit_loss(s, t, temperature), temperature**2 * kl, atol=1e-5)
+
+
+def test_distillation_loss_at_alpha_zero_is_the_task_loss_and_at_one_the_kd_term(small_synthetic_dm):
+    from mstr.models import build_backbone
+    from mstr.training.distill import DistillationModule
+
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, embed_dim=8, widths=[8])
+    common = dict(num_features=dm.num_features, num_classes=2, backbone={"embed_dim": 4, "widths": [4]},
+                  optim={"lr": 1e-3, "weight_decay": 0.0}, loss={"name": "ce"})
+    x, y = dm.dataset("train").__getitems__(list(range(64)))
+    torch.manual_seed(0)
+    for alpha in (0.0, 1.0):
+        module = DistillationModule(teacher=teacher, distill={"method": "logits", "temperature": 3.0, "alpha": alpha},
+                                    **common)
+        module.log = lambda *a, **k: None
+        module.eval()  # deterministic forward for the comparison
+        loss, logits = module.training_loss(x, y)
+        expected = F.cross_entropy(logits, y) if alpha == 0.0 else kd_logit_loss(logits, teacher.eval()(x), 3.0)
+        assert torch.allclose(loss, expected, atol=1e-6)
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    assert not any(k.startswith("_teacher") or "teacher" in k for k in module.state_dict())
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_downweights_easy_examples():
+    logits, target = torch.randn(20, 3), torch.randint(0, 3, (20,))
+    assert torch.allclose(FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target), atol=1e-6)
+    easy = torch.tensor([[2.0, 0.0]])
+    assert FocalLoss(gamma=2.0)(easy, torch.tensor([0])) < 0.1 * F.cross_entropy(easy, torch.tensor([0]))
+    with pytest.raises(ConfigError, match="loss.name"):
+        build_task_loss("hinge")
+
+
+def test_class_weights_are_inverse_frequency_normalised():
+    labels = np.array([0] * 90 + [1] * 10)
+    w = class_weights(labels, 2, "balanced")
+    assert w[1] / w[0] == pytest.approx(9.0) and float(w.mean()) == pytest.approx(1.0)
+    assert class_weights(labels, 2, "sqrt")[1] / class_weights(labels, 2, "sqrt")[0] == pytest.approx(3.0)
+    assert class_weights(labels, 2, "none") is None
+
+
+@pytest.mark.parametrize("mode, expected_minority_share", [("weighted", 0.5), ("sqrt", 0.25), ("none", None)])
+def test_sampler_rebalances_classes(mode, expected_minority_share):
+    labels = np.array([0] * 900 + [1] * 100)
+    sampler = make_sampler(labels, 2, mode, seed=0)
+    if expected_minority_share is None:
+        assert sampler is None
+        return
+    drawn = labels[np.array([i for _ in range(20) for i in sampler])]
+    # sqrt: weights 1/sqrt(n) -> shares sqrt(100) : sqrt(900) = 1 : 3
+    assert drawn.mean() == pytest.approx(expected_minority_share, abs=0.02)

@@ -1,0 +1,87 @@
+"""End-to-end runs through the real entry point, on small synthetic traffic."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL
+from mstr.train import run
+
+METRIC_KEYS = ["test/acc", "test/f1", "test/specificity", "test/fpr", "test/auroc", "test/precision",
+               "test/recall", "val/acc_best", "val/f1_best", "model/params", "model/macs", "time/train_s",
+               "time/test_s", "seed"]
+
+
+def _check_metrics(metrics: dict, out: Path):
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for key in METRIC_KEYS:
+        assert key in on_disk, key
+    for key in ("test/acc", "test/f1", "test/specificity", "test/auroc"):
+        assert 0.0 <= on_disk[key] <= 1.0
+    assert on_disk["test/fpr"] == pytest.approx(1.0 - on_disk["test/specificity"])
+    return on_disk
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=teacher", "debug=fast"],
+    ["model=student", "distill=none", "debug=fast"],
+    ["model=student", "distill=logits", "debug=fast"],
+])
+def test_fast_dev_run_of_each_mode(compose_cfg, tmp_path, overrides):
+    cfg = compose_cfg([*overrides, "data.source.n_flows=3000", "trainer.enable_progress_bar=false"])
+    metrics = run(cfg)
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert metrics["model/params"] > 0
+    assert ("teacher/test/f1" in metrics) == ("distill=logits" in overrides)
+
+
+def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint(compose_cfg, tmp_path):
+    first = run(compose_cfg([*SMALL, "model=student"], out=tmp_path / "a"))
+    _check_metrics(first, tmp_path / "a")
+    assert first["teacher/source"].startswith(str(tmp_path / "a" / "teacher"))
+    assert first["teacher/model/params"] >= 20 * first["model/params"]
+    cached = list((tmp_path / "teachers").glob("*/teacher.ckpt"))
+    assert len(cached) == 1
+
+    second = run(compose_cfg([*SMALL, "model=student"], out=tmp_path / "b"))
+    assert second["teacher/source"] == str(cached[0])  # same data + teacher config: reused, not retrained
+    assert not (tmp_path / "b" / "teacher").exists()
+    assert second["teacher/test/f1"] == first["teacher/test/f1"]
+
+    given = run(compose_cfg([*SMALL, "model=student", f"distill.teacher_ckpt={cached[0]}"], out=tmp_path / "c"))
+    assert given["teacher/source"] == str(cached[0])
+    assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
+    from mstr.errors import DataError
+
+    run(compose_cfg([*SMALL, "model=teacher"], out=tmp_path / "t"))
+    ckpt = tmp_path / "t" / "checkpoints" / "best.ckpt"
+    with pytest.raises(DataError, match="different data"):
+        run(compose_cfg([*SMALL, "model=student", "data.window=4", f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s"))
+
+
+def test_the_used_by_command_as_a_subprocess(tmp_path):
+    """The user's own words, verbatim, plus one epoch; outputs go under MSTR_LOG_DIR."""
+    env = {**os.environ, "MSTR_LOG_DIR": str(tmp_path / "outputs")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mstr.train", "model=student", "distill.temperature=4", "trainer.max_epochs=1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(runs) == 1
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    for key in METRIC_KEYS + ["teacher/test/f1", "teacher/model/params"]:
+        assert key in metrics, key
+    assert metrics["test/f1"] > 0.3 and metrics["teacher/test/f1"] > 0.3  # learned something real
+    assert (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert (runs[0] / "checkpoints" / "best.ckpt").is_file()
+    assert "test/f1" in proc.stdout  # the final table

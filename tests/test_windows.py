@@ -1,0 +1,69 @@
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mstr.data.windows import FlowWindowDataset, sequence_order
+
+
+def test_window_holds_earlier_flows_of_the_same_group_in_time_order():
+    features = (np.arange(10, dtype=np.float32) + 1)[:, None]
+    time = np.array([5, 1, 2, 3, 4, 0, 6, 7, 8, 9.0])
+    group = np.array(list("ababababab"))
+    ds = FlowWindowDataset(features, np.arange(10) % 2, window=3, time=time, group=group)
+    x, y = ds[0]  # row 0: group a, t=5 -> earlier a-flows at t=2 (row 2) and t=4 (row 4)
+    assert x.squeeze(-1).tolist() == [3.0, 5.0, 1.0]
+    assert int(y) == 0
+    x, _ = ds[2]  # the first flow of group a: zero padding before it
+    assert x.squeeze(-1).tolist() == [0.0, 0.0, 3.0]
+
+
+def test_batched_fetch_equals_single_items_and_stores_features_once():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 4)).astype(np.float32)
+    ds = FlowWindowDataset(features, rng.integers(0, 2, 50), window=5, time=rng.uniform(size=50),
+                           group=rng.integers(0, 3, 50))
+    xb, yb = ds.__getitems__([3, 7, 11])
+    for k, i in enumerate([3, 7, 11]):
+        x, y = ds[i]
+        assert torch.equal(xb[k], x) and yb[k] == y
+    # no W-fold copy: the dataset keeps one [N, F] feature tensor and O(N) index arrays
+    assert ds.features.shape == (50, 4)
+    index_bytes = sum(t.numel() for t in (ds._order, ds._position, ds._run_start))
+    assert index_bytes == 3 * 50
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(5, 60), st.integers(1, 6), st.integers(1, 4), st.integers(0, 10_000))
+def test_windows_are_causal_and_labelled_by_their_newest_flow(n, window, groups, seed):
+    rng = np.random.default_rng(seed)
+    time = rng.permutation(n).astype(float)
+    group = rng.integers(0, groups, n)
+    ds = FlowWindowDataset(np.zeros((n, 1), np.float32), np.arange(n), window, time=time, group=group)
+    rows, valid = ds.window_rows(torch.arange(n))
+    assert torch.equal(rows[:, -1], torch.arange(n))  # newest position is the flow itself
+    assert valid[:, -1].all()
+    for i in range(n):
+        r = rows[i][valid[i]].numpy()
+        assert (group[r] == group[i]).all()  # same group only
+        assert np.all(np.diff(time[r]) > 0) and time[r][-1] == time[i]  # ordered, nothing from the future
+        earlier = np.sort(time[(group == group[i]) & (time < time[i])])[-(window - 1):] if window > 1 else []
+        assert list(time[r][:-1]) == list(earlier)  # exactly the latest earlier flows
+
+
+def test_without_time_or_group_rows_keep_their_order():
+    order, run_start = sequence_order(None, None, 4)
+    assert order.tolist() == [0, 1, 2, 3] and run_start.tolist() == [0, 0, 0, 0]
+
+
+def test_datamodule_windows_never_cross_splits(small_synthetic_dm):
+    dm = small_synthetic_dm
+    for key in ("train", "val", "test_synthetic"):
+        ds = dm.dataset(key)
+        table = dm.tables[key]
+        assert len(ds) == len(table)
+        rows, _ = ds.window_rows(torch.arange(len(ds)))
+        assert rows.max() < len(table)  # indices into this split's own rows only
+    train_t = dm.tables["train"].frame["ts"]
+    assert train_t.max() < dm.tables["val"].frame["ts"].min() < dm.tables["test_synthetic"].frame["ts"].min()
+    assert dm.audit["windows_cross_splits"] is False
