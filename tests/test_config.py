@@ -75,3 +75,22 @@ def test_configs_are_found_from_outside_the_checkout(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "role: teacher" in proc.stdout
+
+
+def test_an_installed_wheel_carries_its_configs(tmp_path):
+    """From a wheel (no checkout around it), `python -m mstr.train` still composes its configs."""
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "whl"),
+                            str(REPO)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "whl").glob("mstr-*.whl"))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                              str(tmp_path / "site"), str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    probe = subprocess.run([sys.executable, "-c", "import mstr.config as c; print(c.config_dir())"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == str(tmp_path / "site" / "mstr" / "configs")
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", "--cfg", "job", "data=nsl_kdd"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "name: nsl_kdd" in proc.stdout
