@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.errors import ConfigError
 
 ROLES = ("teacher", "student")
-DISTILL_METHODS = ("none", "logits")
+DISTILL_METHODS = ("none", "logits", "features", "attention", "combined")
 
 
 def config_dir() -> str:
@@ -50,6 +50,13 @@ def validate(cfg: DictConfig) -> None:
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
+        for key in ("feature_weight", "attention_weight"):
+            value = _get(cfg, f"distill.{key}", 0.0)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
+        warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
+        if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
+            raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
         ckpt = _get(cfg, "distill.teacher_ckpt")
         if ckpt is not None and not Path(str(ckpt)).is_file():
             raise ConfigError(f"distill.teacher_ckpt={ckpt}: no such file; give a teacher checkpoint "

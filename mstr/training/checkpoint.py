@@ -39,7 +39,8 @@ def load_classifier(path: str | Path) -> FlowClassifier:
     hp = dict(ckpt["hyper_parameters"])
     hp.pop("distill", None)  # a distilled student scores like any classifier
     model = FlowClassifier(**hp)
-    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("task_loss.")}
+    # Only the backbone: task-loss buffers and distillation-only parts (hint projections) stay behind.
+    state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("task_loss.")] + list(unexpected)
     if bad:

@@ -51,3 +51,33 @@ def kd_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     log_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+def _common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool two maps [B, C, time, space] to the smaller one's time x space, so scales can be compared."""
+    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
+    return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
+
+
+def hint_loss(student_map: torch.Tensor, teacher_map: torch.Tensor, projection: nn.Module) -> torch.Tensor:
+    """FitNets (Romero et al. 2015): MSE between the teacher's map and the student's map lifted to the
+    teacher's channels by a learned 1x1 projection, compared at a common time x space size."""
+    lifted, target = _common_size(projection(student_map), teacher_map)
+    return F.mse_loss(lifted, target)
+
+
+def _attention(feature: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Squared activations summed over channels (and `dims`), L2-normalised per sample."""
+    energy = feature.pow(2).mean(dim=1)  # [B, time, space]
+    if dims:
+        energy = energy.mean(dim=dims)
+    return F.normalize(energy.flatten(1), dim=1)
+
+
+def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
+    """Attention transfer (Zagoruyko & Komodakis 2017) along both axes of a window: where in time
+    (which flows) and where in feature space the teacher's activations concentrate."""
+    s, t = _common_size(student_map, teacher_map)
+    over_time = (_attention(s, (2,)) - _attention(t, (2,))).pow(2).sum(dim=1).mean()
+    over_space = (_attention(s, (1,)) - _attention(t, (1,))).pow(2).sum(dim=1).mean()
+    return over_time + over_space

@@ -77,7 +77,8 @@ class FlowClassifier(pl.LightningModule):
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
         optim = self.hparams.optim
-        opt = torch.optim.AdamW(self.model.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
+        params = [p for p in self.parameters() if p.requires_grad]  # backbone (+ hint projections)
+        opt = torch.optim.AdamW(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
         if optim.get("scheduler", "cosine") == "none":
             return opt
         total = self.trainer.estimated_stepping_batches

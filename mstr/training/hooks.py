@@ -1,0 +1,44 @@
+"""Forward hooks that collect intermediate outputs by module name (torchdistill-style), so the backbone
+never needs to know it is being distilled."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class FeatureCollector:
+    """Records the output of each named submodule on every forward pass into `self.outputs`."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise ValueError(f"no module(s) {missing} to hook; available: {[n for n in modules if n][:12]}...")
+        self.names = list(names)
+        self.outputs: dict = {}
+        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name: str):
+        def record(_module, _inputs, output):
+            self.outputs[name] = output
+
+        return record
+
+    def __getitem__(self, name: str):
+        return self.outputs[name]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """Names of the backbone's stages, shallow to deep: where hint and attention losses attach."""
+    return [f"stages.{i}" for i in range(len(model.stages))]
+
+
+def match_stages(student_stages: list[str], teacher_stages: list[str]) -> list[tuple[str, str]]:
+    """Pair each student stage with the teacher stage at the same relative depth (deepest with deepest)."""
+    s, t = len(student_stages), len(teacher_stages)
+    return [(student_stages[k], teacher_stages[round((k + 1) * t / s) - 1]) for k in range(s)]

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from torch import nn
+
+from mstr.models import build_backbone
+from mstr.training.distill import DistillationModule, method_weights
+from mstr.training.hooks import FeatureCollector, match_stages, stage_names
+from mstr.training.losses import attention_loss, hint_loss
+from mstr.train import run
+
+STUDENT = {"embed_dim": 8, "widths": [4, 8]}
+TEACHER = {"embed_dim": 16, "widths": [8, 16, 32]}
+
+
+def test_hooks_collect_each_stage_output_without_changing_the_forward():
+    model = build_backbone(6, 2, **TEACHER).eval()
+    x = torch.randn(3, 5, 6)
+    plain = model(x)
+    collector = FeatureCollector(model, stage_names(model))
+    assert torch.equal(model(x), plain)
+    assert stage_names(model) == ["stages.0", "stages.1", "stages.2"]
+    h = model.stem(x).unsqueeze(1)
+    for name in collector.names:
+        h = model.get_submodule(name)(h)
+        assert torch.equal(collector[name], h)  # exactly that module's output
+    collector.remove()
+    with pytest.raises(ValueError, match="no module"):
+        FeatureCollector(model, ["stages.9"])
+
+
+def test_stages_are_matched_by_relative_depth_deepest_to_deepest():
+    assert match_stages(["s0", "s1"], ["t0", "t1", "t2"]) == [("s0", "t1"), ("s1", "t2")]
+    assert match_stages(["s0"], ["t0", "t1", "t2"]) == [("s0", "t2")]
+
+
+def test_hint_loss_is_zero_for_a_perfect_projection_and_positive_otherwise():
+    teacher_map = torch.randn(2, 4, 3, 6)
+    identity = nn.Conv2d(4, 4, 1, bias=False)
+    identity.weight.data = torch.eye(4)[:, :, None, None]
+    assert hint_loss(teacher_map.clone(), teacher_map, identity) < 1e-10
+    assert hint_loss(torch.randn(2, 2, 3, 12), teacher_map, nn.Conv2d(2, 4, 1)) > 0  # other channels and size
+
+
+def test_attention_loss_ignores_scale_and_sees_where_activations_are():
+    t = torch.randn(2, 8, 4, 6)
+    assert attention_loss(3.0 * t, t) < 1e-10  # normalised maps: only the distribution matters
+    shifted = torch.roll(t, shifts=2, dims=2)
+    assert attention_loss(shifted, t) > 1e-4
+    assert attention_loss(torch.randn(2, 2, 4, 3), t) > 0  # fewer channels, smaller space: still comparable
+
+
+@pytest.mark.parametrize("method, terms", [
+    ("logits", {"alpha": 0.5, "features": 0.0, "attention": 0.0}),
+    ("features", {"alpha": 0.0, "features": 1.0, "attention": 0.0}),
+    ("attention", {"alpha": 0.0, "features": 0.0, "attention": 1.0}),
+    ("combined", {"alpha": 0.5, "features": 1.0, "attention": 1.0}),
+])
+def test_each_method_switches_on_its_terms(method, terms):
+    assert method_weights({"method": method, "alpha": 0.5, "feature_weight": 1.0, "attention_weight": 1.0}) == terms
+
+
+def test_teacher_stays_frozen_in_eval_mode_while_the_student_and_projections_learn(small_synthetic_dm):
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, **TEACHER)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    module = DistillationModule(
+        num_features=dm.num_features, num_classes=2, backbone=STUDENT, optim={"lr": 1e-2, "weight_decay": 0.0},
+        loss={"name": "ce"}, teacher=teacher,
+        distill={"method": "combined", "temperature": 4.0, "alpha": 0.5, "feature_weight": 1.0,
+                 "attention_weight": 1.0, "hint_warmup_fraction": 0.0})
+    module.log = lambda *a, **k: None
+    module.train()
+    assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
+    opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.1)
+    proj_before = module.hint_projections[0].weight.clone()
+    x, y = dm.dataset("train").__getitems__(list(range(128)))
+    loss, _ = module.training_loss(x, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # BN stats untouched too
+    assert not torch.equal(proj_before, module.hint_projections[0].weight)
+    assert not any("teacher" in k for k in module.state_dict())
+    assert module.pairs == [("stages.0", "stages.1"), ("stages.1", "stages.2")]
+
+
+@pytest.mark.parametrize("method", ["features", "attention", "combined"])
+def test_every_method_trains_through_the_entry_point(compose_cfg, method):
+    metrics = run(compose_cfg([f"distill={method}", "model=student", "debug=fast", "data.source.n_flows=3000",
+                               "trainer.enable_progress_bar=false"]))
+    assert 0.0 <= metrics["test/f1"] <= 1.0 and "teacher/test/f1" in metrics
