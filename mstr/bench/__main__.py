@@ -1,0 +1,150 @@
+"""`python -m mstr.bench accuracy|distill [options]`: benchmarks that print markdown tables.
+
+  accuracy  teacher, distilled student and student without distillation, beside the classic peers
+            (majority, best single-feature threshold, logistic regression, random forest, LightGBM,
+            XGBoost), over seeds, on each dataset: mean ± std of accuracy, F1, specificity, FPR, AUROC.
+  distill   teacher, student without KD, and the student with each distillation method, over seeds,
+            with the compression columns (parameters, MACs, CPU latency, throughput, Δ vs teacher).
+
+Everything runs on the real splits of each data config (test sets read once per run, for its final
+report; model selection on validation). Tables are printed and written to `<out>/<name>.md`.
+Jobs already finished in `<out>` are reused (see mstr.bench.runs), so the two benchmarks share runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from mstr.bench.runs import Variant, compose_train, markdown, mean_std, run_matrix
+from mstr.errors import MstrError, report_and_exit
+
+DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017")
+PEERS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")
+METRICS = ("acc", "f1", "specificity", "fpr", "auroc")
+DISTILL_METHODS = ("logits", "features", "attention", "combined")
+
+
+def _variants(methods: tuple[str, ...], teacher_epochs: int) -> list[Variant]:
+    distilled = [Variant(f"student_{m}", ("model=student", f"distill={m}",
+                                          f"distill.teacher_max_epochs={teacher_epochs}")) for m in methods]
+    return [Variant("student_nokd", ("model=student", "distill=none")), *distilled]
+
+
+def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
+    """Peer baselines on the same DataModule (same splits, same preprocessing); cached per seed."""
+    path = out / "runs" / dataset / "peers" / f"seed{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from hydra.utils import instantiate
+
+    from mstr.baselines import run_baselines
+
+    cfg = compose_train([f"data={dataset}", f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    results = run_baselines(dm, PEERS, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _row(label: str, runs: list[dict], prefix: str, params_key: str) -> list[str]:
+    cells = [mean_std([r[f"{prefix}test/{m}"] for r in runs if f"{prefix}test/{m}" in r]) for m in METRICS]
+    params = runs[0].get(params_key, "") if runs else ""
+    return [label, *cells, f"{params:,}" if isinstance(params, int) else str(params)]
+
+
+def accuracy_table(results: dict, peers: dict) -> str:
+    header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "params"]
+    rows = []
+    for dataset, variants in results.items():
+        kd = variants.get("student_logits", [])
+        rows.append([dataset, *_row("teacher (mstr)", kd, "teacher/", "teacher/model/params")])
+        rows.append([dataset, *_row("student, distilled (mstr)", kd, "", "model/params")])
+        rows.append([dataset, *_row("student, no KD (mstr)", variants.get("student_nokd", []), "", "model/params")])
+        for peer in PEERS:
+            rows.append([dataset, *_row(peer, peers.get(dataset, {}).get(peer, []), "", "")])
+    return markdown(header, rows)
+
+
+def distill_table(results: dict) -> str:
+    header = ["dataset", "model", "accuracy", "F1", "specificity", "params", "MACs/window",
+              "latency ms (1 window)", "windows/s (batch 4096)", "Δacc vs teacher", "Δacc vs no-KD"]
+    rows = []
+    for dataset, variants in results.items():
+        nokd = variants.get("student_nokd", [])
+        kd = variants.get("student_logits", [])
+        if kd:
+            c = kd[0]
+            rows.append([dataset, "teacher", mean_std([r["teacher/test/acc"] for r in kd]),
+                         mean_std([r["teacher/test/f1"] for r in kd]),
+                         mean_std([r["teacher/test/specificity"] for r in kd]),
+                         f"{c.get('teacher/model/params', 0):,}", f"{c.get('teacher/model/macs', 0):,}",
+                         _fmt(kd, "compression/teacher_latency_ms"), _fmt(kd, "compression/teacher_throughput_wps", 0),
+                         "", ""])
+        for name, runs in variants.items():
+            if not runs:
+                continue
+            accs = [r["test/acc"] for r in runs]
+            delta_t = ([r["test/acc"] - r["teacher/test/acc"] for r in runs] if "teacher/test/acc" in runs[0] else [])
+            delta_n = [a - b["test/acc"] for a, b in zip(accs, nokd)] if nokd and name != "student_nokd" else []
+            rows.append([dataset, name, mean_std(accs), mean_std([r["test/f1"] for r in runs]),
+                         mean_std([r["test/specificity"] for r in runs]), f"{runs[0]['model/params']:,}",
+                         f"{runs[0]['model/macs']:,}", _fmt(runs, "compression/student_latency_ms"),
+                         _fmt(runs, "compression/student_throughput_wps", 0),
+                         mean_std(delta_t) if delta_t else "", mean_std(delta_n) if delta_n else ""])
+    return markdown(header, rows)
+
+
+def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
+    values = [r[key] for r in runs if key in r]
+    return f"{sum(values) / len(values):,.{digits}f}" if values else "n/a"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmark", choices=("accuracy", "distill"))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=4, help="student epochs")
+    parser.add_argument("--teacher-epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|smaller than the logging).*")
+    try:
+        unknown = [d for d in args.datasets if d not in (*DATASETS, "synthetic")]
+        if unknown:
+            raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS) + ['synthetic']}")
+        common = [f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}",
+                  "trainer.enable_progress_bar=false", "logger=csv", *args.override]
+        methods = ("logits",) if args.benchmark == "accuracy" else DISTILL_METHODS
+        variants = _variants(methods, args.teacher_epochs)
+        results = run_matrix(args.out, args.datasets, variants, args.seeds, common)
+        if args.benchmark == "accuracy":
+            peers = {d: {} for d in args.datasets}
+            for d in args.datasets:
+                for seed in args.seeds:
+                    for name, metrics in _peers(args.out, d, seed, common).items():
+                        peers[d].setdefault(name, []).append(metrics)
+            table = accuracy_table(results, peers)
+        else:
+            table = distill_table(results)
+    except MstrError as err:
+        report_and_exit(err)
+    command = "python -m mstr.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = (f"# mstr benchmark: {args.benchmark}\n\n`{command}` (seeds {args.seeds}; mean ± std)\n\n{table}\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.benchmark}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Running a matrix of training jobs for the benchmarks: (dataset, variant, seed) -> metrics.
+
+Each job runs the real entry point (`mstr.train.run`) in this process, with its outputs under
+`<out>/runs/<dataset>/<variant>/seed<k>/`. A finished job's metrics.json is reused when the same job
+(same overrides) is asked again, so `bench accuracy` and `bench distill` share their common runs and an
+interrupted benchmark resumes where it stopped. Teachers are cached per (dataset, seed) under
+`<out>/teachers/`: every distilled student of a seed learns from the same teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+log = logging.getLogger("mstr.bench")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...]
+
+
+def compose_train(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from mstr.config import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[str]) -> dict:
+    run_dir = out / "runs" / dataset / variant.name / f"seed{seed}"
+    overrides = [f"data={dataset}", f"seed={seed}", *common, *variant.overrides,
+                 f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={out / 'teachers'}"]
+    done, spec = run_dir / "metrics.json", run_dir / "bench_overrides.json"
+    if done.is_file() and spec.is_file() and json.loads(spec.read_text()) == overrides:
+        log.info("reusing %s", run_dir)
+        return json.loads(done.read_text())
+    from mstr.train import run
+
+    log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
+    metrics = run(compose_train(overrides))
+    spec.write_text(json.dumps(overrides))
+    return metrics
+
+
+def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],
+               common: list[str], on_done: Optional[Callable[[], None]] = None) -> dict:
+    """{dataset: {variant: [metrics per seed]}}; `on_done` is called after every job (partial tables)."""
+    results: dict = {}
+    for dataset in datasets:
+        for seed in seeds:
+            for variant in variants:
+                metrics = run_job(out, dataset, variant, seed, common)
+                results.setdefault(dataset, {}).setdefault(variant.name, []).append(metrics)
+                if on_done:
+                    on_done()
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

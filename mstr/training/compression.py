@@ -1,0 +1,78 @@
+"""Compression report of a distilled run: what the student saves against its teacher, and what it costs.
+
+Sizes are of the weights alone (a state dict serialised as torch saves it), so optimiser state and
+training bookkeeping in checkpoint files do not blur the comparison. Latency is the median wall time
+of one window on the CPU (one thread, as a per-flow inline detector runs), throughput the windows per
+second at a large batch with all threads; both after warm-up, measured back to back for teacher and
+student so that machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from mstr.models import model_cost
+
+
+def weights_bytes(model: nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+@torch.no_grad()
+def cpu_latency_ms(model: nn.Module, window: int, repeats: int = 200) -> float:
+    model = model.eval().cpu()
+    x = torch.randn(1, window, model.num_features)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(20):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 1000.0 * statistics.median(times)
+
+
+@torch.no_grad()
+def cpu_throughput(model: nn.Module, window: int, batch: int = 4096, repeats: int = 5) -> float:
+    model = model.eval().cpu()
+    x = torch.randn(batch, window, model.num_features)
+    model(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def compression_report(teacher: nn.Module, student: nn.Module, window: int,
+                       teacher_metrics: dict, student_metrics: dict) -> dict[str, float]:
+    """Flat `compression/...` entries for metrics.json (teacher_metrics/student_metrics: `test/...`)."""
+    report: dict[str, float] = {}
+    for role, model in (("teacher", teacher), ("student", student)):
+        cost = model_cost(model, window)
+        report[f"compression/{role}_params"] = cost["params"]
+        report[f"compression/{role}_macs"] = cost["macs"]
+        report[f"compression/{role}_weights_bytes"] = weights_bytes(model)
+        report[f"compression/{role}_latency_ms"] = cpu_latency_ms(model, window)
+        report[f"compression/{role}_throughput_wps"] = cpu_throughput(model, window)
+    for key in ("params", "macs", "weights_bytes"):
+        report[f"compression/{key}_ratio"] = report[f"compression/teacher_{key}"] / max(report[f"compression/student_{key}"], 1)
+    report["compression/speedup_latency"] = report["compression/teacher_latency_ms"] / report["compression/student_latency_ms"]
+    report["compression/speedup_throughput"] = (report["compression/student_throughput_wps"]
+                                                / report["compression/teacher_throughput_wps"])
+    for name in ("acc", "f1", "specificity"):
+        key = f"test/{name}"
+        if key in teacher_metrics and key in student_metrics:
+            report[f"compression/delta_{name}"] = student_metrics[key] - teacher_metrics[key]
+    return report

@@ -1,0 +1,54 @@
+"""Benchmarks and searches on tiny settings: the tables and the shared, resumable study are real."""
+
+import optuna
+import yaml
+
+from mstr.bench.__main__ import main as bench_main
+
+TINY = ["data.source.n_flows=3000", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+
+
+def test_distill_benchmark_prints_every_method_with_compression_columns(tmp_path, capsys):
+    bench_main(["distill", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1",
+                "--out", str(tmp_path), "--override", *TINY])
+    table = (tmp_path / "distill.md").read_text()
+    for row in ("teacher", "student_nokd", "student_logits", "student_features", "student_attention",
+                "student_combined"):
+        assert f"| {row} |" in table
+    assert "latency ms" in table and table in capsys.readouterr().out
+    assert len(list((tmp_path / "teachers").glob("*/teacher.ckpt"))) == 1  # one teacher for all methods
+
+
+def test_accuracy_benchmark_reuses_runs_and_adds_peers(tmp_path):
+    args = ["--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1",
+            "--out", str(tmp_path), "--override", *TINY]
+    bench_main(["accuracy", *args])
+    before = {p: p.stat().st_mtime for p in tmp_path.glob("runs/synthetic/*/seed0*")}
+    assert len(before) == 3  # student_nokd, student_logits, peers
+    bench_main(["accuracy", *args])
+    assert before == {p: p.stat().st_mtime for p in before}  # finished runs are reused, not retrained
+    table = (tmp_path / "accuracy.md").read_text()
+    for row in ("teacher (mstr)", "student, distilled (mstr)", "student, no KD (mstr)", "majority", "stump",
+                "lightgbm", "xgboost", "random_forest", "logreg"):
+        assert f"| {row} |" in table
+    majority = next(line for line in table.splitlines() if "| majority |" in line)
+    assert "| 0.0000 ± 0.0000 |" in majority  # F1 of always-benign
+
+
+def test_sweep_study_is_stored_and_resumes(tmp_path):
+    spec = {"study_name": "tiny", "metric": "val/f1_best", "direction": "maximize",
+            "overrides": ["model=student", "distill=none", "trainer.max_epochs=1", *TINY,
+                          "trainer.enable_progress_bar=false"],
+            "params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    from mstr.sweep import main as sweep_main
+
+    sweep_main([str(path), "--n-trials", "2", "--storage", storage, "--out", str(tmp_path / "runs")])
+    sweep_main([str(path), "--n-trials", "1", "--storage", storage, "--out", str(tmp_path / "runs")])
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 3 and all(t.value is not None for t in study.trials)
+    assert len(list((tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))) == 3
+    assert not any("test/f1" in __import__("json").loads(p.read_text())
+                   for p in (tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))  # test never scored
