@@ -89,3 +89,19 @@ def test_every_method_trains_through_the_entry_point(compose_cfg, method):
     metrics = run(compose_cfg([f"distill={method}", "model=student", "debug=fast", "data.source.n_flows=3000",
                                "trainer.enable_progress_bar=false"]))
     assert 0.0 <= metrics["test/f1"] <= 1.0 and "teacher/test/f1" in metrics
+
+
+def test_compression_report_compares_teacher_and_student():
+    from mstr.training.compression import compression_report
+
+    teacher = build_backbone(6, 2, **TEACHER)
+    student = build_backbone(6, 2, **STUDENT)
+    report = compression_report(teacher, student, 4, {"test/acc": 0.9, "test/f1": 0.8},
+                                {"test/acc": 0.85, "test/f1": 0.82})
+    assert report["compression/params_ratio"] == pytest.approx(
+        sum(p.numel() for p in teacher.parameters()) / sum(p.numel() for p in student.parameters()))
+    assert report["compression/teacher_weights_bytes"] > report["compression/student_weights_bytes"]
+    assert report["compression/teacher_macs"] > report["compression/student_macs"]
+    assert report["compression/student_latency_ms"] > 0 and report["compression/student_throughput_wps"] > 0
+    assert report["compression/delta_acc"] == pytest.approx(-0.05)
+    assert report["compression/delta_f1"] == pytest.approx(0.02)
