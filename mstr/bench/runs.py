@@ -14,7 +14,7 @@ import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Iterable
 
 log = logging.getLogger("mstr.bench")
 
@@ -68,16 +68,13 @@ def with_compression(metrics: dict) -> dict:
 
 
 def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],
-               common: list[str], on_done: Optional[Callable[[], None]] = None) -> dict:
-    """{dataset: {variant: [metrics per seed]}}; `on_done` is called after every job (partial tables)."""
-    results: dict = {}
-    for dataset in datasets:
-        for seed in seeds:
+               common: list[str]) -> dict:
+    """{dataset: {variant: [metrics per seed]}}."""
+    results: dict = {dataset: {v.name: [] for v in variants} for dataset in datasets}
+    for seed in seeds:  # seed-major: one complete table first, then more seeds
+        for dataset in datasets:
             for variant in variants:
-                metrics = run_job(out, dataset, variant, seed, common)
-                results.setdefault(dataset, {}).setdefault(variant.name, []).append(metrics)
-                if on_done:
-                    on_done()
+                results[dataset][variant.name].append(run_job(out, dataset, variant, seed, common))
     return results
 
 
