@@ -75,6 +75,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
+    resume = _get(cfg, "resume", "never")
+    if resume not in ("auto", "never"):
+        raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")
     ckpt_path = _get(cfg, "ckpt_path")
     if ckpt_path not in (None, "last") and not Path(str(ckpt_path)).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (use ckpt_path=last to resume the run dir)")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 EXIT_USAGE = 2
 
@@ -24,6 +25,41 @@ class ConfigError(MstrError):
 
 class DataError(MstrError):
     """A data file that cannot be read or used as it is."""
+
+
+class Interrupted(Exception):
+    """SIGINT / SIGTERM stopped the run: at a safe point after saving `checkpoint`, or at once.
+
+    Not an `MstrError`: the exit code is 128 + the signal number (130 for Ctrl+C, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, checkpoint: Optional[str] = None, saved: bool = False):
+        self.signum, self.checkpoint, self.saved = int(signum), checkpoint, saved
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def report_interrupt(err: Interrupted, resume_command: Optional[str] = None) -> None:
+    """One line on stderr (what was saved, how to resume), then exit 128 + signal number."""
+    if err.checkpoint and err.saved:
+        what = f"saved {err.checkpoint}"
+    elif err.checkpoint:
+        what = f"the last checkpoint is {err.checkpoint}"
+    else:
+        what = "no checkpoint was saved yet"
+    how = f"; resume with: {resume_command}" if resume_command else ""
+    print(f"interrupted by {err.signal_name}: {what}{how}", file=sys.stderr, flush=True)
+    sys.exit(err.exit_code)
 
 
 def report_and_exit(err: BaseException) -> None:

@@ -6,20 +6,27 @@ Examples:
     python -m mstr.train model=teacher                     # the teacher alone
     python -m mstr.train distill=none                      # the student without distillation
     python -m mstr.train -m distill.temperature=2,4,8      # a sweep (one output dir per job)
+    python -m mstr.train resume=auto                       # continue the newest unfinished run of this config
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import secrets
+import shlex
+import string
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mstr.config import config_dir, register_resolvers, validate
-from mstr.errors import MstrError, report_and_exit
+from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
 from mstr.preflight import preflight
 
 log = logging.getLogger("mstr.train")
@@ -27,18 +34,61 @@ register_resolvers()
 # Noise from Lightning internals that users cannot act on.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# Our loaders are resumable mid-epoch (LastCheckpoint + FlowDataModule.resume_train_at), Lightning cannot tell.
+warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+# A resumed run continues in its own dir: its checkpoints and csv history are expected there (and kept).
+warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def run(cfg: DictConfig) -> dict:
-    """Everything one job does; returns the flattened final metrics (also in `metrics.json`)."""
+    """Everything one job does; returns the flattened final metrics (also in `metrics.json`).
+
+    With `resume=auto` or `ckpt_path=last` it continues the run in `paths.output_dir` from its last
+    checkpoint (the teacher's, then the model's); a run that already finished is reported as it is.
+    """
     validate(cfg)
+    from mstr.outputs import CONFIG_KEY_FILE, RunLock, config_key, print_table, resume_checkpoints
+    from mstr.training.checkpoint import STOP
+
+    out_dir = Path(cfg.paths.output_dir)
+    resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
+    with RunLock(out_dir), STOP.active():
+        done = out_dir / "metrics.json"
+        if resume and done.is_file():
+            metrics = json.loads(done.read_text())
+            log.info("%s finished before: nothing to resume", out_dir)
+            print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")}, f"finished run -> {done}")
+            return metrics
+        if cfg.ckpt_path == "last" and not resume_checkpoints(out_dir):
+            raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
+                            "last.ckpt) to resume; use resume=auto to start the run when there is none")
+        (out_dir / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
+        return _run(cfg, out_dir, resume)
+
+
+def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mstr.outputs import print_table, write_json
+    from mstr.outputs import continue_csv, print_table, redact_secrets, write_json
     from mstr.training import runner
+    from mstr.training.checkpoint import check_resumable, read_checkpoint
 
-    out_dir = Path(cfg.paths.output_dir)
+    distilling = cfg.model.role == "student" and cfg.distill.method != "none"
+    # Checkpoints given on the command line are read (safely) before any work.
+    if distilling and cfg.distill.teacher_ckpt:
+        read_checkpoint(cfg.distill.teacher_ckpt)
+    ckpt_path, resume_step = None, None
+    if cfg.ckpt_path not in (None, "last"):
+        ckpt_path = str(cfg.ckpt_path)
+    elif resume and (out_dir / "checkpoints" / "last.ckpt").is_file():
+        ckpt_path = str(out_dir / "checkpoints" / "last.ckpt")
+    if ckpt_path:
+        step = int(read_checkpoint(ckpt_path).get("global_step", 0))
+        resume_step = step if resume else None
+    if resume:
+        log.info("resuming %s", out_dir)
+
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup()
@@ -46,11 +96,10 @@ def run(cfg: DictConfig) -> dict:
 
     metrics: dict = {"seed": int(cfg.seed)}
     teacher = None
-    distilling = cfg.model.role == "student" and cfg.distill.method != "none"
     if cfg.model.role == "teacher" and cfg.distill.method != "none":
         log.info("model=teacher trains the teacher alone: the distill settings do not apply")
     if distilling:
-        teacher, source, _ = runner.obtain_teacher(cfg, dm, out_dir)
+        teacher, source, _ = runner.obtain_teacher(cfg, dm, out_dir, resume=resume)
         teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
         metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
@@ -58,14 +107,16 @@ def run(cfg: DictConfig) -> dict:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
 
     module = runner.build_module(cfg.model, cfg.loss, dm, teacher, cfg.distill if distilling else None)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    if ckpt_path:
+        check_resumable(ckpt_path, module)
+        log.info("resuming from %s", ckpt_path)
+    loggers = [_logger(c, out_dir) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        continue_csv(lg, resume_step)
+        lg.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
+    exit_code = 0
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
-        ckpt_path = str(out_dir / "checkpoints" / "last.ckpt") if cfg.ckpt_path == "last" else cfg.ckpt_path
-        if cfg.ckpt_path == "last" and not Path(ckpt_path).is_file():
-            raise MstrError(f"ckpt_path=last: no {ckpt_path}; set hydra.run.dir to the run dir to resume")
         metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
         final = runner.final_model(trainer, module)
         metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
@@ -78,16 +129,101 @@ def run(cfg: DictConfig) -> dict:
         for lg in loggers:
             lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
                             and not isinstance(v, bool)}, step=trainer.global_step)
+    except BaseException as err:
+        exit_code = err.exit_code if isinstance(err, Interrupted) else 1
+        raise
     finally:
         for lg in loggers:
             if type(lg).__name__ == "WandbLogger":
                 import wandb
 
-                wandb.finish()  # one W&B run per job, also under multirun
+                wandb.finish(exit_code=exit_code)  # one W&B run per job, also under multirun
     write_json(out_dir / "metrics.json", metrics)
     print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")},
                 f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
+
+
+def _logger(logger_cfg: DictConfig, out_dir: Path):
+    from hydra.utils import instantiate
+
+    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
+        # The run id lives in the run dir, so a resumed job continues the same W&B run.
+        run_id = logger_cfg.get("id") or wandb_run_id(out_dir)
+        return instantiate(logger_cfg, id=run_id, resume=logger_cfg.get("resume") or "allow")
+    return instantiate(logger_cfg)
+
+
+def wandb_run_id(out_dir: Path) -> str:
+    from mstr.outputs import WANDB_ID_FILE
+
+    path = Path(out_dir) / WANDB_ID_FILE
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own format
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+# ---- the command line -------------------------------------------------------------------------
+_HYDRA_SAFE = re.compile(r"^[\w/.\-:+@]+$")
+
+
+def _override_value(path: str) -> str:
+    """A path as a Hydra override value (quoted when it holds characters the override grammar parses)."""
+    if _HYDRA_SAFE.match(path):
+        return path
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _is_multirun(argv: list[str]) -> bool:
+    return any(arg in ("-m", "--multirun", "hydra.mode=MULTIRUN") for arg in argv)
+
+
+def _key_of(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def _locate_resume(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
+    """`resume=auto` / `ckpt_path=last` without a run dir: use the newest unfinished run dir of this config
+    (under `<paths.log_dir>/<task_name>/runs/`), by adding `hydra.run.dir=<it>` to the command line."""
+    if cfg is None:
+        return argv
+    wants = cfg.get("resume") == "auto" or cfg.get("ckpt_path") == "last"
+    keys = {_key_of(arg) for arg in argv}
+    if not wants:
+        return argv
+    if _is_multirun(argv):
+        if cfg.get("ckpt_path") == "last" and "hydra.sweep.dir" not in keys:
+            raise ConfigError("ckpt_path=last under -m: give hydra.sweep.dir=<the sweep's dir> (and prefer "
+                              "resume=auto, which also starts the jobs that never ran)")
+        return argv
+    if "hydra.run.dir" in keys:
+        return argv
+    from mstr.outputs import config_key, find_resumable
+
+    runs = Path(str(cfg.paths.log_dir)) / str(cfg.task_name) / "runs"
+    found = find_resumable(runs, config_key(cfg))
+    if found is not None:
+        return [*argv, f"hydra.run.dir={_override_value(str(found))}"]
+    if cfg.get("ckpt_path") == "last":
+        raise ConfigError(f"ckpt_path=last: no unfinished run of this config with a last checkpoint under {runs}; "
+                          "give its dir as hydra.run.dir=<run dir>, or use resume=auto to start one")
+    return argv
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command that continues this job: the same arguments, resume=auto, and its run (or sweep) dir."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    args = [a for a in argv if _key_of(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir")]
+    if hc.mode == RunMode.MULTIRUN:
+        where = f"hydra.sweep.dir={_override_value(str(Path(hc.sweep.dir).resolve()))}"
+    else:
+        where = f"hydra.run.dir={_override_value(str(Path(hc.runtime.output_dir).resolve()))}"
+    return shlex.join(["python", "-m", "mstr.train", *args, "resume=auto", where])
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
@@ -96,11 +232,28 @@ def _hydra_main(cfg: DictConfig) -> None:
         run(cfg)
     except MstrError as err:
         report_and_exit(err)
+    except Interrupted as err:
+        report_interrupt(err, _resume_command(sys.argv[1:]))
+
+
+def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
+    """Checkpoints named on the command line are read safely before Hydra starts: a file that is not a
+    plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists."""
+    if cfg is None:
+        return
+    from mstr.training.safeload import load_weights_only
+
+    for key in ("distill.teacher_ckpt", "ckpt_path"):
+        value = OmegaConf.select(cfg, key)
+        if value not in (None, "last"):
+            load_weights_only(value)
 
 
 def main() -> None:
     try:
-        preflight(sys.argv[1:], "train")
+        cfg = preflight(sys.argv[1:], "train")
+        _check_checkpoint_files(cfg)
+        sys.argv[1:] = _locate_resume(sys.argv[1:], cfg)
     except MstrError as err:
         report_and_exit(err)
     _hydra_main()

@@ -8,11 +8,12 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from mstr.data.datasets import DatasetSplits
 from mstr.data.preprocessing import FlowPreprocessor
-from mstr.data.sampling import make_sampler
+from mstr.data.sampling import EpochSampler, make_sampler
 from mstr.data.table import FlowTable
 from mstr.data.windows import FlowWindowDataset, collate_prebatched
 from mstr.errors import ConfigError, DataError
@@ -78,6 +79,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.audit: dict = {}
         self.tables: dict[str, FlowTable] = {}
         self._datasets: dict[str, FlowWindowDataset] = {}
+        self._train_start: Optional[tuple[int, int]] = None
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -143,10 +145,28 @@ class FlowDataModule(pl.LightningDataModule):
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, dataset: FlowWindowDataset, train: bool) -> DataLoader:
-        sampler = make_sampler(dataset.labels.numpy(), self.num_classes, self.sampler_mode, self.seed) if train else None
-        return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train and sampler is None, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0)
+        # Loaders have their own generator (no draw from the global RNG) and the training order depends
+        # on (seed, epoch) only, so a resumed run continues exactly where the interrupted one was.
+        generator = torch.Generator().manual_seed(self.seed)
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
+                              collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
+                              generator=generator)
+        labels = dataset.labels.numpy()
+        sampler = make_sampler(labels, self.num_classes, self.sampler_mode, self.seed)
+        if sampler is None:
+            sampler = EpochSampler(len(labels), seed=self.seed)
+        if self._train_start is not None:
+            epoch, batches = self._train_start
+            sampler.start_at(epoch, batches * self.batch_size)
+            self._train_start = None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
+                          generator=generator)
+
+    def resume_train_at(self, epoch: int, batches: int) -> None:
+        """The next training loader starts in `epoch` after its first `batches` batches (exact resumption)."""
+        self._train_start = (int(epoch), int(batches))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._datasets["train"], train=True)

@@ -1,10 +1,12 @@
-"""Imbalance handling: per-sample weights for a WeightedRandomSampler, and loss class weights."""
+"""Imbalance handling: a seeded, resumable weighted sampler (`EpochSampler`), and loss class weights."""
 
 from __future__ import annotations
 
+from typing import Iterator, Optional
+
 import numpy as np
 import torch
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import Sampler
 
 from mstr.errors import ConfigError
 
@@ -29,13 +31,51 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tens
     return torch.as_tensor(w, dtype=torch.float32)
 
 
-def make_sampler(labels: np.ndarray, num_classes: int, mode: str, seed: int) -> WeightedRandomSampler | None:
+def make_sampler(labels: np.ndarray, num_classes: int, mode: str, seed: int) -> "EpochSampler | None":
     """'weighted': every class drawn equally often; 'sqrt': in proportion to sqrt(class count)."""
     if mode not in SAMPLERS:
         raise ConfigError(f"data.sampler={mode!r}: must be one of {list(SAMPLERS)}")
     if mode == "none":
         return None
     per_class = _inverse_frequency(labels, num_classes, 1.0 if mode == "weighted" else 0.5)
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(torch.as_tensor(per_class[labels]), num_samples=len(labels),
-                                 replacement=True, generator=generator)
+    return EpochSampler(len(labels), torch.as_tensor(per_class[labels]), seed=seed)
+
+
+class EpochSampler(Sampler[int]):
+    """The training order of one epoch, a function of (seed, epoch) alone.
+
+    With `weights`: `len` draws with replacement in proportion to the weights (a seeded
+    WeightedRandomSampler); without: a seeded permutation (shuffling). Each epoch draws from its own
+    generator, so a run resumed at epoch e, batch b sees exactly the samples an uninterrupted run
+    would have seen (`start_at`), and the global RNG is never touched. Lightning calls `set_epoch`
+    before every epoch; used on its own, the sampler moves to the next epoch after each pass.
+    """
+
+    def __init__(self, num_samples: int, weights: Optional[torch.Tensor] = None, seed: int = 0):
+        self.num_samples = int(num_samples)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.seed = int(seed)
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def start_at(self, epoch: int, skip: int) -> None:
+        """The next pass is `epoch`'s order without its first `skip` samples (exact resumption)."""
+        self.epoch, self._skip = int(epoch), int(skip)
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        state = np.random.SeedSequence([self.seed & 0xFFFFFFFFFFFFFFFF, int(epoch)]).generate_state(1, np.uint64)
+        generator = torch.Generator().manual_seed(int(state[0]) & 0x7FFFFFFFFFFFFFFF)
+        if self.weights is None:
+            return torch.randperm(self.num_samples, generator=generator)
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order(self.epoch)[self._skip:].tolist()  # drawn now, not lazily per item
+        self.epoch, self._skip = self.epoch + 1, 0
+        return iter(order)

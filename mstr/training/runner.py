@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
@@ -19,7 +20,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
-from mstr.training.checkpoint import check_signature, load_classifier
+from mstr.outputs import continue_csv
+from mstr.training.checkpoint import check_resumable, check_signature, load_classifier
 from mstr.training.distill import DistillationModule
 from mstr.training.evaluation import evaluate_tests
 from mstr.training.module import FlowClassifier
@@ -64,6 +66,11 @@ def best_checkpoint(trainer: pl.Trainer) -> Optional[str]:
     return None
 
 
+def best_in(checkpoint_dir: Path) -> Optional[Path]:
+    path = Path(checkpoint_dir) / "best.ckpt"
+    return path if path.is_file() else None
+
+
 def fit(module: FlowClassifier, dm: FlowDataModule, trainer: pl.Trainer, ckpt_path: Optional[str] = None) -> float:
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
@@ -93,11 +100,13 @@ def teacher_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path) -> tuple[FlowClassifier, str, bool]:
+def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
+                   resume: bool = False) -> tuple[FlowClassifier, str, bool]:
     """(teacher in eval mode, where it came from, whether it was trained in this run).
 
     Order: `distill.teacher_ckpt` if given; else a cached teacher for the same data + teacher config;
-    else train one now (under `<run>/teacher/`) and cache its best checkpoint for later runs.
+    else train one now (under `<run>/teacher/`, continuing its last.ckpt when `resume`) and cache its
+    best checkpoint for later runs.
     """
     if cfg.distill.teacher_ckpt:
         path = str(cfg.distill.teacher_ckpt)
@@ -106,20 +115,32 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path) -> tuple[
         log.info("teacher: loaded %s", path)
         return teacher, path, False
     cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg) / "teacher.ckpt"
+    teacher_dir = out_dir / "teacher"
     if cached.is_file():
         teacher = load_classifier(cached)
         check_signature(cached, teacher.hparams.data_signature, dm.signature())
+        own = best_in(teacher_dir / "checkpoints") if resume else None
+        if own is not None and filecmp.cmp(own, cached, shallow=False):
+            # this run trained (and cached) it before it was interrupted: name it as an uninterrupted run does
+            log.info("teacher: trained before the interruption, %s", own)
+            return teacher, str(own), True
         log.info("teacher: reusing %s (same data + teacher config)", cached)
         return teacher, str(cached), False
     log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
     module = build_module(cfg.distill.teacher_model, cfg.loss, dm)
     from pytorch_lightning.loggers import CSVLogger
 
-    teacher_dir = out_dir / "teacher"
-    trainer = build_trainer(cfg.trainer, cfg.callbacks, [CSVLogger(str(teacher_dir), name="csv", version="")],
+    last = teacher_dir / "checkpoints" / "last.ckpt"
+    resuming = resume and last.is_file()
+    csv_logger = CSVLogger(str(teacher_dir), name="csv", version="")
+    if resuming:
+        step = int(check_resumable(last, module).get("global_step", 0))
+        continue_csv(csv_logger, step)
+        log.info("teacher: resuming %s", last)
+    trainer = build_trainer(cfg.trainer, cfg.callbacks, [csv_logger],
                             teacher_dir / "checkpoints", max_epochs=cfg.distill.teacher_max_epochs,
                             default_root_dir=str(teacher_dir))
-    fit(module, dm, trainer)
+    fit(module, dm, trainer, str(last) if resuming else None)
     path = best_checkpoint(trainer)
     if path is None:  # fast_dev_run and friends save nothing: use the model as trained, cache nothing
         return module.eval(), "trained in this run (not saved)", True

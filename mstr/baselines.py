@@ -1,0 +1,187 @@
+"""`python -m mstr.baselines [data=...] [baselines.models=[...]]`: the classic models a detector is
+compared against, on exactly the splits and preprocessing the networks get.
+
+Each model sees the features of one flow: row i of a split is the newest flow of window i, so this
+is the window-1 view of the same `FlowDataModule` (train / val / test, preprocessing fit on train).
+Metrics are the same torchmetrics on probabilities as training (`<model>/test/f1`, ...), so numbers
+are comparable with `metrics.json` of a trained model. Boosters stop early on validation, never on
+test. Models:
+    majority       predicts the most frequent class (scores = class priors): the floor
+    stump          the best single split of one feature (a depth-1 decision tree)
+    logreg         logistic regression
+    random_forest  100 trees
+    lightgbm       gradient boosting, early stopping on validation
+    xgboost        gradient boosting (hist), early stopping on validation
+
+Example:
+    python -m mstr.baselines data=nsl_kdd 'baselines.models=[majority,stump,lightgbm]'
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from mstr.config import config_dir, register_resolvers
+from mstr.errors import ConfigError, MstrError, report_and_exit
+from mstr.preflight import preflight
+
+log = logging.getLogger("mstr.baselines")
+register_resolvers()
+MODELS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")
+EARLY_STOPPING_ROUNDS = 50
+
+
+def _estimator(name: str, seed: int, n_jobs: int):
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name == "majority":
+        return DummyClassifier(strategy="prior")
+    if name == "stump":
+        return DecisionTreeClassifier(max_depth=1, random_state=seed)
+    if name == "logreg":
+        return LogisticRegression(max_iter=1000)
+    if name == "random_forest":
+        return RandomForestClassifier(n_estimators=100, n_jobs=n_jobs, random_state=seed)
+    if name == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(n_estimators=1000, learning_rate=0.05, num_leaves=31, n_jobs=n_jobs,
+                              random_state=seed, verbose=-1)
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(n_estimators=1000, learning_rate=0.1, max_depth=6, tree_method="hist",
+                         n_jobs=n_jobs, random_state=seed, early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+
+
+def _fit(name: str, model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> None:
+    if name == "lightgbm":
+        from lightgbm import early_stopping
+
+        # Newer LightGBM (4.7 here) deprecates `eval_set` in favour of eval_X / eval_y.
+        new_api = "eval_X" in inspect.signature(model.fit).parameters
+        evals = {"eval_X": (x_val,), "eval_y": (y_val,)} if new_api else {"eval_set": [(x_val, y_val)]}
+        model.fit(x, y, callbacks=[early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)], **evals)
+    elif name == "xgboost":
+        model.fit(x, y, eval_set=[(x_val, y_val)], verbose=False)
+    else:
+        model.fit(x, y)
+
+
+def _probabilities(model, x: np.ndarray, num_classes: int) -> torch.Tensor:
+    """[N, num_classes] probabilities, columns placed by the model's own class order."""
+    out = np.zeros((len(x), num_classes), dtype=np.float32)
+    out[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)
+    return torch.from_numpy(out)
+
+
+def _rows(dm, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed features and labels of one split, one row per flow."""
+    dataset = dm.dataset(key)
+    return dataset.features.numpy(), dataset.labels.numpy()
+
+
+def _check(models: Sequence[str]) -> None:
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ConfigError(f"baselines.models={list(models)}: choose from {list(MODELS)}")
+
+
+def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
+                  n_jobs: int = 2) -> dict[str, dict[str, float]]:
+    """Fit each model on `dm`'s train split (set up) and score it on its test sets.
+
+    n_jobs: threads of the forest and the boosters; more than the free cores makes the boosters'
+    OpenMP threads wait on each other (on a busy 2-core box LightGBM ran 50x slower).
+
+    Returns {model: {"test/f1": ..., "test_<name>/f1": ... (several test sets), "time/fit_s": ...}}.
+    """
+    from mstr.scoring import score_sets
+
+    _check(models)
+    x, y = _rows(dm, "train")
+    x_val, y_val = _rows(dm, "val")
+    tests = {name: _rows(dm, f"test_{name}") for name in dm.test_names}
+    results = {}
+    for name in models:
+        model = _estimator(name, seed, n_jobs)
+        start = time.perf_counter()
+        _fit(name, model, x, y, x_val, y_val)
+        fit_s = time.perf_counter() - start
+        if name == "stump":
+            log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
+                     if model.tree_.node_count > 1 else "nothing (one class)")
+        scored = {t: (_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
+                  for t, (xt, yt) in tests.items()}
+        results[name] = {**score_sets(scored, dm.num_classes), "time/fit_s": fit_s}
+        log.info("%s: test/f1 %.4f (fit %.1f s)", name, results[name]["test/f1"], fit_s)
+    return results
+
+
+def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mstr.training.metrics import METRIC_NAMES
+
+    table = Table(title=title)
+    table.add_column("model")
+    for metric in METRIC_NAMES:
+        table.add_column(metric, justify="right")
+    table.add_column("fit s", justify="right")
+    for model, values in results.items():
+        table.add_row(model, *(f"{values[f'test/{m}']:.4f}" for m in METRIC_NAMES), f"{values['time/fit_s']:.1f}")
+    Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
+
+
+def run(cfg: DictConfig) -> dict:
+    """Everything one `mstr.baselines` job does; returns the flat metrics (also in `metrics.json`)."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mstr.outputs import write_json
+
+    models = list(cfg.baselines.models)
+    _check(models)  # before reading any data
+    out_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    results = run_baselines(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
+    metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
+    metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
+    write_json(out_dir / "metrics.json", metrics)
+    _print_comparison(results, f"baselines on {cfg.data.name} (test) -> {out_dir / 'metrics.json'}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="baselines")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except MstrError as err:
+        report_and_exit(err)
+
+
+def main() -> None:
+    try:
+        preflight(sys.argv[1:], "baselines", check_values=False)
+    except MstrError as err:
+        report_and_exit(err)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""`data=flows`: any labelled flow table a user has: CSV/TSV/parquet, a Zeek conn.log, or the CSVs
+of CICFlowMeter or NFStream.
+
+Presets exist because identifiers must never be features: flow ids, IP addresses, source ports and
+absolute timestamps name the capture's hosts and attack schedule, so a model would learn those
+instead of traffic behaviour. Each tool spells them differently; a preset knows the spelling, the
+time column (orders the windows) and the group column (the source host, whose flows a window
+holds). Roles given in the config override the preset. Whatever is left is a feature: numeric when
+every value parses as a number, categorical otherwise. Row ids and second label columns (e.g.
+UNSW's `attack_cat` beside `label`) are dropped in any layout, since they give the answer away.
+
+Split: with `test_path`, its files are the test sets (one per file). Otherwise the newest
+`test_fraction` of the flows by time is the test set, so the model is scored on the future of what
+it learnt from; without a time column the rows have no order, so the split is stratified and
+seeded, `temporal` is False and a window can only be the flow itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
+from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
+from mstr.data.readers import coerce_numeric, read_table, resolve_paths
+from mstr.data.table import FlowTable
+from mstr.errors import ConfigError, DataError
+
+FORMATS = ("csv", "tsv", "parquet", "zeek", "cicflowmeter", "nfstream")
+PATTERNS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz", "*.parquet", "*.pq", "*.log", "*.log.gz",
+            "*.labeled")
+DEFAULT_BENIGN = ("benign", "normal")  # compared case-insensitively
+ID_COLUMNS = {"id", "uid", "flow id", "flow_id"}  # lower-case; row / flow identifiers in any layout
+LABEL_LIKE = {"label", "class", "attack", "attack_cat", "detailed-label", "attempted category"}
+HIGH_CARDINALITY = 1000  # distinct text values beyond which a "category" is an identifier
+MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
+_MISSING = {"", "-", "(empty)", "nan", "none"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    label: tuple[str, ...] = ("label", "Label", "class", "Class")  # the first present is used
+    time: Optional[str] = None
+    group: Optional[str] = None
+    categorical: tuple[str, ...] = ()  # categorical even where the values look numeric
+    drop: tuple[str, ...] = ()  # never features; ignored where absent
+    aliases: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "generic": Preset(),
+    # Java CICFlowMeter / CIC-IDS2017-2018 CSVs (`Source IP` spellings aliased like data=cic_ids2017)
+    # and the Python `cicflowmeter` (snake_case). `Dst Port` stays a feature, as in data=cic_ids2017,
+    # so both configs give the same features.
+    "cicflowmeter": Preset(
+        label=("Label", "label"), time="Timestamp", group="Src IP", categorical=("Protocol",),
+        drop=("Flow ID", "Src IP", "Dst IP", "Src Port", "Timestamp", "Attempted Category"),
+        aliases={**CIC_ALIASES, "src_ip": "Src IP", "dst_ip": "Dst IP", "src_port": "Src Port",
+                 "dst_port": "Dst Port", "timestamp": "Timestamp", "protocol": "Protocol"},
+    ),
+    # Zeek conn.log, labelled as in Stratosphere's CTU / IoT-23 logs (`label`, `detailed-label`).
+    "zeek": Preset(
+        label=("label", "detailed-label", "Label"), time="ts", group="id.orig_h",
+        categorical=("proto", "service", "conn_state"),
+        drop=("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "tunnel_parents"),
+    ),
+    # NFStream's `to_csv()`: absolute times, addresses, MACs and TLS/HTTP strings are identifiers.
+    "nfstream": Preset(
+        time="bidirectional_first_seen_ms", group="src_ip",
+        categorical=("protocol", "application_name", "application_category_name"),
+        drop=("expiration_id", "src_ip", "src_mac", "src_oui", "src_port", "dst_ip", "dst_mac",
+              "dst_oui", "vlan_id", "tunnel_id", "bidirectional_first_seen_ms",
+              "bidirectional_last_seen_ms", "src2dst_first_seen_ms", "src2dst_last_seen_ms",
+              "dst2src_first_seen_ms", "dst2src_last_seen_ms", "requested_server_name",
+              "client_fingerprint", "server_fingerprint", "user_agent", "content_type"),
+    ),
+}
+_READER_FORMAT = {"csv": "csv", "tsv": "tsv", "parquet": "parquet", "zeek": "zeek"}
+
+
+@dataclass
+class Roles:
+    """What each column is for, decided on the training files and imposed on the test files."""
+
+    label: str
+    numeric: list[str]
+    categorical: list[str]
+    time: Optional[str]
+    group: Optional[str]
+
+
+def load(
+    path: Optional[str] = None,
+    test_path: Optional[str] = None,
+    format: Optional[str] = None,
+    label_col: Optional[str] = None,
+    time_col: Optional[str] = None,
+    group_col: Optional[str] = None,
+    categorical_cols: Optional[Sequence[str]] = None,
+    drop_cols: Optional[Sequence[str]] = None,
+    benign: Optional[str | Sequence[str]] = None,
+    delimiter: Optional[str] = None,
+    task: str = "binary",
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    **_,
+) -> DatasetSplits:
+    """Train/test tables from the user's files (see the module doc)."""
+    if path is None:
+        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
+                          "e.g. data.path=captures/flows.csv")
+    if task not in TASKS:
+        raise ConfigError(f"data.task={task!r} is not one of {list(TASKS)}")
+    if format is not None and format not in FORMATS:
+        raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
+    if test_path is None and not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+    notes: list[str] = []
+    paths = resolve_paths(path, PATTERNS)
+    frame, preset_name = _read_files(paths, format, delimiter, notes)
+    preset = PRESETS[preset_name]
+    source = str(paths[0]) if len(paths) == 1 else f"{path} ({len(paths)} files)"
+    roles = _roles(frame, preset, source, label_col, time_col, group_col, _names(categorical_cols),
+                   _names(drop_cols), notes)
+    benign_names = _names(benign) or list(DEFAULT_BENIGN)
+    table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
+    temporal = roles.time is not None
+    if test_path is not None:
+        tests = {}
+        for file in resolve_paths(test_path, PATTERNS):
+            name = _stem(file)
+            if name in tests:
+                raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
+            test_frame, _ = _read_files([file], format or preset_name, delimiter, notes)
+            tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes)
+        train = table
+    else:
+        train, test = _split(table, test_fraction, seed, notes)
+        tests = {"test": test}
+    if not temporal:
+        notes.append(f"{source}: no time column, so rows have no order and a window can only be "
+                     "the flow itself (data.window=1); set data.time_col if the flows have timestamps")
+    return DatasetSplits(train=train, tests=tests, temporal=temporal, notes=notes)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
+                notes: list[str]) -> tuple[pd.DataFrame, str]:
+    """All files as one frame (same columns required) and the preset they were read with.
+
+    A repeated column name keeps its first copy (the original CIC CSVs repeat `Fwd Header Length`);
+    the reader's note says so.
+    """
+    preset_name = None if fmt is None else fmt if fmt in PRESETS else "generic"
+    frames = []
+    for path in paths:
+        frame = read_table(path, _READER_FORMAT.get(fmt or ""), delimiter=delimiter,
+                           duplicate_columns="keep_first")
+        notes.extend(frame.attrs.get("notes", []))
+        frame.columns = [str(c).strip() for c in frame.columns]
+        if preset_name is None:
+            preset_name = _detect(frame.columns)
+            notes.append(f"{path}: read as {preset_name} flows (set data.format to change)")
+        if preset_name == "zeek":
+            frame = _split_joined_columns(frame)
+        aliases = PRESETS[preset_name].aliases
+        frame.columns = [aliases.get(c, c) for c in frame.columns]
+        if frames and set(frame.columns) != set(frames[0].columns):
+            extra = sorted(set(frame.columns) - set(frames[0].columns))[:5]
+            lacking = sorted(set(frames[0].columns) - set(frame.columns))[:5]
+            raise DataError(f"{path}: columns differ from {paths[0]} (extra {extra}, missing "
+                            f"{lacking}); give files of one layout in data.path")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), preset_name
+
+
+def _detect(columns: Sequence[str]) -> str:
+    """The preset a layout belongs to, from column names that only that tool writes."""
+    cols = set(columns)
+    if "id.orig_h" in cols or any(c.startswith("tunnel_parents ") for c in cols):
+        return "zeek"
+    if "bidirectional_first_seen_ms" in cols:
+        return "nfstream"
+    if cols & {"Flow Duration", "flow_duration", "Flow ID"}:
+        return "cicflowmeter"
+    return "generic"
+
+
+def _split_joined_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """IoT-23's labelled logs join their last fields with spaces instead of tabs
+    (`tunnel_parents   label   detailed-label`): split them back into columns."""
+    for joined in [c for c in frame.columns if len(c.split()) > 1]:
+        names = joined.split()
+        parts = frame[joined].fillna("").astype(str).str.split(n=len(names) - 1, expand=True)
+        parts = parts.reindex(columns=range(len(names)))
+        frame = frame.drop(columns=joined)
+        for i, name in enumerate(names):
+            frame[name] = parts[i].astype(object).map(_clean)
+    return frame
+
+
+# --------------------------------------------------------------------------- column roles
+
+
+def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col, group_col,
+           categorical: list[str], drop: list[str], notes: list[str]) -> Roles:
+    cols = list(frame.columns)
+    named = [("data.label_col", label_col), ("data.time_col", time_col), ("data.group_col", group_col),
+             *(("data.categorical_cols", c) for c in categorical), *(("data.drop_cols", c) for c in drop)]
+    for key, col in named:
+        if col is not None and col not in cols:
+            raise DataError(f"{source}: {key} names column {col!r}, which is not in the file; "
+                            f"columns are {cols[:25]}{'...' if len(cols) > 25 else ''}")
+    label = label_col or next((c for c in preset.label if c in cols), None)
+    if label is None:
+        raise DataError(f"{source}: no label column (looked for {list(preset.label)}); set "
+                        f"data.label_col to the column holding each flow's class")
+    time = time_col or (preset.time if preset.time in cols else None)
+    group = group_col or (preset.group if preset.group in cols else None)
+    leaks = [c for c in cols if c != label and c.lower() in LABEL_LIKE]
+    if leaks:
+        notes.append(f"{source}: dropped {leaks}: label columns besides {label!r} give the answer away")
+    idents = [c for c in cols if c.lower() in ID_COLUMNS]
+    dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents}
+    features = [c for c in cols if c not in dropped]
+    forced = [c for c in (*preset.categorical, *categorical) if c in features]
+    numeric, text = [], []
+    for col in features:
+        if col in forced:
+            continue
+        try:
+            coerce_numeric(frame[[col]], [col], source)
+            numeric.append(col)
+        except DataError:
+            values = frame[col]
+            if pd.to_numeric(values, errors="coerce").notna().sum() >= MOSTLY_NUMERIC * values.notna().sum():
+                raise  # a few text cells in a column of numbers: a broken row, not a category
+            text.append(col)
+    if text:
+        notes.append(f"{source}: non-numeric column(s) {text} are categorical")
+    roles = Roles(label, numeric, list(dict.fromkeys([*forced, *text])), time, group)
+    if not roles.numeric and not roles.categorical:
+        raise DataError(f"{source}: no feature columns left after dropping {sorted(dropped - {None})}")
+    for col in roles.categorical:
+        distinct = frame[col].nunique()
+        if distinct > HIGH_CARDINALITY:
+            notes.append(f"{source}: column {col!r} has {distinct:,} distinct values, like an "
+                         f"address or id; a model may memorise it: consider data.drop_cols=[{col}]")
+    return roles
+
+
+def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], source: str,
+           notes: list[str], require_benign: bool = False) -> FlowTable:
+    """One FlowTable with the given roles: labels mapped for the task, values repaired."""
+    needed = [roles.label, *roles.numeric, *roles.categorical, *filter(None, [roles.time, roles.group])]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing} that the training files have")
+    labels = _text(frame[roles.label])
+    if roles.label == "detailed-label" and "label" in frame.columns:
+        labels = labels.fillna(_text(frame["label"]))  # CTU logs leave it "-" on benign flows
+    frame = frame[needed].copy()
+    for col in [*roles.categorical, *filter(None, [roles.group])]:
+        frame[col] = _text(frame[col]).fillna("").astype(str)
+    if roles.time:
+        frame[roles.time] = _seconds(frame[roles.time], roles.time, source)
+    frame, repairs = coerce_numeric(frame, roles.numeric, source)  # before any row is dropped,
+    notes.extend(repairs)  # so that the row numbers in its errors are the file's
+    empty = labels.isna().to_numpy()
+    if empty.any():
+        notes.append(f"{source}: dropped {int(empty.sum())} row(s) without a label")
+        frame, labels = frame[~empty].reset_index(drop=True), labels[~empty].reset_index(drop=True)
+    if frame.empty:
+        raise DataError(f"{source}: no labelled rows in column {roles.label!r}")
+    wanted = {b.strip().lower() for b in benign}
+    is_benign = labels.str.lower().isin(wanted).to_numpy()
+    if require_benign and not is_benign.any():
+        found = sorted(labels.unique().tolist())
+        raise DataError(f"{source}: no flow is labelled benign ({sorted(wanted)}) in column "
+                        f"{roles.label!r}; labels found are {found[:10]}: set data.benign to the "
+                        "label(s) of normal traffic")
+    if task == "binary":
+        frame[roles.label] = np.where(is_benign, BINARY_BENIGN, BINARY_ATTACK)
+        benign_names: tuple = (BINARY_BENIGN,)
+    else:
+        frame[roles.label] = labels.to_numpy()
+        benign_names = tuple(sorted(set(labels[is_benign].tolist()))) or tuple(benign)
+    return FlowTable(frame=frame, numeric_cols=list(roles.numeric), categorical_cols=list(roles.categorical),
+                     label_col=roles.label, time_col=roles.time, group_col=roles.group,
+                     benign=benign_names, source=source, meta={"dataset": "flows"})
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Labels and categories as stripped text, missing as None. Whole numbers read as floats (a
+    column with gaps) lose their ".0", so label 1 and protocol 6 read the same in every file."""
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.dropna(), 1) == 0):
+        values = values.astype("Int64")
+    return values.astype(object).where(values.notna(), None).map(_clean)
+
+
+def _clean(value) -> Optional[str]:
+    text = None if value is None else str(value).strip()
+    return None if text is None or text.lower() in _MISSING else text
+
+
+def _seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
+    """A time column as float seconds (or the file's own unit when numeric): order is all that
+    matters. Date-time text is ISO 8601 or day-first, as CICFlowMeter writes it."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all():
+        return numbers.to_numpy(dtype=np.float64)
+    text = values.astype(str).str.strip()
+    try:
+        stamps = pd.to_datetime(text, format="ISO8601")
+    except (ValueError, TypeError):
+        stamps = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
+                        f"{values.iloc[row]!r}, not a time; fix that row or set data.time_col")
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert(None)
+    return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _split(table: FlowTable, test_fraction: float, seed: int, notes: list[str]) -> tuple[FlowTable, FlowTable]:
+    """Newest `test_fraction` by time; without time, a per-class seeded split."""
+    n = len(table)
+    if table.time_col:
+        order = np.argsort(table.frame[table.time_col].to_numpy(), kind="stable")
+        cut = int(round(n * (1.0 - test_fraction)))
+        train_rows, test_rows = order[:cut], order[cut:]
+        how = f"the newest {test_fraction:.0%} of flows by {table.time_col!r} are test"
+    else:
+        rng = np.random.default_rng(seed)
+        labels = table.labels
+        parts = []
+        for cls in np.unique(labels):
+            rows = np.flatnonzero(labels == cls)
+            k = int(round(len(rows) * test_fraction)) if len(rows) > 1 else 0
+            parts.append(rng.permutation(rows)[:k])
+        test_mask = np.zeros(n, dtype=bool)
+        test_mask[np.concatenate(parts)] = True
+        train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+        how = f"a stratified split (seed {seed}), {test_fraction:.0%} test"
+    train, test = table.take(train_rows, f"{table.source} train"), table.take(test_rows, f"{table.source} test")
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"{table.source}: {n} labelled row(s) are too few for a train/test split")
+    notes.append(f"{table.source}: {how} ({len(train):,} train / {len(test):,} test rows)")
+    only_test = sorted(set(test.labels) - set(train.labels))
+    if only_test:
+        notes.append(f"{table.source}: class(es) {only_test} occur only in the test split (after the "
+                     "time cut); give test files with data.test_path or use data.task=binary")
+    return train, test
+
+
+def _names(value) -> list[str]:
+    """A config value that may be one name or a list of names (Hydra passes ListConfig)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".labeled", ".csv", ".tsv", ".parquet", ".pq", ".log"):
+        name = name.removesuffix(suffix)
+    return name

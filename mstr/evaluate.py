@@ -1,0 +1,174 @@
+"""`python -m mstr.evaluate ckpt_path=PATH [data=...] [threshold=tune]`: score a checkpoint on a data
+config it is compatible with (same features, classes and window; checked before scoring).
+
+The data goes through the checkpoint's own fitted preprocessing, not a new fit. Written to the run
+dir: `metrics.json` (training's names: `test/f1`, ..., `test_<name>/...` per test set, `val/...`),
+`per_class.csv` / `per_class.md` (precision, recall, F1, support per class) and PNG plots
+(confusion matrix, ROC, precision-recall; one set per test set when there are several).
+
+`threshold=tune` (binary only) picks the attack-score threshold with the best F1 on the VALIDATION
+split and reports test metrics at it as `tuned/test/...` beside the default 0.5 ones; the test
+split is never used to choose anything. Pass the training run's `seed` so that validation is the
+same carve as in training.
+
+Examples:
+    python -m mstr.evaluate ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt
+    python -m mstr.evaluate ckpt_path=best.ckpt data=nsl_kdd 'data.test_files=[KDDTest+,/data/KDDTest-21.txt]'
+    python -m mstr.evaluate ckpt_path=best.ckpt threshold=tune
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from mstr.config import config_dir, register_resolvers
+from mstr.errors import ConfigError, DataError, MstrError, report_and_exit
+from mstr.preflight import preflight
+
+log = logging.getLogger("mstr.evaluate")
+register_resolvers()
+THRESHOLDS = ("default", "tune")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Score `cfg.ckpt_path` on `cfg.data`; returns the metrics (also in `metrics.json`)."""
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt or not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: give an existing checkpoint file, e.g. "
+                          "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
+    if cfg.threshold not in THRESHOLDS:
+        raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
+    from hydra.utils import instantiate
+
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.outputs import print_table, write_json
+    from mstr.scoring import at_threshold, predict_table, score_sets, tune_threshold
+    from mstr.training.checkpoint import check_signature, load_classifier
+    from mstr.training.evaluation import score
+
+    out_dir = Path(cfg.paths.output_dir)
+    model = load_classifier(ckpt).to(torch.device(cfg.device))
+    hp = model.hparams
+    if not hp.get("preprocessor"):
+        raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
+    prep = FlowPreprocessor.from_dict(hp["preprocessor"])
+    classes = prep.classes
+    if cfg.threshold == "tune" and len(classes) != 2:
+        raise ConfigError(f"threshold=tune needs a binary checkpoint; this one has classes {classes}")
+    dm = instantiate(cfg.data)
+    dm.setup()
+    check_signature(ckpt, hp.get("data_signature") or {}, dm.signature())
+
+    def scored(key: str):
+        return predict_table(model, dm.tables[key], prep, dm.window, dm.eval_batch_size)
+
+    tests = {name: scored(f"test_{name}") for name in dm.test_names}
+    val = scored("val")
+    metrics: dict = {"checkpoint": str(ckpt), "model/role": str(hp.get("role", "model"))}
+    metrics.update(score_sets(tests, len(classes)))
+    metrics.update(score(*val, len(classes), "val/"))
+    decisions = {"0.5": tests}
+    if cfg.threshold == "tune":
+        try:
+            threshold, val_f1 = tune_threshold(val[0][:, 1].numpy(), val[1].numpy())
+        except ValueError as err:
+            raise DataError(f"{dm.tables['val'].source}: {err}") from None
+        tuned = {name: (at_threshold(p, threshold), y) for name, (p, y) in tests.items()}
+        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes)).items()})
+        metrics.update({"tuned/threshold": threshold, "tuned/val_f1": val_f1})
+        decisions[f"{threshold:.4f}"] = tuned
+        log.info("threshold %.4f maximises F1 on validation (%.4f)", threshold, val_f1)
+    report = write_reports(decisions, classes, out_dir)
+    write_json(out_dir / "metrics.json", metrics)
+    print_table(metrics, f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print(report)
+    return metrics
+
+
+def _sets(scored: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All test sets together as "test", plus each one by name when there are several."""
+    sets = {"test": (torch.cat([p for p, _ in scored.values()]).numpy(),
+                     torch.cat([y for _, y in scored.values()]).numpy())}
+    if len(scored) > 1:
+        sets.update({name: (p.numpy(), y.numpy()) for name, (p, y) in scored.items()})
+    return sets
+
+
+def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path) -> str:
+    """Per-class CSV/markdown for every (test set, decision threshold) and the plots; returns the
+    markdown. Probabilities of a tuned decision are already moved so that 0.5 applies."""
+    from mstr import plots
+
+    rows, markdown = [], []
+    for decision, scored in decisions.items():
+        for name, (probs, labels) in _sets(scored).items():
+            predicted = probs.argmax(axis=1)
+            per_class = per_class_rows(labels, predicted, classes)
+            rows += [{"set": name, "threshold": decision, **row} for row in per_class]
+            markdown.append(_markdown(f"{name}, decision threshold {decision}", per_class))
+            suffix = ("" if name == "test" else f"_{_safe(name)}") + ("" if decision == "0.5" else "_tuned")
+            plots.confusion(confusion_matrix(labels, predicted, labels=range(len(classes))), classes,
+                            out_dir / f"confusion_matrix{suffix}.png", f"{name} (threshold {decision})")
+            if decision == "0.5":  # curves do not depend on the threshold
+                plots.roc_and_pr(probs, labels, classes, out_dir / f"roc{suffix}.png",
+                                 out_dir / f"pr{suffix}.png", name)
+    pd.DataFrame(rows).to_csv(out_dir / "per_class.csv", index=False)
+    text = "\n\n".join(markdown) + "\n"
+    (out_dir / "per_class.md").write_text(text)
+    return text
+
+
+def per_class_rows(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[dict]:
+    """classification_report's rows: each class, then macro and support-weighted averages."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=range(len(classes)), zero_division=0)
+    rows = [{"class": c, "precision": p, "recall": r, "f1": f, "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
+    weights = support / max(support.sum(), 1)
+    for name, w in (("macro avg", np.full(len(classes), 1 / len(classes))), ("weighted avg", weights)):
+        rows.append({"class": name, "precision": float(precision @ w), "recall": float(recall @ w),
+                     "f1": float(f1 @ w), "support": int(support.sum())})
+    return rows
+
+
+def _markdown(title: str, rows: list[dict]) -> str:
+    lines = [f"### {title}", "", "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']:,} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except MstrError as err:
+        report_and_exit(err)
+
+
+def main() -> None:
+    try:
+        preflight(sys.argv[1:], "evaluate", check_values=False)
+    except MstrError as err:
+        report_and_exit(err)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`mstr.evaluate` end to end on a checkpoint trained here (tiny synthetic run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from mstr.errors import ConfigError
+
+TINY = ["data.source.n_flows=3000"]
+
+
+def _compose(config_name: str, out: Path, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from mstr.config import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=[f"paths.output_dir={out}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    from mstr.train import run
+
+    out = tmp_path_factory.mktemp("train")
+    cfg = _compose("train", out, [*TINY, f"paths.teacher_cache_dir={out / 'teachers'}", "distill=none",
+                                  "trainer.enable_progress_bar=false", "trainer.max_epochs=1",
+                                  "trainer.limit_train_batches=3", "logger=csv"])
+    metrics = run(cfg)
+    return Path(metrics["best_checkpoint"]), metrics
+
+
+def _evaluate(ckpt: Path, out: Path, *overrides: str) -> dict:
+    from mstr.evaluate import run
+
+    return run(_compose("evaluate", out, [f"ckpt_path={ckpt}", *TINY, *overrides]))
+
+
+def _scores(ckpt: Path, data_overrides: list[str], out: Path, fresh_fit: bool = False):
+    """(val, test) probabilities and labels of the checkpoint, computed here independently."""
+    from hydra.utils import instantiate
+
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.scoring import predict_table
+    from mstr.training.checkpoint import load_classifier
+
+    model = load_classifier(ckpt)
+    dm = instantiate(_compose("evaluate", out, [*TINY, *data_overrides]).data)
+    dm.setup()
+    prep = dm.preprocessor if fresh_fit else FlowPreprocessor.from_dict(model.hparams["preprocessor"])
+    return [predict_table(model, dm.tables[key], prep, dm.window) for key in ("val", "test_synthetic")]
+
+
+def test_metrics_reports_and_plots(trained, tmp_path):
+    ckpt, train_metrics = trained
+    metrics = _evaluate(ckpt, tmp_path, "threshold=tune")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("acc", "f1", "specificity", "fpr", "auroc", "precision", "recall"):
+        # the same names and, on the same data, the same values as training's test metrics
+        assert saved[f"test/{name}"] == pytest.approx(train_metrics[f"test/{name}"], abs=1e-6)
+        assert f"tuned/test/{name}" in saved and f"val/{name}" in saved
+    assert saved == pytest.approx(json.loads(json.dumps(metrics)))
+    for png in ("confusion_matrix", "confusion_matrix_tuned", "roc", "pr"):
+        data = (tmp_path / f"{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+    report = pd.read_csv(tmp_path / "per_class.csv")
+    default = report[report["threshold"].astype(str) == "0.5"].set_index("class")
+    assert list(default.index) == ["benign", "attack", "macro avg", "weighted avg"]
+    assert default.loc["benign", "support"] + default.loc["attack", "support"] == 900  # 30% of 3,000
+    assert default.loc["attack", "recall"] == pytest.approx(saved["test/recall"], abs=1e-6)
+    assert "| attack |" in (tmp_path / "per_class.md").read_text()
+
+
+def test_threshold_is_tuned_on_validation_never_on_test(trained, tmp_path):
+    from mstr.scoring import tune_threshold
+
+    ckpt, _ = trained
+    metrics = _evaluate(ckpt, tmp_path, "threshold=tune")
+    (val_p, val_y), (test_p, test_y) = _scores(ckpt, [], tmp_path / "x")
+    from_val, _ = tune_threshold(val_p[:, 1].numpy(), val_y.numpy())
+    from_test, best_test_f1 = tune_threshold(test_p[:, 1].numpy(), test_y.numpy())
+    assert metrics["tuned/threshold"] == pytest.approx(from_val)
+    assert metrics["tuned/threshold"] != pytest.approx(from_test)
+    # the tuned test metrics apply the validation threshold to test as `score > threshold`
+    expected = f1_score(test_y.numpy(), test_p[:, 1].numpy() > from_val)
+    assert metrics["tuned/test/f1"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["tuned/test/f1"] <= best_test_f1 + 1e-9
+
+
+def test_scores_with_the_checkpoints_preprocessing_not_a_new_fit(trained, tmp_path):
+    """Other traffic (generator seed 1): a fit on it would scale differently than training did."""
+    from mstr.scoring import score_sets
+
+    ckpt, _ = trained
+    data = ["data.source.seed=1"]
+    metrics = _evaluate(ckpt, tmp_path, *data)
+    _, (test_p, test_y) = _scores(ckpt, data, tmp_path / "a")
+    _, (fresh_p, _) = _scores(ckpt, data, tmp_path / "b", fresh_fit=True)
+    expected = score_sets({"synthetic": (test_p, test_y)}, 2)
+    assert metrics["test/auroc"] == pytest.approx(expected["test/auroc"], abs=1e-6)
+    assert not torch.allclose(test_p, fresh_p, atol=1e-4)
+
+
+def test_bad_requests_are_one_line_errors(trained, tmp_path):
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match="ckpt_path=None: give an existing checkpoint"):
+        _evaluate(Path("null"), tmp_path)
+    with pytest.raises(ConfigError, match="threshold='best'"):
+        _evaluate(ckpt, tmp_path, "threshold=best")
+    env = {**os.environ, "MSTR_LOG_DIR": str(tmp_path / "logs")}
+    proc = subprocess.run([sys.executable, "-m", "mstr.evaluate", f"ckpt_path={ckpt}", *TINY,
+                           "data.task=multiclass"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "classes: checkpoint ['benign', 'attack'] vs data" in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,124 @@
+"""`mstr.data.fetch` against a local HTTP server: verified, atomic downloads; one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mstr.data import fetch
+from mstr.errors import DataError
+
+DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(folder served, base URL) of an HTTP server on 127.0.0.1 in a thread."""
+    served = tmp_path / "served"
+    served.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_verifies_and_never_leaves_a_bad_file(server, tmp_path):
+    served, base = server
+    payload = gzip.compress(b"0,tcp,http,SF,181,5450\n" * 500)
+    (served / "flows.csv.gz").write_bytes(payload)
+    target = tmp_path / "root" / "flows.csv.gz"
+    assert fetch.download(f"{base}/flows.csv.gz", target, _sha(payload)) == _sha(payload)
+    assert target.read_bytes() == payload and _leftovers(target.parent) == ["flows.csv.gz"]
+
+    other = tmp_path / "other" / "flows.csv.gz"
+    with pytest.raises(DataError, match="does not match the official.*nothing was saved"):
+        fetch.download(f"{base}/flows.csv.gz", other, "0" * 64)
+    assert _leftovers(other.parent) == []  # no file, no temporary
+    with pytest.raises(DataError, match="HTTP 404"):
+        fetch.download(f"{base}/missing.csv.gz", other, None)
+    assert _leftovers(other.parent) == []
+
+
+def test_cli_wrong_checksum_exits_2_with_one_line_and_no_files(server, tmp_path):
+    served, base = server
+    (served / "nsl_kdd").mkdir()
+    (served / "nsl_kdd" / "NSL_KDD.zip").write_bytes(gzip.compress(b"not the official zip"))
+    root = tmp_path / "data"
+    env = {**os.environ, "MSTR_FETCH_BASE_URL": base}
+    proc = subprocess.run([sys.executable, "-m", "mstr.data.fetch", "nsl_kdd", "--root", str(root)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert "NSL_KDD.zip: sha256" in proc.stderr and "does not match" in proc.stderr
+    assert _leftovers(root / "nsl_kdd") == []
+
+
+def test_archive_members_are_extracted_verified_then_found_present(server, tmp_path, monkeypatch):
+    served, base = server
+    members = {"KDDTrain+.txt": b"0,tcp,http,SF,normal,21\n" * 100, "KDDTest+.txt": b"0,udp,dns,SF,normal,20\n"}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(f"NSL_KDD/{name}", data)
+    (served / "toy").mkdir()
+    (served / "toy" / "toy.zip").write_bytes(buffer.getvalue())
+    source = fetch.Source(folder="toy_data", files=(fetch.Remote(
+        "toy.zip", _sha(buffer.getvalue()), {"KDDTrain+.txt": _sha(members["KDDTrain+.txt"]), "KDDTest+.txt": None}),))
+    monkeypatch.setitem(fetch.DATASETS, "toy", source)
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", base)
+    lines = fetch.fetch("toy", tmp_path)
+    folder = tmp_path / "toy_data"
+    assert _leftovers(folder) == ["KDDTest+.txt", "KDDTrain+.txt"]  # the zip itself is gone
+    assert (folder / "KDDTrain+.txt").read_bytes() == members["KDDTrain+.txt"]
+    assert any("KDDTrain+.txt (sha256 verified)" in line for line in lines)
+    shutil.rmtree(served / "toy")  # a second run must not need the network
+    assert all(line.startswith("present") for line in fetch.fetch("toy", tmp_path))
+    (folder / "KDDTrain+.txt").write_bytes(b"edited\n")
+    with pytest.raises(DataError, match="KDDTrain\\+.txt: sha256 .* is not the official file's"):
+        fetch.fetch("toy", tmp_path)
+
+
+def test_shared_data_verifies_against_the_recorded_checksums(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", "http://127.0.0.1:9")  # nothing may be downloaded
+    (tmp_path / "nsl_kdd").mkdir()
+    for path in (DATA_DIR / "nsl_kdd").glob("*.txt.gz"):
+        (tmp_path / "nsl_kdd" / path.name).symlink_to(path)
+    (tmp_path / "nsl_kdd" / "KDDTest-21.txt").write_text("user's own copy\n")
+    lines = fetch.fetch("nsl_kdd", tmp_path)
+    assert sum("sha256 verified" in line for line in lines) == 3 and len(lines) == 4
+    assert fetch.fetch("cic_ids2017_sample", DATA_DIR)[0].startswith("present")
+
+
+def test_manual_datasets_say_where_to_get_them_and_where_to_put_them(tmp_path):
+    with pytest.raises(DataError, match=r"distrinet-research.be/CNS2022.*into .*cic_ids2017_improved"):
+        fetch.fetch("cic_ids2017", tmp_path)
+    with pytest.raises(DataError, match=r"unknown dataset 'kdd99'; choose from"):
+        fetch.fetch("kdd99", tmp_path)
+    assert "research.unsw.edu.au" in fetch.DATASETS["unsw_nb15"].manual

@@ -1,0 +1,224 @@
+"""`data=flows` on small files cut from the real shared data: a CICFlowMeter CSV (corrected and
+original CIC spellings), a labelled Zeek conn.log in the IoT-23 layout, a UNSW parquet file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mstr.data.datasets import cic_ids2017, flows
+from mstr.errors import ConfigError, DataError
+
+DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CIC = DATA_DIR / "cic_ids2017_improved"
+IDENTIFIERS = {"id", "Flow ID", "Src IP", "Dst IP", "Src Port", "Timestamp", "Attempted Category"}
+
+
+@pytest.fixture(scope="module")
+def cic_rows() -> pd.DataFrame:
+    """2,000 real flows: benign from all days, Friday's port scan and DDoS."""
+    parts = [pd.read_csv(CIC / f"{name}.csv.gz").head(n)
+             for name, n in (("BENIGN_5000", 1200), ("Portscan_5000", 400), ("DDoS_5000", 400))]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def cic_csv(cic_rows, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cic") / "flows.csv"
+    cic_rows.to_csv(path, index=False)
+    return path
+
+
+def test_cicflowmeter_csv_roles_time_split_and_same_features_as_cic_loader(cic_csv):
+    splits = flows.load(str(cic_csv))
+    train, test = splits.train, splits.tests["test"]
+    assert any("read as cicflowmeter" in n for n in splits.notes)
+    assert splits.temporal and train.time_col == "Timestamp" and train.group_col == "Src IP"
+    assert not IDENTIFIERS & set(train.feature_cols)
+    assert train.categorical_cols == ["Protocol"] and "Dst Port" in train.numeric_cols
+    # the same features as data=cic_ids2017 on the same file, so checkpoints carry over
+    assert train.numeric_cols == cic_ids2017.load(DATA_DIR, files=[str(cic_csv)]).train.numeric_cols
+    assert len(train) == 1400 and len(test) == 600
+    assert train.frame["Timestamp"].max() <= test.frame["Timestamp"].min()  # test = the future
+    assert set(test.frame["Label"]) == {"benign", "attack"} and train.benign == ("benign",)
+    multi = flows.load(str(cic_csv), task="multiclass")
+    assert (multi.tests["test"].labels == "DDoS").sum() == 400  # Friday evening: the newest flows
+    assert multi.train.benign == ("BENIGN",)
+
+
+def test_original_cic_spelling_repeated_column_and_infinity(cic_rows, tmp_path):
+    """The original MachineLearningCVE/TrafficLabelling CSVs: leading spaces, `Source IP`,
+    a repeated `Fwd Header Length`, day-first timestamps and `Infinity` cells."""
+    frame = cic_rows.drop(columns=["id", "Attempted Category"]).head(300).copy()
+    frame = frame.rename(columns={"Src IP": "Source IP", "Dst Port": "Destination Port"})
+    frame["Timestamp"] = pd.to_datetime(frame["Timestamp"]).dt.strftime("%d/%m/%Y %H:%M:%S")
+    frame["Flow Bytes/s"] = frame["Flow Bytes/s"].astype(object)
+    frame.loc[:4, "Flow Bytes/s"] = "Infinity"
+    frame.insert(10, "Fwd Header Length.1", frame["Fwd Header Length"])
+    header = [f" {c}" for c in frame.columns]
+    header[10] = " Fwd Header Length"
+    path = tmp_path / "Friday-WorkingHours.pcap_ISCX.csv"
+    path.write_text(",".join(header) + "\n" + frame.to_csv(index=False, header=False))
+    splits = flows.load(str(path), format="cicflowmeter")
+    train = splits.train
+    assert train.time_col == "Timestamp" and train.group_col == "Src IP"
+    assert "Destination Port" not in train.numeric_cols and "Dst Port" in train.numeric_cols
+    assert list(train.frame.columns).count("Fwd Header Length") == 1
+    assert any("repeated column" in n for n in splits.notes)
+    assert any("5 infinite" in n for n in splits.notes)
+    assert np.isfinite(train.frame[train.numeric_cols].to_numpy()).all()
+
+
+def _zeek_log(rows: pd.DataFrame, path: Path) -> None:
+    """A Zeek conn.log of real CIC flows, labelled like IoT-23: the last three fields joined by
+    spaces, `detailed-label` unset ("-") on benign flows, a `#close` trailer."""
+    fields = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes "
+              "resp_bytes conn_state local_orig missed_bytes history orig_pkts resp_pkts").split()
+    types = ("time string addr port addr port enum string interval count count string bool count string "
+             "count count").split()
+    attack = rows["Label"] != "BENIGN"
+    data = pd.DataFrame({
+        "ts": (pd.to_datetime(rows["Timestamp"]) - pd.Timestamp("1970-01-01")).dt.total_seconds().round(6),
+        "uid": "C" + rows["id"].astype(str), "id.orig_h": rows["Src IP"], "id.orig_p": rows["Src Port"],
+        "id.resp_h": rows["Dst IP"], "id.resp_p": rows["Dst Port"],
+        "proto": rows["Protocol"].map({6: "tcp", 17: "udp"}).fillna("icmp"),
+        "service": np.where(rows["Dst Port"] == 80, "http", "-"),
+        "duration": (rows["Flow Duration"] / 1e6).round(6),
+        "orig_bytes": rows["Total Length of Fwd Packet"].astype(int),
+        "resp_bytes": rows["Total Length of Bwd Packet"].astype(int),
+        "conn_state": np.where(rows["Total Bwd packets"] > 0, "SF", "S0"), "local_orig": "F",
+        "missed_bytes": 0, "history": np.where(rows["Total Bwd packets"] > 0, "ShADadFf", "S"),
+        "orig_pkts": rows["Total Fwd Packet"], "resp_pkts": rows["Total Bwd packets"],
+    })
+    data["joined"] = "(empty)   " + np.where(attack, "Malicious", "Benign") + "   " + np.where(
+        attack, rows["Label"].str.replace(" ", ""), "-")
+    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
+             "#path\tconn", "#fields\t" + "\t".join(fields) + "\ttunnel_parents   label   detailed-label",
+             "#types\t" + "\t".join(types) + "\tset[string]   string   string"]
+    body = data.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
+    path.write_text("\n".join(lines) + "\n" + body + "#close\t2017-07-08-00-00-00\n")
+
+
+def test_zeek_conn_log_iot23_layout(cic_rows, tmp_path):
+    path = tmp_path / "conn.log.labeled"
+    _zeek_log(cic_rows, path)
+    splits = flows.load(str(tmp_path))  # a folder: *.labeled is picked up
+    train, test = splits.train, splits.tests["test"]
+    assert train.time_col == "ts" and train.group_col == "id.orig_h" and splits.temporal
+    assert {"proto", "service", "conn_state", "history", "local_orig"} == set(train.categorical_cols)
+    assert not {"uid", "id.orig_h", "id.orig_p", "id.resp_h", "tunnel_parents", "label",
+                "detailed-label"} & set(train.feature_cols)
+    assert "id.resp_p" in train.numeric_cols and "duration" in train.numeric_cols
+    assert any("detailed-label" in n and "give the answer away" in n for n in splits.notes)
+    assert len(train) + len(test) == 2000 and train.frame["ts"].max() <= test.frame["ts"].min()
+    # multiclass on detailed-label: benign rows ("-") take their `label`
+    multi = flows.load(str(path), label_col="detailed-label", task="multiclass")
+    classes = set(multi.train.labels) | set(multi.tests["test"].labels)
+    assert classes == {"Benign", "Portscan", "DDoS"} and multi.train.benign == ("Benign",)
+
+
+@pytest.fixture(scope="module")
+def unsw_parquet(tmp_path_factory) -> Path:
+    frame = pd.read_csv(DATA_DIR / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
+    frame = frame.sample(3000, random_state=0)
+    path = tmp_path_factory.mktemp("unsw") / "unsw_slice.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_parquet_without_time_is_a_stratified_split_with_leaks_dropped(unsw_parquet):
+    splits = flows.load(str(unsw_parquet), benign=0, test_fraction=0.25, seed=3)
+    train, test = splits.train, splits.tests["test"]
+    assert not splits.temporal and train.time_col is None
+    assert any("a window can only be the flow itself" in n for n in splits.notes)
+    assert not {"id", "attack_cat", "label"} & set(train.feature_cols)
+    assert set(train.categorical_cols) == {"proto", "service", "state"}
+    assert len(train) + len(test) == 3000 and abs(len(test) - 750) <= 2
+    assert abs(train.is_attack().mean() - test.is_attack().mean()) < 0.01  # stratified
+    again = flows.load(str(unsw_parquet), benign=0, test_fraction=0.25, seed=3)
+    assert again.tests["test"].frame.equals(test.frame)  # seeded
+    multi = flows.load(str(unsw_parquet), label_col="attack_cat", benign="normal", task="multiclass")
+    assert "label" not in multi.train.feature_cols and multi.train.benign == ("Normal",)
+
+
+def test_nfstream_csv(cic_rows, tmp_path):
+    """NFStream's to_csv() layout (a subset of its columns), filled from real CIC flows."""
+    ms = (pd.to_datetime(cic_rows["Timestamp"]) - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
+    frame = pd.DataFrame({
+        "id": range(len(cic_rows)), "expiration_id": 0, "src_ip": cic_rows["Src IP"], "src_mac": "aa:bb",
+        "src_port": cic_rows["Src Port"], "dst_ip": cic_rows["Dst IP"], "dst_port": cic_rows["Dst Port"],
+        "protocol": cic_rows["Protocol"], "ip_version": 4, "bidirectional_first_seen_ms": ms,
+        "bidirectional_last_seen_ms": ms + cic_rows["Flow Duration"] // 1000,
+        "bidirectional_duration_ms": cic_rows["Flow Duration"] // 1000,
+        "bidirectional_packets": cic_rows["Total Fwd Packet"] + cic_rows["Total Bwd packets"],
+        "src2dst_bytes": cic_rows["Total Length of Fwd Packet"],
+        "application_name": np.where(cic_rows["Dst Port"] == 80, "HTTP", "Unknown"),
+        "requested_server_name": "host" + cic_rows["id"].astype(str), "label": cic_rows["Label"],
+    })
+    path = tmp_path / "capture.csv"
+    frame.to_csv(path, index=False)
+    splits = flows.load(str(path), benign="BENIGN")
+    train = splits.train
+    assert train.time_col == "bidirectional_first_seen_ms" and train.group_col == "src_ip"
+    assert set(train.categorical_cols) == {"protocol", "application_name"}
+    assert set(train.numeric_cols) == {"dst_port", "ip_version", "bidirectional_duration_ms",
+                                       "bidirectional_packets", "src2dst_bytes"}
+
+
+def test_separate_test_files_and_their_checks(cic_rows, tmp_path):
+    train_path, test_dir = tmp_path / "train.csv", tmp_path / "tests"
+    test_dir.mkdir()
+    cic_rows.iloc[::2].to_csv(train_path, index=False)
+    cic_rows.iloc[1::2].head(100).to_csv(test_dir / "monday.csv", index=False)
+    cic_rows.iloc[1::2].tail(100).to_csv(test_dir / "friday.csv.gz", index=False)
+    splits = flows.load(str(train_path), test_path=str(test_dir))
+    assert len(splits.train) == 1000 and set(splits.tests) == {"monday", "friday"}
+    assert splits.tests["friday"].numeric_cols == splits.train.numeric_cols
+    cic_rows.drop(columns=["Flow Duration"]).head(50).to_csv(test_dir / "monday.csv", index=False)
+    with pytest.raises(DataError, match=r"monday.csv: missing column\(s\) \['Flow Duration'\]"):
+        flows.load(str(train_path), test_path=str(test_dir))
+    bad = cic_rows.head(50).astype({"Flow Duration": object})
+    bad.loc[7, "Flow Duration"] = "oops"
+    bad.to_csv(test_dir / "monday.csv", index=False)
+    with pytest.raises(DataError, match=r"'Flow Duration' data row 8 holds 'oops'"):
+        flows.load(str(train_path), test_path=str(test_dir))
+
+
+def test_generic_csv_with_delimiter_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"bytes": rng.integers(0, 9999, 400), "proto": rng.choice(["tcp", "udp"], 400),
+                          "class": rng.choice(["ok", "scan"], 400), "when": np.arange(400) * 1.5})
+    path = tmp_path / "mine.csv"
+    frame.to_csv(path, sep=";", index=False)
+    splits = flows.load(str(path), delimiter=";", benign="ok", time_col="when")
+    assert splits.train.numeric_cols == ["bytes"] and splits.train.categorical_cols == ["proto"]
+    assert splits.train.label_col == "class" and splits.temporal
+    with pytest.raises(ConfigError, match="data.path is not set"):
+        flows.load()
+    with pytest.raises(DataError, match="no flow is labelled benign.*set data.benign"):
+        flows.load(str(path), delimiter=";")
+    with pytest.raises(DataError, match="data.label_col names column 'verdict'"):
+        flows.load(str(path), delimiter=";", label_col="verdict")
+    with pytest.raises(ConfigError, match="data.format='pcap'"):
+        flows.load(str(path), format="pcap")
+    frame["bytes"] = frame["bytes"].astype(object)
+    frame.loc[123, "bytes"] = "12,5"  # one broken cell in a column of numbers is not a category
+    frame.to_csv(path, sep=";", index=False)
+    with pytest.raises(DataError, match="column 'bytes' data row 124 holds '12,5'"):
+        flows.load(str(path), delimiter=";", benign="ok")
+
+
+def test_data_flows_config_trains_end_to_end_shapes(cic_csv, compose_cfg):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["data=flows", f"data.path={cic_csv}", "data.window=4"])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    assert dm.class_names == ["benign", "attack"] and dm.window == 4
+    x, y = next(iter(dm.test_loaders()["test"]))
+    assert x.shape[1:] == (4, dm.num_features) and len(y) == len(x)
+    assert dm.audit["preprocessing_fit_rows"] == len(dm.tables["train"])
