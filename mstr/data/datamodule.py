@@ -93,6 +93,10 @@ class FlowDataModule(pl.LightningDataModule):
         if val is None:
             train, val = carve_validation(train, self.val_fraction, splits.temporal, self.seed)
         self.temporal = splits.temporal
+        if not splits.temporal and self.window > 1:
+            log.info("%s: the rows have no time order, so a window can only be the flow itself: window %d -> 1",
+                     self.name, self.window)
+            self.window = 1
         self.tables = {"train": train, "val": val, **{f"test_{k}": t for k, t in splits.tests.items()}}
         self.test_names = list(splits.tests)
         self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories)

@@ -55,6 +55,8 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: l
             continue
         if "dirpath" in cb_cfg:
             cb_cfg = OmegaConf.merge(cb_cfg, {"dirpath": str(checkpoint_dir)})
+        if not loggers and str(cb_cfg["_target_"]).endswith("LearningRateMonitor"):
+            continue  # it needs a logger to write to (logger=none)
         callbacks.append(instantiate(cb_cfg))
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
 
