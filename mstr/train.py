@@ -124,6 +124,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         if cfg.test:
             results, metrics["time/test_s"] = runner.test_metrics(final, dm)
             metrics.update(results)
+        if teacher is not None:
+            metrics.update(_compression(teacher, final, dm.window, metrics))
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
@@ -142,6 +144,17 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")},
                 f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
+
+
+def _compression(teacher, student, window: int, metrics: dict) -> dict:
+    """Teacher vs student report of a distilled run. Timings (latency, throughput, speedups) vary
+    between machines and runs, so they go under `time/compression/...` like every other timing."""
+    from mstr.training.compression import compression_report
+
+    teacher_metrics = {k[len("teacher/"):]: v for k, v in metrics.items() if k.startswith("teacher/test/")}
+    report = compression_report(teacher.model, student.model, window, teacher_metrics, metrics)
+    timed = ("latency", "throughput", "speedup")
+    return {(f"time/{k}" if any(t in k for t in timed) else k): v for k, v in report.items()}
 
 
 def _logger(logger_cfg: DictConfig, out_dir: Path):

@@ -105,3 +105,12 @@ def test_compression_report_compares_teacher_and_student():
     assert report["compression/student_latency_ms"] > 0 and report["compression/student_throughput_wps"] > 0
     assert report["compression/delta_acc"] == pytest.approx(-0.05)
     assert report["compression/delta_f1"] == pytest.approx(0.02)
+
+
+def test_distilled_run_reports_compression_in_metrics(compose_cfg):
+    metrics = run(compose_cfg(["model=student", "distill=logits", "debug=fast", "data.source.n_flows=3000",
+                               "trainer.enable_progress_bar=false"]))
+    assert metrics["compression/params_ratio"] >= 20
+    assert metrics["compression/teacher_macs"] > metrics["compression/student_macs"]
+    assert metrics["time/compression/student_latency_ms"] > 0
+    assert "compression/delta_f1" in metrics
