@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mstr.config import config_dir, register_resolvers
-from mstr.errors import ConfigError, MstrError, report_and_exit
-from mstr.preflight import preflight
+from mstr.cli import hydra_entry
+from mstr.config import register_resolvers
+from mstr.errors import ConfigError
 
 log = logging.getLogger("mstr.baselines")
 register_resolvers()
@@ -167,20 +165,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="baselines")
-def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except MstrError as err:
-        report_and_exit(err)
-
-
-def main() -> None:
-    try:
-        preflight(sys.argv[1:], "baselines", check_values=False)
-    except MstrError as err:
-        report_and_exit(err)
-    _hydra_main()
+main = hydra_entry("baselines", run)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from mstr.config import config_dir, register_resolvers
-from mstr.errors import ConfigError, DataError, MstrError, report_and_exit
-from mstr.preflight import preflight
+from mstr.cli import hydra_entry
+from mstr.config import register_resolvers
+from mstr.errors import ConfigError, DataError
 
 log = logging.getLogger("mstr.evaluate")
 register_resolvers()
@@ -154,20 +152,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
-def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except MstrError as err:
-        report_and_exit(err)
-
-
-def main() -> None:
-    try:
-        preflight(sys.argv[1:], "evaluate", check_values=False)
-    except MstrError as err:
-        report_and_exit(err)
-    _hydra_main()
+main = hydra_entry("evaluate", run)
 
 
 if __name__ == "__main__":

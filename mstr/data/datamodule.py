@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from mstr.data.datasets import DatasetSplits
 from mstr.data.preprocessing import FlowPreprocessor
+from mstr.data.splits import stratified_holdout
 from mstr.data.sampling import EpochSampler, make_sampler
 from mstr.data.table import FlowTable
 from mstr.data.windows import FlowWindowDataset, collate_prebatched
@@ -29,15 +30,7 @@ def carve_validation(table: FlowTable, fraction: float, temporal: bool, seed: in
         order = np.argsort(table.frame[table.time_col].to_numpy(), kind="stable")
         cut = int(round(n * (1.0 - fraction)))
         return table.take(np.sort(order[:cut])), table.take(np.sort(order[cut:]), f"{table.source} (validation carve)")
-    rng = np.random.default_rng(seed)
-    labels = table.labels
-    val_rows = []
-    for cls in np.unique(labels):
-        rows = np.flatnonzero(labels == cls)
-        k = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
-        val_rows.append(rng.permutation(rows)[:k])
-    val_mask = np.zeros(n, dtype=bool)
-    val_mask[np.concatenate(val_rows)] = True
+    val_mask = stratified_holdout(table.labels, fraction, seed)
     return (table.take(np.flatnonzero(~val_mask)),
             table.take(np.flatnonzero(val_mask), f"{table.source} (validation carve)"))
 

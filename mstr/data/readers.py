@@ -462,3 +462,24 @@ def _to_float(series: pd.Series, col: str, source: str) -> np.ndarray:
 
 def _short(names: list[str], n: int = 6) -> str:
     return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
+    """A time column as float seconds (or the file's own unit when numeric): order is all that
+    matters. Date-time text is ISO 8601 (corrected CIC CSVs) or day-first (CICFlowMeter, original CIC)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all():
+        return numbers.to_numpy(dtype=np.float64)
+    text = values.astype(str).str.strip()
+    try:
+        stamps = pd.to_datetime(text, format="ISO8601")
+    except (ValueError, TypeError):
+        stamps = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
+                        f"{values.iloc[row]!r}, not a time; fix or remove that row")
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert(None)
+    return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()

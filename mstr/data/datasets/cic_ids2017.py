@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
-from mstr.data.readers import coerce_numeric, read_table, resolve_paths
+from mstr.data.readers import coerce_numeric, read_table, resolve_paths, to_seconds
 from mstr.data.table import FlowTable, concat_tables
 from mstr.errors import ConfigError, DataError
 
@@ -125,7 +124,7 @@ def _load_file(path: Path, notes: list[str]) -> FlowTable:
     frame[LABEL] = label.to_numpy()
     time_col = TIME if TIME in frame.columns else None
     if time_col:
-        frame[TIME] = _seconds(frame[TIME], path)
+        frame[TIME] = to_seconds(frame[TIME], TIME, str(path))
     group_col = GROUP if GROUP in frame.columns else None
     if group_col:
         frame[GROUP] = frame[GROUP].fillna("").astype(str).str.strip()
@@ -145,23 +144,6 @@ def _load_file(path: Path, notes: list[str]) -> FlowTable:
         source=str(path),
         meta={"dataset": "cic_ids2017"},
     )
-
-
-def _seconds(values: pd.Series, path: Path) -> np.ndarray:
-    """Timestamps to float seconds since the epoch: ISO (corrected CSVs) or day-first (original)."""
-    text = values.astype(str).str.strip()
-    try:
-        stamps = pd.to_datetime(text, format="ISO8601")
-    except (ValueError, TypeError):
-        stamps = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
-    bad = stamps.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{path}: column 'Timestamp' data row {row + 1} holds {values.iloc[row]!r}, not a "
-            "date-time; fix or remove that row"
-        )
-    return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
 
 
 def _per_class_time_split(

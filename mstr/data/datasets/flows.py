@@ -26,7 +26,8 @@ import pandas as pd
 
 from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
 from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
-from mstr.data.readers import coerce_numeric, read_table, resolve_paths
+from mstr.data.readers import coerce_numeric, read_table, resolve_paths, to_seconds
+from mstr.data.splits import stratified_holdout
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
@@ -269,7 +270,7 @@ def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], sour
     for col in [*roles.categorical, *filter(None, [roles.group])]:
         frame[col] = _text(frame[col]).fillna("").astype(str)
     if roles.time:
-        frame[roles.time] = _seconds(frame[roles.time], roles.time, source)
+        frame[roles.time] = to_seconds(frame[roles.time], roles.time, source)
     frame, repairs = coerce_numeric(frame, roles.numeric, source)  # before any row is dropped,
     notes.extend(repairs)  # so that the row numbers in its errors are the file's
     empty = labels.isna().to_numpy()
@@ -309,27 +310,6 @@ def _clean(value) -> Optional[str]:
     return None if text is None or text.lower() in _MISSING else text
 
 
-def _seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
-    """A time column as float seconds (or the file's own unit when numeric): order is all that
-    matters. Date-time text is ISO 8601 or day-first, as CICFlowMeter writes it."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all():
-        return numbers.to_numpy(dtype=np.float64)
-    text = values.astype(str).str.strip()
-    try:
-        stamps = pd.to_datetime(text, format="ISO8601")
-    except (ValueError, TypeError):
-        stamps = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
-    bad = stamps.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
-                        f"{values.iloc[row]!r}, not a time; fix that row or set data.time_col")
-    if stamps.dt.tz is not None:
-        stamps = stamps.dt.tz_convert(None)
-    return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
-
-
 # --------------------------------------------------------------------------- splitting
 
 
@@ -342,15 +322,7 @@ def _split(table: FlowTable, test_fraction: float, seed: int, notes: list[str]) 
         train_rows, test_rows = order[:cut], order[cut:]
         how = f"the newest {test_fraction:.0%} of flows by {table.time_col!r} are test"
     else:
-        rng = np.random.default_rng(seed)
-        labels = table.labels
-        parts = []
-        for cls in np.unique(labels):
-            rows = np.flatnonzero(labels == cls)
-            k = int(round(len(rows) * test_fraction)) if len(rows) > 1 else 0
-            parts.append(rng.permutation(rows)[:k])
-        test_mask = np.zeros(n, dtype=bool)
-        test_mask[np.concatenate(parts)] = True
+        test_mask = stratified_holdout(table.labels, test_fraction, seed)
         train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
         how = f"a stratified split (seed {seed}), {test_fraction:.0%} test"
     train, test = table.take(train_rows, f"{table.source} train"), table.take(test_rows, f"{table.source} test")
