@@ -1,7 +1,7 @@
 """Dataset loaders on the real shared files, and readers.py against hostile input.
 
 The real data is found via MSTR_DATA_DIR (default: ../shared/data next to the repo); tests that
-need it are skipped when it is absent. Expected counts come from each dataset's SOURCE.md.
+need it fail when it is absent (a skipped real path would hide a broken loader). Expected counts come from each dataset's SOURCE.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from mstr.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"no shared data at {DATA_DIR}")
 
 
 # --------------------------------------------------------------------------- NSL-KDD
@@ -34,7 +33,6 @@ def nsl_full():
     return nsl_kdd.load(DATA_DIR, task="multiclass", variant="full")
 
 
-@needs_data
 def test_nsl_full_multiclass_counts(nsl_full):
     train, test = nsl_full.train, nsl_full.tests["KDDTest+"]
     assert len(train) == 125_973 and len(test) == 22_544
@@ -50,7 +48,6 @@ def test_nsl_full_multiclass_counts(nsl_full):
     assert nsl_full.temporal is False
 
 
-@needs_data
 def test_nsl_20percent_binary_and_extra_test_file(tmp_path):
     # A KDDTest-21-like file given by absolute path: same format, keyed by its stem.
     lines = gzip.open(DATA_DIR / "nsl_kdd" / "KDDTest+.txt.gz", "rt").readlines()[:200]
@@ -82,7 +79,6 @@ def test_nsl_maps_all_test_only_attacks():
 # --------------------------------------------------------------------------- UNSW-NB15
 
 
-@needs_data
 def test_unsw_single_file_stratified_split():
     splits = unsw_nb15.load(DATA_DIR, task="multiclass", test_fraction=0.3, seed=0)
     (name, test), train = next(iter(splits.tests.items())), splits.train
@@ -98,7 +94,6 @@ def test_unsw_single_file_stratified_split():
     assert set(binary.train.frame["label"]) == {"benign", "attack"}
 
 
-@needs_data
 def test_unsw_two_files_bigger_is_train(tmp_path):
     raw = read_table(DATA_DIR / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz")
     folder = tmp_path / "unsw_nb15"
@@ -114,7 +109,6 @@ def test_unsw_two_files_bigger_is_train(tmp_path):
 # --------------------------------------------------------------------------- CIC-IDS2017
 
 
-@needs_data
 def test_cic_per_class_time_split():
     splits = cic_ids2017.load(DATA_DIR, task="multiclass", test_fraction=0.3)
     train, test = splits.train, splits.tests["test"]
