@@ -45,13 +45,16 @@ def cpu_latency_ms(model: nn.Module, window: int, repeats: int = 200) -> float:
 
 
 @torch.no_grad()
-def cpu_throughput(model: nn.Module, window: int, batch: int = 4096, repeats: int = 5) -> float:
+def cpu_throughput(model: nn.Module, window: int, batch: int = 1024, min_seconds: float = 1.0) -> float:
+    """Windows per second over as many batches as fit in `min_seconds` (at least two), like timeit's
+    autorange: a big teacher on a busy machine costs a second or two, not a fixed pile of batches."""
     model = model.eval().cpu()
     x = torch.randn(batch, window, model.num_features)
     model(x)
-    start = time.perf_counter()
-    for _ in range(repeats):
+    repeats, start = 0, time.perf_counter()
+    while repeats < 2 or time.perf_counter() - start < min_seconds:
         model(x)
+        repeats += 1
     return batch * repeats / (time.perf_counter() - start)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
 from mstr.data.readers import coerce_numeric, read_table
+from mstr.data.splits import stratified_holdout
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
@@ -66,16 +67,11 @@ def load(
         + f") is present; using a stratified split on attack_cat (test_fraction={test_fraction}, "
         f"seed={seed}); results are not comparable to the official train/test partition"
     )
-    try:
-        train_rows, test_rows = train_test_split(
-            range(len(frame)), test_size=test_fraction, random_state=seed,
-            stratify=frame["attack_cat"],
-        )
-    except ValueError as err:  # e.g. a class with a single row
-        raise DataError(f"{path}: cannot make a stratified split on attack_cat ({err})") from None
+    # a category with a single row stays in train, so small samples of the file still split
+    test_mask = stratified_holdout(frame["attack_cat"].astype(str).to_numpy(), test_fraction, seed)
     table = _table(frame, task, str(path), notes)
-    tests = {f"{_stem(path)}-holdout": table.take(sorted(test_rows), f"{path} (holdout split)")}
-    train = table.take(sorted(train_rows), f"{path} (train split)")
+    tests = {f"{_stem(path)}-holdout": table.take(np.flatnonzero(test_mask), f"{path} (holdout split)")}
+    train = table.take(np.flatnonzero(~test_mask), f"{path} (train split)")
     return DatasetSplits(train=train, tests=tests, temporal=False, notes=notes)
 
 
