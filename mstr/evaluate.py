@@ -88,9 +88,18 @@ def run(cfg: DictConfig) -> dict:
         metrics.update({"tuned/threshold": threshold, "tuned/val_f1": val_f1})
         decisions[f"{threshold:.4f}"] = tuned
         log.info("threshold %.4f maximises F1 on validation (%.4f)", threshold, val_f1)
+    # the leakage audit of these splits, plus whether the checkpoint learnt from exactly their
+    # train + validation rows (else its test rows may not be unseen by it)
+    metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
+    same_rows = (hp.get("data_signature") or {}).get("dev_rows") == dm.dev_rows
+    metrics["audit/checkpoint_dev_rows_match"] = same_rows
+    if not same_rows:
+        log.warning("%s was trained on other rows than this data config's train + validation split: it may "
+                    "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
-    print_table(metrics, f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")},
+                f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     print(report)
     return metrics
 

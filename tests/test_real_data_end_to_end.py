@@ -96,6 +96,8 @@ def test_train_evaluate_and_baselines(name, sliced_root, tmp_path):
                                                    f"ckpt_path={trained['best_checkpoint']}", *common]))
     for key in ("test/acc", "test/f1", "test/specificity", "test/auroc"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+    assert evaluated["audit/checkpoint_dev_rows_match"] is True
+    assert evaluated["audit/dev_rows_fingerprint"] == trained["audit/dev_rows_fingerprint"]
     assert {"confusion_matrix.png", "roc.png", "pr.png"} <= {p.name for p in (tmp_path / "eval").glob("*.png")}
 
     peers = run_baselines(_compose("baselines", [f"paths.output_dir={tmp_path / 'peers'}", *common,

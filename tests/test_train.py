@@ -66,6 +66,14 @@ def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
     ckpt = tmp_path / "t" / "checkpoints" / "best.ckpt"
     with pytest.raises(DataError, match="different data"):
         run(compose_cfg([*SMALL, "model=student", "data.window=4", f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s"))
+    # same features and window, but the test cut moved: the teacher learnt from rows that are now test rows
+    with pytest.raises(DataError, match="other rows than this data config's train"):
+        run(compose_cfg([*SMALL, "model=student", "data.source.test_fraction=0.4", f"distill.teacher_ckpt={ckpt}"],
+                        out=tmp_path / "s2"))
+    # another validation carve of the same development rows (another seed) is fine: no test row moved
+    moved_val = run(compose_cfg([*SMALL, "model=student", "data.val_fraction=0.2", "trainer.max_epochs=1",
+                                 f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s3"))
+    assert moved_val["teacher/source"] == str(ckpt)
 
 
 def test_the_used_by_command_as_a_subprocess(tmp_path):

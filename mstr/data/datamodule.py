@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Callable, Optional
 
@@ -33,6 +34,16 @@ def carve_validation(table: FlowTable, fraction: float, temporal: bool, seed: in
     val_mask = stratified_holdout(table.labels, fraction, seed)
     return (table.take(np.flatnonzero(~val_mask)),
             table.take(np.flatnonzero(val_mask), f"{table.source} (validation carve)"))
+
+
+def dev_rows_fingerprint(tables: list[FlowTable]) -> str:
+    """Order-free hash of the rows (features and label) a model may learn from: train plus validation.
+
+    Two runs with the same fingerprint kept the same rows out for testing, whatever their seeds; a
+    teacher or checkpoint with another fingerprint may have trained on this run's test rows."""
+    cols = [*tables[0].feature_cols, tables[0].label_col]
+    hashes = np.sort(np.concatenate([pd.util.hash_pandas_object(t.frame[cols], index=False).to_numpy() for t in tables]))
+    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
 def duplicate_rows(train: FlowTable, other: FlowTable) -> int:
@@ -110,7 +121,9 @@ class FlowDataModule(pl.LightningDataModule):
         return FlowWindowDataset(features, labels, self.window, time=time, group=group)
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
+        self.dev_rows = dev_rows_fingerprint([train, val])
         audit = {"preprocessing_fit_on": train.source, "preprocessing_fit_rows": len(train),
+                 "dev_rows_fingerprint": self.dev_rows,
                  "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
         for name, table in {"val": val, **tests}.items():
             dup = duplicate_rows(train, table)
@@ -138,7 +151,7 @@ class FlowDataModule(pl.LightningDataModule):
     def signature(self) -> dict:
         """What a checkpoint must agree with to be used on this data (checked on teacher load)."""
         return {"num_features": self.num_features, "classes": self.class_names, "window": self.window,
-                "feature_names": self.preprocessor.feature_names}
+                "feature_names": self.preprocessor.feature_names, "dev_rows": self.dev_rows}
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, dataset: FlowWindowDataset, train: bool) -> DataLoader:

@@ -52,8 +52,10 @@ def load_classifier(path: str | Path) -> FlowClassifier:
     return model.eval()
 
 
-def check_signature(path: str | Path, found: dict, expected: dict) -> None:
-    """A teacher (or evaluated model) must agree with the data: features, classes, window."""
+def check_signature(path: str | Path, found: dict, expected: dict, same_rows: bool = False) -> None:
+    """A teacher (or evaluated model) must agree with the data: features, classes, window; with
+    `same_rows`, also have learnt from exactly this config's train + validation rows, so that none of
+    the test rows can have reached the student through it."""
     problems = []
     for key in ("num_features", "classes", "window"):
         if found.get(key) != expected.get(key):
@@ -61,6 +63,11 @@ def check_signature(path: str | Path, found: dict, expected: dict) -> None:
     if problems:
         raise DataError(f"{path}: trained on different data than this config gives ("
                         + "; ".join(problems) + "); use a checkpoint trained with the same data config")
+    if same_rows and found.get("dev_rows") != expected.get("dev_rows"):
+        raise DataError(f"{path}: trained on other rows than this data config's train + validation split "
+                        f"(fingerprint {found.get('dev_rows')} vs {expected.get('dev_rows')}: another split, file "
+                        "or mstr version), so it may have seen the test rows; train the teacher with this "
+                        "data config (leave distill.teacher_ckpt unset)")
 
 
 def check_resumable(path: str | Path, module: FlowClassifier) -> dict:

@@ -91,13 +91,14 @@ def test_metrics(model: FlowClassifier, dm: FlowDataModule) -> tuple[dict[str, f
     return results, time.perf_counter() - start
 
 
-def teacher_key(cfg: DictConfig) -> str:
-    """Hash of everything that shapes a teacher: data config, teacher config, loss, epochs, seed."""
+def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
+    """Hash of everything that shapes a teacher: data config and the rows it gives (so an edited data
+    file or a changed split never reuses a teacher that saw other rows), teacher config, loss, epochs, seed."""
     data = _plain(cfg.data)
     for volatile in ("num_workers", "eval_batch_size"):
         data.pop(volatile, None)
-    identity = {"data": data, "teacher": _plain(cfg.distill.teacher_model), "loss": _plain(cfg.loss),
-                "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
+    identity = {"data": data, "dev_rows": dev_rows, "teacher": _plain(cfg.distill.teacher_model),
+                "loss": _plain(cfg.loss), "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
                 "accelerator": cfg.trainer.get("accelerator"), "precision": str(cfg.trainer.get("precision", "32"))}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -113,14 +114,14 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
     if cfg.distill.teacher_ckpt:
         path = str(cfg.distill.teacher_ckpt)
         teacher = load_classifier(path)
-        check_signature(path, teacher.hparams.data_signature, dm.signature())
+        check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         log.info("teacher: loaded %s", path)
         return teacher, path, False
-    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg) / "teacher.ckpt"
+    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg, dm.dev_rows) / "teacher.ckpt"
     teacher_dir = out_dir / "teacher"
     if cached.is_file():
         teacher = load_classifier(cached)
-        check_signature(cached, teacher.hparams.data_signature, dm.signature())
+        check_signature(cached, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         own = best_in(teacher_dir / "checkpoints") if resume else None
         if own is not None and filecmp.cmp(own, cached, shallow=False):
             # this run trained (and cached) it before it was interrupted: name it as an uninterrupted run does
