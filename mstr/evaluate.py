@@ -8,8 +8,9 @@ dir: `metrics.json` (training's names: `test/f1`, ..., `test_<name>/...` per tes
 
 `threshold=tune` (binary only) picks the attack-score threshold with the best F1 on the VALIDATION
 split and reports test metrics at it as `tuned/test/...` beside the default 0.5 ones; the test
-split is never used to choose anything. Pass the training run's `seed` so that validation is the
-same carve as in training.
+split is never used to choose anything. Validation is the same carve as in training: the seed comes
+from the checkpoint, and a validation split that is not the training run's (rows the model may have
+trained on) is refused for tuning.
 
 Examples:
     python -m mstr.evaluate ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt
@@ -65,9 +66,17 @@ def run(cfg: DictConfig) -> dict:
     classes = prep.classes
     if cfg.threshold == "tune" and len(classes) != 2:
         raise ConfigError(f"threshold=tune needs a binary checkpoint; this one has classes {classes}")
+    trained_on = hp.get("data_signature") or {}
+    if cfg.seed is None:
+        cfg.seed = int(trained_on.get("seed", 0))
     dm = instantiate(cfg.data)
     dm.setup()
-    check_signature(ckpt, hp.get("data_signature") or {}, dm.signature())
+    # the checkpoint's own preprocessing makes the features (a fresh fit may one-hot another category set)
+    check_signature(ckpt, trained_on, dm.signature(), keys=("classes", "window"))
+    if cfg.threshold == "tune" and trained_on.get("dev_rows") == dm.dev_rows and trained_on.get("val_rows") != dm.val_rows:
+        raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
+                          f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
+                          "seed override")
 
     def scored(key: str):
         return predict_table(model, dm.tables[key], prep, dm.window, dm.eval_batch_size)
@@ -91,7 +100,7 @@ def run(cfg: DictConfig) -> dict:
     # the leakage audit of these splits, plus whether the checkpoint learnt from exactly their
     # train + validation rows (else its test rows may not be unseen by it)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
-    same_rows = (hp.get("data_signature") or {}).get("dev_rows") == dm.dev_rows
+    same_rows = trained_on.get("dev_rows") == dm.dev_rows
     metrics["audit/checkpoint_dev_rows_match"] = same_rows
     if not same_rows:
         log.warning("%s was trained on other rows than this data config's train + validation split: it may "

@@ -107,3 +107,24 @@ def test_train_evaluate_and_baselines(name, sliced_root, tmp_path):
     # peers and the network were scored on the same test rows
     assert peers["audit/dup_train_test"] == trained["audit/dup_train_test"] if "audit/dup_train_test" in trained \
         else {k for k in peers if k.startswith("audit/dup_")} == {k for k in trained if k.startswith("audit/dup_")}
+
+
+def test_evaluate_tunes_on_the_training_runs_own_validation_rows(sliced_root, tmp_path):
+    """NSL-KDD has no time order, so validation is a seeded carve: evaluate must carve it as training did."""
+    from mstr.errors import ConfigError
+    from mstr.evaluate import run as run_evaluate
+    from mstr.train import run as run_train
+
+    common = [f"paths.data_dir={sliced_root}", "data=nsl_kdd", "data.variant=20percent"]
+    trained = run_train(_compose("train", [f"paths.output_dir={tmp_path / 'train'}", "model=student", "distill=none",
+                                           "seed=1", *common, *TINY_TRAINING]))
+
+    def evaluate(name: str, *extra: str) -> dict:
+        return run_evaluate(_compose("evaluate", [f"paths.output_dir={tmp_path / name}", "threshold=tune",
+                                                  f"ckpt_path={trained['best_checkpoint']}", *common, *extra]))
+
+    tuned = evaluate("own_seed")  # the seed comes from the checkpoint
+    assert tuned["audit/checkpoint_dev_rows_match"] is True
+    assert tuned["val/auroc"] == pytest.approx(trained["val/auroc_best"], abs=1e-6)
+    with pytest.raises(ConfigError, match="another validation split than the training run's"):
+        evaluate("other_seed", "seed=0")

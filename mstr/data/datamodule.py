@@ -37,7 +37,7 @@ def carve_validation(table: FlowTable, fraction: float, temporal: bool, seed: in
 
 
 def dev_rows_fingerprint(tables: list[FlowTable]) -> str:
-    """Order-free hash of the rows (features and label) a model may learn from: train plus validation.
+    """Order-free hash of rows (features and label); of train plus validation: the rows a model may learn from.
 
     Two runs with the same fingerprint kept the same rows out for testing, whatever their seeds; a
     teacher or checkpoint with another fingerprint may have trained on this run's test rows."""
@@ -121,7 +121,7 @@ class FlowDataModule(pl.LightningDataModule):
         return FlowWindowDataset(features, labels, self.window, time=time, group=group)
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
-        self.dev_rows = dev_rows_fingerprint([train, val])
+        self.dev_rows, self.val_rows = dev_rows_fingerprint([train, val]), dev_rows_fingerprint([val])
         audit = {"preprocessing_fit_on": train.source, "preprocessing_fit_rows": len(train),
                  "dev_rows_fingerprint": self.dev_rows,
                  "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
@@ -151,7 +151,8 @@ class FlowDataModule(pl.LightningDataModule):
     def signature(self) -> dict:
         """What a checkpoint must agree with to be used on this data (checked on teacher load)."""
         return {"num_features": self.num_features, "classes": self.class_names, "window": self.window,
-                "feature_names": self.preprocessor.feature_names, "dev_rows": self.dev_rows}
+                "feature_names": self.preprocessor.feature_names, "dev_rows": self.dev_rows,
+                "val_rows": self.val_rows, "seed": self.seed}
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, dataset: FlowWindowDataset, train: bool) -> DataLoader:

@@ -52,12 +52,13 @@ def load_classifier(path: str | Path) -> FlowClassifier:
     return model.eval()
 
 
-def check_signature(path: str | Path, found: dict, expected: dict, same_rows: bool = False) -> None:
-    """A teacher (or evaluated model) must agree with the data: features, classes, window; with
-    `same_rows`, also have learnt from exactly this config's train + validation rows, so that none of
-    the test rows can have reached the student through it."""
+def check_signature(path: str | Path, found: dict, expected: dict, same_rows: bool = False,
+                    keys: tuple[str, ...] = ("num_features", "classes", "window")) -> None:
+    """A teacher (or evaluated model) must agree with the data on `keys`; with `same_rows`, also have
+    learnt from exactly this config's train + validation rows, so that none of the test rows can have
+    reached the student through it."""
     problems = []
-    for key in ("num_features", "classes", "window"):
+    for key in keys:
         if found.get(key) != expected.get(key):
             problems.append(f"{key}: checkpoint {found.get(key)!r} vs data {expected.get(key)!r}")
     if problems:
