@@ -115,3 +115,21 @@ def test_logged_configs_are_redacted(compose_cfg, monkeypatch):
     logged = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
     assert logged["notes"] == "key <redacted> inside"
     assert FAKE_KEY not in json.dumps(logged)
+
+
+def test_files_that_are_not_checkpoints_get_a_message_that_says_so(tmp_path):
+    import torch
+
+    from mstr.errors import DataError
+    from mstr.training.checkpoint import read_checkpoint
+
+    text = tmp_path / "notes.ckpt"
+    text.write_text("epoch=3 val/f1=0.9\n")
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(64, 64)}, "hyper_parameters": {}}, whole)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for path in (text, truncated):
+        with pytest.raises(DataError, match=f"{path.name}: not a torch checkpoint"):
+            read_checkpoint(path)
+    assert read_checkpoint(whole)["state_dict"]["w"].shape == (64, 64)

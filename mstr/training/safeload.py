@@ -4,6 +4,7 @@ one-line errors. Imports no Lightning, so an entry point can check a file before
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ def load_weights_only(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise DataError(f"{path}: not a torch checkpoint (not the zip archive torch.save writes; empty, "
+                        "truncated or another kind of file); pass a .ckpt written by mstr")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
