@@ -55,3 +55,34 @@ def test_minmax_scaler_maps_train_to_unit_range():
     prep = FlowPreprocessor.fit(_table(), scaler="minmax")
     x = prep.transform(_table())[:, :2]
     assert x.min() == pytest.approx(0.0) and x.max() == pytest.approx(1.0)
+
+
+def test_piecewise_linear_bins_come_from_train_quantiles_and_encode_monotonically():
+    from mstr.errors import ConfigError
+
+    train = _table(n=400, seed=0)
+    train.frame["flag"] = np.zeros(400)  # constant: no bins for it
+    train = FlowTable(train.frame, ["bytes", "rate", "flag"], ["service"], benign=("benign",), source="t.csv")
+    prep = FlowPreprocessor.fit(train, numeric_bins=4)
+    assert set(prep.bin_edges) == {"bytes", "rate"} and len(prep.bin_edges["rate"]) == 5
+    # edges are quantiles of the (log-transformed) training values: a quarter of train in each bin
+    rate_edges = np.asarray(prep.bin_edges["rate"])
+    assert np.allclose(rate_edges, np.quantile(train.frame["rate"], np.linspace(0, 1, 5)))
+    x = prep.transform(train)
+    assert x.shape[1] == prep.num_features == 3 + 4 + 4 + 3
+    bins = x[:, [prep.feature_names.index(f"rate#bin{t}") for t in range(1, 5)]]
+    assert bins.min() >= 0 and bins.max() <= 1
+    # a value's code is "how many bins it has passed": the sum ranks rows exactly as the raw value does
+    order = np.argsort(train.frame["rate"].to_numpy(), kind="stable")
+    assert (np.diff(bins.sum(axis=1)[order]) >= -1e-6).all()
+    # values in bin t fill bins before it completely and the ones after not at all
+    inside = (train.frame["rate"] > rate_edges[1]) & (train.frame["rate"] < rate_edges[2])
+    assert (bins[inside, 0] == 1).all() and (bins[inside, 2:] == 0).all()
+    # beyond the training range: saturates, no extrapolation
+    far = FlowTable(train.frame.assign(rate=1e6), train.numeric_cols, ["service"], benign=("benign",))
+    assert (prep.transform(far)[:, [prep.feature_names.index(f"rate#bin{t}") for t in range(1, 5)]] == 1).all()
+    again = FlowPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert np.array_equal(again.transform(train), x)
+    for bad in (1, -2, 2.5):
+        with pytest.raises(ConfigError, match="data.numeric_bins"):
+            FlowPreprocessor.fit(train, numeric_bins=bad)

@@ -64,7 +64,8 @@ class FlowDataModule(pl.LightningDataModule):
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, num_workers: int = 0, seed: int = 0, **dataset_options):
+                 max_categories: int = 32, numeric_bins: int = 0, num_workers: int = 0, seed: int = 0,
+                 **dataset_options):
         """`dataset_options` are the dataset's own keys (e.g. `data.test_files`); `source` already got
         them through config interpolation, they are kept here only to be reported."""
         super().__init__()
@@ -78,7 +79,8 @@ class FlowDataModule(pl.LightningDataModule):
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
-        self.max_categories, self.num_workers, self.seed = max_categories, num_workers, seed
+        self.max_categories, self.numeric_bins = max_categories, numeric_bins
+        self.num_workers, self.seed = num_workers, seed
         self.preprocessor: Optional[FlowPreprocessor] = None
         self.audit: dict = {}
         self.tables: dict[str, FlowTable] = {}
@@ -103,7 +105,8 @@ class FlowDataModule(pl.LightningDataModule):
             self.window = 1
         self.tables = {"train": train, "val": val, **{f"test_{k}": t for k, t in splits.tests.items()}}
         self.test_names = list(splits.tests)
-        self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories)
+        self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
+                                                 numeric_bins=self.numeric_bins)
         if len(np.unique(self.preprocessor.encode_labels(train))) < 2:
             raise DataError(f"{train.source}: only one class ({self.preprocessor.classes}) in the training "
                             "split; a detector needs both benign and attack flows")

@@ -1,7 +1,11 @@
 """Preprocessing fit on the training split only, applied to anything, stored as plain JSON-able data.
 
 Numeric columns: log1p for heavy-tailed non-negative counts (decided on train), then standard or
-min-max scaling with train statistics. Categorical columns: one-hot over the most frequent training
+min-max scaling with train statistics. With `numeric_bins=k`, each numeric column also gets a
+piecewise-linear encoding over (up to) k quantile bins of the training values (Gorishniy et al., "On
+Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022): component t is 0 below
+bin t, 1 above it and linear inside, which lets a small network cut a feature at many thresholds the
+way tree ensembles do. Categorical columns: one-hot over the most frequent training
 values plus an "unknown" bucket, so a category never seen in training still scores.
 The fitted state is a dict of lists and numbers: it travels inside checkpoints and ONNX artifacts and
 loads with `torch.load(weights_only=True)`.
@@ -39,12 +43,16 @@ class FlowPreprocessor:
     fit_rows: int = 0
     fit_source: str = ""
     feature_names: list[str] = field(default_factory=list)
+    bin_edges: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
-            log_skew: float = 2.0, clip: float = 10.0, classes: list[str] | None = None) -> "FlowPreprocessor":
+            log_skew: float = 2.0, clip: float = 10.0, classes: list[str] | None = None,
+            numeric_bins: int = 0) -> "FlowPreprocessor":
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
+        if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
+            raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of quantile bins (>= 2)")
         if len(table) == 0:
             raise DataError(f"{table.source}: the training split is empty")
         numeric = _numeric_matrix(table)
@@ -55,6 +63,13 @@ class FlowPreprocessor:
         else:
             center, scale = numeric.min(axis=0), numeric.max(axis=0) - numeric.min(axis=0)
         scale = np.where(scale > 1e-12, scale, 1.0)
+        bin_edges = {}
+        if numeric_bins:
+            quantiles = np.linspace(0.0, 1.0, numeric_bins + 1)
+            for j, col in enumerate(table.numeric_cols):
+                edges = np.unique(np.quantile(numeric[:, j], quantiles))
+                if len(edges) > 2:  # a constant or two-valued column gains nothing over its scaled value
+                    bin_edges[col] = edges.tolist()
         categories = {}
         for col in table.categorical_cols:
             counts = table.frame[col].astype(str).value_counts()
@@ -69,7 +84,7 @@ class FlowPreprocessor:
             log_cols=[c for c, m in zip(table.numeric_cols, log_mask) if m],
             center=center.tolist(), scale=scale.tolist(), categories=categories,
             classes=list(classes), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
-            fit_rows=len(table), fit_source=table.source,
+            fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges,
         )
         prep.feature_names = prep._feature_names()
         return prep
@@ -84,6 +99,8 @@ class FlowPreprocessor:
 
     def _feature_names(self) -> list[str]:
         names = list(self.numeric_cols)
+        for col, edges in self.bin_edges.items():
+            names += [f"{col}#bin{t}" for t in range(1, len(edges))]
         for col in self.categorical_cols:
             names += [f"{col}={v}" for v in self.categories[col]] + [f"{col}=<unknown>"]
         return names
@@ -96,8 +113,10 @@ class FlowPreprocessor:
         numeric = _numeric_matrix(table, self.numeric_cols)
         log_mask = np.isin(self.numeric_cols, self.log_cols)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
-        numeric = (numeric - np.asarray(self.center)) / np.asarray(self.scale)
-        parts = [np.clip(numeric, -self.clip, self.clip)]
+        parts = [np.clip((numeric - np.asarray(self.center)) / np.asarray(self.scale), -self.clip, self.clip)]
+        index = {c: j for j, c in enumerate(self.numeric_cols)}
+        for col, edges in self.bin_edges.items():
+            parts.append(piecewise_linear(numeric[:, index[col]], np.asarray(edges)))
         for col in self.categorical_cols:
             vocab = self.categories[col]
             codes = pd.Categorical(table.frame[col].astype(str), categories=vocab).codes
@@ -129,6 +148,12 @@ class FlowPreprocessor:
                 f"preprocessing format v{version} is newer than this mstr (v{FORMAT_VERSION}); upgrade mstr"
             )
         return cls(**state)
+
+
+def piecewise_linear(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """[rows, len(edges) - 1]: how far each value has passed through each bin, in [0, 1]."""
+    lower, width = edges[:-1], np.diff(edges)
+    return np.clip((values[:, None] - lower) / width, 0.0, 1.0)
 
 
 def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:
