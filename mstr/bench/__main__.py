@@ -74,7 +74,7 @@ def accuracy_table(results: dict, peers: dict) -> str:
 
 def distill_table(results: dict) -> str:
     header = ["dataset", "model", "accuracy", "F1", "specificity", "params", "MACs/window",
-              "latency ms (1 window)", "windows/s (batch 4096)", "Δacc vs teacher", "Δacc vs no-KD"]
+              "latency ms (1 window)", "windows/s (batch 1024)", "Δacc vs teacher", "Δacc vs no-KD"]
     rows = []
     for dataset, variants in results.items():
         nokd = variants.get("student_nokd", [])
