@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> dict:
     dm.setup()
     # the checkpoint's own preprocessing makes the features (a fresh fit may one-hot another category set)
     check_signature(ckpt, trained_on, dm.signature(), keys=("classes", "window"))
-    if cfg.threshold == "tune" and trained_on.get("dev_rows") == dm.dev_rows and trained_on.get("val_rows") != dm.val_rows:
+    other_carve = trained_on.get("dev_rows") == dm.dev_rows and trained_on.get("val_rows") != dm.val_rows
+    if cfg.threshold == "tune" and other_carve:
         raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
                           f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
                           "seed override")

@@ -36,13 +36,15 @@ def carve_validation(table: FlowTable, fraction: float, temporal: bool, seed: in
             table.take(np.flatnonzero(val_mask), f"{table.source} (validation carve)"))
 
 
-def dev_rows_fingerprint(tables: list[FlowTable]) -> str:
-    """Order-free hash of rows (features and label); of train plus validation: the rows a model may learn from.
+def rows_fingerprint(tables: list[FlowTable]) -> str:
+    """Order-free hash of the rows (features and label) of `tables`.
 
-    Two runs with the same fingerprint kept the same rows out for testing, whatever their seeds; a
-    teacher or checkpoint with another fingerprint may have trained on this run's test rows."""
+    Taken over train + validation (the rows a model may learn from): two runs with the same fingerprint
+    kept the same rows out for testing, whatever their seeds, and a teacher or checkpoint with another
+    one may have trained on this run's test rows."""
     cols = [*tables[0].feature_cols, tables[0].label_col]
-    hashes = np.sort(np.concatenate([pd.util.hash_pandas_object(t.frame[cols], index=False).to_numpy() for t in tables]))
+    hashes = np.concatenate([pd.util.hash_pandas_object(t.frame[cols], index=False).to_numpy() for t in tables])
+    hashes.sort()
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
@@ -124,7 +126,7 @@ class FlowDataModule(pl.LightningDataModule):
         return FlowWindowDataset(features, labels, self.window, time=time, group=group)
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
-        self.dev_rows, self.val_rows = dev_rows_fingerprint([train, val]), dev_rows_fingerprint([val])
+        self.dev_rows, self.val_rows = rows_fingerprint([train, val]), rows_fingerprint([val])
         audit = {"preprocessing_fit_on": train.source, "preprocessing_fit_rows": len(train),
                  "dev_rows_fingerprint": self.dev_rows,
                  "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
