@@ -73,8 +73,8 @@ def run(cfg: DictConfig) -> dict:
     dm.setup()
     # the checkpoint's own preprocessing makes the features (a fresh fit may one-hot another category set)
     check_signature(ckpt, trained_on, dm.signature(), keys=("classes", "window"))
-    other_carve = trained_on.get("dev_rows") == dm.dev_rows and trained_on.get("val_rows") != dm.val_rows
-    if cfg.threshold == "tune" and other_carve:
+    same_rows = trained_on.get("dev_rows") == dm.dev_rows
+    if cfg.threshold == "tune" and same_rows and trained_on.get("val_rows") != dm.val_rows:
         raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
                           f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
                           "seed override")
@@ -101,15 +101,13 @@ def run(cfg: DictConfig) -> dict:
     # the leakage audit of these splits, plus whether the checkpoint learnt from exactly their
     # train + validation rows (else its test rows may not be unseen by it)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
-    same_rows = trained_on.get("dev_rows") == dm.dev_rows
     metrics["audit/checkpoint_dev_rows_match"] = same_rows
     if not same_rows:
         log.warning("%s was trained on other rows than this data config's train + validation split: it may "
                     "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
-    print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")},
-                f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print_table(metrics, f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     print(report)
     return metrics
 

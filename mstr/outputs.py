@@ -37,13 +37,15 @@ def _jsonable(value):
 
 
 def print_table(metrics: dict, title: str) -> None:
+    """The metrics on the terminal; `audit/...` entries stay in metrics.json (the DataModule logs the
+    leakage audit as its own line)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in sorted(metrics):
+    for key in sorted(k for k in metrics if not k.startswith("audit/")):
         value = metrics[key]
         if isinstance(value, float):
             text = f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e6 else f"{value:.4g}"

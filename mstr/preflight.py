@@ -25,7 +25,7 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
     """Returns the composed config of the fixed overrides (None for info flags like --help)."""
     if any(arg in _INFO_FLAGS or arg.split("=")[0] in _INFO_FLAGS for arg in argv):
         return None
-    multirun = any(arg in ("-m", "--multirun", "hydra.mode=MULTIRUN") for arg in argv)
+    multirun = is_multirun(argv)
     overrides, skip = [], False
     for arg in argv:
         if skip:
@@ -61,6 +61,10 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
             except ConfigError as err:
                 raise ConfigError(f"sweep job {_swept(job, sweeps)}: {err}") from None
     return cfg
+
+
+def is_multirun(argv: list[str]) -> bool:
+    return any(arg in ("-m", "--multirun", "hydra.mode=MULTIRUN") for arg in argv)
 
 
 def _sweep_jobs(parsed) -> list[list[str]]:

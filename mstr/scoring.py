@@ -2,8 +2,7 @@
 
 A checkpoint must see data transformed exactly as in its training: with its own fitted
 preprocessing (`hparams["preprocessor"]`), never with one fitted anew on the evaluated data, which
-would use that data's statistics and feed the model differently scaled inputs. `window_dataset`
-builds the windows from a table with whatever preprocessor it is given.
+would use that data's statistics and feed the model differently scaled inputs.
 
 Decision thresholds are tuned on validation only; `at_threshold` then moves the decision point of
 the attack probability to 0.5 so the torchmetrics collection (which decides at 0.5) applies it.
@@ -23,17 +22,9 @@ from mstr.training.evaluation import predict, score
 Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
 
 
-def window_dataset(table: FlowTable, preprocessor: FlowPreprocessor, window: int) -> FlowWindowDataset:
-    """Windows over one split, its features transformed by the given (fitted) preprocessor."""
-    time = table.frame[table.time_col].to_numpy() if table.time_col else None
-    group = table.frame[table.group_col].to_numpy() if table.group_col else None
-    return FlowWindowDataset(preprocessor.transform(table), preprocessor.encode_labels(table), window,
-                             time=time, group=group)
-
-
 def predict_table(model: torch.nn.Module, table: FlowTable, preprocessor: FlowPreprocessor,
                   window: int, batch_size: int = 1024) -> Scored:
-    loader = DataLoader(window_dataset(table, preprocessor, window), batch_size=batch_size,
+    loader = DataLoader(FlowWindowDataset.from_table(table, preprocessor, window), batch_size=batch_size,
                         shuffle=False, collate_fn=collate_prebatched)
     return predict(model, loader)
 

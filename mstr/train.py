@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.config import config_dir, register_resolvers, validate
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
-from mstr.preflight import preflight
+from mstr.preflight import is_multirun, preflight
 
 log = logging.getLogger("mstr.train")
 register_resolvers()
@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> dict:
         if resume and done.is_file():
             metrics = json.loads(done.read_text())
             log.info("%s finished before: nothing to resume", out_dir)
-            print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")}, f"finished run -> {done}")
+            print_table(metrics, f"finished run -> {done}")
             return metrics
         if cfg.ckpt_path == "last" and not resume_checkpoints(out_dir):
             raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
@@ -125,7 +125,9 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
             results, metrics["time/test_s"] = runner.test_metrics(final, dm)
             metrics.update(results)
         if teacher is not None:
-            metrics.update(_compression(teacher, final, dm.window, metrics))
+            from mstr.training.compression import compression_metrics
+
+            metrics.update(compression_metrics(teacher.model, final.model, dm.window, metrics))
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
@@ -141,20 +143,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
 
                 wandb.finish(exit_code=exit_code)  # one W&B run per job, also under multirun
     write_json(out_dir / "metrics.json", metrics)
-    print_table({k: v for k, v in metrics.items() if not k.startswith("audit/")},
-                f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
-
-
-def _compression(teacher, student, window: int, metrics: dict) -> dict:
-    """Teacher vs student report of a distilled run. Timings (latency, throughput, speedups) vary
-    between machines and runs, so they go under `time/compression/...` like every other timing."""
-    from mstr.training.compression import compression_report
-
-    teacher_metrics = {k[len("teacher/"):]: v for k, v in metrics.items() if k.startswith("teacher/test/")}
-    report = compression_report(teacher.model, student.model, window, teacher_metrics, metrics)
-    timed = ("latency", "throughput", "speedup")
-    return {(f"time/{k}" if any(t in k for t in timed) else k): v for k, v in report.items()}
 
 
 def _logger(logger_cfg: DictConfig, out_dir: Path):
@@ -189,10 +179,6 @@ def _override_value(path: str) -> str:
     return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _is_multirun(argv: list[str]) -> bool:
-    return any(arg in ("-m", "--multirun", "hydra.mode=MULTIRUN") for arg in argv)
-
-
 def _key_of(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
@@ -206,7 +192,7 @@ def _locate_resume(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
     keys = {_key_of(arg) for arg in argv}
     if not wants:
         return argv
-    if _is_multirun(argv):
+    if is_multirun(argv):
         if cfg.get("ckpt_path") == "last" and "hydra.sweep.dir" not in keys:
             raise ConfigError("ckpt_path=last under -m: give hydra.sweep.dir=<the sweep's dir> (and prefer "
                               "resume=auto, which also starts the jobs that never ran)")

@@ -16,6 +16,10 @@ def test_distill_benchmark_prints_every_method_with_compression_columns(tmp_path
                 "student_combined"):
         assert f"| {row} |" in table
     assert "latency ms" in table and table in capsys.readouterr().out
+    # a distilled row carries the timings its training run measured (time/compression/...)
+    cells = [c.strip() for c in next(l for l in table.splitlines() if "| student_logits |" in l).split("|")]
+    latency, throughput = cells[8], cells[9]
+    assert float(latency) > 0 and float(throughput.replace(",", "")) > 0
     assert len(list((tmp_path / "teachers").glob("*/teacher.ckpt"))) == 1  # one teacher for all methods
 
 

@@ -85,7 +85,7 @@ def distill_table(results: dict) -> str:
                          mean_std([r["teacher/test/f1"] for r in kd]),
                          mean_std([r["teacher/test/specificity"] for r in kd]),
                          f"{c.get('teacher/model/params', 0):,}", f"{c.get('teacher/model/macs', 0):,}",
-                         _fmt(kd, "compression/teacher_latency_ms"), _fmt(kd, "compression/teacher_throughput_wps", 0),
+                         _fmt(kd, "time/compression/teacher_latency_ms"), _fmt(kd, "time/compression/teacher_throughput_wps", 0),
                          "", ""])
         for name, runs in variants.items():
             if not runs:
@@ -95,8 +95,8 @@ def distill_table(results: dict) -> str:
             delta_n = [a - b["test/acc"] for a, b in zip(accs, nokd)] if nokd and name != "student_nokd" else []
             rows.append([dataset, name, mean_std(accs), mean_std([r["test/f1"] for r in runs]),
                          mean_std([r["test/specificity"] for r in runs]), f"{runs[0]['model/params']:,}",
-                         f"{runs[0]['model/macs']:,}", _fmt(runs, "compression/student_latency_ms"),
-                         _fmt(runs, "compression/student_throughput_wps", 0),
+                         f"{runs[0]['model/macs']:,}", _fmt(runs, "time/compression/student_latency_ms"),
+                         _fmt(runs, "time/compression/student_throughput_wps", 0),
                          mean_std(delta_t) if delta_t else "", mean_std(delta_n) if delta_n else ""])
     return markdown(header, rows)
 

@@ -53,18 +53,18 @@ def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[s
 
 
 def with_compression(metrics: dict) -> dict:
-    """Add the compression report of a distilled run from its checkpoints, when the run has none."""
-    if "teacher/source" not in metrics or "compression/student_latency_ms" in metrics:
+    """Add the compression report of a distilled run from its checkpoints, when the run has none
+    (runs made before training wrote it)."""
+    if "teacher/source" not in metrics or "compression/params_ratio" in metrics:
         return metrics
     if not metrics.get("best_checkpoint") or not Path(metrics["teacher/source"]).is_file():
         return metrics
     from mstr.training.checkpoint import load_classifier
-    from mstr.training.compression import compression_report
+    from mstr.training.compression import compression_metrics
 
     teacher, student = load_classifier(metrics["teacher/source"]), load_classifier(metrics["best_checkpoint"])
-    teacher_metrics = {k[len("teacher/"):]: v for k, v in metrics.items() if k.startswith("teacher/test/")}
     window = student.hparams.data_signature["window"]
-    return {**metrics, **compression_report(teacher.model, student.model, window, teacher_metrics, metrics)}
+    return {**metrics, **compression_metrics(teacher.model, student.model, window, metrics)}
 
 
 def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],

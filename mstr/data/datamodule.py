@@ -113,17 +113,10 @@ class FlowDataModule(pl.LightningDataModule):
             raise DataError(f"{train.source}: only one class ({self.preprocessor.classes}) in the training "
                             "split; a detector needs both benign and attack flows")
         for key, table in self.tables.items():
-            self._datasets[key] = self._windows(table)
+            if len(table) == 0:
+                raise DataError(f"{table.source}: the split is empty")
+            self._datasets[key] = FlowWindowDataset.from_table(table, self.preprocessor, self.window)
         self._audit(train, val, splits.tests)
-
-    def _windows(self, table: FlowTable) -> FlowWindowDataset:
-        if len(table) == 0:
-            raise DataError(f"{table.source}: the split is empty")
-        features = self.preprocessor.transform(table)
-        labels = self.preprocessor.encode_labels(table)
-        time = table.frame[table.time_col].to_numpy() if table.time_col else None
-        group = table.frame[table.group_col].to_numpy() if table.group_col else None
-        return FlowWindowDataset(features, labels, self.window, time=time, group=group)
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
         self.dev_rows, self.val_rows = rows_fingerprint([train, val]), rows_fingerprint([val])

@@ -9,11 +9,15 @@ features once: a window is gathered on demand from `[rows]` indices, never mater
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.data.table import FlowTable
 
 
 def sequence_order(time: Optional[np.ndarray], group: Optional[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +65,14 @@ class FlowWindowDataset(Dataset):
         self._position = torch.as_tensor(position)
         self._run_start = torch.as_tensor(run_start)
         self._offsets = torch.arange(-window + 1, 1)
+
+    @classmethod
+    def from_table(cls, table: "FlowTable", preprocessor: "FlowPreprocessor", window: int) -> "FlowWindowDataset":
+        """Windows over one split, its features transformed by the given (fitted) preprocessor and
+        ordered by the table's time and group columns."""
+        time = table.frame[table.time_col].to_numpy() if table.time_col else None
+        group = table.frame[table.group_col].to_numpy() if table.group_col else None
+        return cls(preprocessor.transform(table), preprocessor.encode_labels(table), window, time=time, group=group)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -27,5 +27,5 @@ def load_weights_only(path: str | Path) -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
         raise DataError(f"{path}: refused to load: the file holds objects that only a full unpickle could "
                         f"build ({first}); only load checkpoints you trust, written by mstr") from None
-    except Exception as err:  # truncated, not a zip, not a torch file
+    except Exception as err:  # a zip that is not a torch file, or damaged inside
         raise DataError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
