@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +30,16 @@ def config_dir() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("mstr_pid"):
         OmegaConf.register_new_resolver("mstr_pid", lambda: os.getpid(), use_cache=True)
+
+
+def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+    """An entry point's config composed with `overrides`, as its command line would (in-process runs:
+    benchmarks, searches, tests). Without Hydra's run dir: give `paths.output_dir` for a job."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def _get(cfg: DictConfig, key: str, default=None):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
-from typing import Callable, Optional, TypeVar
+from typing import Optional
 
 EXIT_USAGE = 2
-
-F = TypeVar("F", bound=Callable)
 
 
 class MstrError(Exception):
@@ -67,16 +64,3 @@ def report_and_exit(err: BaseException) -> None:
     message = " ".join(str(err).split())
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USAGE)
-
-
-def user_errors_exit_2(fn: F) -> F:
-    """Decorator for entry points: `MstrError` becomes one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MstrError as err:
-            report_and_exit(err)
-
-    return wrapper  # type: ignore[return-value]

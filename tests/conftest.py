@@ -1,8 +1,10 @@
-"""Shared fixtures: composed configs with outputs under tmp, and one small synthetic DataModule."""
+"""Shared fixtures: where the real data is, configs composed with outputs under tmp, and one small
+synthetic DataModule. Tests marked `slow` (subprocesses, whole pipelines) run with `-m "slow or not slow"`."""
 
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ SMALL = [
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The shared real data (MSTR_DATA_DIR); a missing folder fails the tests that need it."""
     path = Path(os.environ["MSTR_DATA_DIR"])
     assert path.is_dir(), f"real data expected at {path} (set MSTR_DATA_DIR)"
     return path
@@ -32,18 +35,14 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def compose_cfg(tmp_path):
-    """compose(train, overrides) with run outputs and the teacher cache in tmp_path."""
-    from hydra import compose, initialize_config_dir
-
-    from mstr.config import config_dir, register_resolvers
-
-    register_resolvers()
+    """compose(overrides, config_name, out): the composed config with run outputs in `out` (default
+    tmp_path/run) and the teacher cache in tmp_path/teachers. Module-scoped fixtures call
+    `mstr.config.compose_config` with their own paths."""
+    from mstr.config import compose_config
 
     def _compose(overrides=(), config_name="train", out: Path | None = None):
-        out = out or tmp_path / "run"
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return compose(config_name=config_name, overrides=[
-                f"paths.output_dir={out}", f"paths.teacher_cache_dir={tmp_path / 'teachers'}", *overrides])
+        return compose_config(config_name, [f"paths.output_dir={out or tmp_path / 'run'}",
+                                            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", *overrides])
 
     return _compose
 
@@ -53,7 +52,6 @@ def small_synthetic_dm():
     """A set-up synthetic DataModule (3,000 flows, window 8), shared by tests that only read it."""
     from mstr.data.datamodule import FlowDataModule
     from mstr.data.datasets.synthetic import load
-    from functools import partial
 
     dm = FlowDataModule(partial(load, n_flows=3000, task="binary"), name="synthetic", window=8, seed=0)
     dm.setup()

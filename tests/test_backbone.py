@@ -6,15 +6,11 @@ from mstr.models.blocks import MultiScaleResidualBlock
 
 
 def _cfg(name):
-    from hydra import compose, initialize_config_dir
-
-    from mstr.config import config_dir
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={name}"])
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg.model.backbone)
+    from mstr.config import compose_config
+
+    return OmegaConf.to_container(compose_config("train", [f"model={name}"]).model.backbone)
 
 
 @pytest.mark.parametrize("window", [1, 8])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from functools import partial
 from pathlib import Path
 
@@ -13,16 +12,14 @@ import pytest
 
 from mstr.errors import ConfigError
 
-DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
 
 @pytest.fixture(scope="module")
-def nsl_slice(tmp_path_factory) -> Path:
+def nsl_slice(tmp_path_factory, data_dir) -> Path:
     """The first 4,000 KDDTrain+_20Percent and 3,000 KDDTest+ records, in the loader's layout."""
     root = tmp_path_factory.mktemp("data")
     (root / "nsl_kdd").mkdir()
     for name, n in (("KDDTrain+_20Percent", 4000), ("KDDTest+", 3000)):
-        with gzip.open(DATA_DIR / "nsl_kdd" / f"{name}.txt.gz", "rt") as fh:
+        with gzip.open(data_dir / "nsl_kdd" / f"{name}.txt.gz", "rt") as fh:
             lines = [next(fh) for _ in range(n)]
         (root / "nsl_kdd" / f"{name}.txt").write_text("".join(lines))
     return root
@@ -61,18 +58,13 @@ def test_peers_on_the_same_splits(nsl_dm):
             "test/recall", "time/fit_s"} == set(majority)
 
 
-def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path):
-    from hydra import compose, initialize_config_dir
-
+def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path, compose_cfg):
     from mstr.baselines import run
-    from mstr.config import config_dir, register_resolvers
 
-    register_resolvers()
-    overrides = [f"paths.output_dir={tmp_path}", f"paths.data_dir={nsl_slice}", "data=nsl_kdd",
-                 "data.variant=20percent", "baselines.n_jobs=1", "baselines.models=[majority,xgboost]"]
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="baselines", overrides=overrides)
-        bad = compose(config_name="baselines", overrides=[*overrides[:-1], "baselines.models=[svm]"])
+    overrides = [f"paths.data_dir={nsl_slice}", "data=nsl_kdd", "data.variant=20percent", "baselines.n_jobs=1",
+                 "baselines.models=[majority,xgboost]"]
+    cfg = compose_cfg(overrides, "baselines", out=tmp_path)
+    bad = compose_cfg([*overrides[:-1], "baselines.models=[svm]"], "baselines", out=tmp_path)
     run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["majority/test/f1"] == 0.0 and saved["xgboost/test/f1"] > 0.5

@@ -1,9 +1,12 @@
 """Benchmarks and searches on tiny settings: the tables and the shared, resumable study are real."""
 
 import optuna
+import pytest
 import yaml
 
 from mstr.bench.__main__ import main as bench_main
+
+pytestmark = pytest.mark.slow  # whole benchmarks and searches
 
 TINY = ["data.source.n_flows=3000", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
 

@@ -1,15 +1,14 @@
 """Dataset loaders on the real shared files, and readers.py against hostile input.
 
-The real data is found via MSTR_DATA_DIR (default: ../shared/data next to the repo); tests that
-need it fail when it is absent (a skipped real path would hide a broken loader). Expected counts come from each dataset's SOURCE.md.
+The real data is the `data_dir` fixture (MSTR_data_dir, default ../shared/data next to the repo); tests
+that need it fail when it is absent (a skipped real path would hide a broken loader). Expected counts
+come from each dataset's SOURCE.md.
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,16 +20,12 @@ from mstr.data.datasets import cic_ids2017, nsl_kdd, unsw_nb15
 from mstr.data.readers import coerce_numeric, read_table, resolve_paths
 from mstr.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-
-
 # --------------------------------------------------------------------------- NSL-KDD
 
 
 @pytest.fixture(scope="module")
-def nsl_full():
-    return nsl_kdd.load(DATA_DIR, task="multiclass", variant="full")
+def nsl_full(data_dir):
+    return nsl_kdd.load(data_dir, task="multiclass", variant="full")
 
 
 def test_nsl_full_multiclass_counts(nsl_full):
@@ -48,12 +43,12 @@ def test_nsl_full_multiclass_counts(nsl_full):
     assert nsl_full.temporal is False
 
 
-def test_nsl_20percent_binary_and_extra_test_file(tmp_path):
+def test_nsl_20percent_binary_and_extra_test_file(tmp_path, data_dir):
     # A KDDTest-21-like file given by absolute path: same format, keyed by its stem.
-    lines = gzip.open(DATA_DIR / "nsl_kdd" / "KDDTest+.txt.gz", "rt").readlines()[:200]
+    lines = gzip.open(data_dir / "nsl_kdd" / "KDDTest+.txt.gz", "rt").readlines()[:200]
     extra = tmp_path / "KDDTest-21.txt"
     extra.write_text("".join(lines))
-    splits = nsl_kdd.load(DATA_DIR, variant="20percent", test_files=["KDDTest+", str(extra)])
+    splits = nsl_kdd.load(data_dir, variant="20percent", test_files=["KDDTest+", str(extra)])
     counts = splits.train.frame["label"].value_counts().to_dict()
     assert counts == {"benign": 13_449, "attack": 11_743}
     assert set(splits.tests) == {"KDDTest+", "KDDTest-21"}
@@ -79,8 +74,8 @@ def test_nsl_maps_all_test_only_attacks():
 # --------------------------------------------------------------------------- UNSW-NB15
 
 
-def test_unsw_single_file_stratified_split():
-    splits = unsw_nb15.load(DATA_DIR, task="multiclass", test_fraction=0.3, seed=0)
+def test_unsw_single_file_stratified_split(data_dir):
+    splits = unsw_nb15.load(data_dir, task="multiclass", test_fraction=0.3, seed=0)
     (name, test), train = next(iter(splits.tests.items())), splits.train
     assert len(train) + len(test) == 82_332 and len(test) == 24_700
     assert "only UNSW_NB15_training-set" in splits.notes[0] and "TEST partition" in splits.notes[0]
@@ -90,12 +85,12 @@ def test_unsw_single_file_stratified_split():
     assert share.between(0.27, 0.33).all()  # stratified: every class near 30 %
     assert "id" not in train.frame.columns
     assert train.categorical_cols == ["proto", "service", "state"]
-    binary = unsw_nb15.load(DATA_DIR, task="binary")
+    binary = unsw_nb15.load(data_dir, task="binary")
     assert set(binary.train.frame["label"]) == {"benign", "attack"}
 
 
-def test_unsw_two_files_bigger_is_train(tmp_path):
-    raw = read_table(DATA_DIR / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz")
+def test_unsw_two_files_bigger_is_train(tmp_path, data_dir):
+    raw = read_table(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz")
     folder = tmp_path / "unsw_nb15"
     folder.mkdir()
     raw.iloc[::400].to_csv(folder / "UNSW_NB15_training-set.csv", index=False)  # 206 rows
@@ -109,8 +104,8 @@ def test_unsw_two_files_bigger_is_train(tmp_path):
 # --------------------------------------------------------------------------- CIC-IDS2017
 
 
-def test_cic_per_class_time_split():
-    splits = cic_ids2017.load(DATA_DIR, task="multiclass", test_fraction=0.3)
+def test_cic_per_class_time_split(data_dir):
+    splits = cic_ids2017.load(data_dir, task="multiclass", test_fraction=0.3)
     train, test = splits.train, splits.tests["test"]
     assert len(train) + len(test) == 43_419 and splits.temporal
     assert train.time_col == "Timestamp" and train.group_col == "Src IP"

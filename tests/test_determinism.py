@@ -28,6 +28,7 @@ def _numbers(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("time/")}
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_twice_give_identical_metrics_and_weights(compose_cfg, tmp_path, one_thread):
     from mstr.train import run
 

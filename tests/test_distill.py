@@ -88,7 +88,7 @@ def test_teacher_stays_frozen_in_eval_mode_while_the_student_and_projections_lea
 def test_every_method_trains_through_the_entry_point(compose_cfg, method):
     metrics = run(compose_cfg([f"distill={method}", "model=student", "debug=fast", "data.source.n_flows=3000",
                                "trainer.enable_progress_bar=false"]))
-    assert 0.0 <= metrics["test/f1"] <= 1.0 and "teacher/test/f1" in metrics
+    assert {"test/f1", "teacher/test/f1", "compression/params_ratio"} <= metrics.keys()
 
 
 def test_compression_report_compares_teacher_and_student():

@@ -19,13 +19,9 @@ TINY = ["data.source.n_flows=3000"]
 
 
 def _compose(config_name: str, out: Path, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from mstr.config import compose_config
 
-    from mstr.config import config_dir, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=[f"paths.output_dir={out}", *overrides])
+    return compose_config(config_name, [f"paths.output_dir={out}", *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +112,7 @@ def test_scores_with_the_checkpoints_preprocessing_not_a_new_fit(trained, tmp_pa
     assert not torch.allclose(test_p, fresh_p, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
     with pytest.raises(ConfigError, match="ckpt_path=None: give an existing checkpoint"):

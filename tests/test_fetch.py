@@ -20,9 +20,6 @@ import pytest
 from mstr.data import fetch
 from mstr.errors import DataError
 
-DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -105,15 +102,15 @@ def test_archive_members_are_extracted_verified_then_found_present(server, tmp_p
         fetch.fetch("toy", tmp_path)
 
 
-def test_shared_data_verifies_against_the_recorded_checksums(tmp_path, monkeypatch):
+def test_shared_data_verifies_against_the_recorded_checksums(tmp_path, monkeypatch, data_dir):
     monkeypatch.setenv("MSTR_FETCH_BASE_URL", "http://127.0.0.1:9")  # nothing may be downloaded
     (tmp_path / "nsl_kdd").mkdir()
-    for path in (DATA_DIR / "nsl_kdd").glob("*.txt.gz"):
+    for path in (data_dir / "nsl_kdd").glob("*.txt.gz"):
         (tmp_path / "nsl_kdd" / path.name).symlink_to(path)
     (tmp_path / "nsl_kdd" / "KDDTest-21.txt").write_text("user's own copy\n")
     lines = fetch.fetch("nsl_kdd", tmp_path)
     assert sum("sha256 verified" in line for line in lines) == 3 and len(lines) == 4
-    assert fetch.fetch("cic_ids2017_sample", DATA_DIR)[0].startswith("present")
+    assert fetch.fetch("cic_ids2017_sample", data_dir)[0].startswith("present")
 
 
 def test_manual_datasets_say_where_to_get_them_and_where_to_put_them(tmp_path):

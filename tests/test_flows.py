@@ -3,7 +3,6 @@ original CIC spellings), a labelled Zeek conn.log in the IoT-23 layout, a UNSW p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,13 @@ from mstr.data.datasets import cic_ids2017, flows
 from mstr.data.preprocessing import FlowPreprocessor
 from mstr.errors import ConfigError, DataError
 
-DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CIC = DATA_DIR / "cic_ids2017_improved"
 IDENTIFIERS = {"id", "Flow ID", "Src IP", "Dst IP", "Src Port", "Timestamp", "Attempted Category"}
 
 
 @pytest.fixture(scope="module")
-def cic_rows() -> pd.DataFrame:
+def cic_rows(data_dir) -> pd.DataFrame:
     """2,000 real flows: benign from all days, Friday's port scan and DDoS."""
-    parts = [pd.read_csv(CIC / f"{name}.csv.gz").head(n)
+    parts = [pd.read_csv(data_dir / "cic_ids2017_improved" / f"{name}.csv.gz").head(n)
              for name, n in (("BENIGN_5000", 1200), ("Portscan_5000", 400), ("DDoS_5000", 400))]
     return pd.concat(parts, ignore_index=True)
 
@@ -34,7 +31,7 @@ def cic_csv(cic_rows, tmp_path_factory) -> Path:
     return path
 
 
-def test_cicflowmeter_csv_roles_time_split_and_same_features_as_cic_loader(cic_csv):
+def test_cicflowmeter_csv_roles_time_split_and_same_features_as_cic_loader(cic_csv, data_dir):
     splits = flows.load(str(cic_csv))
     train, test = splits.train, splits.tests["test"]
     assert any("read as cicflowmeter" in n for n in splits.notes)
@@ -42,7 +39,7 @@ def test_cicflowmeter_csv_roles_time_split_and_same_features_as_cic_loader(cic_c
     assert not IDENTIFIERS & set(train.feature_cols)
     assert train.categorical_cols == ["Protocol"] and "Dst Port" in train.numeric_cols
     # the same features as data=cic_ids2017 on the same file, so checkpoints carry over
-    assert train.numeric_cols == cic_ids2017.load(DATA_DIR, files=[str(cic_csv)]).train.numeric_cols
+    assert train.numeric_cols == cic_ids2017.load(data_dir, files=[str(cic_csv)]).train.numeric_cols
     assert len(train) == 1400 and len(test) == 600
     assert train.frame["Timestamp"].max() <= test.frame["Timestamp"].min()  # test = the future
     assert set(test.frame["Label"]) == {"benign", "attack"} and train.benign == ("benign",)
@@ -126,8 +123,8 @@ def test_zeek_conn_log_iot23_layout(cic_rows, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def unsw_parquet(tmp_path_factory) -> Path:
-    frame = pd.read_csv(DATA_DIR / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
+def unsw_parquet(tmp_path_factory, data_dir) -> Path:
+    frame = pd.read_csv(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
     frame = frame.sample(3000, random_state=0)
     path = tmp_path_factory.mktemp("unsw") / "unsw_slice.parquet"
     frame.to_parquet(path, index=False)

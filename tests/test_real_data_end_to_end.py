@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-DATA_DIR = Path(os.environ.get("MSTR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CIC_CLASSES = {"BENIGN_5000": 900, "Portscan_5000": 300, "DDoS_5000": 300, "SSH-Patator_2961": 300}
+from mstr.config import compose_config
+
+pytestmark = pytest.mark.slow
+
+# DDoS, the newest class (Friday evening), has fewer training rows than a global newest-15% validation
+# carve takes, as in the full shared files: a validation carve that is not per class (as the test split
+# is) leaves multi-class training without DDoS ("label(s) ['DDoS'] never seen in training").
+CIC_CLASSES = {"BENIGN_5000": 900, "Portscan_5000": 300, "DDoS_5000": 150, "SSH-Patator_2961": 300}
 TINY_TRAINING = ["trainer.max_epochs=3", "trainer.limit_train_batches=25", "trainer.limit_val_batches=5",
                  "trainer.enable_progress_bar=false", "logger=csv", "data.batch_size=64"]
 
@@ -24,19 +29,19 @@ def _head_lines(src: Path, dst: Path, n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def sliced_root(tmp_path_factory) -> Path:
+def sliced_root(tmp_path_factory, data_dir) -> Path:
     """A data root in the shared layout holding a few thousand real rows of each dataset."""
     root = tmp_path_factory.mktemp("real_slices")
     (root / "nsl_kdd").mkdir()
-    _head_lines(DATA_DIR / "nsl_kdd" / "KDDTrain+_20Percent.txt.gz", root / "nsl_kdd" / "KDDTrain+_20Percent.txt", 3000)
-    _head_lines(DATA_DIR / "nsl_kdd" / "KDDTest+.txt.gz", root / "nsl_kdd" / "KDDTest+.txt", 1500)
+    _head_lines(data_dir / "nsl_kdd" / "KDDTrain+_20Percent.txt.gz", root / "nsl_kdd" / "KDDTrain+_20Percent.txt", 3000)
+    _head_lines(data_dir / "nsl_kdd" / "KDDTest+.txt.gz", root / "nsl_kdd" / "KDDTest+.txt", 1500)
     # the UNSW file is sorted by attack category: a random sample keeps every class
     (root / "unsw_nb15").mkdir()
-    unsw = pd.read_csv(DATA_DIR / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
+    unsw = pd.read_csv(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
     unsw.sample(4000, random_state=0).to_csv(root / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", index=False)
     (root / "cic_ids2017_improved").mkdir()
     for name, n in CIC_CLASSES.items():
-        frame = pd.read_csv(DATA_DIR / "cic_ids2017_improved" / f"{name}.csv.gz").head(n)
+        frame = pd.read_csv(data_dir / "cic_ids2017_improved" / f"{name}.csv.gz").head(n)
         frame.to_csv(root / "cic_ids2017_improved" / f"{name}.csv", index=False)
     # a user's own CICFlowMeter exports for data=flows: earlier flows of each class to train on (gzipped),
     # later ones to test on. (A single global time cut of this per-class sample would test on attacks
@@ -46,16 +51,6 @@ def sliced_root(tmp_path_factory) -> Path:
     pd.concat(f.head(int(len(f) * 0.7)) for f in frames).to_csv(root / "mine" / "train.csv.gz", index=False)
     pd.concat(f.tail(len(f) - int(len(f) * 0.7)) for f in frames).to_csv(root / "mine" / "later.csv", index=False)
     return root
-
-
-def _compose(config_name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from mstr.config import config_dir, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 TRAIN_SOURCE_ROWS = {"data=nsl_kdd": 3000, "data=unsw_nb15": 4000, "data=cic_ids2017": sum(CIC_CLASSES.values()),
@@ -74,39 +69,44 @@ def test_train_evaluate_and_baselines(name, sliced_root, tmp_path):
     from mstr.baselines import run as run_baselines
     from mstr.evaluate import run as run_evaluate
     from mstr.train import run as run_train
+    from mstr.training.checkpoint import load_classifier
 
     data = [arg.format(root=sliced_root) for arg in DATA_CONFIGS[name]]
     common = [f"paths.data_dir={sliced_root}", *data]
-    train_cfg = _compose("train", [f"paths.output_dir={tmp_path / 'train'}",
-                                   f"paths.teacher_cache_dir={tmp_path / 'teachers'}", "model=student",
-                                   "distill=logits", *common, *TINY_TRAINING])
-    trained = run_train(train_cfg)
+    trained = run_train(compose_config("train", [
+        f"paths.output_dir={tmp_path / 'train'}", f"paths.teacher_cache_dir={tmp_path / 'teachers'}",
+        "model=student", "distill=logits", *common, *TINY_TRAINING]))
     on_disk = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert on_disk["test/acc"] == pytest.approx(trained["test/acc"])
     # the teacher was trained on the same splits and scored beside the student
     assert "teacher/test/f1" in trained and trained["model/params"] < trained["teacher/model/params"]
-    # honest protocol, checked on every run: encoders fit on train only, no window crosses a split
-    # (fit on the training rows alone: validation and test rows come out of the same slice)
+    # honest protocol, checked on every run: encoders fit on the training rows alone (validation and
+    # test rows come out of the same slice)
     assert 0 < trained["audit/preprocessing_fit_rows"] < TRAIN_SOURCE_ROWS[data[0]]
-    assert trained["audit/windows_cross_splits"] is False
+    if name.startswith("cic_ids2017"):  # validation cut per class by time, like the test split
+        assert trained["audit/val_selection"] == "per_class_time"
+    if name == "cic_ids2017_multiclass":  # every class, DDoS included, was learnt
+        expected = ["BENIGN", "DDoS", "Portscan", "SSH-Patator"]
+        assert load_classifier(trained["best_checkpoint"]).hparams.class_names == expected
     # a few batches already learn something real
     assert trained["test/auroc"] > 0.8, trained["test/auroc"]
 
-    evaluated = run_evaluate(_compose("evaluate", [f"paths.output_dir={tmp_path / 'eval'}",
-                                                   f"ckpt_path={trained['best_checkpoint']}", *common]))
+    evaluated = run_evaluate(compose_config("evaluate", [
+        f"paths.output_dir={tmp_path / 'eval'}", f"ckpt_path={trained['best_checkpoint']}", *common]))
     for key in ("test/acc", "test/f1", "test/specificity", "test/auroc"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
     assert evaluated["audit/checkpoint_dev_rows_match"] is True
     assert evaluated["audit/dev_rows_fingerprint"] == trained["audit/dev_rows_fingerprint"]
     assert {"confusion_matrix.png", "roc.png", "pr.png"} <= {p.name for p in (tmp_path / "eval").glob("*.png")}
 
-    peers = run_baselines(_compose("baselines", [f"paths.output_dir={tmp_path / 'peers'}", *common,
-                                                 "baselines.n_jobs=1", "baselines.models=[majority,logreg]"]))
+    peers = run_baselines(compose_config("baselines", [
+        f"paths.output_dir={tmp_path / 'peers'}", *common, "baselines.n_jobs=1",
+        "baselines.models=[majority,logreg]"]))
     assert peers["majority/test/auroc"] == pytest.approx(0.5)
     assert peers["logreg/test/auroc"] > 0.8 and peers["logreg/test/acc"] > peers["majority/test/acc"]
-    # peers and the network were scored on the same test rows
-    assert peers["audit/dup_train_test"] == trained["audit/dup_train_test"] if "audit/dup_train_test" in trained \
-        else {k for k in peers if k.startswith("audit/dup_")} == {k for k in trained if k.startswith("audit/dup_")}
+    # peers and the network were scored on the same splits: the same leakage audit
+    assert {k: v for k, v in peers.items() if k.startswith("audit/")} == \
+        {k: v for k, v in trained.items() if k.startswith("audit/")}
 
 
 def test_evaluate_tunes_on_the_training_runs_own_validation_rows(sliced_root, tmp_path):
@@ -116,12 +116,13 @@ def test_evaluate_tunes_on_the_training_runs_own_validation_rows(sliced_root, tm
     from mstr.train import run as run_train
 
     common = [f"paths.data_dir={sliced_root}", "data=nsl_kdd", "data.variant=20percent"]
-    trained = run_train(_compose("train", [f"paths.output_dir={tmp_path / 'train'}", "model=student", "distill=none",
-                                           "seed=1", *common, *TINY_TRAINING]))
+    trained = run_train(compose_config("train", [f"paths.output_dir={tmp_path / 'train'}", "model=student",
+                                                 "distill=none", "seed=1", *common, *TINY_TRAINING]))
 
     def evaluate(name: str, *extra: str) -> dict:
-        return run_evaluate(_compose("evaluate", [f"paths.output_dir={tmp_path / name}", "threshold=tune",
-                                                  f"ckpt_path={trained['best_checkpoint']}", *common, *extra]))
+        return run_evaluate(compose_config("evaluate", [
+            f"paths.output_dir={tmp_path / name}", "threshold=tune", f"ckpt_path={trained['best_checkpoint']}",
+            *common, *extra]))
 
     tuned = evaluate("own_seed")  # the seed comes from the checkpoint
     assert tuned["audit/checkpoint_dev_rows_match"] is True

@@ -127,16 +127,12 @@ def _assert_same_numbers(got: dict, expected: dict) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
     """The uninterrupted run (in this process, with one thread like the subprocesses)."""
-    from hydra import compose, initialize_config_dir
-
-    from mstr.config import config_dir, register_resolvers
+    from mstr.config import compose_config
     from mstr.train import run
 
     root = tmp_path_factory.mktemp("reference")
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[*ARGS, f"paths.output_dir={root / 'run'}",
-                                          f"paths.teacher_cache_dir={root / 'teachers'}"])
+    cfg = compose_config("train", [*ARGS, f"paths.output_dir={root / 'run'}",
+                                   f"paths.teacher_cache_dir={root / 'teachers'}"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -195,6 +191,7 @@ def _state(run: Path) -> dict:
             **{name: _position(path) if path.is_file() else None for name, path in last.items()}}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_leaves_the_last_saved_step_and_the_restart_resumes_there(interrupted):
     assert interrupted["kill_at"] == (1, 3)  # killed in the teacher's epoch 1, batch 3
     rc, _, _ = interrupted["kill"]
@@ -204,6 +201,7 @@ def test_sigkill_mid_epoch_leaves_the_last_saved_step_and_the_restart_resumes_th
     assert "resuming at epoch 1 after 2 batches of it" in out  # `ckpt_path=last` found the dir and went on
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_ckpt_at_that_step_and_exits_cleanly_saying_how_to_resume(interrupted):
     rc, out, err = interrupted["term"]
     assert rc == 128 + signal.SIGTERM
@@ -216,6 +214,7 @@ def test_sigterm_saves_last_ckpt_at_that_step_and_exits_cleanly_saying_how_to_re
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sigint_saves_last_ckpt_at_that_step_and_exits_cleanly(interrupted):
     rc, out, err = interrupted["int"]
     assert rc == 128 + signal.SIGINT
@@ -226,6 +225,7 @@ def test_sigint_saves_last_ckpt_at_that_step_and_exits_cleanly(interrupted):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_ends_with_the_same_metrics_as_an_uninterrupted_one(interrupted, reference):
     final = interrupted["final"]
     assert final.returncode == 0, final.stderr[-3000:]
@@ -241,6 +241,7 @@ def test_an_interrupted_run_ends_with_the_same_metrics_as_an_uninterrupted_one(i
     assert _epoch_rows(run / "teacher/csv/metrics.csv") == _epoch_rows(reference["run"] / "teacher/csv/metrics.csv")
 
 
+@pytest.mark.slow
 def test_wandb_run_resumes_under_the_same_id(interrupted):
     run = interrupted["run"]
     run_id = (run / "wandb_id.txt").read_text().strip()
@@ -253,6 +254,7 @@ def test_wandb_run_resumes_under_the_same_id(interrupted):
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reported_not_rerun(interrupted, compose_cfg):
     from mstr.train import run
 
@@ -263,6 +265,7 @@ def test_a_finished_run_is_reported_not_rerun(interrupted, compose_cfg):
     assert (out / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_parallel_jobs_never_share_an_output_dir(tmp_path):
     """Two runs and a two-job sweep started at the same moment: four distinct dirs, all complete."""
     env = _env(tmp_path / "logs")
@@ -284,6 +287,7 @@ def test_parallel_jobs_never_share_an_output_dir(tmp_path):
     assert len({p.name for p in runs} | {sweep.name}) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, key", [
     (["-m", "distill.temperature=2,0"], "distill.temperature"),     # the second job's value is bad
     (["-m", "data=synthetic,nope"], "nope"),                        # so is a group option
@@ -299,6 +303,7 @@ def test_bad_sweep_values_fail_before_any_job_with_one_line(tmp_path, args, key)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_ckpt_path_last_without_an_unfinished_run_is_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mstr.train", "ckpt_path=last"], cwd=tmp_path,
                           env=_env(tmp_path / "out"), capture_output=True, text=True, timeout=300)

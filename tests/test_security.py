@@ -67,6 +67,7 @@ def cli(tmp_path_factory) -> dict:
     return {"root": root, "marker": marker, "evil": evil, "results": results}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["teacher_ckpt", "ckpt_path"])
 def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_never_runs(cli, how):
     rc, out, err = cli["results"][how]
@@ -90,6 +91,7 @@ def test_safe_loaders_refuse_the_payload_in_process(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_wandb_api_key_never_lands_in_configs_metrics_or_the_output_dir(cli):
     rc, out, err = cli["results"]["wandb"]
     assert rc == 0, err[-3000:]

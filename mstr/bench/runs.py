@@ -46,25 +46,9 @@ def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[s
     from mstr.train import run
 
     log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
-    metrics = with_compression(run(compose_train(overrides)))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    metrics = run(compose_train(overrides))  # writes run_dir/metrics.json
     spec.write_text(json.dumps(overrides))
     return metrics
-
-
-def with_compression(metrics: dict) -> dict:
-    """Add the compression report of a distilled run from its checkpoints, when the run has none
-    (runs made before training wrote it)."""
-    if "teacher/source" not in metrics or "compression/params_ratio" in metrics:
-        return metrics
-    if not metrics.get("best_checkpoint") or not Path(metrics["teacher/source"]).is_file():
-        return metrics
-    from mstr.training.checkpoint import load_classifier
-    from mstr.training.compression import compression_metrics
-
-    teacher, student = load_classifier(metrics["teacher/source"]), load_classifier(metrics["best_checkpoint"])
-    window = student.hparams.data_signature["window"]
-    return {**metrics, **compression_metrics(teacher.model, student.model, window, metrics)}
 
 
 def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],

@@ -11,7 +11,6 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     AUROC,
     Accuracy,
-    ConfusionMatrix,
     F1Score,
     Precision,
     Recall,
@@ -48,7 +47,3 @@ def compute_with_fpr(collection: MetricCollection) -> dict[str, float]:
     prefix = collection.prefix or ""
     values[f"{prefix}fpr"] = 1.0 - values[f"{prefix}specificity"]
     return values
-
-
-def confusion(num_classes: int) -> ConfusionMatrix:
-    return ConfusionMatrix(task="binary") if num_classes == 2 else ConfusionMatrix(task="multiclass", num_classes=num_classes)
