@@ -10,6 +10,8 @@ the attack probability to 0.5 so the torchmetrics collection (which decides at 0
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -17,7 +19,7 @@ from torch.utils.data import DataLoader
 from mstr.data.preprocessing import FlowPreprocessor
 from mstr.data.table import FlowTable
 from mstr.data.windows import FlowWindowDataset, collate_prebatched
-from mstr.training.evaluation import predict, score
+from mstr.training.evaluation import novel_attack_recall, predict, score
 
 Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
 
@@ -29,9 +31,10 @@ def predict_table(model: torch.nn.Module, table: FlowTable, preprocessor: FlowPr
     return predict(model, loader)
 
 
-def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test") -> dict[str, float]:
+def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
+               novel: Optional[dict[str, np.ndarray]] = None) -> dict[str, float]:
     """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each
-    (the names training writes)."""
+    (the names training writes); with `novel` masks, the detection rate of unseen attack types."""
     results: dict[str, float] = {}
     if len(sets) > 1:
         for name, (probs, labels) in sets.items():
@@ -39,6 +42,8 @@ def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test") -
     probs = torch.cat([p for p, _ in sets.values()])
     labels = torch.cat([y for _, y in sets.values()])
     results.update(score(probs, labels, num_classes, f"{stage}/"))
+    if novel:
+        results.update(novel_attack_recall(sets, novel))
     return results
 
 

@@ -127,7 +127,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         if teacher is not None:
             from mstr.training.compression import compression_metrics
 
-            metrics.update(compression_metrics(teacher.model, final.model, dm.window, metrics))
+            metrics.update(compression_metrics(teacher, final.model, dm.window, metrics))
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:

@@ -58,7 +58,15 @@ def test_peers_on_the_same_splits(nsl_dm):
     assert results["lightgbm"]["test/auroc"] > 0.85
     assert all(np.isfinite(v) for r in results.values() for v in r.values())
     assert {"test/acc", "test/f1", "test/specificity", "test/fpr", "test/auroc", "test/precision",
-            "test/recall", "time/fit_s"} == set(majority)
+            "test/recall", "time/fit_s", "test/novel_attack_recall", "test/known_attack_recall",
+            "test/novel_attack_rows", "test/known_attack_rows"} == set(majority)
+    # KDDTest+ attack types absent from the training rows are counted apart from the known ones
+    train_types = set(nsl_dm.tables["train"].frame["attack_type"]) | set(nsl_dm.tables["val"].frame["attack_type"])
+    novel = test.is_attack() & ~test.frame["attack_type"].isin(train_types).to_numpy()
+    assert majority["test/novel_attack_rows"] == novel.sum() > 0
+    assert majority["test/novel_attack_rows"] + majority["test/known_attack_rows"] == test.is_attack().sum()
+    assert majority["test/novel_attack_recall"] == 0.0
+    assert 0.0 < results["lightgbm"]["test/novel_attack_recall"] < results["lightgbm"]["test/known_attack_recall"]
 
 
 def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path):

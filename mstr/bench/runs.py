@@ -19,6 +19,17 @@ from typing import Iterable
 log = logging.getLogger("mstr.bench")
 
 
+# What each benchmark dataset name trains on: the dataset's experiment config (its recommended
+# settings), so a table row is what `python -m mstr.train experiment=<name>` gives.
+DATASETS = {
+    "nsl_kdd": ("experiment=nsl_kdd",),
+    "unsw_nb15": ("experiment=unsw_nb15",),
+    "cic_ids2017": ("experiment=cic_ids2017",),
+    "cic_ids2017_multiclass": ("experiment=cic_ids2017", "data.task=multiclass"),
+    "synthetic": ("data=synthetic",),
+}
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -36,8 +47,8 @@ def compose_train(overrides: list[str]):
 
 
 def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[str]) -> dict:
-    run_dir = out / "runs" / dataset / variant.name / f"seed{seed}"
-    overrides = [f"data={dataset}", f"seed={seed}", *common, *variant.overrides,
+    run_dir = out / "runs" / dataset / _dirname(variant.name) / f"seed{seed}"
+    overrides = [*DATASETS[dataset], f"seed={seed}", *common, *variant.overrides,
                  f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={out / 'teachers'}"]
     done, spec = run_dir / "metrics.json", run_dir / "bench_overrides.json"
     if done.is_file() and spec.is_file() and json.loads(spec.read_text()) == overrides:
@@ -46,25 +57,14 @@ def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[s
     from mstr.train import run
 
     log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
-    metrics = with_compression(run(compose_train(overrides)))
+    metrics = run(compose_train(overrides))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     spec.write_text(json.dumps(overrides))
     return metrics
 
 
-def with_compression(metrics: dict) -> dict:
-    """Add the compression report of a distilled run from its checkpoints, when the run has none
-    (runs made before training wrote it)."""
-    if "teacher/source" not in metrics or "compression/params_ratio" in metrics:
-        return metrics
-    if not metrics.get("best_checkpoint") or not Path(metrics["teacher/source"]).is_file():
-        return metrics
-    from mstr.training.checkpoint import load_classifier
-    from mstr.training.compression import compression_metrics
-
-    teacher, student = load_classifier(metrics["teacher/source"]), load_classifier(metrics["best_checkpoint"])
-    window = student.hparams.data_signature["window"]
-    return {**metrics, **compression_metrics(teacher.model, student.model, window, metrics)}
+def _dirname(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],

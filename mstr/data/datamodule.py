@@ -16,8 +16,8 @@ from mstr.data.datasets import DatasetSplits
 from mstr.data.preprocessing import FlowPreprocessor
 from mstr.data.splits import stratified_holdout
 from mstr.data.sampling import EpochSampler, make_sampler
-from mstr.data.table import FlowTable
-from mstr.data.windows import FlowWindowDataset, collate_prebatched
+from mstr.data.table import FlowTable, concat_tables
+from mstr.data.windows import FlowWindowDataset, IndexedWindows, collate_prebatched
 from mstr.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class FlowDataModule(pl.LightningDataModule):
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, numeric_bins: int = 0, num_workers: int = 0, seed: int = 0,
+                 max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", num_workers: int = 0, seed: int = 0,
                  **dataset_options):
         """`dataset_options` are the dataset's own keys (e.g. `data.test_files`); `source` already got
         them through config interpolation, they are kept here only to be reported."""
@@ -81,13 +81,14 @@ class FlowDataModule(pl.LightningDataModule):
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
-        self.max_categories, self.numeric_bins = max_categories, numeric_bins
+        self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.num_workers, self.seed = num_workers, seed
         self.preprocessor: Optional[FlowPreprocessor] = None
         self.audit: dict = {}
         self.tables: dict[str, FlowTable] = {}
         self._datasets: dict[str, FlowWindowDataset] = {}
         self._train_start: Optional[tuple[int, int]] = None
+        self.novel: dict[str, np.ndarray] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -108,7 +109,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.tables = {"train": train, "val": val, **{f"test_{k}": t for k, t in splits.tests.items()}}
         self.test_names = list(splits.tests)
         self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
-                                                 numeric_bins=self.numeric_bins)
+                                                 numeric_bins=self.numeric_bins, bins_from=self.bins_from)
         if len(np.unique(self.preprocessor.encode_labels(train))) < 2:
             raise DataError(f"{train.source}: only one class ({self.preprocessor.classes}) in the training "
                             "split; a detector needs both benign and attack flows")
@@ -116,6 +117,11 @@ class FlowDataModule(pl.LightningDataModule):
             if len(table) == 0:
                 raise DataError(f"{table.source}: the split is empty")
             self._datasets[key] = FlowWindowDataset.from_table(table, self.preprocessor, self.window)
+        # attacks of a type the development rows (train + validation) never show: the test of
+        # generalisation to new attacks (KDDTest+ holds 17 such types)
+        development = concat_tables([train, val], f"{train.source} + validation")
+        self.novel = {name: mask for name, table in splits.tests.items()
+                      if (mask := table.novel_attacks(development)) is not None}
         self._audit(train, val, splits.tests)
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
@@ -123,6 +129,8 @@ class FlowDataModule(pl.LightningDataModule):
         audit = {"preprocessing_fit_on": train.source, "preprocessing_fit_rows": len(train),
                  "dev_rows_fingerprint": self.dev_rows,
                  "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
+        for name, mask in self.novel.items():
+            audit[f"novel_attack_rows_{name}"] = int(mask.sum())
         for name, table in {"val": val, **tests}.items():
             dup = duplicate_rows(train, table)
             audit[f"dup_train_{name}"] = dup
@@ -169,7 +177,7 @@ class FlowDataModule(pl.LightningDataModule):
             epoch, batches = self._train_start
             sampler.start_at(epoch, batches * self.batch_size)
             self._train_start = None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(IndexedWindows(dataset), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
                           generator=generator)
 
@@ -182,6 +190,10 @@ class FlowDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._datasets["val"], train=False)
+
+    def novel_attacks(self) -> dict[str, np.ndarray]:
+        """Per test set with attack types: which rows are attacks of a type absent from train + validation."""
+        return self.novel
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

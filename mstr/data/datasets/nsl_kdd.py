@@ -112,6 +112,7 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
             f"{path}: unknown attack name(s) {unknown[:5]} (first at data row {row + 1}) in "
             "column 42; expected NSL-KDD labels such as 'normal' or 'neptune'"
         )
+    frame["attack_type"] = attack  # the family: which attack, for the unseen-attack report (never an input)
     if task == "binary":
         frame["label"] = attack.where(attack == "normal", BINARY_ATTACK).replace(
             "normal", BINARY_BENIGN
@@ -129,6 +130,7 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
         numeric_cols=list(NUMERIC),
         categorical_cols=list(CATEGORICAL),
         label_col="label",
+        family_col="attack_type",
         benign=benign,
         source=str(path),
         meta={"dataset": "nsl_kdd"},
