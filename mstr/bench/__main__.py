@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS)}")
         common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs else []),
-                  *([f"distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs else []),
+                  *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs else []),
                   *([f"data.batch_size={args.batch_size}"] if args.batch_size else []),
                   "trainer.enable_progress_bar=false", "logger=csv", *args.override]
         if args.benchmark == "ablation":

@@ -31,26 +31,39 @@ TIME = [
     Variant("window 4", ("data.window=4",)),
     Variant("window 16", ("data.window=16",)),
 ]
+# Named like the accuracy and distill benchmarks' runs (same overrides), so the three share them.
 DISTILLATION = [
-    Variant("KD logits (network teacher)", ("distill=logits",)),
-    Variant("KD features (network teacher)", ("distill=features",)),
-    Variant("KD attention (network teacher)", ("distill=attention",)),
-    Variant("KD combined (network teacher)", ("distill=combined",)),
-    Variant("KD logits (LightGBM teacher)", ("distill=logits", "distill.teacher=lightgbm")),
-    Variant("KD logits (XGBoost teacher)", ("distill=logits", "distill.teacher=xgboost")),
-    Variant("KD logits + mixup (LightGBM)", ("distill=logits", "distill.teacher=lightgbm", "distill.augment=mixup")),
-    Variant("KD logits + swap (LightGBM)", ("distill=logits", "distill.teacher=lightgbm", "distill.augment=swap")),
+    Variant("student_logits", ("model=student", "distill=logits")),
+    Variant("student_features", ("model=student", "distill=features")),
+    Variant("student_attention", ("model=student", "distill=attention")),
+    Variant("student_combined", ("model=student", "distill=combined")),
+    Variant("student_logits_lightgbm", ("model=student", "distill=logits", "distill.teacher=lightgbm")),
+    Variant("student_logits_xgboost", ("model=student", "distill=logits", "distill.teacher=xgboost")),
+    Variant("student_logits_mixup", ("model=student", "distill=logits", "distill.augment=mixup")),
+    Variant("student_logits_lightgbm_swap", ("model=student", "distill=logits", "distill.teacher=lightgbm",
+                                             "distill.augment=swap")),
 ]
-DEFAULT = Variant("default student, no KD", ("distill=none",))
+DEFAULT = Variant("student_nokd", ("model=student", "distill=none"))
+LABELS = {
+    "student_nokd": "default student, no KD",
+    "student_logits": "KD logits (network teacher)",
+    "student_features": "KD features (network teacher)",
+    "student_attention": "KD attention (network teacher)",
+    "student_combined": "KD combined (network teacher)",
+    "student_logits_lightgbm": "KD logits (LightGBM teacher)",
+    "student_logits_xgboost": "KD logits (XGBoost teacher)",
+    "student_logits_mixup": "KD logits + mixup windows (network teacher)",
+    "student_logits_lightgbm_swap": "KD logits + swapped-column windows (LightGBM teacher)",
+}
 
 
 def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     """The default first, then each group's rows (architecture and time rows train without KD)."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        rows += [Variant(v.name, ("distill=none", *v.overrides)) for v in ARCHITECTURE]
+        rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in ARCHITECTURE]
         if dataset in TEMPORAL:
-            rows += [Variant(v.name, ("distill=none", *v.overrides)) for v in TIME]
+            rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in TIME]
     if "distillation" in groups:
         rows += DISTILLATION
     return rows
@@ -69,7 +82,7 @@ def table(results: dict) -> str:
             accs = [r["test/acc"] for r in runs]
             delta = [a - b["test/acc"] for a, b in zip(accs, base)] if name != DEFAULT.name and base else []
             teacher = [r["teacher/test/acc"] for r in runs if "teacher/test/acc" in r]
-            rows.append([dataset, name, mean_std(accs), mean_std(delta) if delta else "",
+            rows.append([dataset, LABELS.get(name, name), mean_std(accs), mean_std(delta) if delta else "",
                          mean_std([r["test/f1"] for r in runs]), mean_std([r["test/specificity"] for r in runs]),
                          mean_std([r["test/novel_attack_recall"] for r in runs if "test/novel_attack_recall" in r])
                          if "test/novel_attack_recall" in runs[0] else "",

@@ -94,20 +94,22 @@ class MultiScaleResidualBlock(nn.Module):
         if temporal and time_dilations:
             self.convs.append(AxisMultiScaleConv(in_ch, branch_ch, time_offsets(time_kernel, time_dilations), "time"))
         concat = sum(c.out_channels for c in self.convs)
+        # One normalisation per block, on the branches: at a student's few channels every extra
+        # batch norm costs more time than its convolution.
         self.norm = nn.BatchNorm2d(concat)
-        self.fuse = nn.Sequential(nn.Conv2d(concat, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+        self.fuse = nn.Conv2d(concat, out_ch, 1)
         if not residual:
             self.residual = None
         elif in_ch == out_ch:
             self.residual = nn.Identity()
         else:
-            self.residual = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+            self.residual = nn.Conv2d(in_ch, out_ch, 1, bias=False)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.out_channels = out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = torch.cat([conv(x) for conv in self.convs], dim=1) if len(self.convs) > 1 else self.convs[0](x)
-        fused = self.dropout(self.fuse(F.gelu(self.norm(branches))))
+        fused = self.dropout(self.fuse(F.relu(self.norm(branches))))
         if self.residual is not None:
             fused = fused + self.residual(x)
-        return F.gelu(fused)
+        return F.relu(fused)
