@@ -93,6 +93,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
+    fpr = _get(cfg, "novelty.fpr", 0.0)
+    if not isinstance(fpr, (int, float)) or not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"novelty.fpr={fpr!r}: must be a number in [0, 1) (0 turns the novelty gate off)")
     resume = _get(cfg, "resume", "never")
     if resume not in ("auto", "never"):
         raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")

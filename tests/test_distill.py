@@ -186,3 +186,4 @@ def test_cached_teacher_targets_are_the_teachers_logits_for_those_rows(small_syn
     x, _ = dm.dataset("train").gather(index)
     with torch.no_grad():
         assert torch.allclose(module._teacher_targets(x, x, index), teacher(x), atol=1e-5)
+

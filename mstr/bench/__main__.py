@@ -72,6 +72,8 @@ def accuracy_table(results: dict, peers: dict) -> str:
         rows.append([dataset, *_row("teacher (mstr)", kd, "teacher/", "teacher/model/params")])
         rows.append([dataset, *_row("student, distilled (mstr)", kd, "", "model/params")])
         rows.append([dataset, *_row("student, no KD (mstr)", variants.get("student_nokd", []), "", "model/params")])
+        if any("novelty/test/acc" in r for r in kd):
+            rows.append([dataset, *_row("student, distilled + novelty gate (mstr)", kd, "novelty/", "model/params")])
         for peer in PEERS:
             rows.append([dataset, *_row(peer, peers.get(dataset, {}).get(peer, []), "", "")])
     return markdown(header, rows)
