@@ -74,7 +74,7 @@ def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
                      if model.tree_.node_count > 1 else "nothing (one class)")
         scored = {t: (peer_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
                   for t, (xt, yt) in tests.items()}
-        results[name] = {**score_sets(scored, dm.num_classes, novel=dm.novel_attacks()), "time/fit_s": fit_s}
+        results[name] = {**score_sets(scored, dm.num_classes, subsets=dm.test_subsets()), "time/fit_s": fit_s}
         log.info("%s: test/f1 %.4f (fit %.1f s)", name, results[name]["test/f1"], fit_s)
     return results
 

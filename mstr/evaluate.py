@@ -85,7 +85,7 @@ def run(cfg: DictConfig) -> dict:
     tests = {name: scored(f"test_{name}") for name in dm.test_names}
     val = scored("val")
     metrics: dict = {"checkpoint": str(ckpt), "model/role": str(hp.get("role", "model"))}
-    metrics.update(score_sets(tests, len(classes), novel=dm.novel_attacks()))
+    metrics.update(score_sets(tests, len(classes), subsets=dm.test_subsets()))
     metrics.update(score(*val, len(classes), "val/"))
     decisions = {"0.5": tests}
     if cfg.threshold == "tune":
@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as err:
             raise DataError(f"{dm.tables['val'].source}: {err}") from None
         tuned = {name: (at_threshold(p, threshold), y) for name, (p, y) in tests.items()}
-        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes), novel=dm.novel_attacks()).items()})
+        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes), subsets=dm.test_subsets()).items()})
         metrics.update({"tuned/threshold": threshold, "tuned/val_f1": val_f1})
         decisions[f"{threshold:.4f}"] = tuned
         log.info("threshold %.4f maximises F1 on validation (%.4f)", threshold, val_f1)

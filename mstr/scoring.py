@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from mstr.data.preprocessing import FlowPreprocessor
 from mstr.data.table import FlowTable
 from mstr.data.windows import FlowWindowDataset, collate_prebatched
-from mstr.training.evaluation import novel_attack_recall, predict, score
+from mstr.training.evaluation import predict, score, subset_metrics
 
 Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
 
@@ -32,9 +32,9 @@ def predict_table(model: torch.nn.Module, table: FlowTable, preprocessor: FlowPr
 
 
 def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
-               novel: Optional[dict[str, np.ndarray]] = None) -> dict[str, float]:
+               subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
     """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each
-    (the names training writes); with `novel` masks, the detection rate of unseen attack types."""
+    (the names training writes); with row `subsets`, also the metrics on those rows."""
     results: dict[str, float] = {}
     if len(sets) > 1:
         for name, (probs, labels) in sets.items():
@@ -42,9 +42,7 @@ def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
     probs = torch.cat([p for p, _ in sets.values()])
     labels = torch.cat([y for _, y in sets.values()])
     results.update(score(probs, labels, num_classes, f"{stage}/"))
-    if novel:
-        results.update(novel_attack_recall(sets, novel))
-    return results
+    return {**results, **subset_metrics(sets, subsets or {})}
 
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

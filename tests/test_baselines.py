@@ -60,7 +60,8 @@ def test_peers_on_the_same_splits(nsl_dm):
     assert all(np.isfinite(v) for r in results.values() for v in r.values())
     assert {"test/acc", "test/f1", "test/specificity", "test/fpr", "test/auroc", "test/precision",
             "test/recall", "time/fit_s", "test/novel_attack_recall", "test/known_attack_recall",
-            "test/novel_attack_rows", "test/known_attack_rows"} == set(majority)
+            "test/novel_attack_rows", "test/known_attack_rows", "test/copied_rows", "test/copied_rows_acc",
+            "test/fresh_rows_acc"} == set(majority)
     # KDDTest+ attack types absent from the training rows are counted apart from the known ones
     train_types = set(nsl_dm.tables["train"].frame["attack_type"]) | set(nsl_dm.tables["val"].frame["attack_type"])
     novel = test.is_attack() & ~test.frame["attack_type"].isin(train_types).to_numpy()
@@ -68,6 +69,11 @@ def test_peers_on_the_same_splits(nsl_dm):
     assert majority["test/novel_attack_rows"] + majority["test/known_attack_rows"] == test.is_attack().sum()
     assert majority["test/novel_attack_recall"] == 0.0
     assert 0.0 < results["lightgbm"]["test/novel_attack_recall"] < results["lightgbm"]["test/known_attack_recall"]
+    # accuracy splits into rows with a feature-identical training row (scorable by memory) and the rest
+    lgbm, copied = results["lightgbm"], results["lightgbm"]["test/copied_rows"]
+    assert copied == nsl_dm.audit["dup_train_KDDTest+"] > 0
+    assert (lgbm["test/copied_rows_acc"] * copied + lgbm["test/fresh_rows_acc"] * (len(test) - copied)
+            == pytest.approx(lgbm["test/acc"] * len(test)))
 
 
 def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path):

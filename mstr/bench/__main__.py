@@ -30,7 +30,7 @@ from mstr.errors import MstrError, report_and_exit
 from mstr.peers import MODELS as PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
-METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall")
+METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "fresh_rows_acc")
 DISTILL_METHODS = ("logits", "features", "attention", "combined")
 
 
@@ -65,7 +65,8 @@ def _row(label: str, runs: list[dict], prefix: str, params_key: str) -> list[str
 
 
 def accuracy_table(results: dict, peers: dict) -> str:
-    header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "unseen-attack recall", "params"]
+    header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "unseen-attack recall",
+              "accuracy on rows not in train", "params"]
     rows = []
     for dataset, variants in results.items():
         kd = variants.get("student_logits", [])

@@ -48,12 +48,13 @@ def rows_fingerprint(tables: list[FlowTable]) -> str:
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
-def duplicate_rows(train: FlowTable, other: FlowTable) -> int:
-    """How many rows of `other` have a feature-identical row in `train` (leakage audit)."""
+def copied_rows(train: FlowTable, other: FlowTable) -> np.ndarray:
+    """Boolean per row of `other`: it has a feature-identical row in `train` (leakage audit; a model can
+    score such a row by memory, so test metrics are also reported on the rows without one)."""
     cols = train.feature_cols
     seen = set(pd.util.hash_pandas_object(train.frame[cols], index=False).to_numpy().tolist())
     hashes = pd.util.hash_pandas_object(other.frame[cols], index=False).to_numpy()
-    return int(np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes)).sum())
+    return np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes))
 
 
 class FlowDataModule(pl.LightningDataModule):
@@ -89,6 +90,7 @@ class FlowDataModule(pl.LightningDataModule):
         self._datasets: dict[str, FlowWindowDataset] = {}
         self._train_start: Optional[tuple[int, int]] = None
         self.novel: dict[str, np.ndarray] = {}
+        self.copied: dict[str, np.ndarray] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -131,8 +133,9 @@ class FlowDataModule(pl.LightningDataModule):
                  "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
         for name, mask in self.novel.items():
             audit[f"novel_attack_rows_{name}"] = int(mask.sum())
+        self.copied = {name: copied_rows(train, table) for name, table in tests.items()}
         for name, table in {"val": val, **tests}.items():
-            dup = duplicate_rows(train, table)
+            dup = int((self.copied[name] if name in self.copied else copied_rows(train, table)).sum())
             audit[f"dup_train_{name}"] = dup
             audit[f"dup_train_{name}_share"] = round(dup / max(len(table), 1), 6)
         self.audit = audit
@@ -191,9 +194,11 @@ class FlowDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._datasets["val"], train=False)
 
-    def novel_attacks(self) -> dict[str, np.ndarray]:
-        """Per test set with attack types: which rows are attacks of a type absent from train + validation."""
-        return self.novel
+    def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
+        """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type
+        absent from train + validation, where the data names types) and `copied` (rows with a
+        feature-identical training row)."""
+        return {"novel_attack": self.novel, "copied": self.copied}
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

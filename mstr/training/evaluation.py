@@ -33,41 +33,54 @@ def score(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: s
 
 
 def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int,
-                   novel: Optional[dict[str, np.ndarray]] = None) -> dict[str, float]:
-    """`test/...` over all test sets together and, with several sets, `test_<name>/...` for each;
-    with `novel` masks (attacks of types absent from training), also their detection rate."""
+                   subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+    """`test/...` over all test sets together and, with several sets, `test_<name>/...` for each; with
+    row `subsets` (see `FlowDataModule.test_subsets`), also the metrics on those rows."""
     results: dict[str, float] = {}
-    all_probs, all_labels = [], []
+    scored = {}
     for name, loader in loaders.items():
-        probs, labels = predict(model, loader)
-        all_probs.append(probs)
-        all_labels.append(labels)
+        scored[name] = predict(model, loader)
         if len(loaders) > 1:
-            results.update(score(probs, labels, num_classes, f"test_{name}/"))
-    results.update(score(torch.cat(all_probs), torch.cat(all_labels), num_classes, "test/"))
-    if novel:
-        results.update(novel_attack_recall(dict(zip(loaders, zip(all_probs, all_labels))), novel))
-    return results
+            results.update(score(*scored[name], num_classes, f"test_{name}/"))
+    results.update(score(torch.cat([p for p, _ in scored.values()]), torch.cat([y for _, y in scored.values()]),
+                         num_classes, "test/"))
+    return {**results, **subset_metrics(scored, subsets or {})}
 
 
-def novel_attack_recall(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                        novel: dict[str, np.ndarray]) -> dict[str, float]:
-    """Share of attacks flagged (predicted as any non-benign class), separately for attack types the
-    training split had (`known`) and those it never saw (`novel`): `test/novel_attack_recall`, ...
-    Benign is class 0 (the preprocessing puts benign names first)."""
-    flagged, is_novel, is_attack = [], [], []
-    for name, (probs, labels) in scored.items():
-        if name in novel:
-            flagged.append(probs.argmax(-1).numpy() != 0)
-            is_novel.append(novel[name])
-            is_attack.append(labels.numpy() != 0)
-    if not flagged:
-        return {}
-    flagged, is_novel, is_attack = map(np.concatenate, (flagged, is_novel, is_attack))
-    known = is_attack & ~is_novel
-    results = {"test/novel_attack_rows": int(is_novel.sum()), "test/known_attack_rows": int(known.sum())}
-    if is_novel.any():
-        results["test/novel_attack_recall"] = float(flagged[is_novel].mean())
-    if known.any():
-        results["test/known_attack_recall"] = float(flagged[known].mean())
+def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[str, np.ndarray]):
+    """(predicted class, label, mask) over the test sets that have a mask, concatenated."""
+    names = [n for n in scored if n in masks]
+    if not names:
+        return None
+    predicted = np.concatenate([scored[n][0].argmax(-1).numpy() for n in names])
+    labels = np.concatenate([scored[n][1].numpy() for n in names])
+    return predicted, labels, np.concatenate([masks[n] for n in names])
+
+
+def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                   subsets: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    """- novel_attack: the share of attacks flagged (predicted as any non-benign class; benign is class
+      0) among attack types the training split never had, and among those it had:
+      `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
+    - copied: accuracy on test rows with a feature-identical training row and on the rest:
+      `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory)."""
+    results: dict[str, float] = {}
+    joined = _joined(scored, subsets.get("novel_attack", {}))
+    if joined is not None:
+        predicted, labels, novel = joined
+        flagged, known = predicted != 0, (labels != 0) & ~novel
+        results.update({"test/novel_attack_rows": int(novel.sum()), "test/known_attack_rows": int(known.sum())})
+        if novel.any():
+            results["test/novel_attack_recall"] = float(flagged[novel].mean())
+        if known.any():
+            results["test/known_attack_recall"] = float(flagged[known].mean())
+    joined = _joined(scored, subsets.get("copied", {}))
+    if joined is not None:
+        predicted, labels, copied = joined
+        right = predicted == labels
+        results["test/copied_rows"] = int(copied.sum())
+        if copied.any():
+            results["test/copied_rows_acc"] = float(right[copied].mean())
+        if (~copied).any():
+            results["test/fresh_rows_acc"] = float(right[~copied].mean())
     return results

@@ -95,7 +95,7 @@ def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:
 
 def test_metrics(model: FlowClassifier, dm: FlowDataModule) -> tuple[dict[str, float], float]:
     start = time.perf_counter()
-    results = evaluate_tests(model, dm.test_loaders(), dm.num_classes, dm.novel_attacks())
+    results = evaluate_tests(model, dm.test_loaders(), dm.num_classes, dm.test_subsets())
     return results, time.perf_counter() - start
 
 
