@@ -36,12 +36,6 @@ from mstr.peers import MODELS, fit_peer, make_peer, peer_probabilities
 log = logging.getLogger("mstr.baselines")
 register_resolvers()
 
-def _rows(dm, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed features and labels of one split, one row per flow."""
-    dataset = dm.dataset(key)
-    return dataset.features.numpy(), dataset.labels.numpy()
-
-
 def _check(models: Sequence[str]) -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -57,12 +51,12 @@ def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
 
     Returns {model: {"test/f1": ..., "test_<name>/f1": ... (several test sets), "time/fit_s": ...}}.
     """
-    from mstr.scoring import score_sets
+    from mstr.training.evaluation import score_sets
 
     _check(models)
-    x, y = _rows(dm, "train")
-    x_val, y_val = _rows(dm, "val")
-    tests = {name: _rows(dm, f"test_{name}") for name in dm.test_names}
+    x, y = dm.flows("train")
+    x_val, y_val = dm.flows("val")
+    tests = {name: dm.flows(f"test_{name}") for name in dm.test_names}
     results = {}
     for name in models:
         model = make_peer(name, seed, n_jobs)
@@ -110,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
     dm.setup()
     results = run_baselines(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
     metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
+    metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
     write_json(out_dir / "metrics.json", metrics)
     _print_comparison(results, f"baselines on {cfg.data.name} (test) -> {out_dir / 'metrics.json'}")

@@ -130,6 +130,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
             from mstr.training.compression import compression_metrics
 
             metrics.update(compression_metrics(teacher, final.model, dm.window, metrics))
+        metrics.update(dm.facts)
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:

@@ -1,7 +1,8 @@
 """Preprocessing fit on the training split only, applied to anything, stored as plain JSON-able data.
 
-Numeric columns: log1p for heavy-tailed non-negative counts (decided on train), then standard or
-min-max scaling with train statistics. With `numeric_bins=k`, each numeric column also gets a
+Numeric columns: missing and infinite values filled with the column's training median (of its
+finite values; 0 when there is none), log1p for heavy-tailed non-negative counts (decided on train),
+then standard or min-max scaling with train statistics. With `numeric_bins=k`, each numeric column also gets a
 piecewise-linear encoding over (up to) k quantile bins of the training values (Gorishniy et al., "On
 Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022): component t is 0 below
 bin t, 1 above it and linear inside, which lets a small network cut a feature at many thresholds the
@@ -21,7 +22,7 @@ import pandas as pd
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: numeric gaps filled with training medians (`fill`)
 SCALERS = ("standard", "minmax")
 BIN_EDGES = ("quantile", "target")
 
@@ -45,12 +46,13 @@ class FlowPreprocessor:
     fit_source: str = ""
     feature_names: list[str] = field(default_factory=list)
     bin_edges: dict[str, list[float]] = field(default_factory=dict)
+    fill: list[float] = field(default_factory=list)  # per numeric column; empty in format 1
     column_order: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
-            log_skew: float = 2.0, clip: float = 10.0, classes: list[str] | None = None,
-            numeric_bins: int = 0, bins_from: str = "quantile") -> "FlowPreprocessor":
+            log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0,
+            bins_from: str = "quantile") -> "FlowPreprocessor":
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
@@ -60,6 +62,8 @@ class FlowPreprocessor:
         if len(table) == 0:
             raise DataError(f"{table.source}: the training split is empty")
         numeric = _numeric_matrix(table)
+        fill = _finite_medians(numeric)
+        numeric = _fill_gaps(numeric, fill, table.source, table.numeric_cols)
         log_mask = _heavy_tailed(numeric, log_skew)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         if scaler == "standard":
@@ -77,17 +81,12 @@ class FlowPreprocessor:
         for col in table.categorical_cols:
             counts = table.frame[col].astype(str).value_counts()
             categories[col] = sorted(counts.index[:max_categories].tolist())
-        labels = table.labels
-        found = sorted(set(labels.tolist()))
-        if classes is None:
-            benign = [c for c in found if c in set(table.benign)]
-            classes = benign + [c for c in found if c not in benign]  # benign first: class 0
         prep = cls(
             numeric_cols=list(table.numeric_cols), categorical_cols=list(table.categorical_cols),
             log_cols=[c for c, m in zip(table.numeric_cols, log_mask) if m],
             center=center.tolist(), scale=scale.tolist(), categories=categories,
-            classes=list(classes), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
-            fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges,
+            classes=class_order(table), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
+            fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges, fill=fill.tolist(),
             column_order=[c for c in table.frame.columns if c in set(table.feature_cols)],
         )
         prep.feature_names = prep._feature_names()
@@ -130,6 +129,7 @@ class FlowPreprocessor:
         if missing:
             raise DataError(f"{table.source}: missing column(s) {missing} that the model was trained on")
         numeric = _numeric_matrix(table, self.numeric_cols)
+        numeric = _fill_gaps(numeric, self.fill, table.source, self.numeric_cols)
         log_mask = np.isin(self.numeric_cols, self.log_cols)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         parts = [np.clip((numeric - np.asarray(self.center)) / np.asarray(self.scale), -self.clip, self.clip)]
@@ -169,6 +169,13 @@ class FlowPreprocessor:
         return cls(**state)
 
 
+def class_order(table: FlowTable) -> list[str]:
+    """The classes of a table's labels: the benign ones first (class 0), then the others, sorted."""
+    found = sorted(set(table.labels.tolist()))
+    benign = [c for c in found if c in set(table.benign)]
+    return benign + [c for c in found if c not in benign]
+
+
 def piecewise_linear(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """[rows, len(edges) - 1]: how far each value has passed through each bin, in [0, 1]."""
     lower, width = edges[:-1], np.diff(edges)
@@ -192,16 +199,29 @@ def _bin_edges(values: np.ndarray, labels: np.ndarray, bins: int, bins_from: str
 def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:
     cols = table.numeric_cols if cols is None else cols
     try:
-        values = table.frame[cols].to_numpy(dtype=np.float64)
+        return table.frame[cols].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise DataError(f"{table.source}: non-numeric values in numeric columns ({err})") from None
-    if not np.isfinite(values).all():
-        row, col = np.argwhere(~np.isfinite(values))[0]
-        raise DataError(
-            f"{table.source}: row {row + 1}, column {cols[col]!r} is {values[row, col]}; "
-            "readers must repair NaN/inf before preprocessing"
-        )
-    return values
+
+
+def _finite_medians(values: np.ndarray) -> np.ndarray:
+    """Per column, the median of its finite values (0 for a column without any)."""
+    finite = np.where(np.isfinite(values), values, np.nan)
+    empty = np.isnan(finite).all(axis=0)
+    finite[:, empty] = 0.0
+    return np.nanmedian(finite, axis=0)
+
+
+def _fill_gaps(values: np.ndarray, fill, source: str, cols: list[str]) -> np.ndarray:
+    """`values` with NaN/inf replaced by the fitted per-column `fill` (training medians)."""
+    gaps = ~np.isfinite(values)
+    if not gaps.any():
+        return values
+    if len(fill) != values.shape[1]:  # preprocessing of format 1 was fit on data the readers had filled
+        row, col = np.argwhere(gaps)[0]
+        raise DataError(f"{source}: row {row + 1}, column {cols[col]!r} is {values[row, col]}, and this "
+                        "preprocessing (format 1) has no training medians to fill it; retrain the model")
+    return np.where(gaps, np.asarray(fill, dtype=np.float64), values)
 
 
 def _heavy_tailed(values: np.ndarray, threshold: float) -> np.ndarray:

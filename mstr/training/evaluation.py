@@ -1,4 +1,5 @@
-"""Scoring a trained model on held-out loaders: probabilities, then torchmetrics per set and overall."""
+"""Scoring a trained model on held-out data: probabilities, then torchmetrics over every test set
+together and over each on its own."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from torch.utils.data import DataLoader
 
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
+Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
+
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities [N, C], labels [N]) on the model's device, in eval mode."""
+def predict(model: torch.nn.Module, loader: DataLoader) -> Scored:
+    """(probabilities [N, C], labels [N]) on the CPU, computed on the model's device in eval mode."""
     was_training = model.training
     model.eval()
     param = next(model.parameters(), None)  # a tree teacher has none and scores on the CPU
@@ -32,19 +35,27 @@ def score(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: s
     return compute_with_fpr(metrics)
 
 
-def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int,
-                   subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
-    """`test/...` over all test sets together and, with several sets, `test_<name>/...` for each; with
+def each_and_all(sets: dict[str, Scored]) -> dict[Optional[str], Scored]:
+    """Every set together (key None) and, when there are several, each on its own (by name)."""
+    together = (torch.cat([p for p, _ in sets.values()]), torch.cat([y for _, y in sets.values()]))
+    return {None: together, **(sets if len(sets) > 1 else {})}
+
+
+def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
+               subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+    """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each; with
     row `subsets` (see `FlowDataModule.test_subsets`), also the metrics on those rows."""
     results: dict[str, float] = {}
-    scored = {}
-    for name, loader in loaders.items():
-        scored[name] = predict(model, loader)
-        if len(loaders) > 1:
-            results.update(score(*scored[name], num_classes, f"test_{name}/"))
-    results.update(score(torch.cat([p for p, _ in scored.values()]), torch.cat([y for _, y in scored.values()]),
-                         num_classes, "test/"))
-    return {**results, **subset_metrics(scored, subsets or {})}
+    for name, (probs, labels) in each_and_all(sets).items():
+        results.update(score(probs, labels, num_classes, f"{stage}/" if name is None else f"{stage}_{name}/"))
+    return {**results, **subset_metrics(sets, subsets or {})}
+
+
+def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int,
+                   subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+    """`score_sets` of the model's predictions on each test loader (by test set name)."""
+    return score_sets({name: predict(model, loader) for name, loader in loaders.items()}, num_classes,
+                      subsets=subsets)
 
 
 def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[str, np.ndarray]):
