@@ -16,9 +16,10 @@ from typing import Optional
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
 
+from mstr.config import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
 from mstr.outputs import continue_csv
@@ -26,7 +27,6 @@ from mstr.training.checkpoint import check_resumable, check_signature, load_clas
 from mstr.training.distill import DistillationModule
 from mstr.training.evaluation import evaluate_tests
 from mstr.training.module import FlowClassifier
-from mstr.config import TREE_TEACHERS
 from mstr.training.tree_teacher import BoosterTeacher, booster_file, fit_tree_teacher
 
 log = logging.getLogger(__name__)
