@@ -116,6 +116,13 @@ def test_readout_is_the_newest_flow_only_once():
     assert pooled.head[-1].in_features == 6
 
 
+def test_readout_channels_shrink_the_head_and_keep_columns_apart():
+    wide = build_backbone(9, 15, layout=LAYOUT, widths=[8])
+    narrow = build_backbone(9, 15, layout=LAYOUT, widths=[8], readout_channels=2)
+    assert wide.head[-1].in_features == 8 * 4 and narrow.head[-1].in_features == 2 * 4
+    assert narrow(torch.randn(3, 1, 9)).shape == (3, 15)
+
+
 def test_linear_stem_ablation_and_residual_switch():
     linear = build_backbone(9, 2, stem="linear", token_dim=16)
     assert linear(torch.randn(3, 1, 9)).shape == (3, 2)

@@ -8,7 +8,7 @@
   ablation  each design choice on its own (see mstr.bench.ablation).
 
 Each dataset trains with its experiment config (`experiment=<dataset>`, the recommended settings);
-`cic_ids2017_multiclass` is CIC-IDS2017 with data.task=multiclass.
+`cic_ids2017_multiclass` is CIC-IDS2017's 15-class task (its own experiment config).
 
 Everything runs on the real splits of each data config (test sets read once per run, for its final
 report; model selection on validation). Tables are printed and written to `<out>/<name>.md`.

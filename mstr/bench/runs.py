@@ -25,7 +25,7 @@ DATASETS = {
     "nsl_kdd": ("experiment=nsl_kdd",),
     "unsw_nb15": ("experiment=unsw_nb15",),
     "cic_ids2017": ("experiment=cic_ids2017",),
-    "cic_ids2017_multiclass": ("experiment=cic_ids2017", "data.task=multiclass"),
+    "cic_ids2017_multiclass": ("experiment=cic_ids2017_multiclass",),
     "synthetic": ("data=synthetic",),
 }
 

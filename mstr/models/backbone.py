@@ -40,6 +40,7 @@ class BackboneConfig:
     time_dilations: list[int] = field(default_factory=lambda: [1, 2])
     residual: bool = True
     readout: str = "flatten"        # flatten: columns keep their identity | pool: mean over columns
+    readout_channels: int = 0       # > 0: a 1x1 projection to this many channels per column before flattening
     head_hidden: int = 0            # > 0: one hidden layer in the head
     dropout: float = 0.0
 
@@ -62,6 +63,7 @@ class BackboneConfig:
             "time_dilations": all(d >= 1 for d in self.time_dilations),
             "readout": self.readout in READOUTS,
             "head_hidden": self.head_hidden >= 0,
+            "readout_channels": self.readout_channels >= 0,
             "dropout": 0.0 <= self.dropout < 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -97,6 +99,10 @@ class MultiScaleSTResNet(nn.Module):
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
+        # With many classes a flattened head grows as channels x columns x classes; a 1x1 projection
+        # keeps a few channels per column first (every column still has its own weights in the head).
+        self.squeeze = nn.Conv2d(in_ch, config.readout_channels, 1) if config.readout_channels else nn.Identity()
+        in_ch = config.readout_channels or in_ch
         readout = in_ch * positions if config.readout == "flatten" else in_ch
         if config.head_hidden:
             self.head = nn.Sequential(nn.Linear(readout, config.head_hidden), nn.GELU(),
@@ -121,7 +127,7 @@ class MultiScaleSTResNet(nn.Module):
         h = self.stem(x)
         for stage in self.stages:
             h = stage(h)
-        newest = h[:, :, -1, :]  # [B, C, features]
+        newest = self.squeeze(h[:, :, -1:, :])[:, :, 0, :]  # [B, C, features]
         return newest.flatten(1) if self.config.readout == "flatten" else newest.mean(dim=-1)
 
     def cost(self, window: int) -> dict[str, int]:
