@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict:
     tests = {name: predict(model, loader) for name, loader in dm.test_loaders().items()}
     val = predict(model, dm.val_dataloader())
     metrics: dict = {"checkpoint": str(ckpt), "model/role": str(hp.get("role", "model"))}
-    metrics.update(score_sets(tests, len(classes)))
+    metrics.update(score_sets(tests, len(classes), subsets=dm.test_subsets()))
     metrics.update(score(*val, len(classes), "val/"))
     decisions = {"0.5": tests}
     if cfg.threshold == "tune":
@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as err:
             raise DataError(f"{dm.tables['val'].source}: {err}") from None
         tuned = {name: (at_threshold(p, threshold), y) for name, (p, y) in tests.items()}
-        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes)).items()})
+        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes), subsets=dm.test_subsets()).items()})
         metrics.update({"tuned/threshold": threshold, "tuned/val_f1": val_f1})
         decisions[f"{threshold:.4f}"] = tuned
         log.info("threshold %.4f maximises F1 on validation (%.4f)", threshold, val_f1)

@@ -4,6 +4,8 @@ applies it."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 

@@ -17,8 +17,8 @@ from mstr.data.datasets import DatasetSplits
 from mstr.data.preprocessing import FlowPreprocessor, class_order
 from mstr.data.sampling import EpochSampler, make_sampler
 from mstr.data.splits import hold_out
-from mstr.data.table import FlowTable
-from mstr.data.windows import FlowWindowDataset, collate_prebatched
+from mstr.data.table import FlowTable, concat_tables
+from mstr.data.windows import FlowWindowDataset, IndexedWindows, collate_prebatched
 from mstr.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,13 @@ def rows_fingerprint(tables: list[FlowTable]) -> str:
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
-def duplicate_rows(train: FlowTable, other: FlowTable) -> int:
-    """How many rows of `other` have a feature-identical row in `train` (leakage audit)."""
+def copied_rows(train: FlowTable, other: FlowTable) -> np.ndarray:
+    """Boolean per row of `other`: it has a feature-identical row in `train` (leakage audit; a model can
+    score such a row by memory, so test metrics are also reported on the rows without one)."""
     cols = train.feature_cols
     seen = set(pd.util.hash_pandas_object(train.frame[cols], index=False).to_numpy().tolist())
     hashes = pd.util.hash_pandas_object(other.frame[cols], index=False).to_numpy()
-    return int(np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes)).sum())
+    return np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes))
 
 
 class FlowDataModule(pl.LightningDataModule):
@@ -57,8 +58,8 @@ class FlowDataModule(pl.LightningDataModule):
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, numeric_bins: int = 0, num_workers: int = 0, seed: int = 0,
-                 preprocessor: Optional[FlowPreprocessor] = None, **_dataset_keys):
+                 max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", num_workers: int = 0,
+                 seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, **_dataset_keys):
         super().__init__()
         if window < 1:
             raise ConfigError(f"data.window={window}: must be >= 1")
@@ -69,7 +70,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
-        self.max_categories, self.numeric_bins = max_categories, numeric_bins
+        self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.num_workers, self.seed = num_workers, seed
         self.preprocessor: Optional[FlowPreprocessor] = preprocessor
         self.audit: dict = {}
@@ -77,6 +78,8 @@ class FlowDataModule(pl.LightningDataModule):
         self.tables: dict[str, FlowTable] = {}
         self._datasets: dict[str, FlowWindowDataset] = {}
         self._train_start: Optional[tuple[int, int]] = None
+        self.novel: dict[str, np.ndarray] = {}
+        self.copied: dict[str, np.ndarray] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -102,12 +105,17 @@ class FlowDataModule(pl.LightningDataModule):
                             "split; a detector needs both benign and attack flows")
         if self.preprocessor is None:
             self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
-                                                     numeric_bins=self.numeric_bins)
+                                                     numeric_bins=self.numeric_bins, bins_from=self.bins_from)
         elif self.preprocessor.classes != self.data_classes:
             raise DataError(f"{train.source}: classes: preprocessing {self.preprocessor.classes} vs data "
                             f"{self.data_classes}; use the data config (and data.task) the model was trained with")
         for key, table in self.tables.items():
             self._datasets[key] = FlowWindowDataset.from_table(table, self.preprocessor, self.window)
+        # attacks of a type the development rows (train + validation) never show: the test of
+        # generalisation to new attacks (KDDTest+ holds 17 such types)
+        development = concat_tables([train, val], f"{train.source} + validation")
+        self.novel = {name: mask for name, table in splits.tests.items()
+                      if (mask := table.novel_attacks(development)) is not None}
         self._audit(train, val, splits.tests)
 
     def _settle_window(self, temporal: bool) -> None:
@@ -127,8 +135,11 @@ class FlowDataModule(pl.LightningDataModule):
         audit = {"preprocessing_fit_on": self.preprocessor.fit_source,
                  "preprocessing_fit_rows": self.preprocessor.fit_rows,
                  "dev_rows_fingerprint": self.dev_rows, "val_selection": self.holdout}
+        for name, mask in self.novel.items():
+            audit[f"novel_attack_rows_{name}"] = int(mask.sum())
+        self.copied = {name: copied_rows(train, table) for name, table in tests.items()}
         for name, table in {"val": val, **tests}.items():
-            dup = duplicate_rows(train, table)
+            dup = int((self.copied[name] if name in self.copied else copied_rows(train, table)).sum())
             audit[f"dup_train_{name}"] = dup
             audit[f"dup_train_{name}_share"] = round(dup / max(len(table), 1), 6)
         self.audit = audit
@@ -173,7 +184,7 @@ class FlowDataModule(pl.LightningDataModule):
             epoch, batches = self._train_start
             sampler.start_at(epoch, batches * self.batch_size)
             self._train_start = None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(IndexedWindows(dataset), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
                           generator=generator)
 
@@ -186,6 +197,12 @@ class FlowDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._datasets["val"], train=False)
+
+    def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
+        """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type
+        absent from train + validation, where the data names types) and `copied` (rows with a
+        feature-identical training row)."""
+        return {"novel_attack": self.novel, "copied": self.copied}
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

@@ -24,6 +24,7 @@ from mstr.errors import ConfigError, DataError
 
 FORMAT_VERSION = 2  # 2: numeric gaps filled with training medians (`fill`)
 SCALERS = ("standard", "minmax")
+BIN_EDGES = ("quantile", "target")
 
 
 @dataclass
@@ -46,14 +47,18 @@ class FlowPreprocessor:
     feature_names: list[str] = field(default_factory=list)
     bin_edges: dict[str, list[float]] = field(default_factory=dict)
     fill: list[float] = field(default_factory=list)  # per numeric column; empty in format 1
+    column_order: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
-            log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0) -> "FlowPreprocessor":
+            log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0,
+            bins_from: str = "quantile") -> "FlowPreprocessor":
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
-            raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of quantile bins (>= 2)")
+            raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of bins (>= 2)")
+        if bins_from not in BIN_EDGES:
+            raise ConfigError(f"data.bins_from={bins_from!r}: must be one of {list(BIN_EDGES)}")
         if len(table) == 0:
             raise DataError(f"{table.source}: the training split is empty")
         numeric = _numeric_matrix(table)
@@ -68,9 +73,8 @@ class FlowPreprocessor:
         scale = np.where(scale > 1e-12, scale, 1.0)
         bin_edges = {}
         if numeric_bins:
-            quantiles = np.linspace(0.0, 1.0, numeric_bins + 1)
             for j, col in enumerate(table.numeric_cols):
-                edges = np.unique(np.quantile(numeric[:, j], quantiles))
+                edges = _bin_edges(numeric[:, j], table.labels, numeric_bins, bins_from)
                 if len(edges) > 2:  # a constant or two-valued column gains nothing over its scaled value
                     bin_edges[col] = edges.tolist()
         categories = {}
@@ -83,6 +87,7 @@ class FlowPreprocessor:
             center=center.tolist(), scale=scale.tolist(), categories=categories,
             classes=class_order(table), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
             fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges, fill=fill.tolist(),
+            column_order=[c for c in table.frame.columns if c in set(table.feature_cols)],
         )
         prep.feature_names = prep._feature_names()
         return prep
@@ -102,6 +107,21 @@ class FlowPreprocessor:
         for col in self.categorical_cols:
             names += [f"{col}={v}" for v in self.categories[col]] + [f"{col}=<unknown>"]
         return names
+
+    def layout(self) -> dict:
+        """Which flat positions form each column's token (its scaled value and bins, or its one-hot
+        block), columns in the data's own order (related columns stand together in flow records):
+        what the backbone's per-column tokenizer needs, as plain data."""
+        index = {name: i for i, name in enumerate(self.feature_names)}
+        tokens = {}
+        for col in self.numeric_cols:
+            bins = [f"{col}#bin{t}" for t in range(1, len(self.bin_edges.get(col, [])))]
+            tokens[col] = [index[col]] + [index[b] for b in bins]
+        for col in self.categorical_cols:
+            tokens[col] = [index[f"{col}={v}"] for v in self.categories[col]] + [index[f"{col}=<unknown>"]]
+        order = [c for c in self.column_order if c in tokens] or list(tokens)
+        order += [c for c in tokens if c not in order]
+        return {"tokens": [tokens[c] for c in order], "names": order}
 
     def transform(self, table: FlowTable) -> np.ndarray:
         """Features as float32 [rows, num_features]; unseen categories land in the unknown bucket."""
@@ -160,6 +180,20 @@ def piecewise_linear(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """[rows, len(edges) - 1]: how far each value has passed through each bin, in [0, 1]."""
     lower, width = edges[:-1], np.diff(edges)
     return np.clip((values[:, None] - lower) / width, 0.0, 1.0)
+
+
+def _bin_edges(values: np.ndarray, labels: np.ndarray, bins: int, bins_from: str) -> np.ndarray:
+    """Edges of `bins` bins of one (training) column: at its quantiles, or where a small decision tree
+    on that column alone best separates the training labels (Gorishniy et al. 2022's target-aware
+    bins: the cuts a tree ensemble would make, so a network gets the same resolution where it matters)."""
+    if bins_from == "quantile":
+        return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = DecisionTreeClassifier(max_leaf_nodes=bins, min_samples_leaf=max(1, len(values) // 1000), random_state=0)
+    tree.fit(values[:, None], labels)
+    cuts = tree.tree_.threshold[tree.tree_.feature >= 0]
+    return np.unique(np.r_[values.min(), cuts, values.max()])
 
 
 def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:

@@ -20,7 +20,7 @@ from torchmetrics.classification import (
 METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")
 
 
-def detection_metrics(num_classes: int, prefix: str) -> MetricCollection:
+def detection_metrics(num_classes: int, prefix: str, auroc: bool = True) -> MetricCollection:
     """Collection over (probabilities [N, C], targets [N]); use `compute_with_fpr` to read it."""
     if num_classes == 2:
         kw: dict = {"task": "binary"}
@@ -32,8 +32,9 @@ def detection_metrics(num_classes: int, prefix: str) -> MetricCollection:
         "recall": Recall(**kw),
         "f1": F1Score(**kw),
         "specificity": Specificity(**kw),
-        "auroc": AUROC(**kw),
     }
+    if auroc:
+        metrics["auroc"] = AUROC(**kw)
     return MetricCollection(metrics, prefix=prefix)
 
 

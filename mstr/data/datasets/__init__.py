@@ -56,13 +56,14 @@ def check_task(task: str, key: str = "data.task") -> None:
 def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray, benign: Sequence[str],
                task: str, numeric: Sequence[str], categorical: Sequence[str], source: str, notes: list[str],
                label_col: str = "label", time_col: Optional[str] = None, group_col: Optional[str] = None,
-               strata_col: Optional[str] = None) -> FlowTable:
+               strata_col: Optional[str] = None, family_col: Optional[str] = None) -> FlowTable:
     """The one way a loader turns a frame into a `FlowTable`.
 
     classes: each row's class name, missing (NA) where the row has no label: such rows are dropped,
     with a note. is_benign: which rows are normal traffic. The label column becomes the class name
     (multiclass, `benign` naming the normal classes) or benign/attack (binary); with `strata_col` the
-    class name is also kept in that column, so that per-class cuts can follow it in the binary task.
+    class name is also kept in that column, so that per-class cuts can follow it in the binary task;
+    `family_col` names a column of `frame` with a finer name still (the attack type), kept for reports.
     Categories and the group column become stripped text; numeric columns become float64 (`coerce_numeric`, before any row
     is dropped, so that its errors name the file's own rows), missing and infinite values kept for
     the preprocessing to fill with training medians; the time column becomes seconds.
@@ -93,4 +94,5 @@ def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray
         frame[label_col] = classes.astype(str).to_numpy()
     return FlowTable(frame=frame, numeric_cols=list(numeric), categorical_cols=list(categorical),
                      label_col=label_col, time_col=time_col, group_col=group_col, strata_col=strata_col,
+                     family_col=family_col,
                      benign=tuple(benign), source=source)

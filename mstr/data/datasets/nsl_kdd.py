@@ -111,6 +111,7 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
             f"{path}: unknown attack name(s) {unknown[:5]} (first at data row {row + 1}) in "
             "column 42; expected NSL-KDD labels such as 'normal' or 'neptune'"
         )
+    frame["attack_type"] = attack  # which attack: for the unseen-attack report, never an input
     return make_table(frame, classes=attack.map(CATEGORY), is_benign=(attack == "normal").to_numpy(),
                       benign=("normal",), task=task, numeric=NUMERIC, categorical=CATEGORICAL,
-                      source=str(path), notes=notes)
+                      source=str(path), notes=notes, family_col="attack_type")
