@@ -10,12 +10,8 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
-
-ROLES = ("teacher", "student")
-DISTILL_METHODS = ("none", "logits", "features", "attention", "combined")
-TREE_TEACHERS = ("xgboost", "lightgbm")
-DISTILL_TEACHERS = ("network", *TREE_TEACHERS)
-DISTILL_AUGMENTS = ("none", "mixup", "swap")
+from mstr.options import (CLASS_WEIGHTS, DISTILL_AUGMENTS, DISTILL_METHODS, DISTILL_TEACHERS, LOSSES, ROLES,
+                          SAMPLERS, TASKS, TREE_TEACHERS)
 
 
 def config_dir() -> str:
@@ -49,14 +45,18 @@ def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
 
 
+def _one_of(names) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject config values that cannot work, naming the key (fails before any data is read)."""
     role = _get(cfg, "model.role")
     if role not in ROLES:
         raise ConfigError(f"model.role={role!r}: must be one of {list(ROLES)}")
     method = _get(cfg, "distill.method")
-    if method not in DISTILL_METHODS:
-        raise ConfigError(f"distill.method={method!r}: must be one of {list(DISTILL_METHODS)}")
+    if method not in ("none", *DISTILL_METHODS):
+        raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
         if not isinstance(temperature, (int, float)) or temperature <= 0:
@@ -93,11 +93,10 @@ def validate(cfg: DictConfig) -> None:
     checks = {
         "data.window": (_get(cfg, "data.window"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         "data.batch_size": (_get(cfg, "data.batch_size"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "data.task": (_get(cfg, "data.task"), lambda v: v in ("binary", "multiclass"), "binary or multiclass"),
-        "data.sampler": (_get(cfg, "data.sampler"), lambda v: v in ("none", "weighted", "sqrt"), "none, weighted or sqrt"),
-        "loss.name": (_get(cfg, "loss.name"), lambda v: v in ("ce", "focal"), "ce or focal"),
-        "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in ("none", "balanced", "sqrt"),
-                               "none, balanced or sqrt"),
+        "data.task": (_get(cfg, "data.task"), lambda v: v in TASKS, _one_of(TASKS)),
+        "data.sampler": (_get(cfg, "data.sampler"), lambda v: v in SAMPLERS, _one_of(SAMPLERS)),
+        "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),
+        "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in CLASS_WEIGHTS, _one_of(CLASS_WEIGHTS)),
         "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     }

@@ -21,9 +21,9 @@ import pandas as pd
 
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
+from mstr.options import SCALERS
 
 FORMAT_VERSION = 2  # 2: numeric gaps filled with training medians (`fill`)
-SCALERS = ("standard", "minmax")
 BIN_EDGES = ("quantile", "target")
 
 

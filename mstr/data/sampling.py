@@ -9,9 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from mstr.errors import ConfigError
-
-SAMPLERS = ("none", "weighted", "sqrt")
-CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+from mstr.options import CLASS_WEIGHTS, SAMPLERS
 
 
 def _inverse_frequency(labels: np.ndarray, num_classes: int, power: float) -> np.ndarray:

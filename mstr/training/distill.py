@@ -33,12 +33,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mstr.config import DISTILL_AUGMENTS
+from mstr.options import DISTILL_AUGMENTS, DISTILL_METHODS
 from mstr.training.hooks import FeatureCollector, match_stages
 from mstr.training.losses import attention_loss, hint_loss, kd_logit_loss
 from mstr.training.module import FlowClassifier
 
-METHODS = ("logits", "features", "attention", "combined")
 SWAP_PROBABILITY = 0.3
 
 
@@ -52,8 +51,8 @@ def freeze(model: nn.Module) -> nn.Module:
 def method_weights(distill: dict) -> dict[str, float]:
     """(alpha for the KD term, weight of hints, weight of attention) that a method switches on."""
     method = distill["method"]
-    if method not in METHODS:
-        raise ValueError(f"distill.method={method!r}: must be one of {list(METHODS)}")
+    if method not in DISTILL_METHODS:
+        raise ValueError(f"distill.method={method!r}: must be one of {list(DISTILL_METHODS)}")
     uses_logits = method in ("logits", "combined")
     return {
         "alpha": float(distill.get("alpha", 0.5)) if uses_logits else 0.0,

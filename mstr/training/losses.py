@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mstr.errors import ConfigError
-
-LOSSES = ("ce", "focal")
+from mstr.options import LOSSES
 
 
 class FocalLoss(nn.Module):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mstr.config import TREE_TEACHERS
+from mstr.options import TREE_TEACHERS
 from mstr.errors import DataError
 from mstr.peers import fit_peer, make_peer
 

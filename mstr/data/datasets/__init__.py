@@ -18,10 +18,10 @@ from mstr.data.readers import coerce_numeric, to_seconds
 from mstr.data.splits import STRATIFIED
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
+from mstr.options import TASKS
 
 BINARY_BENIGN = "benign"
 BINARY_ATTACK = "attack"
-TASKS = ("binary", "multiclass")
 
 
 @dataclass

@@ -1,0 +1,16 @@
+"""The names a config may choose for each option, in one place: the code that implements an option,
+the value checks (`mstr.config.validate`) and the benchmarks read them here, and a test checks
+`configs/` against them. Plain constants, so reading them costs nothing (the command-line check
+runs before torch is imported)."""
+
+TASKS = ("binary", "multiclass")
+ROLES = ("teacher", "student")
+SAMPLERS = ("none", "weighted", "sqrt")            # data.sampler
+SCALERS = ("standard", "minmax")                   # data.scaler
+LOSSES = ("ce", "focal")                           # loss.name
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")       # loss.class_weights
+DISTILL_METHODS = ("logits", "features", "attention", "combined")  # distill.method, besides `none`
+TREE_TEACHERS = ("xgboost", "lightgbm")
+DISTILL_TEACHERS = ("network", *TREE_TEACHERS)     # distill.teacher
+DISTILL_AUGMENTS = ("none", "mixup", "swap")       # distill.augment
+PEERS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")  # baselines.models
