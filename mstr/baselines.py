@@ -19,58 +19,14 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
-from mstr.errors import ConfigError
-from mstr.peers import MODELS, fit_peer, make_peer, peer_probabilities
 
-log = logging.getLogger("mstr.baselines")
 register_resolvers()
-
-def _check(models: Sequence[str]) -> None:
-    unknown = [m for m in models if m not in MODELS]
-    if unknown or not models:
-        raise ConfigError(f"baselines.models={list(models)}: choose from {list(MODELS)}")
-
-
-def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
-                  n_jobs: int = 2) -> dict[str, dict[str, float]]:
-    """Fit each model on `dm`'s train split (set up) and score it on its test sets.
-
-    n_jobs: threads of the forest and the boosters; more than the free cores makes the boosters'
-    OpenMP threads wait on each other (on a busy 2-core box LightGBM ran 50x slower).
-
-    Returns {model: {"test/f1": ..., "test_<name>/f1": ... (several test sets), "time/fit_s": ...}}.
-    """
-    from mstr.training.evaluation import score_sets
-
-    _check(models)
-    x, y = dm.flows("train")
-    x_val, y_val = dm.flows("val")
-    tests = {name: dm.flows(f"test_{name}") for name in dm.test_names}
-    results = {}
-    for name in models:
-        model = make_peer(name, seed, n_jobs)
-        start = time.perf_counter()
-        fit_peer(name, model, x, y, x_val, y_val)
-        fit_s = time.perf_counter() - start
-        if name == "stump":
-            log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
-                     if model.tree_.node_count > 1 else "nothing (one class)")
-        scored = {t: (peer_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
-                  for t, (xt, yt) in tests.items()}
-        results[name] = {**score_sets(scored, dm.num_classes, subsets=dm.test_subsets()), "time/fit_s": fit_s}
-        log.info("%s: test/f1 %.4f (fit %.1f s)", name, results[name]["test/f1"], fit_s)
-    return results
 
 
 def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
@@ -94,15 +50,16 @@ def run(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mstr.outputs import write_json
+    from mstr.jobs.report import write_json
+    from mstr.peers import check_peers, run_peers
 
     models = list(cfg.baselines.models)
-    _check(models)  # before reading any data
+    check_peers(models)  # before reading any data
     out_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup()
-    results = run_baselines(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
+    results = run_peers(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
     metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
     metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})

@@ -1,30 +1,39 @@
 """The shape every Hydra entry point shares: check the command line first (one line, exit 2, nothing
-written), then run the job, with `MstrError` reported the same way inside it."""
+written), then run the job, with `MstrError` reported the same way inside it and a stop by signal
+reported with how to resume."""
 
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import hydra
 from omegaconf import DictConfig
 
 from mstr.config import config_dir
-from mstr.errors import MstrError, report_and_exit
+from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt
 from mstr.preflight import preflight
 
 
-def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_values: bool = False) -> Callable[[], None]:
-    """`main()` for `python -m <module>`: preflight, then `run(cfg)` under `hydra.main`."""
+def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_values: bool = False,
+                prepare: Optional[Callable[[list[str], Optional[DictConfig]], list[str]]] = None,
+                resume_command: Optional[Callable[[list[str]], str]] = None) -> Callable[[], None]:
+    """`main()` for `python -m <module>`: preflight (value checks too with `check_values`), then
+    `prepare(argv, composed config)` may rewrite the command line (e.g. add the run dir to resume in),
+    then `run(cfg)` under `hydra.main`. An `Interrupted` job exits 128 + signal, saying the command
+    that continues it (`resume_command(argv)`)."""
 
     def task(cfg: DictConfig) -> None:
         try:
             run(cfg)
         except MstrError as err:
             report_and_exit(err)
+        except Interrupted as err:
+            report_interrupt(err, resume_command(sys.argv[1:]) if resume_command else None)
 
-    # Hydra names the job (and its log file) after the task's module: the entry point's, not this one.
-    module = run.__module__
+    # Hydra names the job (and its log file) after the task's module: the entry point's (the caller's),
+    # not this one's nor the job's.
+    module = sys._getframe(1).f_globals.get("__name__", run.__module__)
     if module == "__main__":  # python -m mstr.<name>
         module = getattr(sys.modules["__main__"].__spec__, "name", module)
     task.__module__ = module
@@ -32,7 +41,9 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
 
     def main() -> None:
         try:
-            preflight(sys.argv[1:], config_name, check_values=check_values)
+            cfg = preflight(sys.argv[1:], config_name, check_values=check_values)
+            if prepare is not None:
+                sys.argv[1:] = prepare(sys.argv[1:], cfg)
         except MstrError as err:
             report_and_exit(err)
         hydra_main()

@@ -52,9 +52,10 @@ def run(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from mstr.data.preprocessing import FlowPreprocessor
-    from mstr.outputs import print_table, write_json
+    from mstr.jobs.report import print_table, write_json
     from mstr.scoring import at_threshold, tune_threshold
-    from mstr.training.checkpoint import check_signature, load_classifier
+    from mstr.training.checkpoint import load_classifier
+    from mstr.training.signature import check_signature
     from mstr.training.evaluation import predict, score, score_sets
 
     out_dir = Path(cfg.paths.output_dir)

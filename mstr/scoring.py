@@ -4,8 +4,6 @@ applies it."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 

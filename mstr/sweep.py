@@ -46,14 +46,14 @@ def suggest(trial, name: str, p: dict):
 
 
 def objective_for(spec: dict, extra: list[str], out_root: Path):
-    from mstr.bench.runs import compose_train
-    from mstr.train import run
+    from mstr.config import compose_config
+    from mstr.jobs.train import run
 
     def objective(trial) -> float:
         sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
         overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
                      "test=false", f"paths.output_dir={out_root / spec['study_name'] / f'trial{trial.number:04d}'}"]
-        metrics = run(compose_train(overrides))
+        metrics = run(compose_config("train", overrides))
         value = metrics.get(spec["metric"])
         if value is None:
             raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")

@@ -11,187 +11,21 @@ Examples:
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-import secrets
 import shlex
-import string
-import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mstr.config import config_dir, register_resolvers, validate
-from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
-from mstr.preflight import is_multirun, preflight
+from mstr.cli import hydra_entry
+from mstr.errors import ConfigError
+from mstr.jobs.train import run
+from mstr.preflight import is_multirun
 
-log = logging.getLogger("mstr.train")
-register_resolvers()
-# Noise from Lightning internals that users cannot act on.
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-# Our loaders are resumable mid-epoch (LastCheckpoint + FlowDataModule.resume_train_at), Lightning cannot tell.
-warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-# A resumed run continues in its own dir: its checkpoints and csv history are expected there (and kept).
-warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+__all__ = ["main", "run"]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Everything one job does; returns the flattened final metrics (also in `metrics.json`).
-
-    With `resume=auto` or `ckpt_path=last` it continues the run in `paths.output_dir` from its last
-    checkpoint (the teacher's, then the model's); a run that already finished is reported as it is.
-    """
-    validate(cfg)
-    from mstr.outputs import CONFIG_KEY_FILE, RunLock, config_key, print_table, resume_checkpoints
-    from mstr.training.checkpoint import STOP
-
-    out_dir = Path(cfg.paths.output_dir)
-    resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
-    with RunLock(out_dir), STOP.active():
-        done = out_dir / "metrics.json"
-        if resume and done.is_file():
-            metrics = json.loads(done.read_text())
-            log.info("%s finished before: nothing to resume", out_dir)
-            print_table(metrics, f"finished run -> {done}")
-            return metrics
-        if cfg.ckpt_path == "last" and not resume_checkpoints(out_dir):
-            raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
-                            "last.ckpt) to resume; use resume=auto to start the run when there is none")
-        (out_dir / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
-        return _run(cfg, out_dir, resume)
-
-
-def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
-    import pytorch_lightning as pl
-    from hydra.utils import instantiate
-
-    from mstr.outputs import continue_csv, print_table, redact_secrets, write_json
-    from mstr.training import runner
-    from mstr.training.checkpoint import check_resumable, read_checkpoint
-
-    distilling = cfg.model.role == "student" and cfg.distill.method != "none"
-    # Checkpoints given on the command line are read (safely) before any work.
-    if distilling and cfg.distill.teacher_ckpt:
-        read_checkpoint(cfg.distill.teacher_ckpt)
-    ckpt_path, resume_step = None, None
-    if cfg.ckpt_path not in (None, "last"):
-        ckpt_path = str(cfg.ckpt_path)
-    elif resume and (out_dir / "checkpoints" / "last.ckpt").is_file():
-        ckpt_path = str(out_dir / "checkpoints" / "last.ckpt")
-    if ckpt_path:
-        step = int(read_checkpoint(ckpt_path).get("global_step", 0))
-        resume_step = step if resume else None
-    if resume:
-        log.info("resuming %s", out_dir)
-
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = instantiate(cfg.data)
-    dm.setup()
-    log.info("data %s: %d features, classes %s, window %d", cfg.data.name, dm.num_features, dm.class_names, dm.window)
-
-    metrics: dict = {"seed": int(cfg.seed)}
-    teacher = None
-    if cfg.model.role == "teacher" and cfg.distill.method != "none":
-        log.info("model=teacher trains the teacher alone: the distill settings do not apply")
-    if distilling:
-        teacher, source, _ = runner.obtain_teacher(cfg, dm, out_dir, resume=resume)
-        teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
-        metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
-        metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
-        metrics["teacher/source"] = source
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
-
-    module = runner.build_module(cfg.model, cfg.loss, dm, teacher, cfg.distill if distilling else None)
-    if ckpt_path:
-        check_resumable(ckpt_path, module)
-        log.info("resuming from %s", ckpt_path)
-    loggers = [_logger(c, out_dir) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
-    for lg in loggers:
-        continue_csv(lg, resume_step)
-        lg.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
-    exit_code = 0
-    try:
-        trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
-        metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
-        final = runner.final_model(trainer, module)
-        metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
-        metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
-        if cfg.test:
-            results, metrics["time/test_s"] = runner.test_metrics(final, dm)
-            metrics.update(results)
-        if cfg.test and cfg.novelty.fpr > 0:
-            metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
-        if teacher is not None:
-            from mstr.training.compression import compression_metrics
-
-            metrics.update(compression_metrics(teacher, final.model, dm.window, metrics))
-        metrics.update(dm.facts)
-        metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
-        metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
-        for lg in loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
-                            and not isinstance(v, bool)}, step=trainer.global_step)
-    except BaseException as err:
-        exit_code = err.exit_code if isinstance(err, Interrupted) else 1
-        raise
-    finally:
-        for lg in loggers:
-            if type(lg).__name__ == "WandbLogger":
-                import wandb
-
-                wandb.finish(exit_code=exit_code)  # one W&B run per job, also under multirun
-    write_json(out_dir / "metrics.json", metrics)
-    print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
-    return metrics
-
-
-def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
-    """The classifier with a novelty gate beside it, scored like the classifier (novelty/test/...);
-    the gate's weights go to <run>/novelty_gate.pt."""
-    import torch
-
-    from mstr.models.novelty import GatedDetector
-    from mstr.training import runner
-    from mstr.training.novelty import fit_gate
-
-    if dm.num_classes != 2:
-        log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
-        return {}
-    gate = fit_gate(dm, fpr)
-    results, _ = runner.test_metrics(GatedDetector(final.model, gate), dm)
-    torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
-    columns = len(gate.columns)
-    return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,
-            "novelty/threshold": float(gate.threshold), "novelty/macs": columns * columns + columns}
-
-
-def _logger(logger_cfg: DictConfig, out_dir: Path):
-    from hydra.utils import instantiate
-
-    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
-        # The run id lives in the run dir, so a resumed job continues the same W&B run.
-        run_id = logger_cfg.get("id") or wandb_run_id(out_dir)
-        return instantiate(logger_cfg, id=run_id, resume=logger_cfg.get("resume") or "allow")
-    return instantiate(logger_cfg)
-
-
-def wandb_run_id(out_dir: Path) -> str:
-    from mstr.outputs import WANDB_ID_FILE
-
-    path = Path(out_dir) / WANDB_ID_FILE
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own format
-    path.write_text(run_id + "\n")
-    return run_id
-
-
-# ---- the command line -------------------------------------------------------------------------
 _HYDRA_SAFE = re.compile(r"^[\w/.\-:+@]+$")
 
 
@@ -222,7 +56,7 @@ def _locate_resume(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
         return argv
     if "hydra.run.dir" in keys:
         return argv
-    from mstr.outputs import config_key, find_resumable
+    from mstr.jobs.rundir import config_key, find_resumable
 
     runs = Path(str(cfg.paths.log_dir)) / str(cfg.task_name) / "runs"
     found = find_resumable(runs, config_key(cfg))
@@ -248,16 +82,6 @@ def _resume_command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "mstr.train", *args, "resume=auto", where])
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except MstrError as err:
-        report_and_exit(err)
-    except Interrupted as err:
-        report_interrupt(err, _resume_command(sys.argv[1:]))
-
-
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
     """Checkpoints named on the command line are read safely before Hydra starts: a file that is not a
     plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists."""
@@ -271,14 +95,14 @@ def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
             load_weights_only(value)
 
 
-def main() -> None:
-    try:
-        cfg = preflight(sys.argv[1:], "train")
-        _check_checkpoint_files(cfg)
-        sys.argv[1:] = _locate_resume(sys.argv[1:], cfg)
-    except MstrError as err:
-        report_and_exit(err)
-    _hydra_main()
+def _prepare(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
+    """Before Hydra starts: checkpoints named on the command line are read safely, and a resumption
+    finds its run dir."""
+    _check_checkpoint_files(cfg)
+    return _locate_resume(argv, cfg)
+
+
+main = hydra_entry("train", run, check_values=True, prepare=_prepare, resume_command=_resume_command)
 
 
 if __name__ == "__main__":

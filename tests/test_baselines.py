@@ -38,10 +38,10 @@ def nsl_dm(nsl_slice):
 
 
 def test_peers_on_the_same_splits(nsl_dm):
-    from mstr.baselines import run_baselines
+    from mstr.peers import run_peers
 
     # one thread: the boosters' OpenMP threads crawl on a 2-core box that other jobs share
-    results = run_baselines(nsl_dm, ["majority", "stump", "logreg", "lightgbm"], seed=0, n_jobs=1)
+    results = run_peers(nsl_dm, ["majority", "stump", "logreg", "lightgbm"], seed=0, n_jobs=1)
     assert list(results) == ["majority", "stump", "logreg", "lightgbm"]
     test = nsl_dm.tables["test_KDDTest+"]
     assert nsl_dm.train_labels().mean() < 0.5  # benign is the majority class of the training split

@@ -33,7 +33,8 @@ STALL = '''
 """`python -m mstr.train`, except that training stalls at one (fit, global step) until a signal comes."""
 import os, sys, time
 from pathlib import Path
-from mstr.training import checkpoint as ck
+from mstr.training import last_checkpoint as ck
+from mstr.training.signals import STOP
 
 FIT, STEP = (int(v) for v in os.environ["STALL_AT"].split(":"))
 MARKER = Path(os.environ["STALL_MARKER"])
@@ -46,7 +47,7 @@ def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
     if (len(fits), trainer.global_step) == (FIT, STEP):
         MARKER.write_text(f"{trainer.current_epoch} {batch_idx + 1}")
         deadline = time.time() + 300
-        while not ck.STOP.requested and time.time() < deadline:
+        while not STOP.requested and time.time() < deadline:
             time.sleep(0.02)
     return original(self, trainer, pl_module, outputs, batch, batch_idx)
 
@@ -314,7 +315,7 @@ def test_ckpt_path_last_without_an_unfinished_run_is_one_line_exit_2(tmp_path):
 
 def test_a_run_dir_in_use_by_a_running_job_is_refused(compose_cfg, tmp_path):
     from mstr.errors import MstrError
-    from mstr.outputs import RunLock
+    from mstr.jobs.rundir import RunLock
     from mstr.train import run
 
     with RunLock(tmp_path / "run"):  # as a running job holds it
@@ -323,7 +324,7 @@ def test_a_run_dir_in_use_by_a_running_job_is_refused(compose_cfg, tmp_path):
 
 
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
-    from mstr.outputs import CONFIG_KEY_FILE, RunLock, find_resumable
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable
 
     def make(name: str, key: str, ckpt: str = "checkpoints/last.ckpt", finished: bool = False) -> Path:
         run = tmp_path / name

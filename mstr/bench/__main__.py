@@ -25,13 +25,13 @@ import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
-from mstr.bench.runs import DATASETS, Variant, compose_train, markdown, mean_std, run_matrix
+from mstr.bench.runs import DATASETS, Variant, markdown, mean_std, run_matrix
+from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
-from mstr.peers import MODELS as PEERS
+from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
 METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "fresh_rows_acc")
-DISTILL_METHODS = ("logits", "features", "attention", "combined")
 
 
 def _variants(methods: tuple[str, ...]) -> list[Variant]:
@@ -46,12 +46,12 @@ def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
         return json.loads(path.read_text())
     from hydra.utils import instantiate
 
-    from mstr.baselines import run_baselines
+    from mstr.peers import run_peers
 
-    cfg = compose_train([*DATASETS[dataset], f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
+    cfg = compose_config("train", [*DATASETS[dataset], f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
     dm = instantiate(cfg.data)
     dm.setup()
-    results = run_baselines(dm, PEERS, seed)
+    results = run_peers(dm, PEERS, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     return results

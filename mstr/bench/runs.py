@@ -1,6 +1,6 @@
 """Running a matrix of training jobs for the benchmarks: (dataset, variant, seed) -> metrics.
 
-Each job runs the real entry point (`mstr.train.run`) in this process, with its outputs under
+Each job runs the training job (`mstr.jobs.train.run`, what `python -m mstr.train` runs) in this process, with its outputs under
 `<out>/runs/<dataset>/<variant>/seed<k>/`. A finished job's metrics.json is reused when the same job
 (same overrides and composed config) is asked again, so `bench accuracy` and `bench distill` share their common runs and an
 interrupted benchmark resumes where it stopped. Teachers are cached per (dataset, seed) under
@@ -15,6 +15,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from mstr.config import compose_config
 
 log = logging.getLogger("mstr.bench")
 
@@ -36,29 +38,19 @@ class Variant:
     overrides: tuple[str, ...]
 
 
-def compose_train(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from mstr.config import config_dir, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[str]) -> dict:
     run_dir = out / "runs" / dataset / _dirname(variant.name) / f"seed{seed}"
     overrides = [*DATASETS[dataset], f"seed={seed}", *common, *variant.overrides,
                  f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={out / 'teachers'}"]
-    from mstr.outputs import config_key
+    from mstr.jobs.rundir import config_key
 
-    cfg = compose_train(overrides)
+    cfg = compose_config("train", overrides)
     job = {"overrides": overrides, "config": config_key(cfg)}
     done, spec = run_dir / "metrics.json", run_dir / "bench_overrides.json"
     if done.is_file() and spec.is_file() and _same_job(json.loads(spec.read_text()), job):
         log.info("reusing %s", run_dir)
         return json.loads(done.read_text())
-    from mstr.train import run
+    from mstr.jobs.train import run
 
     log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
     metrics = run(cfg)  # writes run_dir/metrics.json

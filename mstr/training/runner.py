@@ -1,5 +1,5 @@
-"""Fitting one model from config: module, trainer, teacher reuse. Knows Lightning, not Hydra's run dirs
-(the entry point hands it an output dir)."""
+"""Fitting one model from config: module, trainer, teacher reuse. Knows Lightning, not run dirs or
+loggers: the job hands it the dirs to write to and the loggers to use."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -19,14 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
-from mstr.config import TREE_TEACHERS
+from mstr.options import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
-from mstr.outputs import continue_csv
-from mstr.training.checkpoint import check_resumable, check_signature, load_classifier
+from mstr.training.checkpoint import load_classifier
 from mstr.training.distill import DistillationModule
 from mstr.training.evaluation import evaluate_tests
 from mstr.training.module import FlowClassifier
+from mstr.training.signature import check_resumable, check_signature
 from mstr.training.tree_teacher import BoosterTeacher, booster_file, fit_tree_teacher
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,10 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def obtain_tree_teacher(cfg: DictConfig, dm: FlowDataModule, kind: str) -> tuple[BoosterTeacher, str, bool]:
+def obtain_tree_teacher(cfg: DictConfig, dm: FlowDataModule, kind: str,
+                        cache_dir: Path) -> tuple[BoosterTeacher, str, bool]:
     """A booster fit on this data's training rows, or the cached one fit on exactly these rows."""
-    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg, dm.dev_rows) / booster_file(kind)
+    cached = Path(cache_dir) / teacher_key(cfg, dm.dev_rows) / booster_file(kind)
     if cached.is_file():
         teacher = BoosterTeacher.load(cached)
         check_signature(cached, teacher.signature, dm.signature(), same_rows=True)
@@ -130,28 +131,27 @@ def obtain_tree_teacher(cfg: DictConfig, dm: FlowDataModule, kind: str) -> tuple
     return teacher, str(cached), True
 
 
-def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
-                   resume: bool = False) -> tuple[nn.Module, str, bool]:
+def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache_dir: Path,
+                   loggers: Callable[[Optional[int]], list], resume: bool = False) -> tuple[nn.Module, str, bool]:
     """(teacher in eval mode, where it came from, whether it was trained in this run).
 
     A network teacher comes back as its backbone, a tree teacher (`distill.teacher=xgboost|lightgbm`)
     as a `BoosterTeacher`; both map windows to logits and report their size with `cost(window)`.
 
-    Order: `distill.teacher_ckpt` if given; else a cached teacher for the same data + teacher config;
-    else train one now (under `<run>/teacher/`, continuing its last.ckpt when `resume`) and cache its
-    best checkpoint for later runs.
+    Order: `distill.teacher_ckpt` if given; else a teacher cached under `cache_dir` for the same data +
+    teacher config; else train one now (under `teacher_dir`, continuing its last.ckpt when `resume`,
+    logging to `loggers(step resumed at, or None)`) and cache its best checkpoint for later runs.
     """
     kind = cfg.distill.get("teacher", "network")
     if kind in TREE_TEACHERS:
-        return obtain_tree_teacher(cfg, dm, kind)
+        return obtain_tree_teacher(cfg, dm, kind, cache_dir)
     if cfg.distill.teacher_ckpt:
         path = str(cfg.distill.teacher_ckpt)
         teacher = load_classifier(path)
         check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         log.info("teacher: loaded %s", path)
         return teacher.model, path, False
-    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg, dm.dev_rows) / "teacher.ckpt"
-    teacher_dir = out_dir / "teacher"
+    cached = Path(cache_dir) / teacher_key(cfg, dm.dev_rows) / "teacher.ckpt"
     if cached.is_file():
         teacher = load_classifier(cached)
         check_signature(cached, teacher.hparams.data_signature, dm.signature(), same_rows=True)
@@ -164,16 +164,13 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
         return teacher.model, str(cached), False
     log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
     module = build_module(cfg.distill.teacher_model, cfg.loss, dm)
-    from pytorch_lightning.loggers import CSVLogger
-
     last = teacher_dir / "checkpoints" / "last.ckpt"
     resuming = resume and last.is_file()
-    csv_logger = CSVLogger(str(teacher_dir), name="csv", version="")
+    step = None
     if resuming:
         step = int(check_resumable(last, module).get("global_step", 0))
-        continue_csv(csv_logger, step)
         log.info("teacher: resuming %s", last)
-    trainer = build_trainer(cfg.trainer, cfg.callbacks, [csv_logger],
+    trainer = build_trainer(cfg.trainer, cfg.callbacks, loggers(step),
                             teacher_dir / "checkpoints", max_epochs=cfg.distill.teacher_max_epochs,
                             default_root_dir=str(teacher_dir))
     fit(module, dm, trainer, str(last) if resuming else None)

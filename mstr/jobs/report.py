@@ -1,0 +1,41 @@
+"""A job's results: `metrics.json` written atomically, and the final metrics table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write via a temporary file and rename, so a killed run never leaves half a metrics file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def print_table(metrics: dict, title: str) -> None:
+    """The metrics on the terminal; `audit/...` entries stay in metrics.json (the DataModule logs the
+    leakage audit as its own line)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(k for k in metrics if not k.startswith("audit/")):
+        value = metrics[key]
+        if isinstance(value, float):
+            text = f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e6 else f"{value:.4g}"
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    Console().print(table)

@@ -1,0 +1,107 @@
+"""Run-dir bookkeeping for resumption: which config a dir belongs to, which dirs an unfinished run can
+continue in, and a lock so that no two jobs ever write into one dir."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from mstr.errors import MstrError
+
+CONFIG_KEY_FILE = "config_key.txt"
+LOCK_FILE = ".lock"
+# Keys that may differ between a run and its resumption.
+_RESUME_KEYS = ("resume", "ckpt_path")
+
+
+def config_key(cfg) -> str:
+    """Hash of a job's composed config, without the keys a resumption adds (`resume`, `ckpt_path`) and
+    the output dir. Unresolved, so it is the same in `preflight` and in the job."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for key in _RESUME_KEYS:
+        data.pop(key, None)
+    data.pop("hydra", None)
+    (data.get("paths") or {}).pop("output_dir", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resume_checkpoints(run_dir: Path) -> list[Path]:
+    """The last checkpoints a run dir holds: the model's, and the teacher's trained on the way."""
+    run_dir = Path(run_dir)
+    return [p for p in (run_dir / "checkpoints" / "last.ckpt", run_dir / "teacher" / "checkpoints" / "last.ckpt")
+            if p.is_file()]
+
+
+def find_resumable(runs_dir: Path, key: str) -> Optional[Path]:
+    """The newest run dir under `runs_dir` of config `key` that is unfinished (no metrics.json), holds a
+    last checkpoint, and is not in use by a running job; None if there is none."""
+    candidates = []
+    for run_dir in Path(runs_dir).glob("*/"):
+        try:
+            if (run_dir / CONFIG_KEY_FILE).read_text().strip() != key or (run_dir / "metrics.json").exists():
+                continue
+        except OSError:
+            continue
+        ckpts = resume_checkpoints(run_dir)
+        if ckpts and not RunLock(run_dir).held_elsewhere():
+            candidates.append((max(p.stat().st_mtime for p in ckpts), str(run_dir)))
+    return Path(max(candidates)[1]) if candidates else None
+
+
+class RunLock:
+    """An exclusive lock on a run dir for as long as a job uses it (released by the OS when the process
+    dies, SIGKILL included), so no two jobs ever write into one dir and resumption skips live runs."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: Optional[int] = None
+
+    def _flock(self, fd: int) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no locking
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as err:  # held elsewhere; other errors (a filesystem without locks): go on unlocked
+            return err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not self._flock(fd):
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise MstrError(f"{self.path.parent} is in use by another running job (pid {holder}); wait for it to "
+                            "end or give another hydra.run.dir")
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        if not self.path.is_file():
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return not self._flock(fd)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

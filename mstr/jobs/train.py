@@ -1,0 +1,152 @@
+"""A training job (`python -m mstr.train`, and every run of a benchmark or search): data, teacher when
+distilling, the model, test metrics, `metrics.json`; resumable from the run dir's last checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mstr.config import register_resolvers, validate
+from mstr.errors import Interrupted, MstrError
+
+log = logging.getLogger("mstr.train")
+register_resolvers()
+# Noise from Lightning internals that users cannot act on.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# Our loaders are resumable mid-epoch (LastCheckpoint + FlowDataModule.resume_train_at), Lightning cannot tell.
+warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+# A resumed run continues in its own dir: its checkpoints and csv history are expected there (and kept).
+warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Everything one job does; returns the flattened final metrics (also in `metrics.json`).
+
+    With `resume=auto` or `ckpt_path=last` it continues the run in `paths.output_dir` from its last
+    checkpoint (the teacher's, then the model's); a run that already finished is reported as it is.
+    """
+    validate(cfg)
+    from mstr.jobs.report import print_table
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, resume_checkpoints
+    from mstr.training.signals import STOP
+
+    out_dir = Path(cfg.paths.output_dir)
+    resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
+    with RunLock(out_dir), STOP.active():
+        done = out_dir / "metrics.json"
+        if resume and done.is_file():
+            metrics = json.loads(done.read_text())
+            log.info("%s finished before: nothing to resume", out_dir)
+            print_table(metrics, f"finished run -> {done}")
+            return metrics
+        if cfg.ckpt_path == "last" and not resume_checkpoints(out_dir):
+            raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
+                            "last.ckpt) to resume; use resume=auto to start the run when there is none")
+        (out_dir / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
+        return _run(cfg, out_dir, resume)
+
+
+def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mstr.jobs.loggers import csv_logger, finish_wandb, make_loggers
+    from mstr.jobs.report import print_table, write_json
+    from mstr.training import runner
+    from mstr.training.checkpoint import read_checkpoint
+    from mstr.training.signature import check_resumable
+
+    distilling = cfg.model.role == "student" and cfg.distill.method != "none"
+    # Checkpoints given on the command line are read (safely) before any work.
+    if distilling and cfg.distill.teacher_ckpt:
+        read_checkpoint(cfg.distill.teacher_ckpt)
+    ckpt_path, resume_step = None, None
+    if cfg.ckpt_path not in (None, "last"):
+        ckpt_path = str(cfg.ckpt_path)
+    elif resume and (out_dir / "checkpoints" / "last.ckpt").is_file():
+        ckpt_path = str(out_dir / "checkpoints" / "last.ckpt")
+    if ckpt_path:
+        step = int(read_checkpoint(ckpt_path).get("global_step", 0))
+        resume_step = step if resume else None
+    if resume:
+        log.info("resuming %s", out_dir)
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    log.info("data %s: %d features, classes %s, window %d", cfg.data.name, dm.num_features, dm.class_names, dm.window)
+
+    metrics: dict = {"seed": int(cfg.seed)}
+    teacher = None
+    if cfg.model.role == "teacher" and cfg.distill.method != "none":
+        log.info("model=teacher trains the teacher alone: the distill settings do not apply")
+    if distilling:
+        teacher_dir = out_dir / "teacher"
+        teacher, source, _ = runner.obtain_teacher(cfg, dm, teacher_dir, Path(cfg.paths.teacher_cache_dir),
+                                                   lambda step: [csv_logger(teacher_dir, step)], resume=resume)
+        teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
+        metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
+        metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
+        metrics["teacher/source"] = source
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
+
+    module = runner.build_module(cfg.model, cfg.loss, dm, teacher, cfg.distill if distilling else None)
+    if ckpt_path:
+        check_resumable(ckpt_path, module)
+        log.info("resuming from %s", ckpt_path)
+    loggers = make_loggers(cfg, out_dir, resume_step)
+    exit_code = 0
+    try:
+        trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
+        metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
+        final = runner.final_model(trainer, module)
+        metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
+        metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
+        if cfg.test:
+            results, metrics["time/test_s"] = runner.test_metrics(final, dm)
+            metrics.update(results)
+        if cfg.test and cfg.novelty.fpr > 0:
+            metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
+        if teacher is not None:
+            from mstr.training.compression import compression_metrics
+
+            metrics.update(compression_metrics(teacher, final.model, dm.window, metrics))
+        metrics.update(dm.facts)
+        metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
+        metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
+        for lg in loggers:
+            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
+                            and not isinstance(v, bool)}, step=trainer.global_step)
+    except BaseException as err:
+        exit_code = err.exit_code if isinstance(err, Interrupted) else 1
+        raise
+    finally:
+        finish_wandb(loggers, exit_code)
+    write_json(out_dir / "metrics.json", metrics)
+    print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    return metrics
+
+
+def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
+    """The classifier with a novelty gate beside it, scored like the classifier (novelty/test/...);
+    the gate's weights go to <run>/novelty_gate.pt."""
+    import torch
+
+    from mstr.models.novelty import GatedDetector
+    from mstr.training import runner
+    from mstr.training.novelty import fit_gate
+
+    if dm.num_classes != 2:
+        log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
+        return {}
+    gate = fit_gate(dm, fpr)
+    results, _ = runner.test_metrics(GatedDetector(final.model, gate), dm)
+    torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
+    columns = len(gate.columns)
+    return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,
+            "novelty/threshold": float(gate.threshold), "novelty/macs": columns * columns + columns}
