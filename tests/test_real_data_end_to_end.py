@@ -11,14 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import CIC_SLICE, write_cic_slice
 from mstr.config import compose_config
 
 pytestmark = pytest.mark.slow
-
-# DDoS, the newest class (Friday evening), has fewer training rows than a global newest-15% validation
-# carve takes, as in the full shared files: a validation carve that is not per class (as the test split
-# is) leaves multi-class training without DDoS ("label(s) ['DDoS'] never seen in training").
-CIC_CLASSES = {"BENIGN_5000": 900, "Portscan_5000": 300, "DDoS_5000": 150, "SSH-Patator_2961": 300}
 TINY_TRAINING = ["trainer.max_epochs=3", "trainer.limit_train_batches=25", "trainer.limit_val_batches=5",
                  "trainer.enable_progress_bar=false", "logger=csv", "data.batch_size=64"]
 
@@ -39,10 +35,7 @@ def sliced_root(tmp_path_factory, data_dir) -> Path:
     (root / "unsw_nb15").mkdir()
     unsw = pd.read_csv(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", encoding="utf-8-sig")
     unsw.sample(4000, random_state=0).to_csv(root / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", index=False)
-    (root / "cic_ids2017_improved").mkdir()
-    for name, n in CIC_CLASSES.items():
-        frame = pd.read_csv(data_dir / "cic_ids2017_improved" / f"{name}.csv.gz").head(n)
-        frame.to_csv(root / "cic_ids2017_improved" / f"{name}.csv", index=False)
+    write_cic_slice(data_dir, root)  # multi-class here reproduces the DDoS validation-carve bug
     # a user's own CICFlowMeter exports for data=flows: earlier flows of each class to train on (gzipped),
     # later ones to test on. (A single global time cut of this per-class sample would test on attacks
     # the training split never saw: the flows loader is right to cut globally, the sample is not.)
@@ -53,8 +46,8 @@ def sliced_root(tmp_path_factory, data_dir) -> Path:
     return root
 
 
-TRAIN_SOURCE_ROWS = {"data=nsl_kdd": 3000, "data=unsw_nb15": 4000, "data=cic_ids2017": sum(CIC_CLASSES.values()),
-                     "data=flows": int(sum(CIC_CLASSES.values()) * 0.7) + 1}
+TRAIN_SOURCE_ROWS = {"data=nsl_kdd": 3000, "data=unsw_nb15": 4000, "data=cic_ids2017": sum(CIC_SLICE.values()),
+                     "data=flows": int(sum(CIC_SLICE.values()) * 0.7) + 1}
 DATA_CONFIGS = {
     "nsl_kdd": ["data=nsl_kdd", "data.variant=20percent"],
     "unsw_nb15": ["data=unsw_nb15"],
@@ -140,14 +133,14 @@ def test_tree_teacher_distils_into_the_student_and_is_cached(kind, sliced_root, 
     common = [f"paths.data_dir={sliced_root}", "data=nsl_kdd", "data.variant=20percent", "model=student",
               "distill=logits", f"distill.teacher={kind}", "distill.augment=swap", *TINY_TRAINING,
               f"paths.teacher_cache_dir={tmp_path / 'teachers'}"]
-    first = run_train(_compose("train", [f"paths.output_dir={tmp_path / 'a'}", *common]))
+    first = run_train(compose_config("train", [f"paths.output_dir={tmp_path / 'a'}", *common]))
     assert first["teacher/model/trees"] > 0 and first["teacher/model/nodes"] > first["teacher/model/trees"]
     assert first["teacher/test/acc"] > 0.6  # a real booster on real rows, not a constant
     assert first["compression/teacher_trees"] == first["teacher/model/trees"]
     assert "compression/params_ratio" not in first  # trees have no weights to compare
     cached = Path(first["teacher/source"])
     assert cached.is_file() and cached.parent.parent == tmp_path / "teachers"
-    second = run_train(_compose("train", [f"paths.output_dir={tmp_path / 'b'}", *common]))
+    second = run_train(compose_config("train", [f"paths.output_dir={tmp_path / 'b'}", *common]))
     assert second["teacher/source"] == first["teacher/source"]
     assert second["teacher/test/acc"] == first["teacher/test/acc"]
     assert second["test/acc"] == first["test/acc"]  # same booster, same seed: the same student
