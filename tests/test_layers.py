@@ -119,3 +119,9 @@ def test_defaults_in_configs_are_known_options():
     baselines = yaml.safe_load((Path(config_dir()) / "baselines.yaml").read_text())
     assert tuple(baselines["baselines"]["models"]) == options.PEERS
     assert {cfg.get("role") for cfg in _group("model").values()} <= set(options.ROLES)
+
+
+def test_the_wheel_ships_every_package():
+    packages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert packages <= listed, sorted(packages - listed)
