@@ -84,6 +84,7 @@ def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path, compose_cfg):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["majority/test/f1"] == 0.0 and saved["xgboost/test/f1"] > 0.5
     assert "xgboost/time/fit_s" in saved and "audit/dup_train_KDDTest+" in saved
+    assert saved["data/window"] == 1 and "data/window_note" not in saved  # data=nsl_kdd asks for 1
     with pytest.raises(ConfigError, match=r"baselines.models=\['svm'\]: choose from"):
         run(bad)
 
@@ -108,3 +109,16 @@ def test_novelty_gate_flags_far_flows_at_its_validation_budget(nsl_dm):
         alone = classifier(x).softmax(-1)[:, 1]
         gated = GatedDetector(classifier, gate)(x).exp()[:, 1]
     assert torch.allclose(gated, torch.maximum(alone, gate.score(x)), atol=1e-5)
+
+
+def test_a_window_on_rows_without_time_order_becomes_one_flow_and_says_so(nsl_slice, caplog):
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets import nsl_kdd
+
+    dm = FlowDataModule(partial(nsl_kdd.load, nsl_slice, variant="20percent"), name="nsl_kdd", window=8,
+                        max_categories=80)
+    with caplog.at_level("WARNING", logger="mstr.data.datamodule"):
+        dm.setup()
+    assert dm.window == 1 and dm.dataset("train").window == 1
+    assert dm.facts["data/window"] == 1 and "data.window=8 -> 1" in dm.facts["data/window_note"]
+    assert any("data.window=8 -> 1" in r.getMessage() for r in caplog.records)
