@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.config import config_dir, register_resolvers, validate
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
 from mstr.preflight import is_multirun, preflight
+from mstr.training.distributed import is_rank_zero, job_command_line
 
 log = logging.getLogger("mstr.train")
 register_resolvers()
@@ -52,7 +53,10 @@ def run(cfg: DictConfig) -> dict:
 
     out_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
-    with RunLock(out_dir), STOP.active():
+    if not is_rank_zero():  # a DDP rank > 0 trains alongside rank zero, which owns the run dir
+        with STOP.active():
+            return _run(cfg, out_dir, resume)
+    with RunLock(out_dir), STOP.active(), job_command_line():
         done = out_dir / "metrics.json"
         if resume and done.is_file():
             metrics = json.loads(done.read_text())
@@ -72,6 +76,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
 
     from mstr.outputs import continue_csv, print_table, redact_secrets, write_json
     from mstr.training import runner
+    from mstr.training.callbacks import throughput_metrics
     from mstr.training.checkpoint import check_resumable, read_checkpoint
 
     distilling = cfg.model.role == "student" and cfg.distill.method != "none"
@@ -100,8 +105,6 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         log.info("model=teacher trains the teacher alone: the distill settings do not apply")
     if distilling:
         teacher, source, _ = runner.obtain_teacher(cfg, dm, out_dir, resume=resume)
-        teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
-        metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
         metrics["teacher/source"] = source
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
@@ -111,18 +114,25 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         check_resumable(ckpt_path, module)
         log.info("resuming from %s", ckpt_path)
     loggers = [_logger(c, out_dir) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
-    for lg in loggers:
+    for lg in loggers if is_rank_zero() else ():
         continue_csv(lg, resume_step)
         lg.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
     exit_code = 0
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
         metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
+        metrics.update(throughput_metrics(trainer))
+        if not trainer.is_global_zero:
+            return metrics  # scoring and reports are rank zero's
         final = runner.final_model(trainer, module)
         metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
         metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
+        device = trainer.strategy.root_device
+        if cfg.test and teacher is not None:
+            teacher_results, _ = runner.test_metrics(teacher, dm, device)
+            metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         if cfg.test:
-            results, metrics["time/test_s"] = runner.test_metrics(final, dm)
+            results, metrics["time/test_s"] = runner.test_metrics(final, dm, device)
             metrics.update(results)
         if teacher is not None:
             from mstr.training.compression import compression_metrics
