@@ -75,6 +75,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
+    if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
+        raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
+                          "gathered on the training device need no loader workers; set data.num_workers=0")
     resume = _get(cfg, "resume", "never")
     if resume not in ("auto", "never"):
         raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")

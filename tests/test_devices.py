@@ -63,3 +63,41 @@ def test_compression_report_puts_the_models_back_as_they_were():
     assert all(p.requires_grad for p in params)
     x = torch.zeros(2, 4, 6)
     assert teacher(x).shape == (2, 2)
+
+
+def test_windows_moved_to_a_device_gather_the_same_batches(small_synthetic_dm):
+    dataset = small_synthetic_dm.dataset("train")
+    moved = dataset.to(torch.device("cpu"))
+    idx = torch.tensor([0, 5, 17, len(dataset) - 1])
+    for a, b in zip(dataset.gather(idx), moved.gather(idx)):
+        assert torch.equal(a, b)
+
+
+def test_data_on_device_trains_from_batches_already_on_the_module_device(compose_cfg):
+    from mstr.train import run
+
+    seen = []
+    cfg = compose_cfg([*SMALL, "model=student", "distill=none", "data.on_device=true", "test=false"])
+    import pytorch_lightning as pl
+
+    original = pl.LightningModule.on_train_batch_start
+
+    def spy(self, batch, batch_idx):
+        seen.append((batch[0].device, self.device))
+        return original(self, batch, batch_idx)
+
+    pl.LightningModule.on_train_batch_start = spy
+    try:
+        metrics = run(cfg)
+    finally:
+        pl.LightningModule.on_train_batch_start = original
+    assert seen and all(batch == module for batch, module in seen)
+    assert metrics["time/train_windows_per_s"] > 0
+
+
+def test_data_on_device_refuses_loader_workers(compose_cfg):
+    from mstr.config import validate
+    from mstr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.num_workers=0"):
+        validate(compose_cfg(["data.on_device=true", "data.num_workers=2"]))

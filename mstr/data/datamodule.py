@@ -67,7 +67,7 @@ class FlowDataModule(pl.LightningDataModule):
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
                  max_categories: int = 32, numeric_bins: int = 0, num_workers: int = 0, seed: int = 0,
-                 **dataset_options):
+                 on_device: bool = False, **dataset_options):
         """`dataset_options` are the dataset's own keys (e.g. `data.test_files`); `source` already got
         them through config interpolation, they are kept here only to be reported."""
         super().__init__()
@@ -83,6 +83,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins = max_categories, numeric_bins
         self.num_workers, self.seed = num_workers, seed
+        self.on_device = on_device
         self.preprocessor: Optional[FlowPreprocessor] = None
         self.audit: dict = {}
         self.tables: dict[str, FlowTable] = {}
@@ -177,11 +178,18 @@ class FlowDataModule(pl.LightningDataModule):
         """The next training loader starts in `epoch` after its first `batches` batches (exact resumption)."""
         self._train_start = (int(epoch), int(batches))
 
+    def _fit_dataset(self, key: str) -> FlowWindowDataset:
+        """The split the trainer fits on, on its device when `data.on_device`."""
+        dataset = self._datasets[key]
+        if self.on_device and self.trainer is not None:
+            return dataset.to(self.trainer.strategy.root_device)
+        return dataset
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._datasets["train"], train=True)
+        return self._loader(self._fit_dataset("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._datasets["val"], train=False)
+        return self._loader(self._fit_dataset("val"), train=False)
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

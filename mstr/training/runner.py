@@ -57,6 +57,9 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: l
             cb_cfg = OmegaConf.merge(cb_cfg, {"dirpath": str(checkpoint_dir)})
         if not loggers and str(cb_cfg["_target_"]).endswith("LearningRateMonitor"):
             continue  # it needs a logger to write to (logger=none)
+        if str(cb_cfg["_target_"]).endswith("ProgressBar") and not overrides.get(
+                "enable_progress_bar", trainer_cfg.get("enable_progress_bar", True)):
+            continue  # Lightning refuses a progress bar callback with the bar switched off
         callbacks.append(instantiate(cb_cfg))
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
 
@@ -96,7 +99,7 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     """Hash of everything that shapes a teacher: data config and the rows it gives (so an edited data
     file or a changed split never reuses a teacher that saw other rows), teacher config, loss, epochs, seed."""
     data = _plain(cfg.data)
-    for volatile in ("num_workers", "eval_batch_size"):
+    for volatile in ("num_workers", "eval_batch_size", "on_device"):
         data.pop(volatile, None)
     identity = {"data": data, "dev_rows": dev_rows, "teacher": _plain(cfg.distill.teacher_model),
                 "loss": _plain(cfg.loss), "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
