@@ -29,6 +29,14 @@ def config_dir() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("mstr_pid"):
         OmegaConf.register_new_resolver("mstr_pid", lambda: os.getpid(), use_cache=True)
+    if not OmegaConf.has_resolver("mstr_visible_gpus"):  # ${mstr_visible_gpus:MINIMUM}
+        OmegaConf.register_new_resolver("mstr_visible_gpus", _visible_gpu_count, use_cache=True)
+
+
+def _visible_gpu_count(minimum: int = 0) -> int:
+    from mstr.training.distributed import visible_gpus
+
+    return max(len(visible_gpus()), int(minimum))
 
 
 def _get(cfg: DictConfig, key: str, default=None):

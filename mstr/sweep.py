@@ -212,18 +212,11 @@ def work(study, objective, n_trials: int, heartbeat: int) -> None:
 
 
 # ---- workers -------------------------------------------------------------------------------------
-def visible_gpus() -> list[str]:
-    """The GPUs this process sees, as CUDA_VISIBLE_DEVICES entries."""
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    listed = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return listed[:count] if listed else [str(i) for i in range(count)]
-
-
 def start_workers(argv: list[str], workers: int) -> int:
     """Run `workers` copies of this command as one-worker processes sharing the study, one GPU each
     when several are visible; forward SIGINT / SIGTERM to them. Returns the worst exit code."""
+    from mstr.training.distributed import visible_gpus
+
     gpus = visible_gpus()
     procs = []
     for index in range(workers):

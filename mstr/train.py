@@ -237,12 +237,22 @@ def _resume_command(argv: list[str]) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
+    from mstr import multirun
+
+    sweeping = multirun.in_multirun()
+    if sweeping:
+        multirun.start_job(cfg)
     try:
         run(cfg)
-    except MstrError as err:
-        report_and_exit(err)
     except Interrupted as err:
         report_interrupt(err, _resume_command(sys.argv[1:]))
+    except Exception as err:
+        if sweeping:
+            multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
+        elif isinstance(err, MstrError):
+            report_and_exit(err)
+        else:
+            raise
 
 
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
@@ -266,6 +276,12 @@ def main() -> None:
     except MstrError as err:
         report_and_exit(err)
     _hydra_main()
+    from mstr.multirun import failure_report
+
+    failed = failure_report()
+    if failed is not None:
+        print(f"error: {failed[0]}", file=sys.stderr, flush=True)
+        sys.exit(failed[1])
 
 
 if __name__ == "__main__":
