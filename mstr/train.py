@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import shlex
-import string
 import sys
 import warnings
 from pathlib import Path
@@ -74,7 +72,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mstr.outputs import continue_csv, print_table, redact_secrets, write_json
+    from mstr import tracking
+    from mstr.outputs import continue_csv, print_table, write_json
     from mstr.training import runner
     from mstr.training.callbacks import throughput_metrics
     from mstr.training.checkpoint import check_resumable, read_checkpoint
@@ -113,10 +112,11 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     if ckpt_path:
         check_resumable(ckpt_path, module)
         log.info("resuming from %s", ckpt_path)
-    loggers = [_logger(c, out_dir) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    loggers = [tracking.make_logger(c, cfg, out_dir) for c in (cfg.get("logger") or {}).values()
+               if c and "_target_" in c]
     for lg in loggers if is_rank_zero() else ():
         continue_csv(lg, resume_step)
-        lg.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
+        tracking.log_config(lg, cfg)
     exit_code = 0
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
@@ -141,41 +141,19 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
-                            and not isinstance(v, bool)}, step=trainer.global_step)
+            tracking.log_final(lg, metrics, trainer.global_step)
     except BaseException as err:
         exit_code = err.exit_code if isinstance(err, Interrupted) else 1
         raise
     finally:
         for lg in loggers:
-            if type(lg).__name__ == "WandbLogger":
+            if tracking.is_wandb(lg):
                 import wandb
 
                 wandb.finish(exit_code=exit_code)  # one W&B run per job, also under multirun
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
-
-
-def _logger(logger_cfg: DictConfig, out_dir: Path):
-    from hydra.utils import instantiate
-
-    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
-        # The run id lives in the run dir, so a resumed job continues the same W&B run.
-        run_id = logger_cfg.get("id") or wandb_run_id(out_dir)
-        return instantiate(logger_cfg, id=run_id, resume=logger_cfg.get("resume") or "allow")
-    return instantiate(logger_cfg)
-
-
-def wandb_run_id(out_dir: Path) -> str:
-    from mstr.outputs import WANDB_ID_FILE
-
-    path = Path(out_dir) / WANDB_ID_FILE
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own format
-    path.write_text(run_id + "\n")
-    return run_id
 
 
 # ---- the command line -------------------------------------------------------------------------
