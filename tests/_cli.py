@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SMALL
+from conftest import REPO, SMALL
 
 
 def cli_env(log_dir: Path, **extra: str) -> dict:
@@ -26,4 +26,4 @@ def run_cli(module: str, args: list[str], cwd: Path, timeout: float = 600, **env
                           capture_output=True, text=True, timeout=timeout)
 
 
-__all__ = ["SMALL", "cli_env", "run_cli"]
+__all__ = ["REPO", "SMALL", "cli_env", "run_cli"]

@@ -138,3 +138,38 @@ def test_several_workers_need_a_database(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([_spec(tmp_path), "--workers", "2", "--storage", "none"])
     assert exit_info.value.code == 2 and "needs a database" in capsys.readouterr().err
+
+
+def test_wandb_sweep_spec_runs_mstr_train_with_hydra_overrides(tmp_path):
+    """Parse the spec, build the command a W&B agent would run (wandb's own helpers, then the agent's
+    macro expansion), and dry-run it: its values are valid and land in the composed config."""
+    import math
+
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    from _cli import REPO
+    from mstr.preflight import preflight
+
+    spec = yaml.safe_load((REPO / "sweeps" / "distill_student.wandb.yaml").read_text())
+    assert spec["metric"]["name"].startswith("val/")  # selection on validation only
+    sampled = {}
+    for name, p in spec["parameters"].items():  # one value of each parameter, as the agent sends it
+        sampled[name] = p["values"][-1] if "values" in p else math.sqrt(p["min"] * p["max"])
+    variables = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in sampled.items()}})
+    variables.update(env=["/usr/bin/env"], interpreter=[sys.executable], program=[spec["program"]])
+    command = []
+    for chunk in sweep_utils.create_sweep_command(list(spec["command"])):
+        command += variables.get(chunk[2:-1], []) if chunk.startswith("${") and chunk.endswith("}") else [chunk]
+    assert command[:4] == ["/usr/bin/env", sys.executable, "-m", "mstr.train"]
+    overrides = command[4:]
+    cfg = preflight(overrides, "train")  # every value valid, as a run would check it first
+    assert cfg.logger.wandb.offline is False and cfg.test is False
+    proc = subprocess.run([*command, "--cfg", "job"], cwd=tmp_path, env=cli_env(tmp_path / "logs"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job = yaml.safe_load(proc.stdout)
+    for name, value in sampled.items():
+        node = job
+        for part in name.split("."):
+            node = node[part]
+        assert node == pytest.approx(value) if isinstance(value, float) else node == value
