@@ -167,10 +167,12 @@ def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], m
         xs, labels = _axis_values(values)
         low, high = min(xs), max(xs)
         span = (high - low) or 1.0
-        ticks = labels if labels is not None else [_cell(low), _cell(high)]
+        ticks = labels if labels is not None else [f"{low:.4g}", f"{high:.4g}"]
         columns.append(([(x - low) / span for x in xs], ticks))
     scores = [r["metrics"][metric] for r in runs]
-    norm = Normalize(min(scores), max(scores) if max(scores) > min(scores) else min(scores) + 1e-9)
+    spread = max(scores) - min(scores)
+    pad = 0.0 if spread > 0 else max(abs(min(scores)) * 0.01, 1e-3)  # all equal: one colour, a readable bar
+    norm = Normalize(min(scores) - pad, max(scores) + pad)
     cmap = matplotlib.colormaps["viridis_r" if minimize else "viridis"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(axes) + 1.5), 4.2))
     for i, score in enumerate(scores):
@@ -179,11 +181,13 @@ def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], m
         ax.axvline(j, color="0.5", lw=0.8)
         positions = [k / max(len(ticks) - 1, 1) for k in range(len(ticks))]
         for pos, tick in zip(positions, ticks):
-            ax.text(j + 0.04, pos, tick, fontsize=8, va="center")
+            ax.text(j + 0.04, pos, tick if len(tick) <= 18 else tick[:17] + "…", fontsize=8, va="center")
     ax.set_xticks(range(len(axes)), axes, rotation=15)
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(axes) - 0.6)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    bar.formatter.set_useOffset(False)
+    bar.update_ticks()
     ax.set_title(f"parallel coordinates ({len(runs)} runs)")
     fig.tight_layout()
     path = out / "parallel_coordinates.png"

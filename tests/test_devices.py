@@ -101,3 +101,32 @@ def test_data_on_device_refuses_loader_workers(compose_cfg):
 
     with pytest.raises(ConfigError, match="data.num_workers=0"):
         validate(compose_cfg(["data.on_device=true", "data.num_workers=2"]))
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_its_matrix_on_cpu(tmp_path):
+    """scripts/gpu-check.sh with MSTR_CHECK_DEVICE=cpu: every job of the GPU matrix runs (tiny) and the
+    table has a row with test metrics for each run."""
+    import os
+    import subprocess
+    import sys
+
+    from _cli import REPO, cli_env
+
+    out = tmp_path / "check"
+    tiny = ["trainer.max_epochs=1", "distill.teacher_max_epochs=1", "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2"]  # for every job, real data (experiment=nsl_kdd) included
+    env = cli_env(tmp_path / "logs", MSTR_CHECK_DEVICE="cpu", MSTR_CHECK_OUT=str(out), MSTR_CHECK_EXTRA=" ".join(tiny),
+                  PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # its `python`: this one
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| job")]
+    jobs = {row.split("|")[1].strip() for row in rows}
+    assert jobs == {"cpu-none", "cpu-logits", "cpu-features", "cpu-attention", "cpu-combined", "ddp", "nsl_kdd",
+                    "multirun", "optuna"}
+    assert sum(row.split("|")[1].strip() == "multirun" for row in rows) == 2  # one row per job of the multirun
+    assert sum(row.split("|")[1].strip() == "optuna" for row in rows) == 2  # and per trial of the sweep
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[3] in ("", "0") and cells[9]  # exit 0; training windows/s reported
