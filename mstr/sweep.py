@@ -153,10 +153,13 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
 
 
 def check_trials(spec: dict, extra: list[str]) -> None:
-    """The overrides every trial shares, checked before any trial (unknown keys, bad values: exit 2)."""
+    """The overrides every trial shares and the searched keys (at one value of each range), checked
+    before any trial: unknown keys and bad values end the sweep with one line, exit 2."""
     from mstr.preflight import preflight
 
-    cfg = preflight([*spec.get("overrides", []), *extra], "train")
+    sample = [f"{name}={p['choices'][0] if p['type'] == 'categorical' else p['low']}"
+              for name, p in spec["params"].items()]
+    cfg = preflight([*spec.get("overrides", []), *extra, *sample], "train")
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")

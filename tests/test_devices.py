@@ -114,7 +114,7 @@ def test_gpu_check_script_runs_its_matrix_on_cpu(tmp_path):
     from _cli import REPO, cli_env
 
     out = tmp_path / "check"
-    tiny = ["trainer.max_epochs=1", "distill.teacher_max_epochs=1", "trainer.limit_train_batches=3",
+    tiny = ["trainer.max_epochs=1", "trainer.limit_train_batches=3",
             "trainer.limit_val_batches=2"]  # for every job, real data (experiment=nsl_kdd) included
     env = cli_env(tmp_path / "logs", MSTR_CHECK_DEVICE="cpu", MSTR_CHECK_OUT=str(out), MSTR_CHECK_EXTRA=" ".join(tiny),
                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # its `python`: this one

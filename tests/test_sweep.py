@@ -125,7 +125,7 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
 def test_a_sweep_checks_its_overrides_before_any_trial(tmp_path, capsys):
     from mstr.sweep import main
 
-    for bad, message in ((["trainer=ddp_cpu"], "use --workers"), (["model.optim.lr=-1"], "model.optim.lr")):
+    for bad, message in ((["trainer=ddp_cpu"], "use --workers"), (["data.window=0"], "data.window")):
         with pytest.raises(SystemExit) as exit_info:
             main([_spec(tmp_path), "--out", str(tmp_path / "out"), *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -173,3 +173,12 @@ def test_wandb_sweep_spec_runs_mstr_train_with_hydra_overrides(tmp_path):
         for part in name.split("."):
             node = node[part]
         assert node == pytest.approx(value) if isinstance(value, float) else node == value
+
+
+def test_a_sweep_refuses_a_searched_key_that_does_not_exist(tmp_path, capsys):
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "typo", params={"distill.temprature": {"type": "float", "low": 1.0, "high": 4.0}})
+    with pytest.raises(SystemExit) as exit_info:
+        main([spec, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "temprature" in capsys.readouterr().err
