@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from pathlib import Path
@@ -32,64 +31,10 @@ from omegaconf import DictConfig
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
+from mstr.peers import MODELS, fit_peer, make_peer, peer_probabilities
 
 log = logging.getLogger("mstr.baselines")
 register_resolvers()
-MODELS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")
-EARLY_STOPPING_ROUNDS = 50
-
-
-def _estimator(name: str, seed: int, n_jobs: int):
-    from sklearn.dummy import DummyClassifier
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
-    if name == "majority":
-        return DummyClassifier(strategy="prior")
-    if name == "stump":
-        return DecisionTreeClassifier(max_depth=1, random_state=seed)
-    if name == "logreg":
-        return LogisticRegression(max_iter=1000)
-    if name == "random_forest":
-        return RandomForestClassifier(n_estimators=100, n_jobs=n_jobs, random_state=seed)
-    if name == "lightgbm":
-        from lightgbm import LGBMClassifier
-
-        return LGBMClassifier(n_estimators=1000, learning_rate=0.05, num_leaves=31, n_jobs=n_jobs,
-                              random_state=seed, verbose=-1)
-    from xgboost import XGBClassifier
-
-    return XGBClassifier(n_estimators=1000, learning_rate=0.1, max_depth=6, tree_method="hist",
-                         n_jobs=n_jobs, random_state=seed, early_stopping_rounds=EARLY_STOPPING_ROUNDS)
-
-
-def _fit(name: str, model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> None:
-    if name == "lightgbm":
-        from lightgbm import early_stopping
-
-        # Newer LightGBM (4.7 here) deprecates `eval_set` in favour of eval_X / eval_y.
-        new_api = "eval_X" in inspect.signature(model.fit).parameters
-        evals = {"eval_X": (x_val,), "eval_y": (y_val,)} if new_api else {"eval_set": [(x_val, y_val)]}
-        model.fit(x, y, callbacks=[early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)], **evals)
-    elif name == "xgboost":
-        model.fit(x, y, eval_set=[(x_val, y_val)], verbose=False)
-    else:
-        model.fit(x, y)
-
-
-def _probabilities(model, x: np.ndarray, num_classes: int) -> torch.Tensor:
-    """[N, num_classes] probabilities, columns placed by the model's own class order."""
-    out = np.zeros((len(x), num_classes), dtype=np.float32)
-    out[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)
-    return torch.from_numpy(out)
-
-
-def _rows(dm, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed features and labels of one split, one row per flow."""
-    dataset = dm.dataset(key)
-    return dataset.features.numpy(), dataset.labels.numpy()
-
 
 def _check(models: Sequence[str]) -> None:
     unknown = [m for m in models if m not in MODELS]
@@ -106,24 +51,24 @@ def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
 
     Returns {model: {"test/f1": ..., "test_<name>/f1": ... (several test sets), "time/fit_s": ...}}.
     """
-    from mstr.scoring import score_sets
+    from mstr.training.evaluation import score_sets
 
     _check(models)
-    x, y = _rows(dm, "train")
-    x_val, y_val = _rows(dm, "val")
-    tests = {name: _rows(dm, f"test_{name}") for name in dm.test_names}
+    x, y = dm.flows("train")
+    x_val, y_val = dm.flows("val")
+    tests = {name: dm.flows(f"test_{name}") for name in dm.test_names}
     results = {}
     for name in models:
-        model = _estimator(name, seed, n_jobs)
+        model = make_peer(name, seed, n_jobs)
         start = time.perf_counter()
-        _fit(name, model, x, y, x_val, y_val)
+        fit_peer(name, model, x, y, x_val, y_val)
         fit_s = time.perf_counter() - start
         if name == "stump":
             log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
                      if model.tree_.node_count > 1 else "nothing (one class)")
-        scored = {t: (_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
+        scored = {t: (peer_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
                   for t, (xt, yt) in tests.items()}
-        results[name] = {**score_sets(scored, dm.num_classes), "time/fit_s": fit_s}
+        results[name] = {**score_sets(scored, dm.num_classes, subsets=dm.test_subsets()), "time/fit_s": fit_s}
         log.info("%s: test/f1 %.4f (fit %.1f s)", name, results[name]["test/f1"], fit_s)
     return results
 
@@ -159,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
     dm.setup()
     results = run_baselines(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
     metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
+    metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
     write_json(out_dir / "metrics.json", metrics)
     _print_comparison(results, f"baselines on {cfg.data.name} (test) -> {out_dir / 'metrics.json'}")

@@ -12,6 +12,9 @@ from mstr.errors import ConfigError
 
 ROLES = ("teacher", "student")
 DISTILL_METHODS = ("none", "logits", "features", "attention", "combined")
+TREE_TEACHERS = ("xgboost", "lightgbm")
+DISTILL_TEACHERS = ("network", *TREE_TEACHERS)
+DISTILL_AUGMENTS = ("none", "mixup", "swap")
 
 
 def config_dir() -> str:
@@ -65,6 +68,21 @@ def validate(cfg: DictConfig) -> None:
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
+        teacher = _get(cfg, "distill.teacher", "network")
+        if teacher not in DISTILL_TEACHERS:
+            raise ConfigError(f"distill.teacher={teacher!r}: must be one of {list(DISTILL_TEACHERS)}")
+        if teacher in TREE_TEACHERS and method != "logits":
+            raise ConfigError(f"distill.method={method} with distill.teacher={teacher}: a tree ensemble has no "
+                              "intermediate maps to match; use distill=logits")
+        augment = _get(cfg, "distill.augment", "none")
+        if augment not in DISTILL_AUGMENTS:
+            raise ConfigError(f"distill.augment={augment!r}: must be one of {list(DISTILL_AUGMENTS)}")
+        if augment != "none" and method not in ("logits", "combined"):
+            raise ConfigError(f"distill.augment={augment} needs the logit term: use distill=logits or combined")
+        fraction = _get(cfg, "distill.augment_fraction", 1.0)
+        if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 4.0:
+            raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "
+                              "(augmented windows per labelled window)")
         ckpt = _get(cfg, "distill.teacher_ckpt")
         if ckpt is not None and not Path(str(ckpt)).is_file():
             raise ConfigError(f"distill.teacher_ckpt={ckpt}: no such file; give a teacher checkpoint "
@@ -86,6 +104,9 @@ def validate(cfg: DictConfig) -> None:
     if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
         raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
                           "gathered on the training device need no loader workers; set data.num_workers=0")
+    fpr = _get(cfg, "novelty.fpr", 0.0)
+    if not isinstance(fpr, (int, float)) or not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"novelty.fpr={fpr!r}: must be a number in [0, 1) (0 turns the novelty gate off)")
     resume = _get(cfg, "resume", "never")
     if resume not in ("auto", "never"):
         raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")

@@ -53,9 +53,9 @@ def run(cfg: DictConfig) -> dict:
 
     from mstr.data.preprocessing import FlowPreprocessor
     from mstr.outputs import print_table, write_json
-    from mstr.scoring import at_threshold, predict_table, score_sets, tune_threshold
+    from mstr.scoring import at_threshold, tune_threshold
     from mstr.training.checkpoint import check_signature, load_classifier
-    from mstr.training.evaluation import score
+    from mstr.training.evaluation import predict, score, score_sets
 
     out_dir = Path(cfg.paths.output_dir)
     model = load_classifier(ckpt).to(torch.device(cfg.device))
@@ -69,23 +69,21 @@ def run(cfg: DictConfig) -> dict:
     trained_on = hp.get("data_signature") or {}
     if cfg.seed is None:
         cfg.seed = int(trained_on.get("seed", 0))
-    dm = instantiate(cfg.data)
+    # the checkpoint's own preprocessing makes the features (a fresh fit would scale by this data's
+    # statistics and may one-hot another category set); the DataModule checks that the classes agree
+    dm = instantiate(cfg.data, _partial_=True)(preprocessor=prep)
     dm.setup()
-    # the checkpoint's own preprocessing makes the features (a fresh fit may one-hot another category set)
-    check_signature(ckpt, trained_on, dm.signature(), keys=("classes", "window"))
+    check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
     if cfg.threshold == "tune" and same_rows and trained_on.get("val_rows") != dm.val_rows:
         raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
                           f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
                           "seed override")
 
-    def scored(key: str):
-        return predict_table(model, dm.tables[key], prep, dm.window, dm.eval_batch_size)
-
-    tests = {name: scored(f"test_{name}") for name in dm.test_names}
-    val = scored("val")
+    tests = {name: predict(model, loader) for name, loader in dm.test_loaders().items()}
+    val = predict(model, dm.val_dataloader())
     metrics: dict = {"checkpoint": str(ckpt), "model/role": str(hp.get("role", "model"))}
-    metrics.update(score_sets(tests, len(classes)))
+    metrics.update(score_sets(tests, len(classes), subsets=dm.test_subsets()))
     metrics.update(score(*val, len(classes), "val/"))
     decisions = {"0.5": tests}
     if cfg.threshold == "tune":
@@ -94,12 +92,13 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as err:
             raise DataError(f"{dm.tables['val'].source}: {err}") from None
         tuned = {name: (at_threshold(p, threshold), y) for name, (p, y) in tests.items()}
-        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes)).items()})
+        metrics.update({f"tuned/{k}": v for k, v in score_sets(tuned, len(classes), subsets=dm.test_subsets()).items()})
         metrics.update({"tuned/threshold": threshold, "tuned/val_f1": val_f1})
         decisions[f"{threshold:.4f}"] = tuned
         log.info("threshold %.4f maximises F1 on validation (%.4f)", threshold, val_f1)
     # the leakage audit of these splits, plus whether the checkpoint learnt from exactly their
     # train + validation rows (else its test rows may not be unseen by it)
+    metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
     metrics["audit/checkpoint_dev_rows_match"] = same_rows
     if not same_rows:
@@ -112,23 +111,16 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _sets(scored: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """All test sets together as "test", plus each one by name when there are several."""
-    sets = {"test": (torch.cat([p for p, _ in scored.values()]).numpy(),
-                     torch.cat([y for _, y in scored.values()]).numpy())}
-    if len(scored) > 1:
-        sets.update({name: (p.numpy(), y.numpy()) for name, (p, y) in scored.items()})
-    return sets
-
-
 def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path) -> str:
     """Per-class CSV/markdown for every (test set, decision threshold) and the plots; returns the
     markdown. Probabilities of a tuned decision are already moved so that 0.5 applies."""
     from mstr import plots
+    from mstr.training.evaluation import each_and_all
 
     rows, markdown = [], []
     for decision, scored in decisions.items():
-        for name, (probs, labels) in _sets(scored).items():
+        for name, (probs, labels) in each_and_all(scored).items():
+            name, probs, labels = name or "test", probs.numpy(), labels.numpy()
             predicted = probs.argmax(axis=1)
             per_class = per_class_rows(labels, predicted, classes)
             rows += [{"set": name, "threshold": decision, **row} for row in per_class]

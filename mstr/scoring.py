@@ -1,45 +1,13 @@
-"""Scoring helpers shared by `mstr.evaluate` and `mstr.baselines`.
-
-A checkpoint must see data transformed exactly as in its training: with its own fitted
-preprocessing (`hparams["preprocessor"]`), never with one fitted anew on the evaluated data, which
-would use that data's statistics and feed the model differently scaled inputs.
-
-Decision thresholds are tuned on validation only; `at_threshold` then moves the decision point of
-the attack probability to 0.5 so the torchmetrics collection (which decides at 0.5) applies it.
-"""
+"""Decision thresholds for `mstr.evaluate`: tuned on validation only; `at_threshold` then moves the
+decision point of the attack probability to 0.5 so the torchmetrics collection (which decides at 0.5)
+applies it."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-
-from mstr.data.preprocessing import FlowPreprocessor
-from mstr.data.table import FlowTable
-from mstr.data.windows import FlowWindowDataset, collate_prebatched
-from mstr.training.evaluation import predict, score
-
-Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
-
-
-def predict_table(model: torch.nn.Module, table: FlowTable, preprocessor: FlowPreprocessor,
-                  window: int, batch_size: int = 1024) -> Scored:
-    loader = DataLoader(FlowWindowDataset.from_table(table, preprocessor, window), batch_size=batch_size,
-                        shuffle=False, collate_fn=collate_prebatched)
-    return predict(model, loader)
-
-
-def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test") -> dict[str, float]:
-    """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each
-    (the names training writes)."""
-    results: dict[str, float] = {}
-    if len(sets) > 1:
-        for name, (probs, labels) in sets.items():
-            results.update(score(probs, labels, num_classes, f"{stage}_{name}/"))
-    probs = torch.cat([p for p, _ in sets.values()])
-    labels = torch.cat([y for _, y in sets.values()])
-    results.update(score(probs, labels, num_classes, f"{stage}/"))
-    return results
 
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -134,10 +134,13 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         if cfg.test:
             results, metrics["time/test_s"] = runner.test_metrics(final, dm, device)
             metrics.update(results)
+        if cfg.test and cfg.novelty.fpr > 0:
+            metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
         if teacher is not None:
             from mstr.training.compression import compression_metrics
 
-            metrics.update(compression_metrics(teacher.model, final.model, dm.window, metrics))
+            metrics.update(compression_metrics(teacher, final.model, dm.window, metrics))
+        metrics.update(dm.facts)
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
@@ -154,6 +157,26 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
+
+
+def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
+    """The classifier with a novelty gate beside it, scored like the classifier (novelty/test/...);
+    the gate's weights go to <run>/novelty_gate.pt."""
+    import torch
+
+    from mstr.models.novelty import GatedDetector
+    from mstr.training import runner
+    from mstr.training.novelty import fit_gate
+
+    if dm.num_classes != 2:
+        log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
+        return {}
+    gate = fit_gate(dm, fpr)
+    results, _ = runner.test_metrics(GatedDetector(final.model, gate), dm)
+    torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
+    columns = len(gate.columns)
+    return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,
+            "novelty/threshold": float(gate.threshold), "novelty/macs": columns * columns + columns}
 
 
 # ---- the command line -------------------------------------------------------------------------

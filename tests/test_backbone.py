@@ -1,49 +1,94 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mstr.models import BackboneConfig, build_backbone, model_cost
-from mstr.models.blocks import MultiScaleResidualBlock
+from mstr.models.blocks import AxisMultiScaleConv, MultiScaleResidualBlock, feature_offsets, time_offsets
+from mstr.models.tokenizer import FeatureLayout, FeatureTokenizer
+
+# 3 numeric columns (the second with 2 bins) and one categorical column of 3 values, interleaved
+LAYOUT = {"tokens": [[0], [5, 6, 7, 8], [1, 3, 4], [2]], "names": ["a", "proto", "b", "c"]}
 
 
 def _cfg(name):
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     from mstr.config import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={name}"])
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(cfg.model.backbone)
 
 
 @pytest.mark.parametrize("window", [1, 8])
 @pytest.mark.parametrize("name", ["teacher", "student"])
 def test_default_models_map_windows_to_logits(name, window):
-    model = build_backbone(26, 3, **_cfg(name))
-    out = model(torch.randn(5, window, 26))
+    model = build_backbone(9, 3, window=window, layout=LAYOUT, **_cfg(name))
+    out = model(torch.randn(5, window, 9))
     assert out.shape == (5, 3)
     assert torch.isfinite(out).all()
 
 
-def test_teacher_is_a_few_hundred_thousand_params_and_student_20x_smaller():
-    teacher = model_cost(build_backbone(26, 2, **_cfg("teacher")), window=8)
-    student = model_cost(build_backbone(26, 2, **_cfg("student")), window=8)
-    assert 150_000 <= teacher["params"] <= 900_000
+def test_teacher_is_large_and_the_student_under_5k_and_20x_smaller():
+    # NSL-KDD's shape: 41 columns, 125 flat features
+    layout = {"tokens": [[i] for i in range(38)] + [list(range(38, 41)), list(range(41, 112)),
+                                                    list(range(112, 125))], "names": [str(i) for i in range(41)]}
+    teacher = model_cost(build_backbone(125, 2, layout=layout, **_cfg("teacher")), window=1)
+    student = model_cost(build_backbone(125, 2, layout=layout, **_cfg("student")), window=1)
+    assert 100_000 <= teacher["params"] <= 900_000
+    assert student["params"] <= 5_000
     assert teacher["params"] >= 20 * student["params"]
     assert teacher["macs"] > 20 * student["macs"] > 0
 
 
-def test_param_count_matches_torch_and_macs_scale_with_window():
-    model = build_backbone(10, 2, embed_dim=8, widths=[4, 8])
-    assert model_cost(model, 4)["params"] == sum(p.numel() for p in model.parameters())
-    assert model_cost(model, 8)["macs"] > model_cost(model, 4)["macs"]
+def test_tokenizer_is_a_per_column_embedding():
+    """Each column's token is its own positions' values times their weights, plus the column's bias:
+    a numeric value scales its vector, a one-hot picks its category's row."""
+    layout = FeatureLayout.from_dict(LAYOUT, 9)
+    tok = FeatureTokenizer(layout, dim=3)
+    with torch.no_grad():
+        tok.bias.normal_()
+    x = torch.randn(2, 4, 9)
+    out = tok(x)
+    assert out.shape == (2, 3, 4, 4)  # [batch, dim, time, columns]
+    w = dict(zip([p for t in LAYOUT["tokens"] for p in t], tok.weight))
+    for k, positions in enumerate(LAYOUT["tokens"]):
+        expected = sum(x[..., p, None] * w[p] for p in positions) + tok.bias[k]
+        assert torch.allclose(out[:, :, :, k], expected.permute(0, 2, 1), atol=1e-5)
+
+
+def test_layout_must_cover_every_input_once():
+    with pytest.raises(ValueError, match="exactly once"):
+        FeatureLayout.from_dict({"tokens": [[0], [0, 1]], "names": ["a", "b"]}, 2)
+    with pytest.raises(ValueError, match="exactly once"):
+        FeatureLayout.from_dict({"tokens": [[0]], "names": ["a"]}, 2)
+
+
+@pytest.mark.parametrize("axis, offsets", [("features", feature_offsets([1, 3, 5])),
+                                           ("time", time_offsets(3, [1, 2]))])
+def test_assembled_kernel_equals_separate_branch_convolutions(axis, offsets):
+    torch.manual_seed(0)
+    conv = AxisMultiScaleConv(3, 2, offsets, axis)
+    x = torch.randn(2, 3, 6, 7)
+    separate = []
+    for w, taps in zip(conv.branch_weights, offsets):
+        before, after = -min(taps), max(taps)
+        span = after + before + 1
+        kernel = torch.zeros(2, 3, span)
+        kernel[:, :, [t + before for t in taps]] = w.detach()
+        if axis == "time":
+            separate.append(F.conv2d(F.pad(x, (0, 0, before, after)), kernel.unsqueeze(-1)))
+        else:
+            separate.append(F.conv2d(F.pad(x, (before, after, 0, 0)), kernel.unsqueeze(-2)))
+    assert torch.allclose(conv(x), torch.cat(separate, dim=1), atol=1e-5)
+    assert sum(p.numel() for p in conv.parameters()) == 2 * 3 * sum(len(t) for t in offsets)
 
 
 def test_block_is_causal_in_time():
     """Changing later flows of a window never changes outputs at earlier time positions."""
     torch.manual_seed(0)
-    block = MultiScaleResidualBlock(3, 8, spatial_kernels=(1, 3), temporal_dilations=(1, 2)).eval()
+    block = MultiScaleResidualBlock(3, 8, feature_kernels=[1, 3], time_dilations=[1, 2]).eval()
     x = torch.randn(2, 3, 6, 10)
     y = x.clone()
     y[:, :, 4:] += torch.randn_like(y[:, :, 4:])
@@ -51,26 +96,59 @@ def test_block_is_causal_in_time():
     assert not torch.allclose(block(x)[:, :, 4:], block(y)[:, :, 4:])
 
 
-def test_residual_path_projects_only_when_shape_changes():
-    same = MultiScaleResidualBlock(8, 8)
-    wider = MultiScaleResidualBlock(8, 16)
-    strided = MultiScaleResidualBlock(8, 8, stride_space=2)
-    assert isinstance(same.residual, torch.nn.Identity)
-    assert not isinstance(wider.residual, torch.nn.Identity)
-    assert strided(torch.randn(1, 8, 4, 10)).shape == (1, 8, 4, 5)
+def test_no_temporal_weights_at_window_1_and_the_window_is_used_above_it():
+    flat = build_backbone(9, 2, window=1, layout=LAYOUT)
+    windowed = build_backbone(9, 2, window=8, layout=LAYOUT)
+    axes = lambda m: {c.axis for block in m.modules() if isinstance(block, MultiScaleResidualBlock) for c in block.convs}
+    assert axes(flat) == {"features"}
+    assert axes(windowed) == {"features", "time"}
+    windowed.eval()
+    x = torch.randn(4, 8, 9)
+    y = x.clone()
+    y[:, 0] += 1.0  # only the oldest flow changes
+    assert not torch.allclose(windowed(x), windowed(y))
 
 
-def test_separable_variant_has_fewer_params_same_shape():
-    dense = build_backbone(20, 2, widths=[16, 32], separable=False)
-    sep = build_backbone(20, 2, widths=[16, 32], separable=True)
-    assert sum(p.numel() for p in sep.parameters()) < sum(p.numel() for p in dense.parameters())
-    assert sep(torch.randn(2, 4, 20)).shape == (2, 2)
+def test_readout_is_the_newest_flow_only_once():
+    model = build_backbone(9, 2, window=4, layout=LAYOUT, widths=[6]).eval()
+    assert model.head[-1].in_features == 6 * 4  # channels x columns, no second (duplicated) half
+    pooled = build_backbone(9, 2, window=4, layout=LAYOUT, widths=[6], readout="pool")
+    assert pooled.head[-1].in_features == 6
+
+
+def test_readout_channels_shrink_the_head_and_keep_columns_apart():
+    wide = build_backbone(9, 15, layout=LAYOUT, widths=[8])
+    narrow = build_backbone(9, 15, layout=LAYOUT, widths=[8], readout_channels=2)
+    assert wide.head[-1].in_features == 8 * 4 and narrow.head[-1].in_features == 2 * 4
+    assert narrow(torch.randn(3, 1, 9)).shape == (3, 15)
+
+
+def test_linear_stem_ablation_and_residual_switch():
+    linear = build_backbone(9, 2, stem="linear", token_dim=16)
+    assert linear(torch.randn(3, 1, 9)).shape == (3, 2)
+    plain = build_backbone(9, 2, layout=LAYOUT, residual=False)
+    assert all(b.residual is None for b in plain.modules() if isinstance(b, MultiScaleResidualBlock))
+
+
+def test_hook_points_name_stages_with_their_channels():
+    model = build_backbone(9, 2, layout=LAYOUT, token_dim=4, widths=[6, 12])
+    assert model.hook_points() == {"stages.0": 6, "stages.1": 12}
+    for name, channels in model.hook_points().items():
+        assert model.get_submodule(name)[-1].out_channels == channels
+
+
+def test_param_count_matches_torch_and_macs_scale_with_window():
+    model = build_backbone(9, 2, window=8, layout=LAYOUT, widths=[4, 8])
+    assert model_cost(model, 4)["params"] == sum(p.numel() for p in model.parameters())
+    assert model_cost(model, 8)["macs"] > model_cost(model, 4)["macs"]
 
 
 def test_bad_settings_and_inputs_fail_clearly():
     with pytest.raises(ValueError, match="unknown backbone setting"):
         BackboneConfig.from_dict({"widht": 3})
-    with pytest.raises(ValueError, match="spatial_kernels"):
-        build_backbone(4, 2, spatial_kernels=[2])
+    with pytest.raises(ValueError, match="feature_kernels"):
+        build_backbone(4, 2, feature_kernels=[2])
+    with pytest.raises(ValueError, match="stem"):
+        build_backbone(4, 2, stem="conv")
     with pytest.raises(ValueError, match="expected windows"):
         build_backbone(4, 2)(torch.randn(2, 4, 5))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mstr.errors import ConfigError
 
@@ -58,7 +59,21 @@ def test_peers_on_the_same_splits(nsl_dm):
     assert results["lightgbm"]["test/auroc"] > 0.85
     assert all(np.isfinite(v) for r in results.values() for v in r.values())
     assert {"test/acc", "test/f1", "test/specificity", "test/fpr", "test/auroc", "test/precision",
-            "test/recall", "time/fit_s"} == set(majority)
+            "test/recall", "time/fit_s", "test/novel_attack_recall", "test/known_attack_recall",
+            "test/novel_attack_rows", "test/known_attack_rows", "test/copied_rows", "test/copied_rows_acc",
+            "test/fresh_rows_acc"} == set(majority)
+    # KDDTest+ attack types absent from the training rows are counted apart from the known ones
+    train_types = set(nsl_dm.tables["train"].frame["attack_type"]) | set(nsl_dm.tables["val"].frame["attack_type"])
+    novel = test.is_attack() & ~test.frame["attack_type"].isin(train_types).to_numpy()
+    assert majority["test/novel_attack_rows"] == novel.sum() > 0
+    assert majority["test/novel_attack_rows"] + majority["test/known_attack_rows"] == test.is_attack().sum()
+    assert majority["test/novel_attack_recall"] == 0.0
+    assert 0.0 < results["lightgbm"]["test/novel_attack_recall"] < results["lightgbm"]["test/known_attack_recall"]
+    # accuracy splits into rows with a feature-identical training row (scorable by memory) and the rest
+    lgbm, copied = results["lightgbm"], results["lightgbm"]["test/copied_rows"]
+    assert copied == nsl_dm.audit["dup_train_KDDTest+"] > 0
+    assert (lgbm["test/copied_rows_acc"] * copied + lgbm["test/fresh_rows_acc"] * (len(test) - copied)
+            == pytest.approx(lgbm["test/acc"] * len(test)))
 
 
 def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path):
@@ -79,3 +94,25 @@ def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path):
     assert "xgboost/time/fit_s" in saved and "audit/dup_train_KDDTest+" in saved
     with pytest.raises(ConfigError, match=r"baselines.models=\['svm'\]: choose from"):
         run(bad)
+
+
+def test_novelty_gate_flags_far_flows_at_its_validation_budget(nsl_dm):
+    """The gate's threshold lets through (1 - fpr) of benign validation flows; flows far from the benign
+    training flows score above 0.5; the gated detector never lowers P(attack)."""
+    from mstr.models import build_backbone
+    from mstr.models.novelty import GatedDetector
+    from mstr.training.novelty import fit_gate
+
+    gate = fit_gate(nsl_dm, 0.05)
+    val = nsl_dm.dataset("val")
+    benign = val.features[val.labels == 0].unsqueeze(1)
+    flagged = (gate.score(benign) > 0.5).float().mean().item()
+    assert 0.02 < flagged <= 0.06
+    assert (gate.score(benign[:5] + 50.0) > 0.9).all()
+    assert len(gate.columns) == sum("#bin" not in n for n in nsl_dm.preprocessor.feature_names)
+    classifier = build_backbone(nsl_dm.num_features, 2, token_dim=2, widths=[4]).eval()
+    x, _ = nsl_dm.dataset("test_KDDTest+").gather(torch.arange(200))
+    with torch.no_grad():
+        alone = classifier(x).softmax(-1)[:, 1]
+        gated = GatedDetector(classifier, gate)(x).exp()[:, 1]
+    assert torch.allclose(gated, torch.maximum(alone, gate.score(x)), atol=1e-5)

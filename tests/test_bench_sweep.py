@@ -56,3 +56,23 @@ def test_sweep_study_is_stored_and_resumes(tmp_path):
     assert len(list((tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))) == 3
     assert not any("test/f1" in __import__("json").loads(p.read_text())
                    for p in (tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))  # test never scored
+
+
+def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
+    """Each architecture row differs from the default student by one setting; the window rows exist only
+    for data with time; the table reports deltas against the default."""
+    from mstr.bench import ablation
+
+    assert [v.name for v in ablation.variants("nsl_kdd", ("architecture",))] == [
+        "student_nokd", *(v.name for v in ablation.ARCHITECTURE)]
+    timed = [v.name for v in ablation.variants("synthetic", ("architecture",))]
+    assert "window 16" in timed and "no time branches" in timed
+    bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",
+                "--out", str(tmp_path), "--override", *TINY])
+    table = (tmp_path / "ablation.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| synthetic |")]
+    assert len(rows) == len(timed)
+    linear = next(r for r in rows if "| linear stem |" in r)
+    params = {r.split("|")[2].strip(): r.split("|")[9].strip() for r in rows}
+    assert params["linear stem"] != params["default student, no KD"]  # a different model, not a relabel
+    assert "±" in linear.split("|")[4]  # Δacc vs default is filled

@@ -53,8 +53,8 @@ def test_compression_report_puts_the_models_back_as_they_were():
     from mstr.models import build_backbone
     from mstr.training.compression import compression_report
 
-    teacher = build_backbone(6, 2, embed_dim=16, widths=[16, 32]).train()
-    student = build_backbone(6, 2, embed_dim=8, widths=[8]).eval()
+    teacher = build_backbone(6, 2, window=4, token_dim=8, widths=[8, 16, 32]).train()
+    student = build_backbone(6, 2, window=4, token_dim=4, widths=[4, 8]).eval()
     params = [p for p in teacher.parameters()]
     report = compression_report(teacher, student, 4, {}, {})
     assert report["compression/params_ratio"] > 1

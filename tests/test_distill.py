@@ -4,22 +4,22 @@ from torch import nn
 
 from mstr.models import build_backbone
 from mstr.training.distill import DistillationModule, method_weights
-from mstr.training.hooks import FeatureCollector, match_stages, stage_names
+from mstr.training.hooks import FeatureCollector, match_stages
 from mstr.training.losses import attention_loss, hint_loss
 from mstr.train import run
 
-STUDENT = {"embed_dim": 8, "widths": [4, 8]}
-TEACHER = {"embed_dim": 16, "widths": [8, 16, 32]}
+STUDENT = {"token_dim": 4, "widths": [4, 8]}
+TEACHER = {"token_dim": 8, "widths": [8, 16, 32]}
 
 
 def test_hooks_collect_each_stage_output_without_changing_the_forward():
-    model = build_backbone(6, 2, **TEACHER).eval()
+    model = build_backbone(6, 2, window=5, **TEACHER).eval()
     x = torch.randn(3, 5, 6)
     plain = model(x)
-    collector = FeatureCollector(model, stage_names(model))
+    collector = FeatureCollector(model, list(model.hook_points()))
     assert torch.equal(model(x), plain)
-    assert stage_names(model) == ["stages.0", "stages.1", "stages.2"]
-    h = model.stem(x).unsqueeze(1)
+    assert list(model.hook_points()) == ["stages.0", "stages.1", "stages.2"]
+    h = model.stem(x)
     for name in collector.names:
         h = model.get_submodule(name)(h)
         assert torch.equal(collector[name], h)  # exactly that module's output
@@ -61,14 +61,16 @@ def test_each_method_switches_on_its_terms(method, terms):
 
 def test_teacher_stays_frozen_in_eval_mode_while_the_student_and_projections_learn(small_synthetic_dm):
     dm = small_synthetic_dm
-    teacher = build_backbone(dm.num_features, 2, **TEACHER)
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     module = DistillationModule(
-        num_features=dm.num_features, num_classes=2, backbone=STUDENT, optim={"lr": 1e-2, "weight_decay": 0.0},
+        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+        optim={"lr": 1e-2, "weight_decay": 0.0},
         loss={"name": "ce"}, teacher=teacher,
         distill={"method": "combined", "temperature": 4.0, "alpha": 0.5, "feature_weight": 1.0,
                  "attention_weight": 1.0, "hint_warmup_fraction": 0.0})
     module.log = lambda *a, **k: None
+    module.on_fit_start()  # registers the hooks, as Lightning does before the first step
     module.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.1)
@@ -114,3 +116,74 @@ def test_distilled_run_reports_compression_in_metrics(compose_cfg):
     assert metrics["compression/teacher_macs"] > metrics["compression/student_macs"]
     assert metrics["time/compression/student_latency_ms"] > 0
     assert "compression/delta_f1" in metrics
+
+
+def test_hooks_are_removed_after_fitting(small_synthetic_dm):
+    import pytorch_lightning as pl
+
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER)
+    module = DistillationModule(
+        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+        optim={"lr": 1e-2, "weight_decay": 0.0, "scheduler": "none"}, loss={"name": "ce"}, teacher=teacher,
+        distill={"method": "combined", "temperature": 4.0, "alpha": 0.5, "feature_weight": 1.0,
+                 "attention_weight": 1.0, "hint_warmup_fraction": 0.0})
+    hooked = lambda: [n for m in (module.model, teacher) for n, sub in m.named_modules() if sub._forward_hooks]
+    seen = []
+    module.on_train_batch_start = lambda *a: seen.append(hooked())
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    assert seen and seen[0] == ["stages.0", "stages.1", "stages.1", "stages.2"]  # student's and teacher's stages
+    assert hooked() == []
+
+
+@pytest.mark.parametrize("augment", ["mixup", "swap"])
+def test_augmented_windows_only_add_teacher_targets(small_synthetic_dm, augment):
+    """KD on augmented windows: the task loss sees the labelled batch only, the KD term the batch plus
+    as many synthetic windows; swap takes whole columns from other windows of the batch."""
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
+    module = DistillationModule(
+        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+        optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
+        distill={"method": "logits", "temperature": 2.0, "alpha": 0.5, "augment": augment, "augment_fraction": 0.5})
+    module.log = lambda *a, **k: None
+    x, y = dm.dataset("train").__getitems__(list(range(64)))
+    torch.manual_seed(0)
+    augmented = module._augmented(x)
+    assert augmented.shape == (32, *x.shape[1:])
+    if augment == "swap":
+        # every value of an augmented window comes from the same position of some batch window
+        assert all((x[:, :, j] == augmented[i, :, j]).all(dim=1).any()
+                   for i in range(4) for j in range(x.shape[-1]))
+    seen = []
+    module.forward = lambda inputs: seen.append(len(inputs)) or module.model(inputs)
+    loss, logits = module.training_loss(x, y)
+    assert seen == [96] and logits.shape == (64, 2) and torch.isfinite(loss)
+
+
+def test_tree_teacher_needs_the_logit_method():
+    from mstr.training.tree_teacher import BoosterTeacher
+
+    booster = BoosterTeacher("lightgbm", None, 6, 2, {})
+    with pytest.raises(ValueError, match="network teacher"):
+        DistillationModule(num_features=6, num_classes=2, backbone=STUDENT, optim={"lr": 1e-3, "weight_decay": 0.0},
+                           loss={"name": "ce"}, teacher=booster, distill={"method": "features"})
+
+
+def test_cached_teacher_targets_are_the_teachers_logits_for_those_rows(small_synthetic_dm):
+    """Logit-only distillation looks the (frozen) teacher's logits up by training row: the same numbers
+    as running the teacher on the batch, for rows in any order."""
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
+    module = DistillationModule(
+        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+        optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
+        distill={"method": "logits", "temperature": 2.0, "alpha": 0.5})
+    module._teacher_logits = module._logits_of(dm.dataset("train"))
+    index = torch.tensor([17, 3, 250, 3, 99])
+    x, _ = dm.dataset("train").gather(index)
+    with torch.no_grad():
+        assert torch.allclose(module._teacher_targets(x, x, index), teacher(x), atol=1e-5)
+

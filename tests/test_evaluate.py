@@ -50,15 +50,20 @@ def _scores(ckpt: Path, data_overrides: list[str], out: Path, fresh_fit: bool = 
     """(val, test) probabilities and labels of the checkpoint, computed here independently."""
     from hydra.utils import instantiate
 
+    from torch.utils.data import DataLoader
+
     from mstr.data.preprocessing import FlowPreprocessor
-    from mstr.scoring import predict_table
+    from mstr.data.windows import FlowWindowDataset, collate_prebatched
     from mstr.training.checkpoint import load_classifier
+    from mstr.training.evaluation import predict
 
     model = load_classifier(ckpt)
     dm = instantiate(_compose("evaluate", out, [*TINY, *data_overrides]).data)
     dm.setup()
     prep = dm.preprocessor if fresh_fit else FlowPreprocessor.from_dict(model.hparams["preprocessor"])
-    return [predict_table(model, dm.tables[key], prep, dm.window) for key in ("val", "test_synthetic")]
+    return [predict(model, DataLoader(FlowWindowDataset.from_table(dm.tables[key], prep, dm.window),
+                                      batch_size=512, collate_fn=collate_prebatched))
+            for key in ("val", "test_synthetic")]
 
 
 def test_metrics_reports_and_plots(trained, tmp_path):
@@ -99,7 +104,7 @@ def test_threshold_is_tuned_on_validation_never_on_test(trained, tmp_path):
 
 def test_scores_with_the_checkpoints_preprocessing_not_a_new_fit(trained, tmp_path):
     """Other traffic (generator seed 1): a fit on it would scale differently than training did."""
-    from mstr.scoring import score_sets
+    from mstr.training.evaluation import score_sets
 
     ckpt, _ = trained
     data = ["data.source.seed=1"]
@@ -122,5 +127,5 @@ def test_bad_requests_are_one_line_errors(trained, tmp_path):
                            "data.task=multiclass"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "classes: checkpoint ['benign', 'attack'] vs data" in errors[0]
+    assert len(errors) == 1 and "classes: preprocessing ['benign', 'attack'] vs data" in errors[0]
     assert "Traceback" not in proc.stderr

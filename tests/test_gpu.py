@@ -53,8 +53,8 @@ def test_compression_report_of_gpu_models_leaves_them_on_the_gpu():
     from mstr.models import build_backbone
     from mstr.training.compression import compression_report
 
-    teacher = build_backbone(6, 2, embed_dim=16, widths=[16, 32]).cuda()
-    student = build_backbone(6, 2, embed_dim=8, widths=[8]).cuda()
+    teacher = build_backbone(6, 2, window=4, token_dim=8, widths=[8, 16, 32]).cuda()
+    student = build_backbone(6, 2, window=4, token_dim=4, widths=[4, 8]).cuda()
     report = compression_report(teacher, student, 4, {}, {})
     assert report["compression/params_ratio"] > 1
     assert all(p.is_cuda for p in [*teacher.parameters(), *student.parameters()])

@@ -28,8 +28,8 @@ def test_distillation_loss_at_alpha_zero_is_the_task_loss_and_at_one_the_kd_term
     from mstr.training.distill import DistillationModule
 
     dm = small_synthetic_dm
-    teacher = build_backbone(dm.num_features, 2, embed_dim=8, widths=[8])
-    common = dict(num_features=dm.num_features, num_classes=2, backbone={"embed_dim": 4, "widths": [4]},
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, token_dim=4, widths=[8])
+    common = dict(num_features=dm.num_features, num_classes=2, backbone={"token_dim": 2, "widths": [4], "window": dm.window},
                   optim={"lr": 1e-3, "weight_decay": 0.0}, loss={"name": "ce"})
     x, y = dm.dataset("train").__getitems__(list(range(64)))
     torch.manual_seed(0)

@@ -86,3 +86,30 @@ def test_piecewise_linear_bins_come_from_train_quantiles_and_encode_monotonicall
     for bad in (1, -2, 2.5):
         with pytest.raises(ConfigError, match="data.numeric_bins"):
             FlowPreprocessor.fit(train, numeric_bins=bad)
+
+
+def test_gaps_are_filled_with_training_medians_in_every_split(tmp_path):
+    """A test file whose own medians differ from train's: its NaN/inf cells get train's medians, the
+    values that the fitted (and saved) preprocessing carries, not the test file's."""
+    from mstr.data.datasets import nsl_kdd
+
+    folder = tmp_path / "nsl_kdd"
+    folder.mkdir()
+    row = "{dur},tcp,http,SF,{src},100" + ",0" * 35 + ",{label},21\n"
+    train = "".join(row.format(dur=d, src=s, label=lab) for d, s, lab in
+                    [(1, 10, "normal"), (2, 20, "neptune"), (3, 30, "normal"), ("", "Infinity", "smurf")])
+    test = "".join(row.format(dur=d, src=s, label=lab) for d, s, lab in
+                   [(100, 1000, "normal"), (200, 2000, "neptune"), ("NaN", "inf", "normal")])
+    (folder / "KDDTrain+.txt").write_text(train)
+    (folder / "KDDTest+.txt").write_text(test)
+    splits = nsl_kdd.load(tmp_path)
+    prep = FlowPreprocessor.fit(splits.train)
+    fill = dict(zip(prep.numeric_cols, prep.fill))
+    assert fill["duration"] == 2.0 and fill["src_bytes"] == 20.0  # train's medians (test's: 150, 1500)
+    filled_test = splits.tests["KDDTest+"].take(np.array([2]))
+    as_train_row = splits.train.take(np.array([1]))  # duration 2, src_bytes 20: the medians themselves
+    assert np.array_equal(prep.transform(filled_test)[:, :2], prep.transform(as_train_row)[:, :2])
+    # the medians travel with the fitted state, so a restored preprocessing fills new data alike
+    restored = FlowPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert np.array_equal(restored.transform(filled_test), prep.transform(filled_test))
+    assert np.isfinite(prep.transform(splits.train)).all()

@@ -66,4 +66,3 @@ def test_datamodule_windows_never_cross_splits(small_synthetic_dm):
         assert rows.max() < len(table)  # indices into this split's own rows only
     train_t = dm.tables["train"].frame["ts"]
     assert train_t.max() < dm.tables["val"].frame["ts"].min() < dm.tables["test_synthetic"].frame["ts"].min()
-    assert dm.audit["windows_cross_splits"] is False

@@ -1,10 +1,14 @@
-"""`python -m mstr.bench accuracy|distill [options]`: benchmarks that print markdown tables.
+"""`python -m mstr.bench accuracy|distill|ablation [options]`: benchmarks that print markdown tables.
 
   accuracy  teacher, distilled student and student without distillation, beside the classic peers
             (majority, best single-feature threshold, logistic regression, random forest, LightGBM,
             XGBoost), over seeds, on each dataset: mean ± std of accuracy, F1, specificity, FPR, AUROC.
   distill   teacher, student without KD, and the student with each distillation method, over seeds,
             with the compression columns (parameters, MACs, CPU latency, throughput, Δ vs teacher).
+  ablation  each design choice on its own (see mstr.bench.ablation).
+
+Each dataset trains with its experiment config (`experiment=<dataset>`, the recommended settings);
+`cic_ids2017_multiclass` is CIC-IDS2017's 15-class task (its own experiment config).
 
 Everything runs on the real splits of each data config (test sets read once per run, for its final
 report; model selection on validation). Tables are printed and written to `<out>/<name>.md`.
@@ -20,18 +24,18 @@ import sys
 import warnings
 from pathlib import Path
 
-from mstr.bench.runs import Variant, compose_train, markdown, mean_std, run_matrix
+from mstr.bench import ablation
+from mstr.bench.runs import DATASETS, Variant, compose_train, markdown, mean_std, run_matrix
 from mstr.errors import MstrError, report_and_exit
+from mstr.peers import MODELS as PEERS
 
-DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017")
-PEERS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")
-METRICS = ("acc", "f1", "specificity", "fpr", "auroc")
+DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
+METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "fresh_rows_acc")
 DISTILL_METHODS = ("logits", "features", "attention", "combined")
 
 
-def _variants(methods: tuple[str, ...], teacher_epochs: int) -> list[Variant]:
-    distilled = [Variant(f"student_{m}", ("model=student", f"distill={m}",
-                                          f"distill.teacher_max_epochs={teacher_epochs}")) for m in methods]
+def _variants(methods: tuple[str, ...]) -> list[Variant]:
+    distilled = [Variant(f"student_{m}", ("model=student", f"distill={m}")) for m in methods]
     return [Variant("student_nokd", ("model=student", "distill=none")), *distilled]
 
 
@@ -44,7 +48,7 @@ def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
 
     from mstr.baselines import run_baselines
 
-    cfg = compose_train([f"data={dataset}", f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
+    cfg = compose_train([*DATASETS[dataset], f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
     dm = instantiate(cfg.data)
     dm.setup()
     results = run_baselines(dm, PEERS, seed)
@@ -54,19 +58,23 @@ def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
 
 
 def _row(label: str, runs: list[dict], prefix: str, params_key: str) -> list[str]:
-    cells = [mean_std([r[f"{prefix}test/{m}"] for r in runs if f"{prefix}test/{m}" in r]) for m in METRICS]
+    cells = [mean_std([r[f"{prefix}test/{m}"] for r in runs if f"{prefix}test/{m}" in r])
+             if any(f"{prefix}test/{m}" in r for r in runs) else "" for m in METRICS]
     params = runs[0].get(params_key, "") if runs else ""
     return [label, *cells, f"{params:,}" if isinstance(params, int) else str(params)]
 
 
 def accuracy_table(results: dict, peers: dict) -> str:
-    header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "params"]
+    header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "unseen-attack recall",
+              "accuracy on rows not in train", "params"]
     rows = []
     for dataset, variants in results.items():
         kd = variants.get("student_logits", [])
         rows.append([dataset, *_row("teacher (mstr)", kd, "teacher/", "teacher/model/params")])
         rows.append([dataset, *_row("student, distilled (mstr)", kd, "", "model/params")])
         rows.append([dataset, *_row("student, no KD (mstr)", variants.get("student_nokd", []), "", "model/params")])
+        if any("novelty/test/acc" in r for r in kd):
+            rows.append([dataset, *_row("student, distilled + novelty gate (mstr)", kd, "novelty/", "model/params")])
         for peer in PEERS:
             rows.append([dataset, *_row(peer, peers.get(dataset, {}).get(peer, []), "", "")])
     return markdown(header, rows)
@@ -108,26 +116,34 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", choices=("accuracy", "distill"))
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation"))
+    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=4, help="student epochs")
-    parser.add_argument("--teacher-epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=None, help="student max epochs (default: the experiment's)")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="teacher max epochs (default: the experiment's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the experiment's")
+    parser.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
+                        choices=("architecture", "distillation"), help="ablation: which rows")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|smaller than the logging).*")
     try:
-        unknown = [d for d in args.datasets if d not in (*DATASETS, "synthetic")]
+        unknown = [d for d in args.datasets if d not in DATASETS]
         if unknown:
-            raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS) + ['synthetic']}")
-        common = [f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}",
+            raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS)}")
+        common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs else []),
+                  *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs else []),
+                  *([f"data.batch_size={args.batch_size}"] if args.batch_size else []),
                   "trainer.enable_progress_bar=false", "logger=csv", *args.override]
-        methods = ("logits",) if args.benchmark == "accuracy" else DISTILL_METHODS
-        variants = _variants(methods, args.teacher_epochs)
-        results = run_matrix(args.out, args.datasets, variants, args.seeds, common)
+        if args.benchmark == "ablation":
+            results = {d: run_matrix(args.out, [d], ablation.variants(d, tuple(args.groups)), args.seeds, common)[d]
+                       for d in args.datasets}
+            table = ablation.table(results)
+        else:
+            methods = ("logits",) if args.benchmark == "accuracy" else DISTILL_METHODS
+            results = run_matrix(args.out, args.datasets, _variants(methods), args.seeds, common)
         if args.benchmark == "accuracy":
             peers = {d: {} for d in args.datasets}
             for d in args.datasets:
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                     for name, metrics in _peers(args.out, d, seed, common).items():
                         peers[d].setdefault(name, []).append(metrics)
             table = accuracy_table(results, peers)
-        else:
+        elif args.benchmark == "distill":
             table = distill_table(results)
     except MstrError as err:
         report_and_exit(err)

@@ -2,7 +2,7 @@
 
 Each job runs the real entry point (`mstr.train.run`) in this process, with its outputs under
 `<out>/runs/<dataset>/<variant>/seed<k>/`. A finished job's metrics.json is reused when the same job
-(same overrides) is asked again, so `bench accuracy` and `bench distill` share their common runs and an
+(same overrides and composed config) is asked again, so `bench accuracy` and `bench distill` share their common runs and an
 interrupted benchmark resumes where it stopped. Teachers are cached per (dataset, seed) under
 `<out>/teachers/`: every distilled student of a seed learns from the same teacher.
 """
@@ -17,6 +17,17 @@ from pathlib import Path
 from typing import Iterable
 
 log = logging.getLogger("mstr.bench")
+
+
+# What each benchmark dataset name trains on: the dataset's experiment config (its recommended
+# settings), so a table row is what `python -m mstr.train experiment=<name>` gives.
+DATASETS = {
+    "nsl_kdd": ("experiment=nsl_kdd",),
+    "unsw_nb15": ("experiment=unsw_nb15",),
+    "cic_ids2017": ("experiment=cic_ids2017",),
+    "cic_ids2017_multiclass": ("experiment=cic_ids2017_multiclass",),
+    "synthetic": ("data=synthetic",),
+}
 
 
 @dataclass(frozen=True)
@@ -36,35 +47,36 @@ def compose_train(overrides: list[str]):
 
 
 def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[str]) -> dict:
-    run_dir = out / "runs" / dataset / variant.name / f"seed{seed}"
-    overrides = [f"data={dataset}", f"seed={seed}", *common, *variant.overrides,
+    run_dir = out / "runs" / dataset / _dirname(variant.name) / f"seed{seed}"
+    overrides = [*DATASETS[dataset], f"seed={seed}", *common, *variant.overrides,
                  f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={out / 'teachers'}"]
+    from mstr.outputs import config_key
+
+    cfg = compose_train(overrides)
+    job = {"overrides": overrides, "config": config_key(cfg)}
     done, spec = run_dir / "metrics.json", run_dir / "bench_overrides.json"
-    if done.is_file() and spec.is_file() and json.loads(spec.read_text()) == overrides:
+    if done.is_file() and spec.is_file() and _same_job(json.loads(spec.read_text()), job):
         log.info("reusing %s", run_dir)
         return json.loads(done.read_text())
     from mstr.train import run
 
     log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
-    metrics = with_compression(run(compose_train(overrides)))
+    metrics = run(cfg)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    spec.write_text(json.dumps(overrides))
+    spec.write_text(json.dumps(job))
     return metrics
 
 
-def with_compression(metrics: dict) -> dict:
-    """Add the compression report of a distilled run from its checkpoints, when the run has none
-    (runs made before training wrote it)."""
-    if "teacher/source" not in metrics or "compression/params_ratio" in metrics:
-        return metrics
-    if not metrics.get("best_checkpoint") or not Path(metrics["teacher/source"]).is_file():
-        return metrics
-    from mstr.training.checkpoint import load_classifier
-    from mstr.training.compression import compression_metrics
+def _same_job(stored, job: dict) -> bool:
+    """A finished run is reused only for the same overrides and the same composed config (an edited
+    config file makes another job); runs recorded with their overrides alone compare on those."""
+    if isinstance(stored, list):
+        return stored == job["overrides"]
+    return stored == job
 
-    teacher, student = load_classifier(metrics["teacher/source"]), load_classifier(metrics["best_checkpoint"])
-    window = student.hparams.data_signature["window"]
-    return {**metrics, **compression_metrics(teacher.model, student.model, window, metrics)}
+
+def _dirname(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def run_matrix(out: Path, datasets: Iterable[str], variants: list[Variant], seeds: Iterable[int],

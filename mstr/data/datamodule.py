@@ -1,4 +1,5 @@
-"""`FlowDataModule`: load splits, carve validation, fit preprocessing on train, build causal windows."""
+"""`FlowDataModule`: load splits, carve validation, fit preprocessing on train (or take a fitted one),
+build causal windows."""
 
 from __future__ import annotations
 
@@ -13,27 +14,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from mstr.data.datasets import DatasetSplits
-from mstr.data.preprocessing import FlowPreprocessor
-from mstr.data.splits import stratified_holdout
+from mstr.data.preprocessing import FlowPreprocessor, class_order
 from mstr.data.sampling import EpochSampler, make_sampler
-from mstr.data.table import FlowTable
-from mstr.data.windows import FlowWindowDataset, collate_prebatched
+from mstr.data.splits import hold_out
+from mstr.data.table import FlowTable, concat_tables
+from mstr.data.windows import FlowWindowDataset, IndexedWindows, collate_prebatched
 from mstr.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-
-def carve_validation(table: FlowTable, fraction: float, temporal: bool, seed: int) -> tuple[FlowTable, FlowTable]:
-    """Split train into (train, val): the newest `fraction` by time when the data is temporal,
-    else a seeded per-class (stratified) random carve. Classes with one row stay in train."""
-    n = len(table)
-    if temporal and table.time_col:
-        order = np.argsort(table.frame[table.time_col].to_numpy(), kind="stable")
-        cut = int(round(n * (1.0 - fraction)))
-        return table.take(np.sort(order[:cut])), table.take(np.sort(order[cut:]), f"{table.source} (validation carve)")
-    val_mask = stratified_holdout(table.labels, fraction, seed)
-    return (table.take(np.flatnonzero(~val_mask)),
-            table.take(np.flatnonzero(val_mask), f"{table.source} (validation carve)"))
 
 
 def rows_fingerprint(tables: list[FlowTable]) -> str:
@@ -48,30 +36,32 @@ def rows_fingerprint(tables: list[FlowTable]) -> str:
     return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
 
 
-def duplicate_rows(train: FlowTable, other: FlowTable) -> int:
-    """How many rows of `other` have a feature-identical row in `train` (leakage audit)."""
+def copied_rows(train: FlowTable, other: FlowTable) -> np.ndarray:
+    """Boolean per row of `other`: it has a feature-identical row in `train` (leakage audit; a model can
+    score such a row by memory, so test metrics are also reported on the rows without one)."""
     cols = train.feature_cols
     seen = set(pd.util.hash_pandas_object(train.frame[cols], index=False).to_numpy().tolist())
     hashes = pd.util.hash_pandas_object(other.frame[cols], index=False).to_numpy()
-    return int(np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes)).sum())
+    return np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes))
 
 
 class FlowDataModule(pl.LightningDataModule):
     """Windows `[batch, window, features]` for train / val / each test set of one dataset.
 
     `source` is a callable returning `DatasetSplits` (Hydra builds it from `data.source` with
-    `_partial_: true`), so nothing is read until `setup`.
+    `_partial_: true`), so nothing is read until `setup`. `preprocessor`: a fitted preprocessing to use
+    instead of fitting one on the training split (scoring a checkpoint with its own); the data's
+    classes must then be the ones it was fitted with. Keys of a dataset's own config (e.g.
+    `data.test_files`) reach `source` through interpolation and are ignored here.
     """
 
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, numeric_bins: int = 0, num_workers: int = 0, seed: int = 0,
-                 on_device: bool = False, **dataset_options):
-        """`dataset_options` are the dataset's own keys (e.g. `data.test_files`); `source` already got
-        them through config interpolation, they are kept here only to be reported."""
+                 max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", num_workers: int = 0,
+                 seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
+                 **_dataset_keys):
         super().__init__()
-        self.dataset_options = dataset_options
         if window < 1:
             raise ConfigError(f"data.window={window}: must be >= 1")
         if batch_size < 1:
@@ -81,14 +71,17 @@ class FlowDataModule(pl.LightningDataModule):
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
-        self.max_categories, self.numeric_bins = max_categories, numeric_bins
+        self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.num_workers, self.seed = num_workers, seed
         self.on_device = on_device
-        self.preprocessor: Optional[FlowPreprocessor] = None
+        self.preprocessor: Optional[FlowPreprocessor] = preprocessor
         self.audit: dict = {}
+        self.facts: dict = {}  # what metrics.json should say about the data as used (data/window, ...)
         self.tables: dict[str, FlowTable] = {}
         self._datasets: dict[str, FlowWindowDataset] = {}
         self._train_start: Optional[tuple[int, int]] = None
+        self.novel: dict[str, np.ndarray] = {}
+        self.copied: dict[str, np.ndarray] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -97,35 +90,58 @@ class FlowDataModule(pl.LightningDataModule):
         splits = self.source()
         for note in splits.notes:
             log.info(note)
-        train = splits.train
-        val = splits.val
-        if val is None:
-            train, val = carve_validation(train, self.val_fraction, splits.temporal, self.seed)
-        self.temporal = splits.temporal
-        if not splits.temporal and self.window > 1:
-            log.info("%s: the rows have no time order, so a window can only be the flow itself: window %d -> 1",
-                     self.name, self.window)
-            self.window = 1
+        train, val = splits.train, splits.val
+        if val is None:  # by the rule the loader cut its test split by
+            train, val = hold_out(train, self.val_fraction, splits.holdout, self.seed,
+                                  held_source=f"{train.source} (validation carve)")
+        self.holdout = splits.holdout
+        self._settle_window(splits.temporal)
         self.tables = {"train": train, "val": val, **{f"test_{k}": t for k, t in splits.tests.items()}}
         self.test_names = list(splits.tests)
-        self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
-                                                 numeric_bins=self.numeric_bins)
-        if len(np.unique(self.preprocessor.encode_labels(train))) < 2:
-            raise DataError(f"{train.source}: only one class ({self.preprocessor.classes}) in the training "
-                            "split; a detector needs both benign and attack flows")
-        for key, table in self.tables.items():
+        for table in self.tables.values():
             if len(table) == 0:
                 raise DataError(f"{table.source}: the split is empty")
+        self.data_classes = class_order(train)
+        if len(self.data_classes) < 2:
+            raise DataError(f"{train.source}: only one class ({self.data_classes}) in the training "
+                            "split; a detector needs both benign and attack flows")
+        if self.preprocessor is None:
+            self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
+                                                     numeric_bins=self.numeric_bins, bins_from=self.bins_from)
+        elif self.preprocessor.classes != self.data_classes:
+            raise DataError(f"{train.source}: classes: preprocessing {self.preprocessor.classes} vs data "
+                            f"{self.data_classes}; use the data config (and data.task) the model was trained with")
+        for key, table in self.tables.items():
             self._datasets[key] = FlowWindowDataset.from_table(table, self.preprocessor, self.window)
+        # attacks of a type the development rows (train + validation) never show: the test of
+        # generalisation to new attacks (KDDTest+ holds 17 such types)
+        development = concat_tables([train, val], f"{train.source} + validation")
+        self.novel = {name: mask for name, table in splits.tests.items()
+                      if (mask := table.novel_attacks(development)) is not None}
         self._audit(train, val, splits.tests)
+
+    def _settle_window(self, temporal: bool) -> None:
+        """Rows without time order have no earlier flows: a window can only be the flow itself. Said in
+        the log and, through `facts`, in metrics.json."""
+        self.temporal = temporal
+        self.facts = {"data/window": self.window}
+        if not temporal and self.window > 1:
+            note = (f"data.window={self.window} -> 1: the rows of {self.name} have no time order, so a window "
+                    "can only be the flow itself")
+            log.warning("%s", note)
+            self.window = 1
+            self.facts = {"data/window": 1, "data/window_note": note}
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
         self.dev_rows, self.val_rows = rows_fingerprint([train, val]), rows_fingerprint([val])
-        audit = {"preprocessing_fit_on": train.source, "preprocessing_fit_rows": len(train),
-                 "dev_rows_fingerprint": self.dev_rows,
-                 "windows_cross_splits": False, "val_selection": "temporal" if self.temporal else "stratified"}
+        audit = {"preprocessing_fit_on": self.preprocessor.fit_source,
+                 "preprocessing_fit_rows": self.preprocessor.fit_rows,
+                 "dev_rows_fingerprint": self.dev_rows, "val_selection": self.holdout}
+        for name, mask in self.novel.items():
+            audit[f"novel_attack_rows_{name}"] = int(mask.sum())
+        self.copied = {name: copied_rows(train, table) for name, table in tests.items()}
         for name, table in {"val": val, **tests}.items():
-            dup = duplicate_rows(train, table)
+            dup = int((self.copied[name] if name in self.copied else copied_rows(train, table)).sum())
             audit[f"dup_train_{name}"] = dup
             audit[f"dup_train_{name}_share"] = round(dup / max(len(table), 1), 6)
         self.audit = audit
@@ -149,7 +165,7 @@ class FlowDataModule(pl.LightningDataModule):
 
     def signature(self) -> dict:
         """What a checkpoint must agree with to be used on this data (checked on teacher load)."""
-        return {"num_features": self.num_features, "classes": self.class_names, "window": self.window,
+        return {"num_features": self.num_features, "classes": self.data_classes, "window": self.window,
                 "feature_names": self.preprocessor.feature_names, "dev_rows": self.dev_rows,
                 "val_rows": self.val_rows, "seed": self.seed}
 
@@ -170,7 +186,7 @@ class FlowDataModule(pl.LightningDataModule):
             epoch, batches = self._train_start
             sampler.start_at(epoch, batches * self.batch_size)
             self._train_start = None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(IndexedWindows(dataset), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
                           generator=generator)
 
@@ -191,9 +207,21 @@ class FlowDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._fit_dataset("val"), train=False)
 
+    def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
+        """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type
+        absent from train + validation, where the data names types) and `copied` (rows with a
+        feature-identical training row)."""
+        return {"novel_attack": self.novel, "copied": self.copied}
+
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""
         return {name: self._loader(self._datasets[f"test_{name}"], train=False) for name in self.test_names}
 
     def dataset(self, key: str) -> FlowWindowDataset:
         return self._datasets[key]
+
+    def flows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(preprocessed features [rows, F], class indices [rows]) of one split, one row per flow: the
+        window-1 view, for models that see single flows (the peers)."""
+        dataset = self._datasets[key]
+        return dataset.features.numpy(), dataset.labels.numpy()

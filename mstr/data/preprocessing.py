@@ -1,7 +1,8 @@
 """Preprocessing fit on the training split only, applied to anything, stored as plain JSON-able data.
 
-Numeric columns: log1p for heavy-tailed non-negative counts (decided on train), then standard or
-min-max scaling with train statistics. With `numeric_bins=k`, each numeric column also gets a
+Numeric columns: missing and infinite values filled with the column's training median (of its
+finite values; 0 when there is none), log1p for heavy-tailed non-negative counts (decided on train),
+then standard or min-max scaling with train statistics. With `numeric_bins=k`, each numeric column also gets a
 piecewise-linear encoding over (up to) k quantile bins of the training values (Gorishniy et al., "On
 Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022): component t is 0 below
 bin t, 1 above it and linear inside, which lets a small network cut a feature at many thresholds the
@@ -21,8 +22,9 @@ import pandas as pd
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: numeric gaps filled with training medians (`fill`)
 SCALERS = ("standard", "minmax")
+BIN_EDGES = ("quantile", "target")
 
 
 @dataclass
@@ -44,18 +46,24 @@ class FlowPreprocessor:
     fit_source: str = ""
     feature_names: list[str] = field(default_factory=list)
     bin_edges: dict[str, list[float]] = field(default_factory=dict)
+    fill: list[float] = field(default_factory=list)  # per numeric column; empty in format 1
+    column_order: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
-            log_skew: float = 2.0, clip: float = 10.0, classes: list[str] | None = None,
-            numeric_bins: int = 0) -> "FlowPreprocessor":
+            log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0,
+            bins_from: str = "quantile") -> "FlowPreprocessor":
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
-            raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of quantile bins (>= 2)")
+            raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of bins (>= 2)")
+        if bins_from not in BIN_EDGES:
+            raise ConfigError(f"data.bins_from={bins_from!r}: must be one of {list(BIN_EDGES)}")
         if len(table) == 0:
             raise DataError(f"{table.source}: the training split is empty")
         numeric = _numeric_matrix(table)
+        fill = _finite_medians(numeric)
+        numeric = _fill_gaps(numeric, fill, table.source, table.numeric_cols)
         log_mask = _heavy_tailed(numeric, log_skew)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         if scaler == "standard":
@@ -65,26 +73,21 @@ class FlowPreprocessor:
         scale = np.where(scale > 1e-12, scale, 1.0)
         bin_edges = {}
         if numeric_bins:
-            quantiles = np.linspace(0.0, 1.0, numeric_bins + 1)
             for j, col in enumerate(table.numeric_cols):
-                edges = np.unique(np.quantile(numeric[:, j], quantiles))
+                edges = _bin_edges(numeric[:, j], table.labels, numeric_bins, bins_from)
                 if len(edges) > 2:  # a constant or two-valued column gains nothing over its scaled value
                     bin_edges[col] = edges.tolist()
         categories = {}
         for col in table.categorical_cols:
             counts = table.frame[col].astype(str).value_counts()
             categories[col] = sorted(counts.index[:max_categories].tolist())
-        labels = table.labels
-        found = sorted(set(labels.tolist()))
-        if classes is None:
-            benign = [c for c in found if c in set(table.benign)]
-            classes = benign + [c for c in found if c not in benign]  # benign first: class 0
         prep = cls(
             numeric_cols=list(table.numeric_cols), categorical_cols=list(table.categorical_cols),
             log_cols=[c for c, m in zip(table.numeric_cols, log_mask) if m],
             center=center.tolist(), scale=scale.tolist(), categories=categories,
-            classes=list(classes), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
-            fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges,
+            classes=class_order(table), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
+            fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges, fill=fill.tolist(),
+            column_order=[c for c in table.frame.columns if c in set(table.feature_cols)],
         )
         prep.feature_names = prep._feature_names()
         return prep
@@ -105,12 +108,28 @@ class FlowPreprocessor:
             names += [f"{col}={v}" for v in self.categories[col]] + [f"{col}=<unknown>"]
         return names
 
+    def layout(self) -> dict:
+        """Which flat positions form each column's token (its scaled value and bins, or its one-hot
+        block), columns in the data's own order (related columns stand together in flow records):
+        what the backbone's per-column tokenizer needs, as plain data."""
+        index = {name: i for i, name in enumerate(self.feature_names)}
+        tokens = {}
+        for col in self.numeric_cols:
+            bins = [f"{col}#bin{t}" for t in range(1, len(self.bin_edges.get(col, [])))]
+            tokens[col] = [index[col]] + [index[b] for b in bins]
+        for col in self.categorical_cols:
+            tokens[col] = [index[f"{col}={v}"] for v in self.categories[col]] + [index[f"{col}=<unknown>"]]
+        order = [c for c in self.column_order if c in tokens] or list(tokens)
+        order += [c for c in tokens if c not in order]
+        return {"tokens": [tokens[c] for c in order], "names": order}
+
     def transform(self, table: FlowTable) -> np.ndarray:
         """Features as float32 [rows, num_features]; unseen categories land in the unknown bucket."""
         missing = [c for c in (*self.numeric_cols, *self.categorical_cols) if c not in table.frame.columns]
         if missing:
             raise DataError(f"{table.source}: missing column(s) {missing} that the model was trained on")
         numeric = _numeric_matrix(table, self.numeric_cols)
+        numeric = _fill_gaps(numeric, self.fill, table.source, self.numeric_cols)
         log_mask = np.isin(self.numeric_cols, self.log_cols)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         parts = [np.clip((numeric - np.asarray(self.center)) / np.asarray(self.scale), -self.clip, self.clip)]
@@ -150,25 +169,59 @@ class FlowPreprocessor:
         return cls(**state)
 
 
+def class_order(table: FlowTable) -> list[str]:
+    """The classes of a table's labels: the benign ones first (class 0), then the others, sorted."""
+    found = sorted(set(table.labels.tolist()))
+    benign = [c for c in found if c in set(table.benign)]
+    return benign + [c for c in found if c not in benign]
+
+
 def piecewise_linear(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """[rows, len(edges) - 1]: how far each value has passed through each bin, in [0, 1]."""
     lower, width = edges[:-1], np.diff(edges)
     return np.clip((values[:, None] - lower) / width, 0.0, 1.0)
 
 
+def _bin_edges(values: np.ndarray, labels: np.ndarray, bins: int, bins_from: str) -> np.ndarray:
+    """Edges of `bins` bins of one (training) column: at its quantiles, or where a small decision tree
+    on that column alone best separates the training labels (Gorishniy et al. 2022's target-aware
+    bins: the cuts a tree ensemble would make, so a network gets the same resolution where it matters)."""
+    if bins_from == "quantile":
+        return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = DecisionTreeClassifier(max_leaf_nodes=bins, min_samples_leaf=max(1, len(values) // 1000), random_state=0)
+    tree.fit(values[:, None], labels)
+    cuts = tree.tree_.threshold[tree.tree_.feature >= 0]
+    return np.unique(np.r_[values.min(), cuts, values.max()])
+
+
 def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:
     cols = table.numeric_cols if cols is None else cols
     try:
-        values = table.frame[cols].to_numpy(dtype=np.float64)
+        return table.frame[cols].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise DataError(f"{table.source}: non-numeric values in numeric columns ({err})") from None
-    if not np.isfinite(values).all():
-        row, col = np.argwhere(~np.isfinite(values))[0]
-        raise DataError(
-            f"{table.source}: row {row + 1}, column {cols[col]!r} is {values[row, col]}; "
-            "readers must repair NaN/inf before preprocessing"
-        )
-    return values
+
+
+def _finite_medians(values: np.ndarray) -> np.ndarray:
+    """Per column, the median of its finite values (0 for a column without any)."""
+    finite = np.where(np.isfinite(values), values, np.nan)
+    empty = np.isnan(finite).all(axis=0)
+    finite[:, empty] = 0.0
+    return np.nanmedian(finite, axis=0)
+
+
+def _fill_gaps(values: np.ndarray, fill, source: str, cols: list[str]) -> np.ndarray:
+    """`values` with NaN/inf replaced by the fitted per-column `fill` (training medians)."""
+    gaps = ~np.isfinite(values)
+    if not gaps.any():
+        return values
+    if len(fill) != values.shape[1]:  # preprocessing of format 1 was fit on data the readers had filled
+        row, col = np.argwhere(gaps)[0]
+        raise DataError(f"{source}: row {row + 1}, column {cols[col]!r} is {values[row, col]}, and this "
+                        "preprocessing (format 1) has no training medians to fill it; retrain the model")
+    return np.where(gaps, np.asarray(fill, dtype=np.float64), values)
 
 
 def _heavy_tailed(values: np.ndarray, threshold: float) -> np.ndarray:

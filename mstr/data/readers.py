@@ -401,12 +401,13 @@ def _read_zeek(path: Path, scan: _Scan) -> pd.DataFrame:
 def coerce_numeric(
     frame: pd.DataFrame, cols: Sequence[str], source: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Make `cols` float64: refuse text, repair NaN/inf, clip absurd magnitudes.
+    """Make `cols` float64: refuse text, count NaN/inf, clip absurd magnitudes.
 
     Text that is not a number is a wrong column or a shifted row, so it is an error (naming the
     first bad 1-based data row). Missing and infinite values are common in flow exports (e.g.
-    CICFlowMeter's Flow Bytes/s for zero-duration flows): they are replaced by the column median of
-    the finite values (0 when there is none) and counted. |x| > 1e12 is clipped to +-1e12.
+    CICFlowMeter's Flow Bytes/s for zero-duration flows): they stay as they are and are counted; the
+    preprocessing fills them with the column's training median (`FlowPreprocessor`), so every split
+    and new data are filled alike. Finite |x| > 1e12 is clipped to +-1e12.
     Returns the new frame and log lines for the user.
     """
     missing = [c for c in cols if c not in frame.columns]
@@ -414,27 +415,25 @@ def coerce_numeric(
         raise DataError(f"{source}: missing numeric column(s) {missing}")
     frame = frame.copy()
     n_nan = n_inf = n_clip = 0
-    repaired: list[str] = []
+    gaps: list[str] = []
     clipped: list[str] = []
     for col in cols:
         values = _to_float(frame[col], col, source)
         nan, inf = np.isnan(values), np.isinf(values)
         if nan.any() or inf.any():
-            finite = values[~(nan | inf)]
-            values[nan | inf] = float(np.median(finite)) if finite.size else 0.0
             n_nan, n_inf = n_nan + int(nan.sum()), n_inf + int(inf.sum())
-            repaired.append(col)
-        big = np.abs(values) > CLIP
+            gaps.append(col)
+        big = np.isfinite(values) & (np.abs(values) > CLIP)
         if big.any():
-            np.clip(values, -CLIP, CLIP, out=values)
+            values[big] = np.clip(values[big], -CLIP, CLIP)
             n_clip += int(big.sum())
             clipped.append(col)
         frame[col] = values
     notes = []
-    if repaired:
+    if gaps:
         notes.append(
-            f"{source}: replaced {n_nan} missing and {n_inf} infinite value(s) with the column "
-            f"median in {len(repaired)} column(s): {_short(repaired)}"
+            f"{source}: {n_nan} missing and {n_inf} infinite value(s) in {len(gaps)} column(s), "
+            f"filled with the training median by the preprocessing: {_short(gaps)}"
         )
     if clipped:
         notes.append(

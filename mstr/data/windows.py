@@ -109,6 +109,22 @@ class FlowWindowDataset(Dataset):
         return x, y
 
 
+class IndexedWindows(Dataset):
+    """A split's windows with their row indices: `(x, y, index)` batches, so a training step can look
+    up per-row data computed once (a distillation teacher's targets) instead of recomputing it."""
+
+    def __init__(self, windows: FlowWindowDataset):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitems__(self, indices: Sequence[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        x, y = self.windows.gather(index)
+        return x, y, index
+
+
 def collate_prebatched(batch):
     """`__getitems__` already returns a stacked batch; the DataLoader must pass it through."""
     return batch

@@ -1,37 +1,48 @@
 """The one backbone builder: a config -> `MultiScaleSTResNet`, teacher and student alike.
 
-    [batch, window, features]
-      -> stem: per-flow linear embedding to `embed_dim` (the "spatial" axis the convs slide over)
-      -> stages of MultiScaleResidualBlocks (the first block of a stage may stride the spatial axis)
-      -> readout: the newest flow's position (causal convs gave it the whole window's context)
-         and the mean over the window, each pooled over space
+    [batch, window, flat features]
+      -> stem: one embedding per real column (`FeatureTokenizer`), map [batch, token_dim, window, columns]
+         (ablation: `stem: linear`, a learned bottleneck of `token_dim` unordered coordinates)
+      -> stages of MultiScaleResidualBlocks: feature-axis branches, and causal time branches when
+         the window holds more than one flow (dilations growing with depth, see `stage_dilations`)
+      -> readout of the newest flow's position (causal time branches gave it the window's context):
+         flattened over columns (each column keeps its identity) or pooled
       -> classifier head -> logits [batch, num_classes]
 
-Teacher and student differ only in `BackboneConfig` values (widths, depth, kernels, separable).
+Teacher and student differ only in `BackboneConfig` values. The model declares its hook points
+(`hook_points`: named stages and their channel counts) so distillation never reaches into a block.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mstr.models.blocks import MultiScaleResidualBlock
+from mstr.models.tokenizer import FeatureLayout, FeatureTokenizer, LinearStem
+
+STEMS = ("tokens", "linear")
+READOUTS = ("flatten", "pool")
 
 
 @dataclass
 class BackboneConfig:
-    embed_dim: int = 32
-    widths: list[int] = field(default_factory=lambda: [32, 64])
+    stem: str = "tokens"            # tokens: one embedding per column | linear: learned bottleneck (ablation)
+    token_dim: int = 8              # channels of each column's embedding (linear stem: its width)
+    widths: list[int] = field(default_factory=lambda: [8, 16])
     blocks_per_stage: int = 1
-    spatial_kernels: list[int] = field(default_factory=lambda: [1, 3, 5])
-    temporal_kernel: int = 3
-    temporal_dilations: list[int] = field(default_factory=lambda: [1, 2])
-    spatial_stride: int = 2
-    separable: bool = False
-    dropout: float = 0.1
+    feature_kernels: list[int] = field(default_factory=lambda: [1, 3, 5])
+    time_kernel: int = 3
+    time_dilations: list[int] = field(default_factory=lambda: [1, 2])
+    residual: bool = True
+    readout: str = "flatten"        # flatten: columns keep their identity | pool: mean over columns
+    readout_channels: int = 0       # > 0: a 1x1 projection to this many channels per column before flattening
+    head_hidden: int = 0            # > 0: one hidden layer in the head
+    dropout: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> "BackboneConfig":
@@ -39,54 +50,88 @@ class BackboneConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown backbone setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: (list(v) if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else v)
-                      for k, v in values.items()})
+        return cls(**{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
 
     def validate(self) -> None:
         checks = {
-            "embed_dim": self.embed_dim >= 1,
+            "stem": self.stem in STEMS,
+            "token_dim": self.token_dim >= 1,
             "widths": len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
             "blocks_per_stage": self.blocks_per_stage >= 1,
-            "spatial_kernels": all(k >= 1 and k % 2 == 1 for k in self.spatial_kernels),
-            "temporal_kernel": self.temporal_kernel >= 1,
-            "temporal_dilations": all(d >= 1 for d in self.temporal_dilations),
-            "spatial_stride": self.spatial_stride >= 1,
+            "feature_kernels": all(k >= 1 and k % 2 == 1 for k in self.feature_kernels),
+            "time_kernel": self.time_kernel >= 1,
+            "time_dilations": all(d >= 1 for d in self.time_dilations),
+            "readout": self.readout in READOUTS,
+            "head_hidden": self.head_hidden >= 0,
+            "readout_channels": self.readout_channels >= 0,
             "dropout": 0.0 <= self.dropout < 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid backbone setting(s) {bad}: widths/dims >= 1, odd spatial kernels, "
-                             f"0 <= dropout < 1 (got {asdict(self)})")
+            raise ValueError(f"invalid backbone setting(s) {bad}: stem {list(STEMS)}, readout {list(READOUTS)}, "
+                             f"sizes >= 1, odd feature kernels, 0 <= dropout < 1 (got {asdict(self)})")
 
 
 class MultiScaleSTResNet(nn.Module):
-    def __init__(self, num_features: int, num_classes: int, config: BackboneConfig):
+    def __init__(self, num_features: int, num_classes: int, config: BackboneConfig, window: int = 1,
+                 layout: Optional[FeatureLayout] = None):
         super().__init__()
         config.validate()
-        self.config = config
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.config, self.window = config, window
         self.num_features, self.num_classes = num_features, num_classes
-        self.stem = nn.Sequential(nn.Linear(num_features, config.embed_dim), nn.LayerNorm(config.embed_dim), nn.GELU())
-        stages, in_ch = [], 1
-        for stage_idx, width in enumerate(config.widths):
+        layout = layout or FeatureLayout.identity(num_features)
+        self.layout = layout
+        if config.stem == "tokens":
+            self.stem: nn.Module = FeatureTokenizer(layout, config.token_dim)
+            in_ch, positions = config.token_dim, layout.num_tokens
+        else:
+            self.stem = LinearStem(num_features, config.token_dim)
+            in_ch, positions = 1, config.token_dim
+        stages = []
+        for stage, width in enumerate(config.widths):
+            dilations = stage_dilations(config, stage, window)
             blocks = []
-            for block_idx in range(config.blocks_per_stage):
-                stride = config.spatial_stride if block_idx == 0 and stage_idx > 0 else 1
-                blocks.append(MultiScaleResidualBlock(
-                    in_ch, width, config.spatial_kernels, config.temporal_kernel, config.temporal_dilations,
-                    stride, config.separable, config.dropout))
+            for _ in range(config.blocks_per_stage):
+                blocks.append(MultiScaleResidualBlock(in_ch, width, config.feature_kernels, config.time_kernel,
+                                                      dilations, bool(dilations), config.residual, config.dropout))
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * in_ch, num_classes))
+        # With many classes a flattened head grows as channels x columns x classes; a 1x1 projection
+        # keeps a few channels per column first (every column still has its own weights in the head).
+        self.squeeze = nn.Conv2d(in_ch, config.readout_channels, 1) if config.readout_channels else nn.Identity()
+        in_ch = config.readout_channels or in_ch
+        readout = in_ch * positions if config.readout == "flatten" else in_ch
+        if config.head_hidden:
+            self.head = nn.Sequential(nn.Linear(readout, config.head_hidden), nn.GELU(),
+                                      nn.Dropout(config.dropout), nn.Linear(config.head_hidden, num_classes))
+        else:
+            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(readout, num_classes))
+
+    def hook_points(self) -> dict[str, int]:
+        """Where distillation may collect maps `[batch, channels, time, features]`, shallow to deep,
+        with their channel counts: the output of every stage."""
+        return {f"stages.{i}": stage[-1].out_channels for i, stage in enumerate(self.stages)}
+
+    def column_index(self) -> torch.Tensor:
+        """[num_features]: the column (token) each flat input feature belongs to."""
+        column = torch.empty(self.num_features, dtype=torch.long)
+        for k, positions in enumerate(self.layout.tokens):
+            column[positions] = k
+        return column
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled representation [batch, 2 * last width] of windows x [batch, window, features]."""
-        h = self.stem(x).unsqueeze(1)  # [B, 1, W, E]
+        """The readout [batch, ...] of windows x [batch, window, features]: the newest flow's position."""
+        h = self.stem(x)
         for stage in self.stages:
             h = stage(h)
-        newest = h[:, :, -1, :].mean(dim=-1)
-        context = h.mean(dim=(2, 3))
-        return torch.cat([newest, context], dim=1)
+        newest = self.squeeze(h[:, :, -1:, :])[:, :, 0, :]  # [B, C, features]
+        return newest.flatten(1) if self.config.readout == "flatten" else newest.mean(dim=-1)
+
+    def cost(self, window: int) -> dict[str, int]:
+        return model_cost(self, window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.num_features:
@@ -94,17 +139,33 @@ class MultiScaleSTResNet(nn.Module):
         return self.head(self.features(x))
 
 
-def build_backbone(num_features: int, num_classes: int, **config) -> MultiScaleSTResNet:
-    """Build from plain values (a Hydra config's `model.backbone` section)."""
-    return MultiScaleSTResNet(num_features, num_classes, BackboneConfig.from_dict(config))
+def stage_dilations(config: BackboneConfig, stage: int, window: int) -> list[int]:
+    """The time dilations of one stage: the configured ones times time_kernel**stage, so the receptive
+    field grows geometrically with depth (as in WaveNet / TCNs) and reaches every earlier flow of the
+    window, keeping only those whose taps land inside the window (a branch that could only read
+    padding is cost, not context). Window 1: none at all."""
+    if window <= 1 or config.time_kernel <= 1:
+        return []
+    scaled = [d * config.time_kernel ** stage for d in config.time_dilations]
+    return [d for d in scaled if d <= window - 1]
+
+
+def build_backbone(num_features: int, num_classes: int, window: int = 1, layout: Optional[dict] = None,
+                   **config) -> MultiScaleSTResNet:
+    """Build from plain values: a Hydra config's `model.backbone` section, plus the data's window and
+    feature layout (both stored with the checkpoint's backbone settings, so it rebuilds the same)."""
+    return MultiScaleSTResNet(num_features, num_classes, BackboneConfig.from_dict(config), window,
+                              FeatureLayout.from_dict(layout, num_features))
 
 
 def model_cost(model: nn.Module, window: int) -> dict[str, int]:
-    """Parameters and multiply-accumulates for one window (torch's own FLOP counter: MACs = FLOPs / 2)."""
+    """Parameters and multiply-accumulates for one window (torch's own FLOP counter: MACs = FLOPs / 2),
+    counted on whatever device the model lives on."""
     params = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()
-    x = torch.zeros(1, window, model.num_features)
+    device = next(model.parameters()).device
+    x = torch.zeros(1, window, model.num_features, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)

@@ -1,13 +1,15 @@
 """The multi-scale residual spatio-temporal block.
 
-Input and output are maps `[batch, channels, time, space]`: time is the window's flow axis (oldest
-first), space is the per-flow feature axis after the stem's embedding. Parallel branches look at
-different receptive fields: spatial branches convolve along the feature axis with kernel sizes
-`spatial_kernels`, temporal branches along the time axis with kernel `temporal_kernel` and
-dilations `temporal_dilations`. Temporal convolutions are causal (left padding only), so a window's
-newest position never sees the future and the block works for any window length >= 1.
-Branches are concatenated, fused by a 1x1 convolution, normalised, and added to the residual path
-(identity, or a 1x1 projection when channels or stride change).
+Maps are `[batch, channels, time, features]`: time is the window's flow axis (oldest first), features
+is the flow's column axis (one token per real column, see `tokenizer.py`). Parallel branches look at
+different receptive fields:
+- feature branches convolve along the column axis with kernel sizes `feature_kernels` (which columns
+  are read together: 1 = each column alone, 3 / 5 = a column with its neighbours);
+- time branches convolve each column along the window with kernel `time_kernel` and dilations
+  `time_dilations`, causally (left padding only), so a position never sees later flows. They exist
+  only when the window holds more than one flow: with window 1 they would only ever see padding.
+Branches are concatenated, normalised, fused by a 1x1 convolution and added to the residual path
+(identity, or a 1x1 projection when the channel count changes).
 """
 
 from __future__ import annotations
@@ -17,55 +19,97 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _conv(in_ch: int, out_ch: int, kernel: tuple[int, int], dilation: tuple[int, int] = (1, 1),
-          stride: tuple[int, int] = (1, 1), separable: bool = False) -> nn.Module:
-    """A conv with no padding (the branch pads); depthwise-separable when asked and worth it."""
-    if separable and kernel != (1, 1) and in_ch > 1:
-        return nn.Sequential(
-            nn.Conv2d(in_ch, in_ch, kernel, stride=stride, dilation=dilation, groups=in_ch, bias=False),
-            nn.Conv2d(in_ch, out_ch, 1, bias=False),
-        )
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, dilation=dilation, bias=False)
+class AxisMultiScaleConv(nn.Module):
+    """Several branches along one axis (`"time"` or `"features"`), each a set of tap offsets, run as
+    one convolution whose kernel is assembled from the branches' weights (zero where a branch has no
+    tap). Same result as separate convolutions concatenated, at one call's overhead, which is what
+    dominates at the few channels of a student.
+    """
 
-
-class Branch(nn.Module):
-    """One receptive field: a (k_time x k_space) conv with causal time padding and same space padding."""
-
-    def __init__(self, in_ch: int, out_ch: int, k_time: int, k_space: int, dilation_time: int,
-                 stride_space: int, separable: bool):
+    def __init__(self, in_ch: int, branch_ch: int, branch_offsets: list[list[int]], axis: str):
         super().__init__()
-        self.pad_time = (k_time - 1) * dilation_time
-        self.pad_space = k_space // 2
-        self.conv = _conv(in_ch, out_ch, (k_time, k_space), (dilation_time, 1), (1, stride_space), separable)
-        self.norm = nn.BatchNorm2d(out_ch)
+        if axis not in ("time", "features"):
+            raise ValueError(f"axis must be 'time' or 'features', got {axis!r}")
+        self.axis = axis
+        low = min(min(o) for o in branch_offsets)
+        high = max(max(o) for o in branch_offsets)
+        self.span, self.pad_before, self.pad_after = high - low + 1, -low, high
+        self.branch_weights = nn.ParameterList(
+            nn.Parameter(torch.empty(branch_ch, in_ch, len(offsets))) for offsets in branch_offsets
+        )
+        for w in self.branch_weights:
+            nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+        # Where each branch weight lands in the flat composite kernel [branches*branch_ch, in_ch, span];
+        # the last slot of the source vector is a zero for every tap no branch has.
+        total = len(branch_offsets) * branch_ch * in_ch * self.span
+        source = torch.full((total,), -1, dtype=torch.long)
+        composite = torch.arange(total).view(len(branch_offsets), branch_ch, in_ch, self.span)
+        start = 0
+        for b, offsets in enumerate(branch_offsets):
+            n = branch_ch * in_ch * len(offsets)
+            taps = torch.tensor([o - low for o in offsets])
+            source[composite[b][:, :, taps].reshape(-1)] = torch.arange(start, start + n)
+            start += n
+        source[source < 0] = start
+        self.register_buffer("source", source, persistent=False)
+        self.out_channels = len(branch_offsets) * branch_ch
+
+    def kernel(self) -> torch.Tensor:
+        flat = torch.cat([w.reshape(-1) for w in self.branch_weights] + [self.branch_weights[0].new_zeros(1)])
+        kernel = flat[self.source].view(self.out_channels, -1, self.span)
+        return kernel.unsqueeze(-1) if self.axis == "time" else kernel.unsqueeze(-2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (self.pad_space, self.pad_space, self.pad_time, 0))
-        return F.gelu(self.norm(self.conv(x)))
+        if self.axis == "time":
+            x = F.pad(x, (0, 0, self.pad_before, self.pad_after))
+        else:
+            x = F.pad(x, (self.pad_before, self.pad_after, 0, 0))
+        return F.conv2d(x, self.kernel())
+
+
+def feature_offsets(kernels: list[int]) -> list[list[int]]:
+    """Centred taps along the column axis: kernel k reads a column and its k // 2 neighbours each side."""
+    return [list(range(-(k // 2), k // 2 + 1)) for k in kernels]
+
+
+def time_offsets(kernel: int, dilations: list[int]) -> list[list[int]]:
+    """Causal taps along the window: the current flow and `kernel - 1` earlier ones, `dilation` apart."""
+    return [[-(kernel - 1 - i) * d for i in range(kernel)] for d in dilations]
 
 
 class MultiScaleResidualBlock(nn.Module):
-    """Parallel spatial and temporal branches, fused, plus a residual path."""
+    """Parallel feature-axis and (with a window) time-axis branches, fused, plus a residual path."""
 
-    def __init__(self, in_ch: int, out_ch: int, spatial_kernels=(1, 3, 5), temporal_kernel: int = 3,
-                 temporal_dilations=(1, 2), stride_space: int = 1, separable: bool = False,
+    def __init__(self, in_ch: int, out_ch: int, feature_kernels: list[int], time_kernel: int = 3,
+                 time_dilations: list[int] = (1, 2), temporal: bool = True, residual: bool = True,
                  dropout: float = 0.0):
         super().__init__()
-        specs = [(1, k, 1) for k in spatial_kernels] + [(temporal_kernel, 1, d) for d in temporal_dilations]
-        if not specs:
-            raise ValueError("a block needs at least one spatial kernel or temporal dilation")
-        branch_ch = max(1, out_ch // len(specs))
-        self.branches = nn.ModuleList(
-            Branch(in_ch, branch_ch, kt, ks, d, stride_space, separable) for kt, ks, d in specs
-        )
-        self.fuse = nn.Sequential(nn.Conv2d(branch_ch * len(specs), out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
-        if in_ch == out_ch and stride_space == 1:
-            self.residual: nn.Module = nn.Identity()
+        n_branches = len(feature_kernels) + (len(time_dilations) if temporal else 0)
+        if n_branches == 0:
+            raise ValueError("a block needs at least one feature kernel (or, with a window, a time dilation)")
+        branch_ch = max(1, out_ch // n_branches)
+        self.convs = nn.ModuleList()
+        if feature_kernels:
+            self.convs.append(AxisMultiScaleConv(in_ch, branch_ch, feature_offsets(feature_kernels), "features"))
+        if temporal and time_dilations:
+            self.convs.append(AxisMultiScaleConv(in_ch, branch_ch, time_offsets(time_kernel, time_dilations), "time"))
+        concat = sum(c.out_channels for c in self.convs)
+        # One normalisation per block, on the branches: at a student's few channels every extra
+        # batch norm costs more time than its convolution.
+        self.norm = nn.BatchNorm2d(concat)
+        self.fuse = nn.Conv2d(concat, out_ch, 1)
+        if not residual:
+            self.residual = None
+        elif in_ch == out_ch:
+            self.residual = nn.Identity()
         else:
-            self.residual = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=(1, stride_space), bias=False),
-                                          nn.BatchNorm2d(out_ch))
+            self.residual = nn.Conv2d(in_ch, out_ch, 1, bias=False)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.out_channels = out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))
-        return F.gelu(self.dropout(fused) + self.residual(x))
+        branches = torch.cat([conv(x) for conv in self.convs], dim=1) if len(self.convs) > 1 else self.convs[0](x)
+        fused = self.dropout(self.fuse(F.relu(self.norm(branches))))
+        if self.residual is not None:
+            fused = fused + self.residual(x)
+        return F.relu(fused)

@@ -1,19 +1,26 @@
-"""Scoring a trained model on held-out loaders: probabilities, then torchmetrics per set and overall."""
+"""Scoring a trained model on held-out data: probabilities, then torchmetrics over every test set
+together and over each on its own."""
 
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
+Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
+
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities [N, C], labels [N]) on the model's device, in eval mode."""
+def predict(model: torch.nn.Module, loader: DataLoader) -> Scored:
+    """(probabilities [N, C], labels [N]) on the CPU, computed on the model's device in eval mode."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)  # a tree teacher has none and scores on the CPU
+    device = param.device if param is not None else torch.device("cpu")
     probs, labels = [], []
     for x, y in loader:
         probs.append(model(x.to(device)).softmax(-1).cpu())
@@ -31,15 +38,63 @@ def score(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: s
     return compute_with_fpr(metrics)
 
 
-def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int) -> dict[str, float]:
-    """`test/...` over all test sets together and, with several sets, `test_<name>/...` for each."""
+def each_and_all(sets: dict[str, Scored]) -> dict[Optional[str], Scored]:
+    """Every set together (key None) and, when there are several, each on its own (by name)."""
+    together = (torch.cat([p for p, _ in sets.values()]), torch.cat([y for _, y in sets.values()]))
+    return {None: together, **(sets if len(sets) > 1 else {})}
+
+
+def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
+               subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+    """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each; with
+    row `subsets` (see `FlowDataModule.test_subsets`), also the metrics on those rows."""
     results: dict[str, float] = {}
-    all_probs, all_labels = [], []
-    for name, loader in loaders.items():
-        probs, labels = predict(model, loader)
-        all_probs.append(probs)
-        all_labels.append(labels)
-        if len(loaders) > 1:
-            results.update(score(probs, labels, num_classes, f"test_{name}/"))
-    results.update(score(torch.cat(all_probs), torch.cat(all_labels), num_classes, "test/"))
+    for name, (probs, labels) in each_and_all(sets).items():
+        results.update(score(probs, labels, num_classes, f"{stage}/" if name is None else f"{stage}_{name}/"))
+    return {**results, **subset_metrics(sets, subsets or {})}
+
+
+def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int,
+                   subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+    """`score_sets` of the model's predictions on each test loader (by test set name)."""
+    return score_sets({name: predict(model, loader) for name, loader in loaders.items()}, num_classes,
+                      subsets=subsets)
+
+
+def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[str, np.ndarray]):
+    """(predicted class, label, mask) over the test sets that have a mask, concatenated."""
+    names = [n for n in scored if n in masks]
+    if not names:
+        return None
+    predicted = np.concatenate([scored[n][0].argmax(-1).numpy() for n in names])
+    labels = np.concatenate([scored[n][1].numpy() for n in names])
+    return predicted, labels, np.concatenate([masks[n] for n in names])
+
+
+def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                   subsets: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    """- novel_attack: the share of attacks flagged (predicted as any non-benign class; benign is class
+      0) among attack types the training split never had, and among those it had:
+      `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
+    - copied: accuracy on test rows with a feature-identical training row and on the rest:
+      `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory)."""
+    results: dict[str, float] = {}
+    joined = _joined(scored, subsets.get("novel_attack", {}))
+    if joined is not None:
+        predicted, labels, novel = joined
+        flagged, known = predicted != 0, (labels != 0) & ~novel
+        results.update({"test/novel_attack_rows": int(novel.sum()), "test/known_attack_rows": int(known.sum())})
+        if novel.any():
+            results["test/novel_attack_recall"] = float(flagged[novel].mean())
+        if known.any():
+            results["test/known_attack_recall"] = float(flagged[known].mean())
+    joined = _joined(scored, subsets.get("copied", {}))
+    if joined is not None:
+        predicted, labels, copied = joined
+        right = predicted == labels
+        results["test/copied_rows"] = int(copied.sum())
+        if copied.any():
+            results["test/copied_rows_acc"] = float(right[copied].mean())
+        if (~copied).any():
+            results["test/fresh_rows_acc"] = float(right[~copied].mean())
     return results

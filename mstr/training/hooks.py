@@ -33,12 +33,7 @@ class FeatureCollector:
         self._handles = []
 
 
-def stage_names(model: nn.Module) -> list[str]:
-    """Names of the backbone's stages, shallow to deep: where hint and attention losses attach."""
-    return [f"stages.{i}" for i in range(len(model.stages))]
-
-
 def match_stages(student_stages: list[str], teacher_stages: list[str]) -> list[tuple[str, str]]:
-    """Pair each student stage with the teacher stage at the same relative depth (deepest with deepest)."""
+    """Pair each student hook point with the teacher's at the same relative depth (deepest with deepest)."""
     s, t = len(student_stages), len(teacher_stages)
     return [(student_stages[k], teacher_stages[round((k + 1) * t / s) - 1]) for k in range(s)]

@@ -54,7 +54,7 @@ def kd_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 
 
 def _common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pool two maps [B, C, time, space] to the smaller one's time x space, so scales can be compared."""
+    """Pool two maps [B, C, time, features] to the smaller one's time x features, so they can be compared."""
     size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
     return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
 
@@ -78,6 +78,8 @@ def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torc
     """Attention transfer (Zagoruyko & Komodakis 2017) along both axes of a window: where in time
     (which flows) and where in feature space the teacher's activations concentrate."""
     s, t = _common_size(student_map, teacher_map)
+    over_features = (_attention(s, (1,)) - _attention(t, (1,))).pow(2).sum(dim=1).mean()
+    if s.shape[2] == 1:  # one flow per window: there is no "where in time" to transfer
+        return over_features
     over_time = (_attention(s, (2,)) - _attention(t, (2,))).pow(2).sum(dim=1).mean()
-    over_space = (_attention(s, (1,)) - _attention(t, (1,))).pow(2).sum(dim=1).mean()
-    return over_time + over_space
+    return over_time + over_features

@@ -21,7 +21,7 @@ from torchmetrics.classification import (
 METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")
 
 
-def detection_metrics(num_classes: int, prefix: str, **options) -> MetricCollection:
+def detection_metrics(num_classes: int, prefix: str, auroc: bool = True, **options) -> MetricCollection:
     """Collection over (probabilities [N, C], targets [N]); use `compute_with_fpr` to read it.
     `options` go to every metric (e.g. `sync_on_compute=False`)."""
     if num_classes == 2:
@@ -34,8 +34,9 @@ def detection_metrics(num_classes: int, prefix: str, **options) -> MetricCollect
         "recall": Recall(**kw),
         "f1": F1Score(**kw),
         "specificity": Specificity(**kw),
-        "auroc": AUROC(**kw),
     }
+    if auroc:
+        metrics["auroc"] = AUROC(**kw)
     return MetricCollection(metrics, prefix=prefix)
 
 

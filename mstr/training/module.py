@@ -11,7 +11,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 
-from mstr.models import build_backbone, model_cost
+from mstr.models import build_backbone
 from mstr.training.losses import build_task_loss
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
@@ -29,7 +29,9 @@ class FlowClassifier(pl.LightningModule):
         self.task_loss = build_task_loss(loss.get("name", "ce"), weight, gamma=loss.get("gamma", 2.0),
                                          label_smoothing=loss.get("label_smoothing", 0.0))
         self.num_classes = num_classes
-        self.train_metrics = detection_metrics(num_classes, "train/")
+        # No AUROC while training: it keeps every score of the epoch to sort them, for a number
+        # nobody selects on (validation has it).
+        self.train_metrics = detection_metrics(num_classes, "train/", auroc=False)
         self.val_metrics = detection_metrics(num_classes, "val/")
         self.val_best: dict[str, float] = {}  # best validation value per metric, restored on resume
 
@@ -37,25 +39,26 @@ class FlowClassifier(pl.LightningModule):
         return self.model(x)
 
     def cost(self, window: int) -> dict[str, int]:
-        return model_cost(self.model, window)
+        return self.model.cost(window)
 
     # ---- steps -------------------------------------------------------------------------------
-    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) for a batch; the distillation module adds its terms here."""
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor,
+                      index: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) for a batch (`index`: the training rows it holds); the distillation module
+        adds its terms here."""
         logits = self(x)
         loss = self.task_loss(logits, y)
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss, logits = self.training_loss(x, y)
+        x, y, *index = batch
+        loss, logits = self.training_loss(x, y, index[0] if index else None)
         self.train_metrics.update(scores_for(logits.detach().softmax(-1), self.num_classes), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict({k: v for k, v in compute_with_fpr(self.train_metrics).items()
-                       if not k.endswith("auroc")}, prog_bar=False)
+        self.log_dict(compute_with_fpr(self.train_metrics), prog_bar=False)
         self.train_metrics.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:

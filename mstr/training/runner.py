@@ -17,7 +17,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
 
+from mstr.config import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
 from mstr.outputs import continue_csv
@@ -25,6 +27,7 @@ from mstr.training.checkpoint import check_resumable, check_signature, load_clas
 from mstr.training.distill import DistillationModule
 from mstr.training.evaluation import evaluate_tests
 from mstr.training.module import FlowClassifier
+from mstr.training.tree_teacher import BoosterTeacher, booster_file, fit_tree_teacher
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +37,22 @@ def _plain(cfg: DictConfig) -> dict:
 
 
 def build_module(model_cfg: DictConfig, loss_cfg: DictConfig, dm: FlowDataModule,
-                 teacher: Optional[FlowClassifier] = None, distill_cfg: Optional[DictConfig] = None) -> FlowClassifier:
+                 teacher: Optional[nn.Module] = None, distill_cfg: Optional[DictConfig] = None) -> FlowClassifier:
+    """The LightningModule for `model_cfg`; with a teacher (a network's backbone or a booster), the
+    distillation module learning from it."""
     weights = class_weights(dm.train_labels(), dm.num_classes, loss_cfg.get("class_weights", "none"))
+    # The data's window and column layout travel with the backbone settings, so a checkpoint rebuilds
+    # exactly the model that was trained (temporal branches only with a window, one token per column).
+    backbone = {**_plain(model_cfg.backbone), "window": dm.window, "layout": dm.preprocessor.layout()}
     kwargs = dict(
-        num_features=dm.num_features, num_classes=dm.num_classes, backbone=_plain(model_cfg.backbone),
+        num_features=dm.num_features, num_classes=dm.num_classes, backbone=backbone,
         optim=_plain(model_cfg.optim), loss=_plain(loss_cfg), role=model_cfg.role, class_names=dm.class_names,
         class_weights=None if weights is None else weights.tolist(), data_signature=dm.signature(),
         preprocessor=dm.preprocessor.to_dict(),
     )
     if teacher is None:
         return FlowClassifier(**kwargs)
-    return DistillationModule(teacher=teacher.model, distill=_plain(distill_cfg), **kwargs)
+    return DistillationModule(teacher=teacher, distill=_plain(distill_cfg), **kwargs)
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: list, checkpoint_dir: Path,
@@ -91,7 +99,7 @@ def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:
 def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tuple[dict[str, float], float]:
     """(test metrics, seconds), scored on `device` (the one training used)."""
     start = time.perf_counter()
-    results = evaluate_tests(model.to(device), dm.test_loaders(), dm.num_classes)
+    results = evaluate_tests(model.to(device), dm.test_loaders(), dm.num_classes, dm.test_subsets())
     return results, time.perf_counter() - start
 
 
@@ -101,26 +109,51 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     data = _plain(cfg.data)
     for volatile in ("num_workers", "eval_batch_size", "on_device"):
         data.pop(volatile, None)
-    identity = {"data": data, "dev_rows": dev_rows, "teacher": _plain(cfg.distill.teacher_model),
+    kind = cfg.distill.get("teacher", "network")
+    teacher = _plain(cfg.distill.teacher_model) if kind == "network" else kind
+    identity = {"data": data, "dev_rows": dev_rows, "teacher": teacher,
                 "loss": _plain(cfg.loss), "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
                 "accelerator": cfg.trainer.get("accelerator"), "precision": str(cfg.trainer.get("precision", "32"))}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def obtain_tree_teacher(cfg: DictConfig, dm: FlowDataModule, kind: str) -> tuple[BoosterTeacher, str, bool]:
+    """A booster fit on this data's training rows, or the cached one fit on exactly these rows."""
+    cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg, dm.dev_rows) / booster_file(kind)
+    if cached.is_file():
+        teacher = BoosterTeacher.load(cached)
+        check_signature(cached, teacher.signature, dm.signature(), same_rows=True)
+        log.info("teacher: reusing %s %s (same data)", kind, cached)
+        return teacher, str(cached), False
+    log.info("teacher: fitting %s on the training rows (early stopping on validation)", kind)
+    teacher = fit_tree_teacher(kind, dm, int(cfg.seed))
+    tmp = cached.with_name(f"tmp{os.getpid()}_{cached.name}")
+    teacher.save(tmp)
+    os.replace(tmp.with_suffix(".meta.json"), cached.with_suffix(".meta.json"))
+    os.replace(tmp, cached)  # the booster last: a reader that finds it finds its meta too
+    return teacher, str(cached), True
+
+
 def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
-                   resume: bool = False) -> tuple[FlowClassifier, str, bool]:
+                   resume: bool = False) -> tuple[nn.Module, str, bool]:
     """(teacher in eval mode, where it came from, whether it was trained in this run).
+
+    A network teacher comes back as its backbone, a tree teacher (`distill.teacher=xgboost|lightgbm`)
+    as a `BoosterTeacher`; both map windows to logits and report their size with `cost(window)`.
 
     Order: `distill.teacher_ckpt` if given; else a cached teacher for the same data + teacher config;
     else train one now (under `<run>/teacher/`, continuing its last.ckpt when `resume`) and cache its
     best checkpoint for later runs.
     """
+    kind = cfg.distill.get("teacher", "network")
+    if kind in TREE_TEACHERS:
+        return obtain_tree_teacher(cfg, dm, kind)
     if cfg.distill.teacher_ckpt:
         path = str(cfg.distill.teacher_ckpt)
         teacher = load_classifier(path)
         check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         log.info("teacher: loaded %s", path)
-        return teacher, path, False
+        return teacher.model, path, False
     cached = Path(cfg.paths.teacher_cache_dir) / teacher_key(cfg, dm.dev_rows) / "teacher.ckpt"
     teacher_dir = out_dir / "teacher"
     if cached.is_file():
@@ -130,9 +163,9 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
         if own is not None and filecmp.cmp(own, cached, shallow=False):
             # this run trained (and cached) it before it was interrupted: name it as an uninterrupted run does
             log.info("teacher: trained before the interruption, %s", own)
-            return teacher, str(own), True
+            return teacher.model, str(own), True
         log.info("teacher: reusing %s (same data + teacher config)", cached)
-        return teacher, str(cached), False
+        return teacher.model, str(cached), False
     log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
     module = build_module(cfg.distill.teacher_model, cfg.loss, dm)
     from pytorch_lightning.loggers import CSVLogger
@@ -150,9 +183,9 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, out_dir: Path,
     fit(module, dm, trainer, str(last) if resuming else None)
     path = best_checkpoint(trainer)
     if path is None:  # fast_dev_run and friends save nothing: use the model as trained, cache nothing
-        return module.eval(), "trained in this run (not saved)", True
+        return module.model.eval(), "trained in this run (not saved)", True
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".tmp{os.getpid()}")
     shutil.copyfile(path, tmp)
     os.replace(tmp, cached)  # atomic: a parallel run never sees half a teacher
-    return load_classifier(cached), path, True
+    return load_classifier(cached).model, path, True

@@ -2,15 +2,22 @@
 `data.source` (`_target_: mstr.data.datasets.<name>.load`).
 
 A loader knows where a dataset's files are, its label mapping for `task=binary|multiclass`, and its
-official split. It does not fit anything: preprocessing is fit later on the training split only.
+official split. It does not fit anything: preprocessing (imputation included) is fit later on the
+training split only. Every loader builds its tables with `make_table`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
+import numpy as np
+import pandas as pd
+
+from mstr.data.readers import coerce_numeric, to_seconds
+from mstr.data.splits import STRATIFIED
 from mstr.data.table import FlowTable
+from mstr.errors import ConfigError, DataError
 
 BINARY_BENIGN = "benign"
 BINARY_ATTACK = "attack"
@@ -24,13 +31,68 @@ class DatasetSplits:
     train: the training rows (validation is carved from them by the DataModule unless `val` is set).
     tests: one table per test file / split, by name (its file stem); metrics are reported over all
         of them together and per name.
-    temporal: True when the rows have real time order: validation is then the newest part of train
-        and windows follow time; False: validation is a stratified random carve.
+    holdout: the rule (`mstr.data.splits.HOLDOUTS`) the DataModule carves validation from train by:
+        the one the loader cut its test split by, where it cut one.
     notes: log lines worth showing the user (e.g. "UNSW-NB15: only one file, stratified split").
     """
 
     train: FlowTable
     tests: dict[str, FlowTable]
     val: Optional[FlowTable] = None
-    temporal: bool = False
+    holdout: str = STRATIFIED
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def temporal(self) -> bool:
+        """The rows have time order: validation is cut by time and windows follow it."""
+        return self.holdout != STRATIFIED
+
+
+def check_task(task: str, key: str = "data.task") -> None:
+    if task not in TASKS:
+        raise ConfigError(f"{key}={task!r} is not one of {list(TASKS)}")
+
+
+def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray, benign: Sequence[str],
+               task: str, numeric: Sequence[str], categorical: Sequence[str], source: str, notes: list[str],
+               label_col: str = "label", time_col: Optional[str] = None, group_col: Optional[str] = None,
+               strata_col: Optional[str] = None, family_col: Optional[str] = None) -> FlowTable:
+    """The one way a loader turns a frame into a `FlowTable`.
+
+    classes: each row's class name, missing (NA) where the row has no label: such rows are dropped,
+    with a note. is_benign: which rows are normal traffic. The label column becomes the class name
+    (multiclass, `benign` naming the normal classes) or benign/attack (binary); with `strata_col` the
+    class name is also kept in that column, so that per-class cuts can follow it in the binary task;
+    `family_col` names a column of `frame` with a finer name still (the attack type), kept for reports.
+    Categories and the group column become stripped text; numeric columns become float64 (`coerce_numeric`, before any row
+    is dropped, so that its errors name the file's own rows), missing and infinite values kept for
+    the preprocessing to fill with training medians; the time column becomes seconds.
+    """
+    check_task(task)
+    frame = frame.copy()
+    for col in [*categorical, *filter(None, [group_col])]:
+        frame[col] = frame[col].fillna("").astype(str).str.strip()
+    frame, found = coerce_numeric(frame, list(numeric), source)
+    notes.extend(found)
+    classes = pd.Series(classes, index=frame.index)
+    is_benign = np.asarray(is_benign, dtype=bool)
+    unlabelled = classes.isna().to_numpy()
+    if unlabelled.any():
+        notes.append(f"{source}: dropped {int(unlabelled.sum())} row(s) without a label")
+        frame = frame[~unlabelled].reset_index(drop=True)
+        classes, is_benign = classes[~unlabelled].reset_index(drop=True), is_benign[~unlabelled]
+    if frame.empty:
+        raise DataError(f"{source}: no labelled rows in column {label_col!r}")
+    if time_col:
+        frame[time_col] = to_seconds(frame[time_col], time_col, source)
+    if strata_col:
+        frame[strata_col] = classes.astype(str).to_numpy()
+    if task == "binary":
+        frame[label_col] = np.where(is_benign, BINARY_BENIGN, BINARY_ATTACK)
+        benign = (BINARY_BENIGN,)
+    else:
+        frame[label_col] = classes.astype(str).to_numpy()
+    return FlowTable(frame=frame, numeric_cols=list(numeric), categorical_cols=list(categorical),
+                     label_col=label_col, time_col=time_col, group_col=group_col, strata_col=strata_col,
+                     family_col=family_col,
+                     benign=tuple(benign), source=source)

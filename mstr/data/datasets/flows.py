@@ -24,10 +24,10 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
+from mstr.data.datasets import DatasetSplits, check_task, make_table
 from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
-from mstr.data.readers import coerce_numeric, read_table, resolve_paths, to_seconds
-from mstr.data.splits import stratified_holdout
+from mstr.data.readers import coerce_numeric, read_table, resolve_paths
+from mstr.data.splits import STRATIFIED, TIME, hold_out
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
@@ -114,8 +114,7 @@ def load(
     if path is None:
         raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
                           "e.g. data.path=captures/flows.csv")
-    if task not in TASKS:
-        raise ConfigError(f"data.task={task!r} is not one of {list(TASKS)}")
+    check_task(task)
     if format is not None and format not in FORMATS:
         raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
     if test_path is None and not 0.0 < test_fraction < 1.0:
@@ -129,7 +128,7 @@ def load(
                    _names(drop_cols), notes)
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
     table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
-    temporal = roles.time is not None
+    holdout = TIME if roles.time is not None else STRATIFIED
     if test_path is not None:
         tests = {}
         for file in resolve_paths(test_path, PATTERNS):
@@ -140,12 +139,12 @@ def load(
             tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes)
         train = table
     else:
-        train, test = _split(table, test_fraction, seed, notes)
+        train, test = _split(table, holdout, test_fraction, seed, notes)
         tests = {"test": test}
-    if not temporal:
+    if holdout == STRATIFIED:
         notes.append(f"{source}: no time column, so rows have no order and a window can only be "
                      "the flow itself (data.window=1); set data.time_col if the flows have timestamps")
-    return DatasetSplits(train=train, tests=tests, temporal=temporal, notes=notes)
+    return DatasetSplits(train=train, tests=tests, holdout=holdout, notes=notes)
 
 
 # --------------------------------------------------------------------------- reading
@@ -269,32 +268,17 @@ def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], sour
     frame = frame[needed].copy()
     for col in [*roles.categorical, *filter(None, [roles.group])]:
         frame[col] = _text(frame[col]).fillna("").astype(str)
-    if roles.time:
-        frame[roles.time] = to_seconds(frame[roles.time], roles.time, source)
-    frame, repairs = coerce_numeric(frame, roles.numeric, source)  # before any row is dropped,
-    notes.extend(repairs)  # so that the row numbers in its errors are the file's
-    empty = labels.isna().to_numpy()
-    if empty.any():
-        notes.append(f"{source}: dropped {int(empty.sum())} row(s) without a label")
-        frame, labels = frame[~empty].reset_index(drop=True), labels[~empty].reset_index(drop=True)
-    if frame.empty:
-        raise DataError(f"{source}: no labelled rows in column {roles.label!r}")
     wanted = {b.strip().lower() for b in benign}
     is_benign = labels.str.lower().isin(wanted).to_numpy()
     if require_benign and not is_benign.any():
-        found = sorted(labels.unique().tolist())
+        found = sorted(labels.dropna().unique().tolist())
         raise DataError(f"{source}: no flow is labelled benign ({sorted(wanted)}) in column "
                         f"{roles.label!r}; labels found are {found[:10]}: set data.benign to the "
                         "label(s) of normal traffic")
-    if task == "binary":
-        frame[roles.label] = np.where(is_benign, BINARY_BENIGN, BINARY_ATTACK)
-        benign_names: tuple = (BINARY_BENIGN,)
-    else:
-        frame[roles.label] = labels.to_numpy()
-        benign_names = tuple(sorted(set(labels[is_benign].tolist()))) or tuple(benign)
-    return FlowTable(frame=frame, numeric_cols=list(roles.numeric), categorical_cols=list(roles.categorical),
-                     label_col=roles.label, time_col=roles.time, group_col=roles.group,
-                     benign=benign_names, source=source, meta={"dataset": "flows"})
+    benign_names = tuple(sorted(set(labels[is_benign].tolist()))) or tuple(benign)
+    return make_table(frame, classes=labels, is_benign=is_benign, benign=benign_names, task=task,
+                      numeric=roles.numeric, categorical=roles.categorical, source=source, notes=notes,
+                      label_col=roles.label, time_col=roles.time, group_col=roles.group)
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -313,19 +297,18 @@ def _clean(value) -> Optional[str]:
 # --------------------------------------------------------------------------- splitting
 
 
-def _split(table: FlowTable, test_fraction: float, seed: int, notes: list[str]) -> tuple[FlowTable, FlowTable]:
-    """Newest `test_fraction` by time; without time, a per-class seeded split."""
+def _split(table: FlowTable, holdout: str, test_fraction: float, seed: int,
+           notes: list[str]) -> tuple[FlowTable, FlowTable]:
+    """Newest `test_fraction` by time (the table is put in time order first); without time, a
+    per-class seeded split."""
     n = len(table)
-    if table.time_col:
-        order = np.argsort(table.frame[table.time_col].to_numpy(), kind="stable")
-        cut = int(round(n * (1.0 - test_fraction)))
-        train_rows, test_rows = order[:cut], order[cut:]
+    if holdout == TIME:
+        table = table.take(np.argsort(table.frame[table.time_col].to_numpy(), kind="stable"))
         how = f"the newest {test_fraction:.0%} of flows by {table.time_col!r} are test"
     else:
-        test_mask = stratified_holdout(table.labels, test_fraction, seed)
-        train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
         how = f"a stratified split (seed {seed}), {test_fraction:.0%} test"
-    train, test = table.take(train_rows, f"{table.source} train"), table.take(test_rows, f"{table.source} test")
+    train, test = hold_out(table, test_fraction, holdout, seed, kept_source=f"{table.source} train",
+                           held_source=f"{table.source} test")
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{table.source}: {n} labelled row(s) are too few for a train/test split")
     notes.append(f"{table.source}: {how} ({len(train):,} train / {len(test):,} test rows)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
-from mstr.data.readers import coerce_numeric, read_table
+from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.readers import read_table
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
@@ -55,8 +55,7 @@ def load(
     A `test_files` entry is a name looked up in data_dir/nsl_kdd (with .txt or .txt.gz) or a path
     to a file of the same format, e.g. a user's own KDDTest-21.txt.
     """
-    if task not in TASKS:
-        raise ConfigError(f"data.task={task!r} is not one of {list(TASKS)}")
+    check_task(task)
     if variant not in TRAIN_FILES:
         raise ConfigError(f"data.variant={variant!r} is not one of {list(TRAIN_FILES)}")
     folder = Path(data_dir).expanduser() / "nsl_kdd"
@@ -66,7 +65,7 @@ def load(
     for entry in test_files or ["KDDTest+"]:
         path = _find(folder, entry)
         tests[_stem(path)] = _load_file(path, task, notes)
-    return DatasetSplits(train=train, tests=tests, temporal=False, notes=notes)
+    return DatasetSplits(train=train, tests=tests, notes=notes)
 
 
 def _find(folder: Path, entry: str) -> Path:
@@ -112,24 +111,7 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
             f"{path}: unknown attack name(s) {unknown[:5]} (first at data row {row + 1}) in "
             "column 42; expected NSL-KDD labels such as 'normal' or 'neptune'"
         )
-    if task == "binary":
-        frame["label"] = attack.where(attack == "normal", BINARY_ATTACK).replace(
-            "normal", BINARY_BENIGN
-        )
-        benign = (BINARY_BENIGN,)
-    else:
-        frame["label"] = attack.map(CATEGORY)
-        benign = ("normal",)
-    for col in CATEGORICAL:
-        frame[col] = frame[col].fillna("").astype(str).str.strip()
-    frame, repair = coerce_numeric(frame, NUMERIC, str(path))
-    notes.extend(repair)
-    return FlowTable(
-        frame=frame,
-        numeric_cols=list(NUMERIC),
-        categorical_cols=list(CATEGORICAL),
-        label_col="label",
-        benign=benign,
-        source=str(path),
-        meta={"dataset": "nsl_kdd"},
-    )
+    frame["attack_type"] = attack  # which attack: for the unseen-attack report, never an input
+    return make_table(frame, classes=attack.map(CATEGORY), is_benign=(attack == "normal").to_numpy(),
+                      benign=("normal",), task=task, numeric=NUMERIC, categorical=CATEGORICAL,
+                      source=str(path), notes=notes, family_col="attack_type")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
-from mstr.data.table import FlowTable
+from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.splits import TIME, hold_out
 from mstr.errors import ConfigError
 
 DAY_S = 86_400.0
@@ -196,20 +196,14 @@ def generate_flows(n_flows: int = 30_000, attack_share: float = 0.1, days: float
 def load(task: str = "binary", n_flows: int = 30_000, attack_share: float = 0.1, days: float = 2.0,
          n_hosts: int = 60, test_fraction: float = 0.3, seed: int = 0, **_ignored) -> DatasetSplits:
     """Generate flows and split them by time: the newest `test_fraction` is the test set."""
-    if task not in TASKS:
-        raise ConfigError(f"data.task={task!r}: must be one of {list(TASKS)}")
+    check_task(task)
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"data.source.test_fraction={test_fraction}: must be in (0, 1)")
     frame = generate_flows(n_flows, attack_share, days, n_hosts, seed)
-    if task == "binary":
-        frame["label"] = np.where(frame["label"] == "benign", BINARY_BENIGN, BINARY_ATTACK)
-    table = FlowTable(frame, NUMERIC, CATEGORICAL, label_col="label", time_col="ts",
-                      group_col="src_host", benign=("benign",), source="synthetic")
-    cut = int(round(len(frame) * (1.0 - test_fraction)))
-    rows = np.arange(len(frame))
-    return DatasetSplits(
-        train=table.take(rows[:cut], "synthetic[train]"),
-        tests={"synthetic": table.take(rows[cut:], "synthetic[test]")},
-        temporal=True,
-        notes=[f"synthetic traffic: {len(frame)} flows, seed {seed}, newest {test_fraction:.0%} is the test split"],
-    )
+    notes = [f"synthetic traffic: {len(frame)} flows, seed {seed}, newest {test_fraction:.0%} is the test split"]
+    table = make_table(frame, classes=frame["label"], is_benign=(frame["label"] == "benign").to_numpy(),
+                       benign=("benign",), task=task, numeric=NUMERIC, categorical=CATEGORICAL,
+                       source="synthetic", notes=notes, time_col="ts", group_col="src_host")
+    train, test = hold_out(table, test_fraction, TIME, kept_source="synthetic[train]",
+                           held_source="synthetic[test]")
+    return DatasetSplits(train=train, tests={"synthetic": test}, holdout=TIME, notes=notes)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mstr.data.datasets import BINARY_ATTACK, BINARY_BENIGN, TASKS, DatasetSplits
-from mstr.data.readers import coerce_numeric, read_table
+from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.readers import read_table
 from mstr.data.splits import stratified_holdout
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
@@ -34,8 +34,7 @@ def load(
     **_,
 ) -> DatasetSplits:
     """Train/test tables from the partition files in data_dir/unsw_nb15 (see the module doc)."""
-    if task not in TASKS:
-        raise ConfigError(f"data.task={task!r} is not one of {list(TASKS)}")
+    check_task(task)
     folder = Path(data_dir).expanduser() / "unsw_nb15"
     found = [p for p in (_find(folder, name) for name in NAMES) if p is not None]
     if not found:
@@ -54,7 +53,7 @@ def load(
         )
         train = _table(frames[train_path], task, str(train_path), notes)
         tests = {_stem(test_path): _table(frames[test_path], task, str(test_path), notes)}
-        return DatasetSplits(train=train, tests=tests, temporal=False, notes=notes)
+        return DatasetSplits(train=train, tests=tests, notes=notes)
 
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
@@ -72,7 +71,7 @@ def load(
     table = _table(frame, task, str(path), notes)
     tests = {f"{_stem(path)}-holdout": table.take(np.flatnonzero(test_mask), f"{path} (holdout split)")}
     train = table.take(np.flatnonzero(~test_mask), f"{path} (train split)")
-    return DatasetSplits(train=train, tests=tests, temporal=False, notes=notes)
+    return DatasetSplits(train=train, tests=tests, notes=notes)
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -109,25 +108,8 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _table(frame: pd.DataFrame, task: str, source: str, notes: list[str]) -> FlowTable:
-    frame = frame.drop(columns=["id"], errors="ignore")
-    if task == "binary":
-        classes = frame["label"].map({0: BINARY_BENIGN, 1: BINARY_ATTACK})
-        benign = (BINARY_BENIGN,)
-    else:
-        classes = frame["attack_cat"]
-        benign = ("Normal",)
-    frame = frame.drop(columns=["attack_cat", "label"]).assign(label=classes.astype(str))
+    classes, is_benign = frame["attack_cat"], (frame["label"] == 0).to_numpy()
+    frame = frame.drop(columns=["id", "attack_cat", "label"], errors="ignore")
     numeric = [c for c in frame.columns if c not in NOT_FEATURES and c not in CATEGORICAL]
-    for col in CATEGORICAL:
-        frame[col] = frame[col].fillna("").astype(str).str.strip()
-    frame, repairs = coerce_numeric(frame, numeric, source)
-    notes.extend(repairs)
-    return FlowTable(
-        frame=frame,
-        numeric_cols=numeric,
-        categorical_cols=list(CATEGORICAL),
-        label_col="label",
-        benign=benign,
-        source=source,
-        meta={"dataset": "unsw_nb15"},
-    )
+    return make_table(frame, classes=classes, is_benign=is_benign, benign=("Normal",), task=task,
+                      numeric=numeric, categorical=CATEGORICAL, source=source, notes=notes)

@@ -1,0 +1,93 @@
+"""`python -m mstr.bench ablation`: what each design choice buys, one change at a time.
+
+Every row is the default student of the dataset's experiment config with ONE thing changed, trained
+on the same splits over the same seeds (mean ± std), with the change's delta against the default:
+
+  architecture  linear stem (a learned bottleneck instead of one token per column; 32 wide, and 4 wide
+                for about the default's parameters), one feature kernel
+                instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
+                no residual paths, no time branches (window data), window 1 / 4 / 16 (window data)
+  distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
+                augmented windows (mixup, swapped columns)
+
+Only where the window holds time (CIC-IDS2017, synthetic) are the time rows run: with window 1 there
+is no time axis to ablate.
+"""
+
+from __future__ import annotations
+
+from mstr.bench.runs import Variant, markdown, mean_std
+
+TEMPORAL = ("cic_ids2017", "cic_ids2017_multiclass", "synthetic")
+
+ARCHITECTURE = [
+    Variant("linear stem", ("model.backbone.stem=linear", "model.backbone.token_dim=32")),
+    Variant("linear stem, 4 wide (params as default)", ("model.backbone.stem=linear", "model.backbone.token_dim=4")),
+    Variant("one feature kernel (3)", ("model.backbone.feature_kernels=[3]",)),
+    Variant("pointwise only (1)", ("model.backbone.feature_kernels=[1]",)),
+    Variant("no residual", ("model.backbone.residual=false",)),
+]
+TIME = [
+    Variant("no time branches", ("model.backbone.time_dilations=[]",)),
+    Variant("window 1", ("data.window=1",)),
+    Variant("window 4", ("data.window=4",)),
+    Variant("window 16", ("data.window=16",)),
+]
+# Named like the accuracy and distill benchmarks' runs (same overrides), so the three share them.
+DISTILLATION = [
+    Variant("student_logits", ("model=student", "distill=logits")),
+    Variant("student_features", ("model=student", "distill=features")),
+    Variant("student_attention", ("model=student", "distill=attention")),
+    Variant("student_combined", ("model=student", "distill=combined")),
+    Variant("student_logits_lightgbm", ("model=student", "distill=logits", "distill.teacher=lightgbm")),
+    Variant("student_logits_xgboost", ("model=student", "distill=logits", "distill.teacher=xgboost")),
+    Variant("student_logits_mixup", ("model=student", "distill=logits", "distill.augment=mixup")),
+    Variant("student_logits_lightgbm_swap", ("model=student", "distill=logits", "distill.teacher=lightgbm",
+                                             "distill.augment=swap")),
+]
+DEFAULT = Variant("student_nokd", ("model=student", "distill=none"))
+LABELS = {
+    "student_nokd": "default student, no KD",
+    "student_logits": "KD logits (network teacher)",
+    "student_features": "KD features (network teacher)",
+    "student_attention": "KD attention (network teacher)",
+    "student_combined": "KD combined (network teacher)",
+    "student_logits_lightgbm": "KD logits (LightGBM teacher)",
+    "student_logits_xgboost": "KD logits (XGBoost teacher)",
+    "student_logits_mixup": "KD logits + mixup windows (network teacher)",
+    "student_logits_lightgbm_swap": "KD logits + swapped-column windows (LightGBM teacher)",
+}
+
+
+def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
+    """The default first, then each group's rows (architecture and time rows train without KD)."""
+    rows = [DEFAULT]
+    if "architecture" in groups:
+        rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in ARCHITECTURE]
+        if dataset in TEMPORAL:
+            rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in TIME]
+    if "distillation" in groups:
+        rows += DISTILLATION
+    return rows
+
+
+def table(results: dict) -> str:
+    """One row per (dataset, variant): metrics as mean ± std, and the accuracy delta vs the default."""
+    header = ["dataset", "variant", "accuracy", "Δacc vs default", "F1", "specificity", "unseen-attack recall",
+              "teacher acc", "params", "train s"]
+    rows = []
+    for dataset, by_variant in results.items():
+        base = by_variant.get(DEFAULT.name, [])
+        for name, runs in by_variant.items():
+            if not runs:
+                continue
+            accs = [r["test/acc"] for r in runs]
+            delta = [a - b["test/acc"] for a, b in zip(accs, base)] if name != DEFAULT.name and base else []
+            teacher = [r["teacher/test/acc"] for r in runs if "teacher/test/acc" in r]
+            rows.append([dataset, LABELS.get(name, name), mean_std(accs), mean_std(delta) if delta else "",
+                         mean_std([r["test/f1"] for r in runs]), mean_std([r["test/specificity"] for r in runs]),
+                         mean_std([r["test/novel_attack_recall"] for r in runs if "test/novel_attack_recall" in r])
+                         if "test/novel_attack_recall" in runs[0] else "",
+                         mean_std(teacher) if teacher else "", f"{runs[0]['model/params']:,}",
+                         f"{sum(r['time/train_s'] for r in runs) / len(runs):.1f}"])
+    return markdown(header, rows)

@@ -1,0 +1,99 @@
+"""From a flow's flat feature vector to one embedding per *real* feature (a token per column).
+
+The preprocessing emits a flat vector: per numeric column its scaled value (and, with
+`data.numeric_bins`, its piecewise-linear bin encoding), per categorical column a one-hot block.
+`FeatureLayout` says which flat positions belong to which column, and in which order the columns
+stand on the feature axis (the dataset's own column order, which keeps related columns together).
+
+`FeatureTokenizer` gives every flat position its own weight vector and every column a bias, and sums
+each column's contributions: a numeric value becomes `value * w + b` (plus one learned vector per bin
+it has passed: a piecewise-linear embedding), a category becomes its embedding row. The result is a
+map `[batch, channels, time, columns]` whose feature axis is the flow's real feature axis, so the
+backbone's feature convolutions slide over actual neighbouring columns, never over a learned
+bottleneck whose coordinates have no order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class FeatureLayout:
+    """Which flat input positions form each column's token, and the columns' order on the feature axis.
+
+    `tokens[k]` lists the flat positions of column k (its scaled value first, then its bins or its
+    one-hot block); `names[k]` is the column's name. Tokens are already in feature-axis order.
+    """
+
+    tokens: list[list[int]]
+    names: list[str]
+
+    @classmethod
+    def identity(cls, num_features: int) -> "FeatureLayout":
+        """Every flat feature its own token (data whose columns are not described)."""
+        return cls([[i] for i in range(num_features)], [f"f{i}" for i in range(num_features)])
+
+    @classmethod
+    def from_dict(cls, values: Optional[dict], num_features: int) -> "FeatureLayout":
+        if not values:
+            return cls.identity(num_features)
+        layout = cls([list(map(int, t)) for t in values["tokens"]], list(values["names"]))
+        layout.check(num_features)
+        return layout
+
+    def to_dict(self) -> dict:
+        return {"tokens": self.tokens, "names": self.names}
+
+    def check(self, num_features: int) -> None:
+        flat = sorted(p for token in self.tokens for p in token)
+        if flat != list(range(num_features)) or len(self.names) != len(self.tokens) or any(not t for t in self.tokens):
+            raise ValueError(f"feature layout does not cover the {num_features} inputs exactly once "
+                             f"({len(flat)} positions in {len(self.tokens)} tokens)")
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+
+class FeatureTokenizer(nn.Module):
+    """`[batch, time, flat features]` -> `[batch, dim, time, tokens]`, one embedding per column.
+
+    Each flat position has its own weight vector (`weight`, listed token by token) and each column a
+    bias. The forward pass scatters the weights into a dense block-sparse `[flat, tokens * dim]` matrix
+    and multiplies once: ten times faster on a CPU than gathering and segment-summing the positions,
+    and plain ops for ONNX. Only the listed weights are parameters.
+    """
+
+    def __init__(self, layout: FeatureLayout, dim: int):
+        super().__init__()
+        positions = [p for token in layout.tokens for p in token]
+        token_of = [k for k, token in enumerate(layout.tokens) for _ in token]
+        self.register_buffer("positions", torch.tensor(positions, dtype=torch.long), persistent=False)
+        self.register_buffer("token_of", torch.tensor(token_of, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.randn(len(positions), dim) * 0.5)
+        self.bias = nn.Parameter(torch.zeros(layout.num_tokens, dim))
+        self.num_inputs, self.num_tokens, self.dim = len(positions), layout.num_tokens, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense = self.weight.new_zeros(self.num_inputs, self.num_tokens, self.dim)
+        dense = dense.index_put((self.positions, self.token_of), self.weight)
+        tokens = (x @ dense.view(self.num_inputs, -1)).view(*x.shape[:-1], self.num_tokens, self.dim)
+        return (tokens + self.bias).permute(0, 3, 1, 2)
+
+
+class LinearStem(nn.Module):
+    """The ablation's alternative: a learned linear embedding of the whole flow to `dim` numbers, laid
+    out as a 'feature axis' of `dim` positions with one channel (coordinates with no order)."""
+
+    def __init__(self, num_features: int, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(num_features, dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).unsqueeze(1)  # [B, 1, T, dim]

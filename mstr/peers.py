@@ -1,0 +1,59 @@
+"""The classic models a detector is compared against (and the tree ensembles a student can learn
+from): one factory, one fit with early stopping on validation (never on test), probabilities in the
+project's class order. Plain scikit-learn / LightGBM / XGBoost; no Lightning, no Hydra."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+MODELS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")
+EARLY_STOPPING_ROUNDS = 50
+
+
+def make_peer(name: str, seed: int, n_jobs: int):
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name == "majority":
+        return DummyClassifier(strategy="prior")
+    if name == "stump":
+        return DecisionTreeClassifier(max_depth=1, random_state=seed)
+    if name == "logreg":
+        return LogisticRegression(max_iter=1000)
+    if name == "random_forest":
+        return RandomForestClassifier(n_estimators=100, n_jobs=n_jobs, random_state=seed)
+    if name == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(n_estimators=1000, learning_rate=0.05, num_leaves=31, n_jobs=n_jobs,
+                              random_state=seed, verbose=-1)
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(n_estimators=1000, learning_rate=0.1, max_depth=6, tree_method="hist",
+                         n_jobs=n_jobs, random_state=seed, early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+
+
+def fit_peer(name: str, model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> None:
+    if name == "lightgbm":
+        from lightgbm import early_stopping
+
+        # Newer LightGBM (4.7 here) deprecates `eval_set` in favour of eval_X / eval_y.
+        new_api = "eval_X" in inspect.signature(model.fit).parameters
+        evals = {"eval_X": (x_val,), "eval_y": (y_val,)} if new_api else {"eval_set": [(x_val, y_val)]}
+        model.fit(x, y, callbacks=[early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)], **evals)
+    elif name == "xgboost":
+        model.fit(x, y, eval_set=[(x_val, y_val)], verbose=False)
+    else:
+        model.fit(x, y)
+
+
+def peer_probabilities(model, x: np.ndarray, num_classes: int) -> torch.Tensor:
+    """[N, num_classes] probabilities, columns placed by the model's own class order."""
+    out = np.zeros((len(x), num_classes), dtype=np.float32)
+    out[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)
+    return torch.from_numpy(out)
