@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import shlex
-import string
 import sys
 import warnings
 from pathlib import Path
@@ -28,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.config import config_dir, register_resolvers, validate
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
 from mstr.preflight import is_multirun, preflight
+from mstr.training.distributed import is_rank_zero, job_command_line
 
 log = logging.getLogger("mstr.train")
 register_resolvers()
@@ -52,7 +51,10 @@ def run(cfg: DictConfig) -> dict:
 
     out_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
-    with RunLock(out_dir), STOP.active():
+    if not is_rank_zero():  # a DDP rank > 0 trains alongside rank zero, which owns the run dir
+        with STOP.active():
+            return _run(cfg, out_dir, resume)
+    with RunLock(out_dir), STOP.active(), job_command_line():
         done = out_dir / "metrics.json"
         if resume and done.is_file():
             metrics = json.loads(done.read_text())
@@ -70,8 +72,10 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mstr.outputs import continue_csv, print_table, redact_secrets, write_json
+    from mstr import tracking
+    from mstr.outputs import continue_csv, print_table, write_json
     from mstr.training import runner
+    from mstr.training.callbacks import throughput_metrics
     from mstr.training.checkpoint import check_resumable, read_checkpoint
 
     distilling = cfg.model.role == "student" and cfg.distill.method != "none"
@@ -100,8 +104,6 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         log.info("model=teacher trains the teacher alone: the distill settings do not apply")
     if distilling:
         teacher, source, _ = runner.obtain_teacher(cfg, dm, out_dir, resume=resume)
-        teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
-        metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
         metrics["teacher/source"] = source
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
@@ -110,19 +112,27 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     if ckpt_path:
         check_resumable(ckpt_path, module)
         log.info("resuming from %s", ckpt_path)
-    loggers = [_logger(c, out_dir) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
-    for lg in loggers:
+    loggers = [tracking.make_logger(c, cfg, out_dir) for c in (cfg.get("logger") or {}).values()
+               if c and "_target_" in c]
+    for lg in loggers if is_rank_zero() else ():
         continue_csv(lg, resume_step)
-        lg.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
+        tracking.log_config(lg, cfg)
     exit_code = 0
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
         metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
+        metrics.update(throughput_metrics(trainer))
+        if not trainer.is_global_zero:
+            return metrics  # scoring and reports are rank zero's
         final = runner.final_model(trainer, module)
         metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
         metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
+        device = trainer.strategy.root_device
+        if cfg.test and teacher is not None:
+            teacher_results, _ = runner.test_metrics(teacher, dm, device)
+            metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         if cfg.test:
-            results, metrics["time/test_s"] = runner.test_metrics(final, dm)
+            results, metrics["time/test_s"] = runner.test_metrics(final, dm, device)
             metrics.update(results)
         if cfg.test and cfg.novelty.fpr > 0:
             metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
@@ -134,14 +144,13 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
-                            and not isinstance(v, bool)}, step=trainer.global_step)
+            tracking.log_final(lg, metrics, trainer.global_step)
     except BaseException as err:
         exit_code = err.exit_code if isinstance(err, Interrupted) else 1
         raise
     finally:
         for lg in loggers:
-            if type(lg).__name__ == "WandbLogger":
+            if tracking.is_wandb(lg):
                 import wandb
 
                 wandb.finish(exit_code=exit_code)  # one W&B run per job, also under multirun
@@ -168,27 +177,6 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
     columns = len(gate.columns)
     return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,
             "novelty/threshold": float(gate.threshold), "novelty/macs": columns * columns + columns}
-
-
-def _logger(logger_cfg: DictConfig, out_dir: Path):
-    from hydra.utils import instantiate
-
-    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
-        # The run id lives in the run dir, so a resumed job continues the same W&B run.
-        run_id = logger_cfg.get("id") or wandb_run_id(out_dir)
-        return instantiate(logger_cfg, id=run_id, resume=logger_cfg.get("resume") or "allow")
-    return instantiate(logger_cfg)
-
-
-def wandb_run_id(out_dir: Path) -> str:
-    from mstr.outputs import WANDB_ID_FILE
-
-    path = Path(out_dir) / WANDB_ID_FILE
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own format
-    path.write_text(run_id + "\n")
-    return run_id
 
 
 # ---- the command line -------------------------------------------------------------------------
@@ -250,12 +238,22 @@ def _resume_command(argv: list[str]) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
+    from mstr import multirun
+
+    sweeping = multirun.in_multirun()
+    if sweeping:
+        multirun.start_job(cfg)
     try:
         run(cfg)
-    except MstrError as err:
-        report_and_exit(err)
     except Interrupted as err:
         report_interrupt(err, _resume_command(sys.argv[1:]))
+    except Exception as err:
+        if sweeping:
+            multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
+        elif isinstance(err, MstrError):
+            report_and_exit(err)
+        else:
+            raise
 
 
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
@@ -279,6 +277,12 @@ def main() -> None:
     except MstrError as err:
         report_and_exit(err)
     _hydra_main()
+    from mstr.multirun import failure_report
+
+    failed = failure_report()
+    if failed is not None:
+        print(f"error: {failed[0]}", file=sys.stderr, flush=True)
+        sys.exit(failed[1])
 
 
 if __name__ == "__main__":
