@@ -129,6 +129,7 @@ def load(
                    _names(drop_cols), notes)
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
     table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
+    table.meta["format"] = preset_name  # what an exported detector must read (mstr.training.export)
     temporal = roles.time is not None
     if test_path is not None:
         tests = {}
