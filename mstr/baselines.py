@@ -97,6 +97,16 @@ def _check(models: Sequence[str]) -> None:
         raise ConfigError(f"baselines.models={list(models)}: choose from {list(MODELS)}")
 
 
+def fit_peer(name: str, dm, seed: int = 0, n_jobs: int = 2):
+    """(model fitted on `dm`'s train split, with early stopping on its validation split; seconds taken)."""
+    model = _estimator(name, seed, n_jobs)
+    x, y = _rows(dm, "train")
+    x_val, y_val = _rows(dm, "val")
+    start = time.perf_counter()
+    _fit(name, model, x, y, x_val, y_val)
+    return model, time.perf_counter() - start
+
+
 def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
                   n_jobs: int = 2) -> dict[str, dict[str, float]]:
     """Fit each model on `dm`'s train split (set up) and score it on its test sets.
@@ -109,15 +119,10 @@ def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
     from mstr.scoring import score_sets
 
     _check(models)
-    x, y = _rows(dm, "train")
-    x_val, y_val = _rows(dm, "val")
     tests = {name: _rows(dm, f"test_{name}") for name in dm.test_names}
     results = {}
     for name in models:
-        model = _estimator(name, seed, n_jobs)
-        start = time.perf_counter()
-        _fit(name, model, x, y, x_val, y_val)
-        fit_s = time.perf_counter() - start
+        model, fit_s = fit_peer(name, dm, seed, n_jobs)
         if name == "stump":
             log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
                      if model.tree_.node_count > 1 else "nothing (one class)")

@@ -7,8 +7,8 @@ or from a growing file (`--follow`). A pcap is turned into NFStream flows, for a
 `data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
 neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads).
 
-Each alert line: {"flow": n-th flow of the input, "time", "id": the 5-tuple / flow id columns present,
-"class", "score": P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored,
+Each alert line: {"flow": its line number in the input (the n-th flow of a pcap), "time", "id": the
+5-tuple / flow id columns present, "class", "score": P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored,
 dropped, bad, alerts, flows/s) goes to stderr at the end and on SIGINT / SIGTERM. Bad lines are
 counted and logged, never fatal. The input queue is bounded (`--queue`): a live source (stdin,
 `--follow`, a pcap) drops flows when it is full, a file waits (`--on-full` overrides).

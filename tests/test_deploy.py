@@ -132,7 +132,7 @@ def test_detect_reads_stdin_and_skips_bad_lines(nsl):
     assert result.returncode == 0, result.stderr
     assert len(verdicts(result.stdout)) == 300
     assert "flows seen 302, scored 300, dropped 0, bad 2" in result.stderr
-    assert "flow 101: 4 fields" in result.stderr and "'src_bytes' holds 'lots'" in result.stderr
+    assert "line 101: 4 fields" in result.stderr and "'src_bytes' holds 'lots'" in result.stderr
 
 
 def test_torchscript_artifact_scores_like_onnx(nsl):

@@ -1,10 +1,11 @@
-"""`python -m mstr.bench accuracy|distill [options]`: benchmarks that print markdown tables.
+"""`python -m mstr.bench accuracy|distill|speed|scale|loss [options]`: benchmarks that print markdown tables.
 
   accuracy  teacher, distilled student and student without distillation, beside the classic peers
             (majority, best single-feature threshold, logistic regression, random forest, LightGBM,
             XGBoost), over seeds, on each dataset: mean ± std of accuracy, F1, specificity, FPR, AUROC.
   distill   teacher, student without KD, and the student with each distillation method, over seeds,
             with the compression columns (parameters, MACs, CPU latency, throughput, Δ vs teacher).
+  speed, scale, loss  the deployed detector: see mstr/bench/speed.py, scale.py, loss.py.
 
 Everything runs on the real splits of each data config (test sets read once per run, for its final
 report; model selection on validation). Tables are printed and written to `<out>/<name>.md`.
@@ -14,6 +15,7 @@ Jobs already finished in `<out>` are reused (see mstr.bench.runs), so the two be
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -107,6 +109,9 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("speed", "scale", "loss"):  # deployment benchmarks: mstr/bench/<name>.py
+        return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", choices=("accuracy", "distill"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))

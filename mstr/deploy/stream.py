@@ -110,7 +110,8 @@ class Detector:
 
 @dataclass
 class Summary:
-    seen: int = 0
+    received: int = 0  # input items: lines (headers included) or pcap flows
+    headers: int = 0  # header and comment lines: not flows
     scored: int = 0
     dropped: int = 0
     bad: int = 0
@@ -119,6 +120,10 @@ class Summary:
     groups_evicted: int = 0
     seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seen(self) -> int:
+        return self.received - self.headers
 
     @property
     def flows_per_s(self) -> float:
@@ -131,15 +136,17 @@ class Summary:
                 + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
 
     def to_json(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "started"}
-        out["flows_per_s"] = self.flows_per_s
+        out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers")}
+        out.update(seen=self.seen, flows_per_s=self.flows_per_s)
         return out
 
 
 class StreamRunner:
-    """Runs one input through a `Detector`: a reader thread fills a bounded queue, the caller's thread
-    scores. `block=False` drops a record when the queue is full (a live source cannot wait);
-    `block=True` makes the reader wait (a file can)."""
+    """Runs one input through a `Detector`. A reader thread only moves input items (lines, pcap flows)
+    into a bounded queue; the caller's thread parses, scores and emits, so the queue fills exactly when
+    detection is slower than arrival. `block=False` then drops the newest item (a live source cannot
+    wait), `block=True` makes the reader wait (a file can). Header and comment lines are never dropped.
+    A verdict's `flow` is the item's position in the input: its line number, or the n-th pcap flow."""
 
     def __init__(self, detector: Detector, parser: LineParser, emit: Callable[[Verdict], None],
                  queue_size: int = 10_000, batch_size: int = 256, block: bool = True, write_all: bool = False):
@@ -156,28 +163,16 @@ class StreamRunner:
             for item in items:
                 if self.stop.is_set():
                     break
-                try:
-                    record = (self.parser.parse(item, s.seen + 1) if isinstance(item, str)
-                              else self.parser.record(item, s.seen + 1))
-                except BadRecord as err:
-                    s.seen += 1
-                    s.bad += 1
-                    if s.bad <= MAX_LOGGED_BAD:
-                        log.warning("flow %d: %s; skipped%s", s.seen, err,
-                                    " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
-                    continue
-                if record is None:
-                    continue
-                s.seen += 1
-                s.repaired_values += record.repaired
-                if self.block:
-                    self.queue.put(record)
+                s.received += 1
+                header = isinstance(item, str) and (s.received == 1 or item.startswith("#"))
+                if self.block or header:
+                    self.queue.put((s.received, item))
                 else:
                     try:
-                        self.queue.put_nowait(record)
+                        self.queue.put_nowait((s.received, item))
                     except queue.Full:
                         s.dropped += 1
-        except BaseException as err:  # e.g. a DataError on a header: the scoring loop re-raises it
+        except BaseException as err:  # e.g. an unreadable input: the scoring loop re-raises it
             self.error = err
         finally:
             self.queue.put(_END)
@@ -201,8 +196,9 @@ class StreamRunner:
                 if batch[-1] is _END:
                     batch.pop()
                     done = True
-                if batch:
-                    self._score(batch)
+                records = [r for r in map(self._parse, batch) if r is not None]
+                if records:
+                    self._score(records)
                 s.seconds = time.perf_counter() - s.started
         finally:
             self.stop.set()
@@ -211,6 +207,23 @@ class StreamRunner:
         if self.error is not None:
             raise self.error
         return s
+
+    def _parse(self, entry: tuple[int, Any]) -> Optional[Record]:
+        s = self.summary
+        seq, item = entry
+        try:
+            record = self.parser.parse(item, seq) if isinstance(item, str) else self.parser.record(item, seq)
+        except BadRecord as err:
+            s.bad += 1
+            if s.bad <= MAX_LOGGED_BAD:
+                log.warning("line %d: %s; skipped%s", seq, err,
+                            " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
+            return None
+        if record is None:
+            s.headers += 1
+        else:
+            s.repaired_values += record.repaired
+        return record
 
     def _score(self, batch: list[Record]) -> None:
         for verdict in self.detector.verdicts(batch):
