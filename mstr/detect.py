@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -56,11 +57,14 @@ def open_detector(model: str, threads: int, max_groups: int):
     return Detector(torch_scorer(module, threads), spec, max_groups), spec
 
 
-def lines(handle: IO[str], follow: bool) -> Iterator[str]:
+def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[str]:
     """Lines of a text stream; with `follow`, wait for more at its end (a growing log) instead of stopping."""
     pending = ""
     while True:
-        line = handle.readline()
+        try:
+            line = handle.readline()
+        except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated gzip
+            raise DataError(f"{name}: cannot be read further ({err}); the flows before were scored") from None
         if line.endswith("\n"):
             yield pending + line
             pending = ""
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
         if args.input != "-" and not Path(args.input).is_file():
             raise DataError(f"{args.input}: no such input file")
-        items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow)
+        items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
         live = args.input == "-" or args.follow or pcap
         block = (args.on_full or ("drop" if live else "block")) == "block"
         out = sys.stdout if args.output == "-" else open(args.output, "w")
@@ -141,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
             sys.stdout = out = open(os.devnull, "w")
     except MstrError as err:
+        if runner is not None:  # the input failed mid-stream: say what was done before
+            print(f"summary: {runner.summary.line()}", file=sys.stderr, flush=True)
         report_and_exit(err)
     finally:
         if out is not None:

@@ -367,3 +367,14 @@ def test_pcap_samples_parse_into_nfstream_flows(data_dir):
     assert {(f["src_ip"], f["dst_ip"], f["dst_port"], f["protocol"]) for f in flows} == {
         ("147.32.80.40", "147.32.80.37", 902, 6)}
     assert all(f["bidirectional_packets"] > 0 for f in flows)
+
+
+def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl, tmp_path):
+    data = gzip.compress(nsl["lines"].read_bytes())
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot be read further" in result.stderr.strip().splitlines()[-1]
+    scored = len(verdicts(result.stdout))
+    assert 0 < scored < 1500 and f"scored {scored:,}" in result.stderr

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=1000, help="single-row calls per latency measurement")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--reuse", action="store_true", help="reuse finished training runs in --out")
+    parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
+                        "architectures, untrained weights: the same speed) and skip the training-time table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     import torch
@@ -84,16 +86,18 @@ def main(argv: list[str] | None = None) -> None:
 
     from mstr.baselines import fit_peer
     from mstr.deploy.runtime import onnx_scorer, torch_scorer, torchscript_scorer
+    from mstr.models import build_backbone
     from mstr.training.checkpoint import load_classifier
     from mstr.training.export import export_model
 
     torch.set_num_threads(args.threads)
     runs = args.out / "speed" / "runs"
-    teacher_run = train_nsl(runs / "teacher", ["model=teacher", "distill=none"], args.epochs, args.batch_size,
-                            args.reuse)
-    student_run = train_nsl(runs / "student", ["model=student", "distill=logits",
-                                               f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"],
-                            args.epochs, args.batch_size, args.reuse)
+    if not args.no_train:
+        teacher_run = train_nsl(runs / "teacher", ["model=teacher", "distill=none"], args.epochs, args.batch_size,
+                                args.reuse)
+        student_run = train_nsl(runs / "student", ["model=student", "distill=logits",
+                                                   f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"],
+                                args.epochs, args.batch_size, args.reuse)
     dm = instantiate(compose_train(["data=nsl_kdd"]).data)
     dm.setup()
     peers = {name: fit_peer(name, dm, 0, args.threads) for name in PEERS}
@@ -101,8 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     test = dm.dataset(f"test_{dm.test_names[0]}")
     windows = test.gather(torch.arange(len(test)))[0].numpy()
     flat = windows.reshape(len(windows), -1)  # window 1: the peers' rows are the same flows
-    teacher = load_classifier(teacher_run["best_checkpoint"]).model
-    student = load_classifier(student_run["best_checkpoint"]).model
+    if args.no_train:
+        teacher, student = (build_backbone(dm.num_features, dm.num_classes,
+                                           **compose_train([f"model={role}"]).model.backbone).eval()
+                            for role in ("teacher", "student"))
+    else:
+        teacher = load_classifier(teacher_run["best_checkpoint"]).model
+        student = load_classifier(student_run["best_checkpoint"]).model
     tmp = Path(tempfile.mkdtemp())
     example = torch.from_numpy(windows[:2])
     export_model(student, "onnx", example, tmp / "student.onnx")
@@ -123,10 +132,10 @@ def main(argv: list[str] | None = None) -> None:
             for (name, runtime), (tp, p50, p99) in measured.items()]
     speed = markdown(["model", "runtime", f"flows/s (batch {args.batch})", "vs fastest peer", "p50 ms (1 flow)",
                       "p99 ms (1 flow)"], rows)
-    train_rows = [["teacher", f"{teacher_run['time/train_s']:.1f}", f"{args.epochs} epochs",
-                   f"{teacher_run['test/acc']:.4f}"],
-                  ["student, distilled", f"{student_run['time/train_s']:.1f}", f"{args.epochs} epochs",
-                   f"{student_run['test/acc']:.4f}"]]
+    train_rows = [] if args.no_train else [
+        ["teacher", f"{teacher_run['time/train_s']:.1f}", f"{args.epochs} epochs", f"{teacher_run['test/acc']:.4f}"],
+        ["student, distilled", f"{student_run['time/train_s']:.1f}", f"{args.epochs} epochs",
+         f"{student_run['test/acc']:.4f}"]]
     train_rows += [[name, f"{fit_s:.1f}", "early stopping on validation" if name != "random_forest" else "100 trees",
                     ""] for name, (_, fit_s) in peers.items()]
     training = markdown(["model", "training s (KDDTrain+, 2 threads)", "budget", "KDDTest+ accuracy"], train_rows)
