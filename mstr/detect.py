@@ -129,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
         live = args.input == "-" or args.follow or pcap
         block = (args.on_full or ("drop" if live else "block")) == "block"
-        out = sys.stdout if args.output == "-" else open(args.output, "w")
+        # line-buffered: an alert is out as soon as it is decided, also through a pipe
+        out = sys.stdout if args.output == "-" else open(args.output, "w", buffering=1)
+        if out is sys.stdout:
+            sys.stdout.reconfigure(line_buffering=True)
 
         def emit(verdict) -> None:
             out.write(json.dumps(verdict.to_json(), default=str) + "\n")
