@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -31,10 +30,11 @@ from omegaconf import DictConfig
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
-from mstr.peers import MODELS, fit_peer, make_peer, peer_probabilities
+from mstr.peers import MODELS, fit_on, peer_probabilities
 
 log = logging.getLogger("mstr.baselines")
 register_resolvers()
+
 
 def _check(models: Sequence[str]) -> None:
     unknown = [m for m in models if m not in MODELS]
@@ -54,15 +54,10 @@ def run_baselines(dm, models: Sequence[str] = MODELS, seed: int = 0,
     from mstr.training.evaluation import score_sets
 
     _check(models)
-    x, y = dm.flows("train")
-    x_val, y_val = dm.flows("val")
     tests = {name: dm.flows(f"test_{name}") for name in dm.test_names}
     results = {}
     for name in models:
-        model = make_peer(name, seed, n_jobs)
-        start = time.perf_counter()
-        fit_peer(name, model, x, y, x_val, y_val)
-        fit_s = time.perf_counter() - start
+        model, fit_s = fit_on(name, dm, seed, n_jobs)
         if name == "stump":
             log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
                      if model.tree_.node_count > 1 else "nothing (one class)")

@@ -5,6 +5,7 @@ project's class order. Plain scikit-learn / LightGBM / XGBoost; no Lightning, no
 from __future__ import annotations
 
 import inspect
+import time
 
 import numpy as np
 import torch
@@ -57,3 +58,14 @@ def peer_probabilities(model, x: np.ndarray, num_classes: int) -> torch.Tensor:
     out = np.zeros((len(x), num_classes), dtype=np.float32)
     out[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(x)
     return torch.from_numpy(out)
+
+
+def fit_on(name: str, dm, seed: int = 0, n_jobs: int = 2):
+    """(peer fitted on a set-up DataModule's training flows, early stopping on its validation flows;
+    seconds the fit took)."""
+    model = make_peer(name, seed, n_jobs)
+    x, y = dm.flows("train")
+    x_val, y_val = dm.flows("val")
+    start = time.perf_counter()
+    fit_peer(name, model, x, y, x_val, y_val)
+    return model, time.perf_counter() - start
