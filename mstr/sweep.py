@@ -196,22 +196,40 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
     return objective
 
 
-def work(study, objective, n_trials: int, heartbeat: int) -> None:
+def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> None:
     """Run trials until the study holds `n_trials` counted ones and none is running anywhere (a
-    running trial may still turn out to be stale, and its retry must then run)."""
+    running trial may still turn out to be stale, and its retry must then run).
+
+    Counting the trials and creating the next one happen under a file lock that every worker on the
+    study takes (`<out>/<study>.lock`), so two workers never both take the last slot: the lock is let
+    go as soon as the trial exists. Workers on other machines share it when `--out` is shared."""
+    from filelock import FileLock
     from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
+    lock = FileLock(str(lock_path))
+
+    def objective_unlocked(trial):
+        lock.release()  # the trial is in the study now: the next worker may count it
+        return objective(trial)
+
     while True:
-        trials = study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials) or counted(trials) < n_trials:
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
-        elif any(t.state == TrialState.RUNNING for t in trials) and is_heartbeat_enabled(study._storage):
-            time.sleep(heartbeat)
-            fail_stale_trials(study)
-        else:
+        lock.acquire()
+        try:
+            if is_heartbeat_enabled(study._storage):
+                fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if any(t.state == TrialState.WAITING for t in trials) or counted(trials) < n_trials:
+                study.optimize(objective_unlocked, n_trials=1, catch=(TrialFailed,))
+                continue
+            running = any(t.state == TrialState.RUNNING for t in trials)
+        finally:
+            if lock.is_locked:  # the trial never started, or none was due
+                lock.release()
+        if not (running and is_heartbeat_enabled(study._storage)):
             return
+        time.sleep(heartbeat)
 
 
 # ---- workers -------------------------------------------------------------------------------------
@@ -288,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             code = start_workers(_without(argv, "--workers"), args.workers)
         else:
             seed_sampler(study, spec, args.worker_index or 0)
-            work(study, objective_for(spec, args.overrides, args.out, url), n_trials, args.heartbeat)
+            work(study, objective_for(spec, args.overrides, args.out, url), n_trials, args.heartbeat,
+                 args.out / f"{spec['study_name']}.lock")
             code = 0
     except MstrError as err:
         report_and_exit(err)
