@@ -1,6 +1,7 @@
 """The shape every Hydra entry point shares: check the command line first (one line, exit 2, nothing
 written), then run the job, with `MstrError` reported the same way inside it and a stop by signal
-reported with how to resume."""
+reported with how to resume. Under `-m` a failing job is recorded in its dir while the others go on,
+and the sweep ends with one line naming the failed jobs (mstr.jobs.multirun)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,22 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
     that continues it (`resume_command(argv)`)."""
 
     def task(cfg: DictConfig) -> None:
+        from mstr.jobs import multirun
+
+        sweeping = multirun.in_multirun()
+        if sweeping:
+            multirun.start_job(cfg)
         try:
             run(cfg)
-        except MstrError as err:
-            report_and_exit(err)
         except Interrupted as err:
             report_interrupt(err, resume_command(sys.argv[1:]) if resume_command else None)
+        except Exception as err:
+            if sweeping:
+                multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
+            elif isinstance(err, MstrError):
+                report_and_exit(err)
+            else:
+                raise
 
     # Hydra names the job (and its log file) after the task's module: the entry point's (the caller's),
     # not this one's nor the job's.
@@ -47,5 +58,11 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except MstrError as err:
             report_and_exit(err)
         hydra_main()
+        from mstr.jobs.multirun import failure_report
+
+        failed = failure_report()
+        if failed is not None:
+            print(f"error: {failed[0]}", file=sys.stderr, flush=True)
+            sys.exit(failed[1])
 
     return main

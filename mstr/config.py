@@ -29,6 +29,14 @@ def config_dir() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("mstr_pid"):
         OmegaConf.register_new_resolver("mstr_pid", lambda: os.getpid(), use_cache=True)
+    if not OmegaConf.has_resolver("mstr_visible_gpus"):  # ${mstr_visible_gpus:MINIMUM}
+        OmegaConf.register_new_resolver("mstr_visible_gpus", _visible_gpu_count, use_cache=True)
+
+
+def _visible_gpu_count(minimum: int = 0) -> int:
+    from mstr.training.distributed import visible_gpus
+
+    return max(len(visible_gpus()), int(minimum))
 
 
 def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
@@ -103,6 +111,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
+    if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
+        raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
+                          "gathered on the training device need no loader workers; set data.num_workers=0")
     fpr = _get(cfg, "novelty.fpr", 0.0)
     if not isinstance(fpr, (int, float)) or not 0.0 <= fpr < 1.0:
         raise ConfigError(f"novelty.fpr={fpr!r}: must be a number in [0, 1) (0 turns the novelty gate off)")

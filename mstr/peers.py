@@ -67,6 +67,17 @@ def peer_probabilities(model, x: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def fit_on(name: str, dm, seed: int = 0, n_jobs: int = 2):
+    """(peer fitted on a set-up DataModule's training flows, early stopping on its validation flows;
+    seconds the fit took)."""
+    model = make_peer(name, seed, n_jobs)
+    x, y = dm.flows("train")
+    x_val, y_val = dm.flows("val")
+    start = time.perf_counter()
+    fit_peer(name, model, x, y, x_val, y_val)
+    return model, time.perf_counter() - start
+
+
 def check_peers(models: Sequence[str]) -> None:
     unknown = [m for m in models if m not in PEERS]
     if unknown or not models:
@@ -85,15 +96,10 @@ def run_peers(dm, models: Sequence[str] = PEERS, seed: int = 0, n_jobs: int = 2)
     from mstr.training.evaluation import score_sets
 
     check_peers(models)
-    x, y = dm.flows("train")
-    x_val, y_val = dm.flows("val")
     tests = {name: dm.flows(f"test_{name}") for name in dm.test_names}
     results = {}
     for name in models:
-        model = make_peer(name, seed, n_jobs)
-        start = time.perf_counter()
-        fit_peer(name, model, x, y, x_val, y_val)
-        fit_s = time.perf_counter() - start
+        model, fit_s = fit_on(name, dm, seed, n_jobs)
         if name == "stump":
             log.info("stump splits on %s", dm.preprocessor.feature_names[model.tree_.feature[0]]
                      if model.tree_.node_count > 1 else "nothing (one class)")

@@ -1,24 +1,47 @@
-"""`python -m mstr.sweep SPEC.yaml [--n-trials N] [--storage URL] [overrides...]`: an Optuna search.
+"""`python -m mstr.sweep SPEC.yaml [--n-trials N] [--workers N] [--storage URL] [--out DIR] [overrides...]`:
+an Optuna search, with options and Hydra overrides in any order.
 
 SPEC (see sweeps/*.yaml) names the metric to optimise (a validation metric: trials never score the
-test sets), fixed overrides and the search space. With a database `storage` the study is shared by
-every process that opens it (run the same command on several GPUs / machines) and resumes after an
-interruption. Each trial is one ordinary training job with its own output dir and metrics.json.
+test sets), fixed overrides, the search space and optionally the sampler and pruner (any of
+`optuna.samplers` / `optuna.pruners` by class name, with its arguments). Each trial is one ordinary
+training job with its own dir `<out>/<study>/trialNNNN` (composed config in `.hydra/config.yaml`,
+`metrics.json`), so `python -m mstr.compare <out>/<study>` compares them.
+
+The study lives in a database (SQLite `<out>/<study>.db` unless `--storage` or the spec names another
+SQLAlchemy URL, e.g. PostgreSQL shared by several machines). `--workers N` starts N worker processes
+on it (one per GPU when several are visible; on several machines, run the same command on each with
+the same storage). `--n-trials` is the study's total: workers stop when that many trials have ended
+(completed, pruned, or failed with an error: a failing trial is recorded as failed and the study goes
+on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats,
+are marked failed and run again with the same parameters. Trials report the metric after every
+validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
+import signal
+import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
-from mstr.errors import ConfigError, MstrError, report_and_exit
+from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
 
 log = logging.getLogger("mstr.sweep")
 PARAM_TYPES = ("float", "int", "categorical")
+DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
+
+
+class TrialFailed(Exception):
+    """A trial's job raised: recorded as a failed trial (its error in the `error` user attribute)."""
 
 
 def load_spec(path: Path) -> dict:
@@ -34,7 +57,21 @@ def load_spec(path: Path) -> dict:
     for name, p in spec["params"].items():
         if p.get("type") not in PARAM_TYPES:
             raise ConfigError(f"{path}: params.{name}.type={p.get('type')!r}: must be one of {list(PARAM_TYPES)}")
+    for key, module in (("sampler", "samplers"), ("pruner", "pruners")):
+        name = (spec.get(key) or {}).get("name")
+        if name is not None and not _is_optuna_class(module, name):
+            raise ConfigError(f"{path}: {key}.name={name!r}: not a class of optuna.{module}")
     return spec
+
+
+def _is_optuna_class(module: str, name: str) -> bool:
+    import optuna
+
+    return isinstance(getattr(getattr(optuna, module), name, None), type)
+
+
+def _pruner(spec: dict) -> dict:
+    return dict(spec.get("pruner") or DEFAULT_PRUNER)
 
 
 def suggest(trial, name: str, p: dict):
@@ -45,49 +82,256 @@ def suggest(trial, name: str, p: dict):
     return trial.suggest_categorical(name, p["choices"])
 
 
-def objective_for(spec: dict, extra: list[str], out_root: Path):
+# ---- the study -----------------------------------------------------------------------------------
+def storage_url(spec: dict, given: Optional[str], out: Path) -> Optional[str]:
+    """The study's database URL; None for in memory (`--storage none`: one worker, nothing resumes)."""
+    url = given if given is not None else spec.get("storage") or f"sqlite:///{out / spec['study_name']}.db"
+    if url == "none":
+        return None
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def open_study(spec: dict, url: Optional[str], heartbeat: int):
+    """Create or load the study. With a database, running trials send heartbeats; a trial silent for
+    3 heartbeats (its worker was killed) is marked failed and queued again with the same parameters."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from mstr.training.pruning import optuna_object
+
+    storage = None
+    if url is not None:
+        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    return optuna.create_study(study_name=spec["study_name"], storage=storage, load_if_exists=True,
+                               direction=spec.get("direction", "maximize"),
+                               pruner=optuna_object("pruners", _pruner(spec)))
+
+
+def seed_sampler(study, spec: dict, worker_index: int) -> None:
+    """The spec's sampler, seeded apart for each worker and each resumption (the trials so far), so
+    that no two draw the same first trials while a rerun of the same history draws the same."""
+    from mstr.training.pruning import optuna_object
+
+    seed = int(spec.get("seed", 0)) + 1000 * worker_index + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna_object("samplers", dict(spec.get("sampler") or {"name": "TPESampler"}), seed=seed)
+
+
+def counted(trials) -> int:
+    """Trials that make up the study's total: ended (completed, pruned, failed with an error), running
+    or queued. A trial failed by a kill (no error recorded) is not counted: its retry is."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    return sum(t.state in live or (t.state == TrialState.FAIL and "error" in t.user_attrs) for t in trials)
+
+
+# ---- one trial -----------------------------------------------------------------------------------
+def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str]):
+    """The composed training config of a trial: spec overrides, command-line overrides, the sampled
+    values, no test scoring, the trial's run dir, the study as W&B group, and (with a database) the
+    pruning callback."""
+    from omegaconf import open_dict
+
     from mstr.config import compose_config
+
+    sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
+    overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
+                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}"]
+    cfg = compose_config("train", overrides)
+    if url is not None:
+        with open_dict(cfg):
+            cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,
+                                            "study_name": spec["study_name"], "trial_id": trial._trial_id,
+                                            "monitor": spec["metric"], "pruner": _pruner(spec)}
+    return cfg, overrides
+
+
+def check_trials(spec: dict, extra: list[str]) -> None:
+    """The overrides every trial shares and the searched keys (at one value of each range), checked
+    before any trial: unknown keys and bad values end the sweep with one line, exit 2."""
+    from mstr.preflight import preflight
+
+    sample = [f"{name}={p['choices'][0] if p['type'] == 'categorical' else p['low']}"
+              for name, p in spec["params"].items()]
+    cfg = preflight([*spec.get("overrides", []), *extra, *sample], "train")
+    if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
+        raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
+                          "worker on one device; use --workers to run trials on several GPUs at once")
+
+
+def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
+    from omegaconf import OmegaConf
+
     from mstr.jobs.train import run
 
     def objective(trial) -> float:
-        sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
-        overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
-                     "test=false", f"paths.output_dir={out_root / spec['study_name'] / f'trial{trial.number:04d}'}"]
-        metrics = run(compose_config("train", overrides))
-        value = metrics.get(spec["metric"])
-        if value is None:
-            raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
-        return float(value)
+        import optuna
+
+        run_dir = out / spec["study_name"] / f"trial{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", os.getpid())
+        try:
+            cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
+            (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)  # the layout of a Hydra run dir
+            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+            (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            metrics = run(cfg)
+            if spec["metric"] not in metrics:
+                raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
+            return float(metrics[spec["metric"]])
+        except (Interrupted, optuna.TrialPruned):
+            raise
+        except Exception as err:  # a user error and a crash alike: the study goes on
+            message = " ".join(str(err).split()) or type(err).__name__
+            trial.set_user_attr("error", f"{type(err).__name__}: {message}"[:1000])
+            log.error("trial %d failed: %s", trial.number, message, exc_info=not isinstance(err, MstrError))
+            raise TrialFailed(message) from err
 
     return objective
 
 
-def main(argv: list[str] | None = None) -> None:
+def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> None:
+    """Run trials until the study holds `n_trials` counted ones and none is running anywhere (a
+    running trial may still turn out to be stale, and its retry must then run).
+
+    Counting the trials and creating the next one happen under a file lock that every worker on the
+    study takes (`<out>/<study>.lock`), so two workers never both take the last slot: the lock is let
+    go as soon as the trial exists. Workers on other machines share it when `--out` is shared."""
+    import optuna
+    from filelock import FileLock
+    from optuna.storages import fail_stale_trials
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    from optuna.trial import TrialState
+
+    lock = FileLock(str(lock_path))
+
+    def objective_unlocked(trial):
+        lock.release()  # the trial is in the study now: the next worker may count it
+        return objective(trial)
+
+    while True:
+        lock.acquire()
+        try:
+            if is_heartbeat_enabled(study._storage):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since v2.9
+                    fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if any(t.state == TrialState.WAITING for t in trials) or counted(trials) < n_trials:
+                study.optimize(objective_unlocked, n_trials=1, catch=(TrialFailed,))
+                continue
+            running = any(t.state == TrialState.RUNNING for t in trials)
+        finally:
+            if lock.is_locked:  # the trial never started, or none was due
+                lock.release()
+        if not (running and is_heartbeat_enabled(study._storage)):
+            return
+        time.sleep(heartbeat)
+
+
+# ---- workers -------------------------------------------------------------------------------------
+def start_workers(argv: list[str], workers: int) -> int:
+    """Run `workers` copies of this command as one-worker processes sharing the study, one GPU each
+    when several are visible; forward SIGINT / SIGTERM to them. Returns the worst exit code."""
+    from mstr.training.distributed import visible_gpus
+
+    gpus = visible_gpus()
+    procs = []
+    for index in range(workers):
+        env = dict(os.environ)
+        if len(gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        procs.append(subprocess.Popen([sys.executable, "-m", "mstr.sweep", *argv, "--workers", "1",
+                                       "--worker-index", str(index)], env=env))
+    log.info("%d workers on the study%s", workers, f", GPUs {gpus}" if len(gpus) > 1 else "")
+
+    def forward(signum, frame):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max(codes, key=abs)
+
+
+def summary(study, spec: dict) -> str:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState if any(t.state == s for t in trials)}
+    line = f"study {spec['study_name']}: " + ", ".join(f"{n} {s}" for s, n in states.items())
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return line + "; no trial completed"
+    best = study.best_trial
+    return (line + f"; best {spec['metric']} = {best.value:.4f} (trial {best.number}): "
+            + " ".join(f"{k}={v}" for k, v in best.params.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m mstr.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", type=Path)
-    parser.add_argument("--n-trials", type=int)
-    parser.add_argument("--storage", help="e.g. sqlite:///outputs/sweeps/study.db; 'none' for in-memory")
-    parser.add_argument("--out", type=Path, default=Path("outputs/sweeps"))
+    parser.add_argument("--n-trials", type=int, help="the study's total (default: the spec's n_trials, else 20)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (one per GPU)")
+    parser.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///<out>/<study>.db); "
+                                          "'none': in memory")
+    parser.add_argument("--out", type=Path, default=Path("outputs/sweeps"), help="trial dirs: <out>/<study>/trialNNNN")
+    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by start_workers
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         spec = load_spec(args.spec)
+        n_trials = args.n_trials or spec.get("n_trials", 20)
+        if n_trials < 1 or args.workers < 1 or args.heartbeat < 1:
+            raise ConfigError("--n-trials, --workers and --heartbeat must be >= 1")
+        check_trials(spec, args.overrides)
+        url = storage_url(spec, args.storage, args.out)
+        if url is None and args.workers > 1:
+            raise ConfigError("--workers > 1 needs a database (--storage URL): workers share the study through it")
         import optuna
 
-        storage = args.storage if args.storage is not None else spec.get("storage")
-        storage = None if storage in (None, "none") else storage
-        if storage and storage.startswith("sqlite:///"):
-            Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(study_name=spec["study_name"], storage=storage, load_if_exists=True,
-                                    direction=spec.get("direction", "maximize"),
-                                    sampler=optuna.samplers.TPESampler(seed=0))
-        study.optimize(objective_for(spec, args.overrides, args.out), n_trials=args.n_trials or spec.get("n_trials", 20))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = open_study(spec, url, args.heartbeat)
+        if args.workers > 1:
+            code = start_workers(_without(argv, "--workers"), args.workers)
+        else:
+            seed_sampler(study, spec, args.worker_index or 0)
+            work(study, objective_for(spec, args.overrides, args.out, url), n_trials, args.heartbeat,
+                 args.out / f"{spec['study_name']}.lock")
+            code = 0
     except MstrError as err:
         report_and_exit(err)
-    best = study.best_trial
-    print(f"best {spec['metric']} = {best.value:.4f} (trial {best.number}): "
-          + " ".join(f"{k}={v}" for k, v in best.params.items()))
+    except Interrupted as err:
+        report_interrupt(err, shlex.join(["python", "-m", "mstr.sweep", *argv]))
+    if args.worker_index is None:  # the command the user ran, not one of its workers
+        print(summary(study, spec))
+    return code
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """argv less `option` and its value (`--opt V` or `--opt=V`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

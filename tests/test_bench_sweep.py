@@ -53,7 +53,7 @@ def test_sweep_study_is_stored_and_resumes(tmp_path):
     from mstr.sweep import main as sweep_main
 
     sweep_main([str(path), "--n-trials", "2", "--storage", storage, "--out", str(tmp_path / "runs")])
-    sweep_main([str(path), "--n-trials", "1", "--storage", storage, "--out", str(tmp_path / "runs")])
+    sweep_main([str(path), "--n-trials", "3", "--storage", storage, "--out", str(tmp_path / "runs")])  # the total
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert len(study.trials) == 3 and all(t.value is not None for t in study.trials)
     assert len(list((tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))) == 3

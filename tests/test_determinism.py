@@ -37,7 +37,7 @@ def test_same_config_and_seed_twice_give_identical_metrics_and_weights(compose_c
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
     assert _numbers(a) == _numbers(b)
     assert len(_numbers(a)) > 15 and {"test/auroc", "val/f1_best", "model/params"} <= a.keys()
-    assert {k for k in a if k.startswith("time/")} == {"time/train_s", "time/test_s"}
+    assert {k for k in a if k.startswith("time/")} == {"time/train_s", "time/train_windows_per_s", "time/test_s"}
     wa, wb = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for n in "ab")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 

@@ -110,7 +110,7 @@ def test_the_wandb_api_key_never_lands_in_configs_metrics_or_the_output_dir(cli)
 def test_logged_configs_are_redacted(compose_cfg, monkeypatch):
     from omegaconf import OmegaConf
 
-    from mstr.jobs.loggers import redact_secrets
+    from mstr.jobs.tracking import redact_secrets
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     cfg = compose_cfg(["+notes=key ${oc.env:WANDB_API_KEY} inside", "logger=wandb"])

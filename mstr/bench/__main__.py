@@ -1,4 +1,4 @@
-"""`python -m mstr.bench accuracy|distill|ablation [options]`: benchmarks that print markdown tables.
+"""`python -m mstr.bench accuracy|distill|ablation|speed|scale|loss [options]`: benchmarks that print markdown tables.
 
   accuracy  teacher, distilled student and student without distillation, beside the classic peers
             (majority, best single-feature threshold, logistic regression, random forest, LightGBM,
@@ -6,6 +6,7 @@
   distill   teacher, student without KD, and the student with each distillation method, over seeds,
             with the compression columns (parameters, MACs, CPU latency, throughput, Δ vs teacher).
   ablation  each design choice on its own (see mstr.bench.ablation).
+  speed, scale, loss  the deployed detector: see mstr/bench/speed.py, scale.py, loss.py.
 
 Each dataset trains with its experiment config (`experiment=<dataset>`, the recommended settings);
 `cic_ids2017_multiclass` is CIC-IDS2017's 15-class task (its own experiment config).
@@ -18,6 +19,7 @@ Jobs already finished in `<out>` are reused (see mstr.bench.runs), so the two be
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -115,6 +117,9 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("speed", "scale", "loss"):  # deployment benchmarks: mstr/bench/<name>.py
+        return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation"))
     parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))

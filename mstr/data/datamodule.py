@@ -59,7 +59,8 @@ class FlowDataModule(pl.LightningDataModule):
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
                  max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", num_workers: int = 0,
-                 seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, **_dataset_keys):
+                 seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
+                 **_dataset_keys):
         super().__init__()
         if window < 1:
             raise ConfigError(f"data.window={window}: must be >= 1")
@@ -72,6 +73,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.num_workers, self.seed = num_workers, seed
+        self.on_device = on_device
         self.preprocessor: Optional[FlowPreprocessor] = preprocessor
         self.audit: dict = {}
         self.facts: dict = {}  # what metrics.json should say about the data as used (data/window, ...)
@@ -192,11 +194,18 @@ class FlowDataModule(pl.LightningDataModule):
         """The next training loader starts in `epoch` after its first `batches` batches (exact resumption)."""
         self._train_start = (int(epoch), int(batches))
 
+    def _fit_dataset(self, key: str) -> FlowWindowDataset:
+        """The split the trainer fits on, on its device when `data.on_device`."""
+        dataset = self._datasets[key]
+        if self.on_device and self.trainer is not None:
+            return dataset.to(self.trainer.strategy.root_device)
+        return dataset
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._datasets["train"], train=True)
+        return self._loader(self._fit_dataset("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._datasets["val"], train=False)
+        return self._loader(self._fit_dataset("val"), train=False)
 
     def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
         """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type

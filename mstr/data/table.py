@@ -34,6 +34,7 @@ class FlowTable:
     group_col: Optional[str] = None
     family_col: Optional[str] = None
     strata_col: Optional[str] = None
+    read_as: Optional[str] = None  # the file format the rows were read as, where a loader infers it
     benign: Sequence[str] = ("benign",)
     source: str = "<memory>"
 

@@ -9,6 +9,7 @@ features once: a window is gathered on demand from `[rows]` indices, never mater
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
@@ -77,6 +78,14 @@ class FlowWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device) -> "FlowWindowDataset":
+        """The same windows with every tensor on `device`: batches are then gathered there (no host
+        work, no copy per batch), for splits that fit in its memory."""
+        moved = copy.copy(self)
+        for name in ("features", "labels", "_order", "_position", "_run_start", "_offsets"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
+
     def window_rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row indices `[len(idx), window]` of each window, oldest first, and a validity mask."""
         pos = self._position[idx]
@@ -86,6 +95,7 @@ class FlowWindowDataset(Dataset):
         return rows, valid
 
     def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.features.device)
         rows, valid = self.window_rows(idx)
         x = self.features[rows] * valid.unsqueeze(-1)
         return x, self.labels[idx]

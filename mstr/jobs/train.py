@@ -33,11 +33,16 @@ def run(cfg: DictConfig) -> dict:
     validate(cfg)
     from mstr.jobs.report import print_table
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, resume_checkpoints
+    from mstr.jobs.multirun import job_command_line
+    from mstr.training.distributed import is_rank_zero
     from mstr.training.signals import STOP
 
     out_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume", "never") == "auto" or cfg.ckpt_path == "last"
-    with RunLock(out_dir), STOP.active():
+    if not is_rank_zero():  # a DDP rank > 0 trains alongside rank zero, which owns the run dir
+        with STOP.active():
+            return _run(cfg, out_dir, resume)
+    with RunLock(out_dir), STOP.active(), job_command_line():
         done = out_dir / "metrics.json"
         if resume and done.is_file():
             metrics = json.loads(done.read_text())
@@ -55,9 +60,11 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mstr.jobs.loggers import csv_logger, finish_wandb, make_loggers
+    from mstr.jobs import tracking
+    from mstr.jobs.loggers import csv_logger, make_loggers
     from mstr.jobs.report import print_table, write_json
     from mstr.training import runner
+    from mstr.training.callbacks import throughput_metrics
     from mstr.training.checkpoint import read_checkpoint
     from mstr.training.signature import check_resumable
 
@@ -89,8 +96,6 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         teacher_dir = out_dir / "teacher"
         teacher, source, _ = runner.obtain_teacher(cfg, dm, teacher_dir, Path(cfg.paths.teacher_cache_dir),
                                                    lambda step: [csv_logger(teacher_dir, step)], resume=resume)
-        teacher_results, _ = runner.test_metrics(teacher, dm) if cfg.test else ({}, 0.0)
-        metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
         metrics["teacher/source"] = source
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
@@ -104,11 +109,18 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
         metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
+        metrics.update(throughput_metrics(trainer))
+        if not trainer.is_global_zero:
+            return metrics  # scoring and reports are rank zero's
         final = runner.final_model(trainer, module)
         metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
         metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
+        device = trainer.strategy.root_device
+        if cfg.test and teacher is not None:
+            teacher_results, _ = runner.test_metrics(teacher, dm, device)
+            metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
         if cfg.test:
-            results, metrics["time/test_s"] = runner.test_metrics(final, dm)
+            results, metrics["time/test_s"] = runner.test_metrics(final, dm, device)
             metrics.update(results)
         if cfg.test and cfg.novelty.fpr > 0:
             metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
@@ -120,13 +132,12 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
         for lg in loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))
-                            and not isinstance(v, bool)}, step=trainer.global_step)
+            tracking.log_final(lg, metrics, trainer.global_step)
     except BaseException as err:
         exit_code = err.exit_code if isinstance(err, Interrupted) else 1
         raise
     finally:
-        finish_wandb(loggers, exit_code)
+        tracking.finish_wandb(loggers, exit_code)
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics

@@ -111,6 +111,7 @@ class DistillationModule(FlowClassifier):
             collector.remove()
         self._collectors = []
         self._teacher_logits = None
+        self.teacher.to("cpu")  # it served training only; give the accelerator's memory back
 
     @torch.no_grad()
     def _logits_of(self, windows, batch_size: int = 4096) -> torch.Tensor:
@@ -162,7 +163,7 @@ class DistillationModule(FlowClassifier):
         alpha = self.weights["alpha"]
         if alpha:
             kd = kd_logit_loss(all_logits, teacher_logits, self.temperature)
-            self.log("train/kd_loss", kd, on_step=False, on_epoch=True, batch_size=len(y))
+            self.log("train/kd_loss", kd, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
             loss = (1.0 - alpha) * loss + alpha * kd
         if not self._collectors:
             return loss, logits
@@ -171,10 +172,10 @@ class DistillationModule(FlowClassifier):
         if self.weights["features"]:
             hint = sum(hint_loss(student_maps[s], teacher_maps[t], proj)
                        for (s, t), proj in zip(self.pairs, self.hint_projections)) / len(self.pairs)
-            self.log("train/hint_loss", hint, on_step=False, on_epoch=True, batch_size=len(y))
+            self.log("train/hint_loss", hint, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
             loss = loss + ramp * self.weights["features"] * hint
         if self.weights["attention"]:
             att = sum(attention_loss(student_maps[s], teacher_maps[t]) for s, t in self.pairs) / len(self.pairs)
-            self.log("train/attention_loss", att, on_step=False, on_epoch=True, batch_size=len(y))
+            self.log("train/attention_loss", att, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
             loss = loss + ramp * self.weights["attention"] * att
         return loss, logits

@@ -30,7 +30,10 @@ def predict(model: torch.nn.Module, loader: DataLoader) -> Scored:
 
 
 def score(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: str) -> dict[str, float]:
-    metrics = detection_metrics(num_classes, prefix)
+    """Metrics of predictions this process holds in full (every test row): never synced with other
+    processes, so scoring on rank zero after DDP training neither waits for the other ranks nor sends
+    CPU tensors over a GPU-only backend."""
+    metrics = detection_metrics(num_classes, prefix, sync_on_compute=False)
     metrics.update(scores_for(probs, num_classes), labels)
     return compute_with_fpr(metrics)
 

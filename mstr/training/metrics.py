@@ -20,12 +20,13 @@ from torchmetrics.classification import (
 METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")
 
 
-def detection_metrics(num_classes: int, prefix: str, auroc: bool = True) -> MetricCollection:
-    """Collection over (probabilities [N, C], targets [N]); use `compute_with_fpr` to read it."""
+def detection_metrics(num_classes: int, prefix: str, auroc: bool = True, **options) -> MetricCollection:
+    """Collection over (probabilities [N, C], targets [N]); use `compute_with_fpr` to read it.
+    `options` go to every metric (e.g. `sync_on_compute=False`)."""
     if num_classes == 2:
-        kw: dict = {"task": "binary"}
+        kw: dict = {"task": "binary", **options}
     else:
-        kw = {"task": "multiclass", "num_classes": num_classes, "average": "macro"}
+        kw = {"task": "multiclass", "num_classes": num_classes, "average": "macro", **options}
     metrics = {
         "acc": Accuracy(**(kw if num_classes == 2 else {**kw, "average": "micro"})),
         "precision": Precision(**kw),

@@ -54,7 +54,7 @@ class FlowClassifier(pl.LightningModule):
         x, y, *index = batch
         loss, logits = self.training_loss(x, y, index[0] if index else None)
         self.train_metrics.update(scores_for(logits.detach().softmax(-1), self.num_classes), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -64,7 +64,7 @@ class FlowClassifier(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val/loss", self.task_loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val/loss", self.task_loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.val_metrics.update(scores_for(logits.softmax(-1), self.num_classes), y)
 
     def on_validation_epoch_end(self) -> None:

@@ -65,6 +65,9 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: l
             cb_cfg = OmegaConf.merge(cb_cfg, {"dirpath": str(checkpoint_dir)})
         if not loggers and str(cb_cfg["_target_"]).endswith("LearningRateMonitor"):
             continue  # it needs a logger to write to (logger=none)
+        if str(cb_cfg["_target_"]).endswith("ProgressBar") and not overrides.get(
+                "enable_progress_bar", trainer_cfg.get("enable_progress_bar", True)):
+            continue  # Lightning refuses a progress bar callback with the bar switched off
         callbacks.append(instantiate(cb_cfg))
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
 
@@ -93,9 +96,10 @@ def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:
     return load_classifier(path) if path else module.eval()
 
 
-def test_metrics(model: FlowClassifier, dm: FlowDataModule) -> tuple[dict[str, float], float]:
+def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tuple[dict[str, float], float]:
+    """(test metrics, seconds), scored on `device` (the one training used)."""
     start = time.perf_counter()
-    results = evaluate_tests(model, dm.test_loaders(), dm.num_classes, dm.test_subsets())
+    results = evaluate_tests(model.to(device), dm.test_loaders(), dm.num_classes, dm.test_subsets())
     return results, time.perf_counter() - start
 
 
@@ -103,7 +107,7 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     """Hash of everything that shapes a teacher: data config and the rows it gives (so an edited data
     file or a changed split never reuses a teacher that saw other rows), teacher config, loss, epochs, seed."""
     data = _plain(cfg.data)
-    for volatile in ("num_workers", "eval_batch_size"):
+    for volatile in ("num_workers", "eval_batch_size", "on_device"):
         data.pop(volatile, None)
     kind = cfg.distill.get("teacher", "network")
     teacher = _plain(cfg.distill.teacher_model) if kind == "network" else kind

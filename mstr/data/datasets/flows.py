@@ -129,6 +129,7 @@ def load(
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
     table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
     holdout = TIME if roles.time is not None else STRATIFIED
+    table.read_as = preset_name  # what an exported detector must read (mstr.training.export)
     if test_path is not None:
         tests = {}
         for file in resolve_paths(test_path, PATTERNS):

@@ -1,0 +1,131 @@
+"""`python -m mstr.bench loss`: traffic loss of the streaming detector under rising attack intensity.
+
+A labelled flow stream (KDDTest+ lines, the text the NSL-KDD detector reads) is replayed into the
+`mstr.detect` pipeline (`StreamRunner`: a reader thread fills a bounded queue that drops when full,
+the scoring thread parses, encodes and scores with ONNX Runtime) at a paced arrival rate. First the
+detector's capacity is measured (a file read with a blocking queue: nothing dropped, as fast as it
+goes); then, per attack share and per arrival rate (fractions and multiples of that capacity), a
+stream of that mix is replayed and counted, each as % of the offered flows:
+    dropped          flows the full queue dropped (never inspected)
+    benign flagged   benign flows raised as attacks (blocked inline: lost legitimate traffic)
+    attacks missed   attack flows inspected and let through
+    total loss       the sum
+The rate at which the queue starts to drop is where the detector breaks. Lines are drawn with
+replacement from KDDTest+ benign and attack lines (seeded), so every level has the mix it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from mstr.bench.report import machine, write_report
+from mstr.bench.runs import markdown
+
+log = logging.getLogger("mstr.bench.loss")
+
+
+def paced(lines: list[str], rate: float) -> Iterator[str]:
+    """Yield `lines` at `rate` per second from now on (in bursts when the timer is coarser)."""
+    start = time.perf_counter()
+    for i, line in enumerate(lines):
+        due = start + i / rate
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        yield line
+
+
+def replay(artifact, lines: list[str], rate: float | None, queue_size: int, batch_size: int, threads: int):
+    """(summary, {line number: alert}) of one stream; rate None: read as fast as possible, never dropping."""
+    from mstr.deploy.runtime import artifact_scorer
+    from mstr.deploy.sources import LineParser
+    from mstr.deploy.stream import Detector, StreamRunner
+
+    detector = Detector(artifact_scorer(artifact, threads), artifact.spec)
+    alerts: dict[int, bool] = {}
+    runner = StreamRunner(detector, LineParser(artifact.spec, detector.encoder),
+                          lambda v: alerts.__setitem__(v.flow, v.alert), queue_size, batch_size,
+                          block=rate is None, write_all=True)
+    return runner.run(paced(lines, rate) if rate else iter(lines)), alerts
+
+
+def student_artifact(out: Path, epochs: int) -> Path:
+    """The distilled student of `bench speed` when it ran in `out`, else a student trained here; exported."""
+    from mstr.bench.speed import train_nsl
+    from mstr.training.export import export_artifact
+
+    folder = out / "loss" / "artifact"
+    ckpt = out / "speed" / "runs" / "student" / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        ckpt = Path(train_nsl(out / "loss" / "student", ["model=student", "distill=none"], epochs, 512,
+                              reuse=True)["best_checkpoint"])
+    from mstr.config import compose_config
+
+    export_artifact(ckpt, "onnx", folder, compose_config("train", ["data=nsl_kdd"]))
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
+                        "student, or train one)")
+    parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])
+    parser.add_argument("--rates", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
+                        help="arrival rates as multiples of the measured capacity")
+    parser.add_argument("--seconds", type=float, default=3.0, help="stream length per level")
+    parser.add_argument("--queue", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1, help="model threads (the reader takes another core)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the student when one is trained")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    from mstr.deploy.artifact import load_artifact
+
+    artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
+    data = Path(os.environ.get("MSTR_DATA_DIR", "data")) / "nsl_kdd" / "KDDTest+.txt.gz"
+    with gzip.open(data, "rt") as fh:
+        lines = fh.readlines()
+    attack = np.array([ln.split(",")[41].strip() != "normal" for ln in lines])
+    pools = {True: [ln for ln, a in zip(lines, attack) if a], False: [ln for ln, a in zip(lines, attack) if not a]}
+    capacities = [replay(artifact, lines, None, args.queue, args.batch_size, args.threads)[0].flows_per_s
+                  for _ in range(3)]
+    capacity = statistics.median(capacities)
+    log.info("capacity %.0f flows/s (runs: %s)", capacity, [round(c) for c in capacities])
+    rng = np.random.default_rng(args.seed)
+    rows, breaks = [], {}
+    for share in args.shares:
+        for factor in args.rates:
+            rate = factor * capacity
+            n = int(np.clip(rate * args.seconds, 2_000, 300_000))
+            is_attack = rng.random(n) < share
+            stream = [pools[bool(a)][rng.integers(len(pools[bool(a)]))] for a in is_attack]
+            summary, alerts = replay(artifact, stream, rate, args.queue, args.batch_size, args.threads)
+            flagged = np.array([alerts.get(i + 1) for i in range(n)], dtype=object)
+            scored = flagged != None  # noqa: E711 (elementwise)
+            dropped = 100.0 * summary.dropped / n
+            benign_flagged = 100.0 * np.sum(scored & ~is_attack & (flagged == True)) / n  # noqa: E712
+            missed = 100.0 * np.sum(scored & is_attack & (flagged == False)) / n  # noqa: E712
+            if summary.dropped and share not in breaks:
+                breaks[share] = rate
+            rows.append([f"{share:.0%}", f"{rate:,.0f} ({factor:g}x)", f"{n:,}", f"{dropped:.2f}",
+                         f"{benign_flagged:.2f}", f"{missed:.2f}", f"{dropped + benign_flagged + missed:.2f}"])
+            log.info("share %.2f rate %.0f: %s", share, rate, rows[-1])
+    table = markdown(["attack share", "offered flows/s (x capacity)", "flows", "dropped %", "benign flagged %",
+                      "attacks missed %", "total loss %"], rows)
+    broke = "; ".join(f"{s:.0%} attacks: from {r:,.0f} flows/s" for s, r in breaks.items()) or "never, at these rates"
+    text = (f"Detector: {artifact.folder} ({artifact.spec['role']}, ONNX Runtime, {args.threads} model thread(s) + "
+            f"the reader thread), queue {args.queue:,}, batches up to {args.batch_size}; {machine()}.\n"
+            f"Capacity (KDDTest+ read as fast as it goes, blocking queue, median of 3): {capacity:,.0f} flows/s "
+            f"(parse + encode + score). The queue starts dropping: {broke}.\n\n{table}\n")
+    write_report(args.out, "loss", text)

@@ -1,0 +1,161 @@
+"""`python -m mstr.bench speed`: inference speed of the detector against its peers, and training time.
+
+On the same rows (KDDTest+, preprocessed by the training pipeline), in the same process, with the same
+thread count (2 by default): throughput at a large batch (median over repeats of a pass over all rows)
+and single-flow latency p50 / p99 (one row per call) for the teacher (PyTorch), the student (PyTorch,
+TorchScript, ONNX Runtime) and the peers (random forest, LightGBM, XGBoost, `predict_proba`). Also the
+training time, on full KDDTrain+ in the same run (`experiment=nsl_kdd`: its epochs bound, early
+stopping on validation), of the teacher, the student distilled from it, the student distilled from a
+LightGBM teacher, the student without KD, and the peers. Every model is trained here, so the table is
+one consistent measurement of one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mstr.bench.runs import markdown
+from mstr.config import compose_config
+from mstr.bench.report import machine, write_report
+
+log = logging.getLogger("mstr.bench.speed")
+PEERS = ("random_forest", "lightgbm", "xgboost")
+
+
+def train_nsl(out: Path, overrides: list[str], epochs: int, batch_size: int, reuse: bool = False) -> dict:
+    """One `mstr.train` run on full KDDTrain+ (test on KDDTest+); its metrics (with `reuse`, those of a
+    finished earlier run in `out`, to iterate on the timing part only)."""
+    from mstr.jobs.train import run
+
+    if reuse and (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    budget = [f"trainer.max_epochs={epochs}"] if epochs else []
+    budget += [f"data.batch_size={batch_size}"] if batch_size else []
+    return run(compose_config("train", ["experiment=nsl_kdd", "novelty.fpr=0", *budget, "trainer.enable_progress_bar=false",
+                              "logger=csv", f"paths.output_dir={out}", f"paths.teacher_cache_dir={out / 'teachers'}",
+                              *overrides]))
+
+
+def throughput(predict: Callable, rows: np.ndarray, batch: int, repeats: int) -> float:
+    """Rows per second over all `rows` in batches of `batch`: the median of `repeats` passes."""
+    batches = [rows[i:i + batch] for i in range(0, len(rows), batch)]
+    predict(batches[0])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for b in batches:
+            predict(b)
+        times.append(time.perf_counter() - start)
+    return len(rows) / statistics.median(times)
+
+
+def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, float]:
+    """(p50, p99) milliseconds of scoring one row, over `calls` different rows."""
+    for i in range(10):
+        predict(rows[i:i + 1])
+    times = []
+    for i in range(calls):
+        j = i % len(rows)
+        start = time.perf_counter()
+        predict(rows[j:j + 1])
+        times.append(time.perf_counter() - start)
+    p50, p99 = np.percentile(times, [50, 99])
+    return 1000 * float(p50), 1000 * float(p99)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="max epochs of every network (default: the "
+                        "experiment's, with early stopping)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the experiment's)")
+    parser.add_argument("--batch", type=int, default=4096, help="inference batch of the throughput columns")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=1000, help="single-row calls per latency measurement")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--reuse", action="store_true", help="reuse finished training runs in --out")
+    parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
+                        "architectures, untrained weights: the same speed) and skip the training-time table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    import torch
+    from hydra.utils import instantiate
+
+    from mstr.deploy.runtime import onnx_scorer, torch_scorer, torchscript_scorer
+    from mstr.models import build_backbone
+    from mstr.peers import fit_on
+    from mstr.training.checkpoint import load_classifier
+    from mstr.training.export import export_model
+
+    torch.set_num_threads(args.threads)
+    runs = args.out / "speed" / "runs"
+    if not args.no_train:
+        teacher_run = train_nsl(runs / "teacher", ["model=teacher", "distill=none"], args.epochs, args.batch_size,
+                                args.reuse)
+        student_run = train_nsl(runs / "student", ["model=student", "distill=logits",
+                                                   f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"],
+                                args.epochs, args.batch_size, args.reuse)
+        tree_run = train_nsl(runs / "student_lightgbm", ["model=student", "distill=logits", "distill.teacher=lightgbm"],
+                             args.epochs, args.batch_size, args.reuse)
+        nokd_run = train_nsl(runs / "student_nokd", ["model=student", "distill=none"], args.epochs, args.batch_size,
+                             args.reuse)
+    dm = instantiate(compose_config("train", ["experiment=nsl_kdd"]).data)
+    dm.setup()
+    peers = {name: fit_on(name, dm, 0, args.threads) for name in PEERS}
+
+    test = dm.dataset(f"test_{dm.test_names[0]}")
+    windows = test.gather(torch.arange(len(test)))[0].numpy()
+    flat = windows.reshape(len(windows), -1)  # window 1: the peers' rows are the same flows
+    if args.no_train:
+        teacher, student = (build_backbone(dm.num_features, dm.num_classes, window=dm.window,
+                                           layout=dm.preprocessor.layout(),
+                                           **compose_config("train", [f"model={role}"]).model.backbone).eval()
+                            for role in ("teacher", "student"))
+    else:
+        teacher = load_classifier(teacher_run["best_checkpoint"]).model
+        student = load_classifier(student_run["best_checkpoint"]).model
+    tmp = Path(tempfile.mkdtemp())
+    example = torch.from_numpy(windows[:2])
+    export_model(student, "onnx", example, tmp / "student.onnx")
+    export_model(student, "torchscript", example, tmp / "student.ts")
+    models = {
+        ("teacher", "PyTorch"): (torch_scorer(teacher, args.threads), windows),
+        ("student", "PyTorch"): (torch_scorer(student, args.threads), windows),
+        ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
+        ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
+        **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
+    }
+    measured = {}
+    for key, (predict, rows) in models.items():
+        log.info("timing %s (%s)", *key)
+        measured[key] = (throughput(predict, rows, args.batch, args.repeats), *latency_ms(predict, rows, args.calls))
+    best_peer = max(v[0] for (name, _), v in measured.items() if name in PEERS)
+    rows = [[name, runtime, f"{tp:,.0f}", f"{tp / best_peer:.2f}x", f"{p50:.3f}", f"{p99:.3f}"]
+            for (name, runtime), (tp, p50, p99) in measured.items()]
+    speed = markdown(["model", "runtime", f"flows/s (batch {args.batch})", "vs fastest peer", "p50 ms (1 flow)",
+                      "p99 ms (1 flow)"], rows)
+    budget = f"<= {args.epochs or 'experiment'} epochs, early stopping"
+    train_rows = [] if args.no_train else [
+        [name, f"{r['time/train_s']:.1f}", budget, f"{r['test/acc']:.4f}"]
+        for name, r in (("teacher", teacher_run), ("student, distilled (network teacher)", student_run),
+                        ("student, distilled (LightGBM teacher; its fit excluded)", tree_run),
+                        ("student, no KD", nokd_run))]
+    train_rows += [[name, f"{fit_s:.1f}", "early stopping on validation" if name != "random_forest" else "100 trees",
+                    ""] for name, (_, fit_s) in peers.items()]
+    training = markdown(["model", f"training s (KDDTrain+, {args.threads} threads)", "budget", "KDDTest+ accuracy"],
+                        train_rows)
+    text = (f"Rows: KDDTest+ ({len(windows):,} flows, {windows.shape[-1]} features), {args.threads} threads, "
+            f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
+            f"{speed}\n\nTraining on full KDDTrain+ in the same run:\n\n{training}\n")
+    (args.out / "speed").mkdir(parents=True, exist_ok=True)
+    (args.out / "speed" / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
+    write_report(args.out, "speed", text)

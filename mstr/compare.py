@@ -1,0 +1,278 @@
+"""`python -m mstr.compare DIR... [--metric val/f1_best] [--minimize] [--out DIR]`: compare runs without a
+tracking server.
+
+Each DIR is a run dir (`metrics.json` + `.hydra/config.yaml`), a multirun dir (`-m`: one job dir
+each) or a sweep dir (`mstr.sweep`: `<out>/<study>`); dirs are searched for run dirs below them.
+Writes to `<out>/compare/` (default: the first DIR) and prints:
+  runs.md, runs.csv   every run, sorted by the metric, with the hyperparameters that vary between
+                      runs and the main results (failed or unfinished runs last, with their status)
+  <metric>_vs_<hyperparameter>.png   one per varied hyperparameter
+  parallel_coordinates.png           every varied hyperparameter and the metric, a line per run
+  teacher_vs_student.png             distilled runs: the teacher's test metric against the student's
+Sorting by a validation metric (the default) is model selection; test columns are reported, not chosen on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from mstr.errors import ConfigError, MstrError, report_and_exit
+from mstr.jobs.tracking import flat
+
+RESULT_COLUMNS = ("test/f1", "test/acc", "teacher/test/f1", "model/params", "time/train_s", "time/train_windows_per_s")
+# never hyperparameters: where things are written, how a run was resumed, its W&B grouping
+IGNORED = ("paths.", "hydra.", "resume", "ckpt_path", "group", "tags", "logger.")
+
+
+def find_runs(dirs: list[Path]) -> list[Path]:
+    """Run dirs at or below each of `dirs` (a run dir holds .hydra/config.yaml), in order, once each."""
+    found: list[Path] = []
+    for top in dirs:
+        if not top.is_dir():
+            raise ConfigError(f"{top}: no such directory (give run, multirun or sweep dirs)")
+        below = sorted({p.parent.parent for p in top.glob("**/.hydra/config.yaml")} - set(found),
+                       key=lambda p: str(p))
+        found.extend(p for p in below if "compare" not in p.relative_to(top).parts)
+    return found
+
+
+def read_run(run_dir: Path) -> dict:
+    """{"dir", "status" (finished | failed: <error> | unfinished), "config" (flat), "metrics"}."""
+    config = flat(yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {})
+    metrics: dict = {}
+    if (run_dir / "metrics.json").is_file():
+        metrics, status = json.loads((run_dir / "metrics.json").read_text()), "finished"
+    elif (run_dir / "job_error.json").is_file():
+        status = "failed: " + json.loads((run_dir / "job_error.json").read_text()).get("error", "")
+    else:
+        status = "unfinished"
+    return {"dir": run_dir, "status": status, "config": config, "metrics": metrics}
+
+
+def varied(runs: list[dict]) -> list[str]:
+    """Config keys whose values differ between runs (one value missing counts as a difference)."""
+    keys = sorted({k for run in runs for k in run["config"]})
+    out = []
+    for key in keys:
+        if any(key.startswith(prefix) or key == prefix for prefix in IGNORED):
+            continue
+        values = {json.dumps(run["config"].get(key), sort_keys=True, default=str) for run in runs}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def ranked(runs: list[dict], metric: str, minimize: bool) -> list[dict]:
+    """Finished runs with the metric first, best first; the rest after, in their order."""
+    scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]
+    scored.sort(key=lambda r: r["metrics"][metric], reverse=not minimize)
+    return scored + [r for r in runs if r not in scored]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1e5:
+        return f"{value:,}"
+    return str(value) if not isinstance(value, (list, dict)) else json.dumps(value)
+
+
+def table(runs: list[dict], metric: str, params: list[str], root: Path) -> tuple[list[str], list[list[Any]]]:
+    results = [c for c in RESULT_COLUMNS if c != metric and any(c in r["metrics"] for r in runs)]
+    header = ["run", metric, *params, *results, "status"]
+    rows = []
+    for run in runs:
+        name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else str(run["dir"])
+        rows.append([name or ".", run["metrics"].get(metric), *(run["config"].get(p) for p in params),
+                     *(run["metrics"].get(c) for c in results), run["status"]])
+    return header, rows
+
+
+def write_tables(out: Path, header: list[str], rows: list[list[Any]]) -> tuple[Path, Path, str]:
+    import csv
+
+    from mstr.bench.runs import markdown
+
+    text = markdown(header, [[_cell(v) for v in row] for row in rows])
+    (out / "runs.md").write_text(text + "\n")
+    with (out / "runs.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[("" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v) for v in row]
+                          for row in rows])
+    return out / "runs.md", out / "runs.csv", text
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def _axis_values(values: list[Any]) -> tuple[list[float], Optional[list[str]]]:
+    """Numbers as they are; anything else as category positions (with their labels)."""
+    numbers = [_number(v) for v in values]
+    if all(n is not None for n in numbers):
+        return numbers, None
+    labels = sorted({_cell(v) for v in values})
+    return [float(labels.index(_cell(v))) for v in values], labels
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+
+
+def plot_metric_vs(out: Path, runs: list[dict], metric: str, param: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    xs, labels = _axis_values([r["config"].get(param) for r in runs])
+    ys = [r["metrics"][metric] for r in runs]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(xs, ys, s=40, color="tab:blue", zorder=3)
+    if labels is not None:
+        ax.set_xticks(range(len(labels)), labels)
+    elif min(xs) > 0 and max(xs) / min(xs) >= 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs {param} ({len(runs)} runs)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / f"{_safe(metric)}_vs_{_safe(param)}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], minimize: bool) -> Path:
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib import cm
+    from matplotlib.colors import Normalize
+
+    axes = [*params, metric]
+    columns = []
+    for key in axes:
+        values = [r["metrics"][metric] if key == metric else r["config"].get(key) for r in runs]
+        xs, labels = _axis_values(values)
+        low, high = min(xs), max(xs)
+        span = (high - low) or 1.0
+        ticks = labels if labels is not None else [f"{low:.4g}", f"{high:.4g}"]
+        columns.append(([(x - low) / span for x in xs], ticks))
+    scores = [r["metrics"][metric] for r in runs]
+    spread = max(scores) - min(scores)
+    pad = 0.0 if spread > 0 else max(abs(min(scores)) * 0.01, 1e-3)  # all equal: one colour, a readable bar
+    norm = Normalize(min(scores) - pad, max(scores) + pad)
+    cmap = matplotlib.colormaps["viridis_r" if minimize else "viridis"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(axes) + 1.5), 4.2))
+    for i, score in enumerate(scores):
+        ax.plot(range(len(axes)), [col[0][i] for col in columns], color=cmap(norm(score)), lw=2, alpha=0.85)
+    for j, (_, ticks) in enumerate(columns):
+        ax.axvline(j, color="0.5", lw=0.8)
+        positions = [k / max(len(ticks) - 1, 1) for k in range(len(ticks))]
+        for pos, tick in zip(positions, ticks):
+            ax.text(j + 0.04, pos, tick if len(tick) <= 18 else tick[:17] + "…", fontsize=8, va="center")
+    ax.set_xticks(range(len(axes)), axes, rotation=15)
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(axes) - 0.6)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    bar.formatter.set_useOffset(False)
+    bar.update_ticks()
+    ax.set_title(f"parallel coordinates ({len(runs)} runs)")
+    fig.tight_layout()
+    path = out / "parallel_coordinates.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    teacher = [r["metrics"][f"teacher/{key}"] for r in runs]
+    student = [r["metrics"][key] for r in runs]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.scatter(teacher, student, s=40, color="tab:orange", zorder=3)
+    for run, x, y in zip(runs, teacher, student):
+        name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else run["dir"].name
+        ax.annotate(name or ".", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    low = min(teacher + student)
+    high = max(teacher + student)
+    pad = (high - low) * 0.1 or 0.05
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", ls="--", lw=1, label="student = teacher")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel(f"teacher {key}")
+    ax.set_ylabel(f"student {key}")
+    ax.set_title(f"teacher vs student ({len(runs)} distilled runs)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "teacher_vs_student.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = False,
+            out: Optional[Path] = None, teacher_metric: str = "test/f1") -> dict:
+    """Write the tables and plots; returns {"table": markdown, "files": [paths], "runs": n, "varied": [...]}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    root = dirs[0]
+    runs = [read_run(d) for d in find_runs(dirs)]
+    if not runs:
+        raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (a run dir holds .hydra/config.yaml)")
+    scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]
+    if not scored:
+        raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
+    runs = ranked(runs, metric, minimize)
+    params = varied(runs)
+    target = (out or root) / "compare"
+    target.mkdir(parents=True, exist_ok=True)
+    header, rows = table(runs, metric, params, root)
+    md, csv_path, text = write_tables(target, header, rows)
+    files = [md, csv_path]
+    plotted = varied(scored)  # what varies between the runs that have the metric
+    files += [plot_metric_vs(target, scored, metric, p) for p in plotted]
+    if plotted:
+        files.append(plot_parallel(target, scored, metric, plotted, minimize))
+    distilled = [r for r in scored if _number(r["metrics"].get(f"teacher/{teacher_metric}")) is not None
+                 and _number(r["metrics"].get(teacher_metric)) is not None]
+    if distilled:
+        files.append(plot_teacher_student(target, distilled, teacher_metric, root))
+    return {"table": text, "files": files, "runs": len(runs), "varied": params}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mstr.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run, multirun or sweep dirs")
+    parser.add_argument("--metric", default="val/f1_best", help="sort key, a metrics.json name (default val/f1_best)")
+    parser.add_argument("--minimize", action="store_true", help="lower is better (e.g. val/loss)")
+    parser.add_argument("--teacher-metric", default="test/f1", help="compared in teacher_vs_student.png")
+    parser.add_argument("--out", type=Path, help="write <out>/compare/ (default: the first dir)")
+    args = parser.parse_args(argv)
+    try:
+        result = compare(args.dirs, args.metric, args.minimize, args.out, args.teacher_metric)
+    except MstrError as err:
+        report_and_exit(err)
+    print(result["table"])
+    print(f"\n{result['runs']} runs; varied: {', '.join(result['varied']) or 'nothing'}")
+    for path in result["files"]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The fitted preprocessing of an artifact, applied to single flow records with numpy only.
+
+It is the JSON form of `mstr.data.preprocessing.FlowPreprocessor` (fit on the training split) and does
+the same arithmetic in the same order (log1p of heavy-tailed counts, scaling, clipping, piecewise-linear
+bins, one-hot with an unknown bucket), so a record scores exactly as the same row did in training;
+export checks that on real rows and `tests/test_deploy.py` on random ones. Kept apart from
+`FlowPreprocessor` so that a deployed detector needs no pandas.
+
+Missing or infinite numbers in a live record cannot use the training file's column median (the reader's
+repair), so they get the training mean (0 after scaling) and are counted as repaired.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+CLIP = 1e12  # as mstr.data.readers: larger magnitudes are counter garbage
+MISSING = {"", "-", "(empty)", "nan", "-nan", "+nan", "na", "n/a", "null", "none"}
+_WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
+
+
+class BadRecord(ValueError):
+    """A record that cannot be scored (a non-number in a numeric column, too few fields, ...)."""
+
+
+@dataclass
+class Record:
+    """One parsed flow: raw numeric values (NaN where missing), category texts, its window group and
+    what identifies it in alerts."""
+
+    seq: int
+    numeric: np.ndarray
+    categories: list[str]
+    group: Optional[str]
+    time: Any
+    ident: dict
+    repaired: int = 0
+
+
+class FeatureEncoder:
+    """`FlowPreprocessor.transform` for arrays of parsed records (see the module doc)."""
+
+    def __init__(self, prep: Mapping[str, Any]):
+        self.numeric_cols = list(prep["numeric_cols"])
+        self.categorical_cols = list(prep["categorical_cols"])
+        self.log_mask = np.isin(self.numeric_cols, list(prep["log_cols"]))
+        self.center = np.asarray(prep["center"], dtype=np.float64)
+        self.scale = np.asarray(prep["scale"], dtype=np.float64)
+        self.clip = float(prep["clip"])
+        index = {c: j for j, c in enumerate(self.numeric_cols)}
+        self.bins = [(index[c], np.asarray(e, dtype=np.float64)) for c, e in dict(prep.get("bin_edges", {})).items()]
+        self.vocab = [{v: i for i, v in enumerate(prep["categories"][c])} for c in self.categorical_cols]
+        self.num_features = len(prep["feature_names"])
+
+    def encode(self, numeric: np.ndarray, categories: list[list[str]]) -> np.ndarray:
+        """float32 [rows, num_features] from raw numbers [rows, numeric cols] (NaN: missing) and one
+        list of category texts per row."""
+        numeric = np.asarray(numeric, dtype=np.float64).reshape(len(categories), len(self.numeric_cols))
+        numeric = np.where(self.log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
+        scaled = np.clip((numeric - self.center) / self.scale, -self.clip, self.clip)
+        parts = [np.where(np.isnan(scaled), 0.0, scaled)]  # missing -> the training mean
+        for j, edges in self.bins:
+            lower, width = edges[:-1], np.diff(edges)
+            parts.append(np.nan_to_num(np.clip((numeric[:, j:j + 1] - lower) / width, 0.0, 1.0)))
+        for c, vocab in enumerate(self.vocab):
+            codes = np.fromiter((vocab.get(row[c], len(vocab)) for row in categories), dtype=np.int64,
+                                count=len(categories))
+            parts.append(np.eye(len(vocab) + 1)[codes])
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def parse(self, values: Mapping[str, Any], seq: int, group_col: Optional[str], time_col: Optional[str],
+              ident_cols: list[str], clean_categories: bool) -> Record:
+        """A `Record` from one flow's raw column values (texts or numbers)."""
+        numeric = np.empty(len(self.numeric_cols))
+        repaired = 0
+        for j, col in enumerate(self.numeric_cols):
+            value = _number(_get(values, col), col)
+            if not math.isfinite(value):
+                value, repaired = math.nan, repaired + 1
+            elif abs(value) > CLIP:
+                value = math.copysign(CLIP, value)
+            numeric[j] = value
+        categories = [category(_get(values, col), clean_categories) for col in self.categorical_cols]
+        group = category(values.get(group_col), True) if group_col else None
+        ident = {c: values[c] for c in ident_cols if c in values}
+        return Record(seq, numeric, categories, group, values.get(time_col) if time_col else None, ident, repaired)
+
+
+def _get(values: Mapping[str, Any], col: str) -> Any:
+    try:
+        return values[col]
+    except KeyError:
+        raise BadRecord(f"no column {col!r}") from None
+
+
+def _number(value: Any, col: str) -> float:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip() if value is not None else ""
+    if text.lower() in MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise BadRecord(f"column {col!r} holds {text[:40]!r}, not a number") from None
+
+
+def category(value: Any, clean: bool) -> str:
+    """Category text as the training reader left it: stripped; for flow logs also missing tokens as
+    "" and whole numbers without their ".0" (a protocol 6 read as 6.0 from a column with gaps)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if not clean:
+        return text
+    if text.lower() in MISSING:
+        return ""
+    return text.split(".")[0] if _WHOLE_FLOAT.match(text) else text

@@ -1,0 +1,110 @@
+"""Flow records from the inputs a detector reads: text lines in the artifact's format, or a pcap.
+
+Formats (the `input.format` of an artifact, i.e. what its model was trained on):
+    nsl_kdd                     header-less KDD lines (41 features, optionally label and difficulty)
+    zeek                        a Zeek TSV log (conn.log): `#separator` / `#fields` headers, `-` unset
+    csv, tsv, cicflowmeter,     a delimited table whose first line is the header; CICFlowMeter's
+    nfstream                    spellings are aliased as in training
+A pcap is turned into NFStream flows (the columns of `NFStreamer.to_csv`), so it feeds a model trained
+with `data=flows data.format=nfstream`.
+
+Each line is parsed on its own: a bad line raises `BadRecord` and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from mstr.deploy.features import BadRecord, FeatureEncoder, Record
+from mstr.errors import DataError
+
+LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
+# Columns that identify a flow in alerts (the 5-tuple and flow ids of the layouts mstr knows), if present.
+IDENT_COLUMNS = ("uid", "Flow ID", "id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
+                 "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "Src IP", "Src Port", "Dst IP",
+                 "Dst Port", "Protocol", "srcip", "sport", "dstip", "dsport", "src_host")
+PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+              b"\x0a\x0d\x0d\x0a")  # libpcap (both byte orders, us / ns) and pcapng
+
+
+def is_pcap(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) in PCAP_MAGIC
+    except OSError:
+        return False
+
+
+class LineParser:
+    """Turns the lines of one input into `Record`s, keeping the header state of that input."""
+
+    def __init__(self, spec: dict[str, Any], encoder: FeatureEncoder):
+        source = spec["input"]
+        self.format = source["format"]
+        if self.format not in LINE_FORMATS:
+            raise DataError(f"artifact input format {self.format!r} is not one of {list(LINE_FORMATS)}")
+        self.encoder = encoder
+        self.aliases = dict(source.get("aliases") or {})
+        self.time_col, self.group_col = source.get("time_col"), source.get("group_col")
+        self.clean = self.format != "nsl_kdd"
+        self.delimiter = "\t" if self.format in ("tsv", "zeek") else (source.get("delimiter") or ",")
+        self.columns: Optional[list[str]] = list(source["columns"]) if source.get("columns") else None
+        self.ident: list[str] = []
+        if self.columns:
+            self._set_columns(self.columns)
+
+    def _set_columns(self, names: list[str]) -> None:
+        self.columns = [self.aliases.get(n.strip(), n.strip()) for n in names]
+        needed = [*self.encoder.numeric_cols, *self.encoder.categorical_cols]
+        missing = [c for c in needed if c not in self.columns]
+        if missing:
+            raise DataError(f"input header lacks column(s) {missing[:5]} that the model reads; is this "
+                            f"{self.format} data? (header: {self.columns[:8]}...)")
+        self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
+
+    def parse(self, line: str, seq: int) -> Optional[Record]:
+        """The record of one line, or None for a header, comment or blank line."""
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return None
+        if self.format == "zeek" and line.startswith("#"):
+            self._zeek_header(line)
+            return None
+        fields = next(csv.reader([line], delimiter=self.delimiter, quoting=csv.QUOTE_NONE
+                                 if self.format == "zeek" else csv.QUOTE_MINIMAL))
+        if self.columns is None:
+            if self.format == "zeek":
+                raise DataError("Zeek input without a '#fields' header line; is it a conn.log?")
+            self._set_columns(fields)
+            return None
+        if self.format == "nsl_kdd":
+            if len(fields) < len(self.columns) - 2:
+                raise BadRecord(f"{len(fields)} fields, expected {len(self.columns) - 2} to {len(self.columns)}")
+        elif len(fields) != len(self.columns):
+            raise BadRecord(f"{len(fields)} fields where the header has {len(self.columns)}")
+        return self.record(dict(zip(self.columns, fields)), seq)
+
+    def record(self, values: dict[str, Any], seq: int) -> Record:
+        """The record of one flow given as {column: value} (a parsed line, or an NFStream flow)."""
+        if self.columns is None and not self.ident:  # flows without a header line: name them by their keys
+            self.ident = [c for c in IDENT_COLUMNS if c in values]
+        return self.encoder.parse(values, seq, self.group_col, self.time_col, self.ident, self.clean)
+
+    def _zeek_header(self, line: str) -> None:
+        if line.startswith("#separator"):
+            raw = line[len("#separator"):].strip() or "\\x09"
+            self.delimiter = raw.encode().decode("unicode_escape")
+        elif line.startswith("#fields"):
+            self._set_columns(line.split(self.delimiter)[1:])
+
+
+def pcap_flows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """NFStream flows of a pcap as {column: value}, the columns `NFStreamer.to_csv` writes."""
+    try:
+        from nfstream import NFStreamer
+    except ImportError:
+        raise DataError("reading a pcap needs nfstream: pip install nfstream") from None
+    for flow in NFStreamer(source=str(path)):
+        yield dict(zip(flow.keys(), flow.values()))

@@ -1,0 +1,233 @@
+"""Streaming detection: per-host window context in bounded memory, a bounded input queue, verdicts.
+
+    reader thread: lines / pcap flows -> parse -> bounded queue  (full: drop and count, or wait)
+    scoring loop:  drain up to `batch_size` records -> encode -> windows -> model -> verdicts
+
+Windows are the causal windows of training (`mstr/data/windows.py`): a flow's window is the flow and
+up to `window - 1` earlier flows of the same group (the source host), oldest first, zero rows where the
+group has no earlier flow. Training orders a group's flows by time; a stream takes them in arrival
+order, which is the same for a time-ordered log. Context is kept for at most `max_groups` hosts (least
+recently seen evicted first), so memory stays bounded on any traffic.
+
+A flow is an attack when its attack score, 1 - P(benign classes), exceeds the artifact's threshold
+(0.5 unless tuned on validation); its class is then the most likely attack class, else the most likely
+benign one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+
+from mstr.deploy.features import BadRecord, FeatureEncoder, Record
+from mstr.deploy.runtime import Scorer
+from mstr.deploy.sources import LineParser
+
+log = logging.getLogger("mstr.detect")
+MAX_LOGGED_BAD = 20
+_END = object()
+
+
+class WindowContext:
+    """The last `window - 1` encoded flows of each of up to `max_groups` groups."""
+
+    def __init__(self, window: int, num_features: int, max_groups: int = 100_000):
+        self.window, self.num_features, self.max_groups = window, num_features, max_groups
+        self.groups: OrderedDict[Any, deque] = OrderedDict()
+        self.evicted = 0
+
+    def windows(self, features: np.ndarray, groups: list) -> np.ndarray:
+        """[n, window, features]: each flow's window, the flows taken in order (earlier ones of the
+        same batch are context of later ones)."""
+        out = np.zeros((len(features), self.window, self.num_features), dtype=np.float32)
+        if self.window == 1:
+            out[:, 0] = features
+            return out
+        for i, (row, group) in enumerate(zip(features, groups)):
+            history = self.groups.get(group)
+            if history is None:
+                history = self.groups[group] = deque(maxlen=self.window - 1)
+                if len(self.groups) > self.max_groups:
+                    self.groups.popitem(last=False)
+                    self.evicted += 1
+            else:
+                self.groups.move_to_end(group)
+            if history:
+                out[i, self.window - 1 - len(history):-1] = np.stack(history)
+            out[i, -1] = row
+            history.append(row)
+        return out
+
+
+@dataclass
+class Verdict:
+    flow: int
+    time: Any
+    id: dict
+    cls: str
+    score: float
+    alert: bool
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["class"] = out.pop("cls")
+        return out
+
+
+class Detector:
+    """Scores batches of records in arrival order with a model (`Scorer`) and an artifact spec."""
+
+    def __init__(self, scorer: Scorer, spec: dict, max_groups: int = 100_000):
+        self.scorer, self.spec = scorer, spec
+        self.encoder = FeatureEncoder(spec["preprocessor"])
+        self.classes = list(spec["classes"])
+        benign = set(spec["benign"])
+        self.benign = np.array([c in benign for c in self.classes])
+        self.threshold = float(spec["threshold"])
+        self.context = WindowContext(int(spec["window"]), self.encoder.num_features, max_groups)
+
+    def probabilities(self, records: list[Record]) -> np.ndarray:
+        features = self.encoder.encode(np.stack([r.numeric for r in records]), [r.categories for r in records])
+        return self.scorer(self.context.windows(features, [r.group for r in records]))
+
+    def verdicts(self, records: list[Record]) -> list[Verdict]:
+        probs = self.probabilities(records)
+        attack = 1.0 - probs[:, self.benign].sum(axis=1)
+        alert = attack > self.threshold
+        best_attack = np.where(self.benign, -1.0, probs).argmax(axis=1)
+        best_benign = np.where(self.benign, probs, -1.0).argmax(axis=1)
+        cls = np.where(alert, best_attack, best_benign)
+        return [Verdict(r.seq, r.time, r.ident, self.classes[c], float(s), bool(a))
+                for r, c, s, a in zip(records, cls, attack, alert)]
+
+
+@dataclass
+class Summary:
+    received: int = 0  # input items: lines (headers included) or pcap flows
+    headers: int = 0  # header and comment lines: not flows
+    scored: int = 0
+    dropped: int = 0
+    bad: int = 0
+    alerts: int = 0
+    repaired_values: int = 0
+    groups_evicted: int = 0
+    seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seen(self) -> int:
+        return self.received - self.headers
+
+    @property
+    def flows_per_s(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"flows seen {self.seen:,}, scored {self.scored:,}, dropped {self.dropped:,}, bad {self.bad:,}, "
+                f"alerts {self.alerts:,}, {self.flows_per_s:,.0f} flows/s over {self.seconds:.2f} s"
+                + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
+                + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers")}
+        out.update(seen=self.seen, flows_per_s=self.flows_per_s)
+        return out
+
+
+class StreamRunner:
+    """Runs one input through a `Detector`. A reader thread only moves input items (lines, pcap flows)
+    into a bounded queue; the caller's thread parses, scores and emits, so the queue fills exactly when
+    detection is slower than arrival. `block=False` then drops the newest item (a live source cannot
+    wait), `block=True` makes the reader wait (a file can). Header and comment lines are never dropped.
+    A verdict's `flow` is the item's position in the input: its line number, or the n-th pcap flow."""
+
+    def __init__(self, detector: Detector, parser: LineParser, emit: Callable[[Verdict], None],
+                 queue_size: int = 10_000, batch_size: int = 256, block: bool = True, write_all: bool = False):
+        self.detector, self.parser, self.emit = detector, parser, emit
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.batch_size, self.block, self.write_all = batch_size, block, write_all
+        self.summary = Summary()
+        self.stop = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def _read(self, items: Iterable) -> None:
+        s = self.summary
+        try:
+            for item in items:
+                if self.stop.is_set():
+                    break
+                s.received += 1
+                header = isinstance(item, str) and (s.received == 1 or item.startswith("#"))
+                if self.block or header:
+                    self.queue.put((s.received, item))
+                else:
+                    try:
+                        self.queue.put_nowait((s.received, item))
+                    except queue.Full:
+                        s.dropped += 1
+        except BaseException as err:  # e.g. an unreadable input: the scoring loop re-raises it
+            self.error = err
+        finally:
+            self.queue.put(_END)
+
+    def run(self, items: Iterable) -> Summary:
+        """Score everything `items` yields (lines or flow dicts); returns the summary. Interrupting
+        (KeyboardInterrupt) leaves the summary up to date for the caller to print."""
+        s = self.summary
+        s.started = time.perf_counter()
+        reader = threading.Thread(target=self._read, args=(items,), name="mstr-reader", daemon=True)
+        reader.start()
+        try:
+            done = False
+            while not done:
+                batch = [self.queue.get()]
+                while len(batch) < self.batch_size:
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if batch[-1] is _END:
+                    batch.pop()
+                    done = True
+                records = [r for r in map(self._parse, batch) if r is not None]
+                if records:
+                    self._score(records)
+                s.seconds = time.perf_counter() - s.started
+        finally:
+            self.stop.set()
+            s.seconds = time.perf_counter() - s.started
+            s.groups_evicted = self.detector.context.evicted
+        if self.error is not None:
+            raise self.error
+        return s
+
+    def _parse(self, entry: tuple[int, Any]) -> Optional[Record]:
+        s = self.summary
+        seq, item = entry
+        try:
+            record = self.parser.parse(item, seq) if isinstance(item, str) else self.parser.record(item, seq)
+        except BadRecord as err:
+            s.bad += 1
+            if s.bad <= MAX_LOGGED_BAD:
+                log.warning("line %d: %s; skipped%s", seq, err,
+                            " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
+            return None
+        if record is None:
+            s.headers += 1
+        else:
+            s.repaired_values += record.repaired
+        return record
+
+    def _score(self, batch: list[Record]) -> None:
+        for verdict in self.detector.verdicts(batch):
+            self.summary.scored += 1
+            self.summary.alerts += verdict.alert
+            if verdict.alert or self.write_all:
+                self.emit(verdict)

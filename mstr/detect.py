@@ -1,0 +1,169 @@
+"""`python -m mstr.detect --model ARTIFACT_OR_CKPT --input FILE|-|PCAP [--follow] [--all]`: score flows as
+they arrive and write alerts as JSON lines.
+
+The input is read in the format the model was trained on (the artifact says which: KDD lines, a Zeek
+conn.log, a CICFlowMeter / NFStream CSV, ...), line by line, from a file (gzip too), from stdin (`-`),
+or from a growing file (`--follow`). A pcap is turned into NFStream flows, for a model trained with
+`data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
+neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads).
+
+Each alert line: {"flow": its line number in the input (the n-th flow of a pcap), "time", "id": the
+5-tuple / flow id columns present, "class", "score": P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored,
+dropped, bad, alerts, flows/s) goes to stderr at the end and on SIGINT / SIGTERM. Bad lines are
+counted and logged, never fatal. The input queue is bounded (`--queue`): a live source (stdin,
+`--follow`, a pcap) drops flows when it is full, a file waits (`--on-full` overrides).
+
+Examples:
+    python -m mstr.export ckpt_path=<run>/checkpoints/best.ckpt format=onnx out=detector
+    python -m mstr.detect --model detector --input /data/nsl_kdd/KDDTest+.txt.gz
+    zcat conn.log.gz | python -m mstr.detect --model detector --input - --all
+    python -m mstr.detect --model detector --input capture.pcap
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import IO, Iterator
+
+from mstr.errors import EXIT_USAGE, ConfigError, DataError, MstrError, report_and_exit
+
+log = logging.getLogger("mstr.detect")
+
+
+def open_detector(model: str, threads: int, max_groups: int):
+    """(Detector, spec) from an artifact folder (ONNX Runtime / TorchScript) or a checkpoint (PyTorch)."""
+    from mstr.deploy.artifact import is_artifact, load_artifact
+    from mstr.deploy.runtime import artifact_scorer, torch_scorer
+    from mstr.deploy.stream import Detector
+
+    path = Path(model)
+    if path.is_dir() or is_artifact(path):
+        artifact = load_artifact(path)
+        return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec
+    if not path.is_file():
+        raise DataError(f"{path}: no such artifact folder or checkpoint file")
+    from mstr.training.export import checkpoint_detector
+
+    module, spec, _ = checkpoint_detector(path)
+    return Detector(torch_scorer(module, threads), spec, max_groups), spec
+
+
+def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[str]:
+    """Lines of a text stream; with `follow`, wait for more at its end (a growing log) instead of stopping."""
+    pending = ""
+    while True:
+        try:
+            line = handle.readline()
+        except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated gzip
+            raise DataError(f"{name}: cannot be read further ({err}); the flows before were scored") from None
+        if line.endswith("\n"):
+            yield pending + line
+            pending = ""
+        elif line:
+            pending += line  # a line still being written
+        elif not follow:
+            if pending:
+                yield pending
+            return
+        else:
+            time.sleep(0.2)
+
+
+def open_text(path: str) -> IO[str]:
+    if path == "-":
+        return sys.stdin
+    try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        return gzip.open(path, "rt", errors="replace") if gz else open(path, errors="replace")
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="artifact folder (mstr.export) or checkpoint (.ckpt)")
+    parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin, or a pcap")
+    parser.add_argument("--follow", action="store_true", help="keep reading a growing file")
+    parser.add_argument("--all", action="store_true", help="write every verdict, not only alerts")
+    parser.add_argument("--output", default="-", help="where the JSON lines go (default stdout)")
+    parser.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256, help="most flows scored in one model call")
+    parser.add_argument("--queue", type=int, default=10_000, help="input queue size (flows)")
+    parser.add_argument("--on-full", choices=("drop", "block"), help="a full queue drops flows (default for "
+                        "stdin, --follow and pcaps) or makes the reader wait (default for files)")
+    parser.add_argument("--max-groups", type=int, default=100_000, help="hosts whose window context is kept")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                        stream=sys.stderr)
+    from mstr.deploy.sources import LineParser, is_pcap, pcap_flows
+    from mstr.deploy.stream import StreamRunner
+
+    runner = None
+    out = None
+    try:
+        for key in ("threads", "batch_size", "queue", "max_groups"):
+            if getattr(args, key) < 1:
+                raise ConfigError(f"--{key.replace('_', '-')}={getattr(args, key)}: must be >= 1")
+        detector, spec = open_detector(args.model, args.threads, args.max_groups)
+        pcap = args.input != "-" and is_pcap(args.input)
+        if pcap and spec["input"]["format"] != "nfstream":
+            raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
+                            f"data.format=nfstream); this one reads {spec['input']['format']} input")
+        if args.input != "-" and not Path(args.input).is_file():
+            raise DataError(f"{args.input}: no such input file")
+        items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
+        live = args.input == "-" or args.follow or pcap
+        block = (args.on_full or ("drop" if live else "block")) == "block"
+        # line-buffered: an alert is out as soon as it is decided, also through a pipe
+        out = sys.stdout if args.output == "-" else open(args.output, "w", buffering=1)
+        if out is sys.stdout:
+            sys.stdout.reconfigure(line_buffering=True)
+
+        def emit(verdict) -> None:
+            out.write(json.dumps(verdict.to_json(), default=str) + "\n")
+
+        runner = StreamRunner(detector, LineParser(spec, detector.encoder), emit, args.queue, args.batch_size,
+                              block, args.all)
+        signal.signal(signal.SIGTERM, _stop)
+        code = 0
+        try:
+            runner.run(items)
+        except KeyboardInterrupt as stop:
+            code = 128 + (stop.args[0] if stop.args else signal.SIGINT)
+        except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+            sys.stdout = out = open(os.devnull, "w")
+    except MstrError as err:
+        if runner is not None:  # the input failed mid-stream: say what was done before
+            print(f"summary: {runner.summary.line()}", file=sys.stderr, flush=True)
+        report_and_exit(err)
+    finally:
+        if out is not None:
+            out.flush()
+    summary = runner.summary
+    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
+    if args.summary:
+        args.summary.write_text(json.dumps(summary.to_json(), indent=1))
+    if summary.scored == 0 and summary.bad > 0 and code == 0:
+        print(f"error: none of the {summary.bad} flow(s) could be read as {spec['input']['format']} input; "
+              "check --input against the format the model was trained on", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`python -m mstr.export ckpt_path=PATH format=onnx|torchscript [out=DIR] [threshold=T]`: write one
+self-contained detector artifact folder (model, preprocessing JSON, manifest with sha256 checksums;
+see `mstr.deploy.artifact`) after checking, on real windows, that it scores like the PyTorch model.
+Score with it: `python -m mstr.detect --model DIR --input flows.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mstr.cli import hydra_entry
+from mstr.config import register_resolvers
+from mstr.errors import ConfigError
+
+log = logging.getLogger("mstr.export")
+register_resolvers()
+
+
+def run(cfg: DictConfig) -> dict:
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt or not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: give an existing checkpoint file, e.g. "
+                          "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
+    from mstr.training.export import export_artifact
+
+    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "artifact"
+    report = export_artifact(ckpt, str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
+                             float(cfg.parity_tolerance), int(cfg.threads))
+    print(f"parity on {report['parity/windows']} real windows: max |exported - pytorch| = "
+          f"{report['parity/max_abs_diff_probs']:.3g} (probabilities), {report['parity/max_abs_diff_features']:.3g} "
+          f"(features); tolerance {report['parity/tolerance']:g}")
+    print(f"artifact: {out}")
+    (Path(cfg.paths.output_dir) / "export.json").write_text(json.dumps({"artifact": str(out), **report}, indent=1))
+    return report
+
+
+main = hydra_entry("export", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Multirun jobs (`python -m mstr.train -m ...`, any Hydra launcher): a failing job is recorded and the
+others go on; single-GPU jobs spread over the visible GPUs.
+
+A job that raises writes `job_error.json` (its one-line error) into its dir instead of stopping the
+sweep: with Hydra's basic launcher a user error would end the whole sweep at once (exit), and any
+other error would be raised again only after the remaining jobs, as a traceback. `FailedJobs`, a
+Hydra callback, collects these files when the sweep ends, in the process that launched it (also when
+the jobs ran elsewhere, e.g. under submitit), and the entry point reports them in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict
+
+from mstr.errors import MstrError
+
+log = logging.getLogger("mstr.jobs.multirun")
+ERROR_FILE = "job_error.json"
+# what Lightning's launcher sets in the process that starts the other ranks
+_LAUNCH_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED")
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def start_job(cfg: DictConfig) -> None:
+    """Before a multirun job: forget an earlier attempt's error (a resumed sweep), and give a
+    single-device GPU job GPU (job number mod visible GPUs), so that jobs a parallel launcher runs at
+    the same time train on different GPUs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mstr.training.distributed import visible_gpus
+
+    (Path(cfg.paths.output_dir) / ERROR_FILE).unlink(missing_ok=True)
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("accelerator") not in ("gpu", "cuda") or trainer.get("devices") != 1:
+        return
+    if trainer.get("strategy", "auto") not in ("auto", None):
+        return
+    count = len(visible_gpus())
+    if count > 1:
+        with open_dict(cfg):
+            cfg.trainer.devices = [HydraConfig.get().job.num % count]
+        log.info("job %d on GPU %d of %d", HydraConfig.get().job.num, cfg.trainer.devices[0], count)
+
+
+def job_failed(cfg: DictConfig, err: Exception) -> None:
+    """Record a failed job in its dir; the sweep goes on."""
+    from mstr.jobs.report import write_json
+
+    message = " ".join(str(err).split()) or type(err).__name__
+    user_error = isinstance(err, MstrError)
+    if user_error:
+        log.error("job failed: %s", message)
+    else:
+        log.exception("job failed: %s: %s", type(err).__name__, message)
+    write_json(Path(cfg.paths.output_dir) / ERROR_FILE,
+               {"error": message if user_error else f"{type(err).__name__}: {message}", "user_error": user_error})
+
+
+class FailedJobs(Callback):
+    """Collects the failed jobs of a sweep at its end (`found`: [(job dir, error record)])."""
+
+    found: list[tuple[Path, dict]] = []
+    jobs: int = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        FailedJobs.found, FailedJobs.jobs = [], 0
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        FailedJobs.jobs = len(list(sweep_dir.glob("**/.hydra/config.yaml")))
+        FailedJobs.found = [(path.parent, json.loads(path.read_text())) for path in sorted(sweep_dir.glob(f"**/{ERROR_FILE}"))]
+
+
+def failure_report() -> tuple[str, int] | None:
+    """(one line naming the failed jobs, exit code: 2 when all were user errors, else 1), or None."""
+    if not FailedJobs.found:
+        return None
+    listed = "; ".join(f"{job_dir}: {record['error']}" for job_dir, record in FailedJobs.found)
+    code = 2 if all(record.get("user_error") for _, record in FailedJobs.found) else 1
+    return f"{len(FailedJobs.found)} of {FailedJobs.jobs} jobs failed (the others finished): {listed}", code
+
+
+@contextlib.contextmanager
+def job_command_line() -> Iterator[None]:
+    """Under `-m`, Lightning would start each extra DDP rank with the whole sweep's command line (`-m`
+    and every swept value) and Hydra's run-dir pattern, so the rank would run the sweep again somewhere
+    else. For the duration of one job, the command line is that job's own overrides and Hydra's run dir
+    is the job's dir: the ranks Lightning starts join this job. Afterwards the process group and the
+    variables Lightning set for it are gone, so that the next job starts its own ranks. Outside a
+    multirun: nothing changes."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    argv, run_dir = list(sys.argv), hydra_cfg.run.dir
+    environment = {key: os.environ.get(key) for key in _LAUNCH_VARIABLES}
+    sys.argv[1:] = list(hydra_cfg.overrides.task)
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv[:] = argv
+        with read_write(hydra_cfg.run):
+            hydra_cfg.run.dir = run_dir
+        _end_process_group(environment)
+
+
+def _end_process_group(environment: dict[str, Optional[str]]) -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in environment.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,190 @@
+"""From a checkpoint to a deployable detector: the artifact spec, ONNX / TorchScript export, parity.
+
+The spec (`detector.json` of an artifact, see `mstr.deploy.artifact`) holds everything scoring needs
+besides the weights. Most of it travels in the checkpoint (fitted preprocessing, classes, backbone);
+what a checkpoint does not know is the input its data config reads (format, header spellings, the
+time and group columns that order windows): that comes from the data config, by default the one of
+the checkpoint's own run (`<run>/.hydra/config.yaml`, beside `<run>/checkpoints/`).
+
+Parity: the exported model is run against the PyTorch model on real windows of that data (its test
+split), and the numpy feature encoder of `mstr.deploy` against `FlowPreprocessor.transform` on the
+same rows; an export whose outputs differ by more than the tolerance is refused and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mstr.data.table import FlowTable
+from mstr.errors import ConfigError, DataError
+
+log = logging.getLogger("mstr.export")
+SPEC_FORMAT = 1
+ONNX_OPSET = 17
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
+    """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt`, if it is there."""
+    path = Path(ckpt).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(path)
+    return cfg if "data" in cfg else None
+
+
+def input_spec(data_cfg: DictConfig, train: FlowTable) -> dict[str, Any]:
+    """How the detector reads flows: the format the data config read, with its column spellings."""
+    from mstr.data.datasets.flows import PRESETS
+
+    name = str(data_cfg.get("name"))
+    spec: dict[str, Any] = {"format": "csv", "columns": None, "aliases": {}, "delimiter": None,
+                            "time_col": train.time_col, "group_col": train.group_col}
+    if name == "nsl_kdd":
+        from mstr.data.datasets.nsl_kdd import FEATURES
+
+        spec.update(format="nsl_kdd", columns=[*FEATURES, "label", "difficulty"])
+    elif name == "cic_ids2017":
+        spec.update(format="cicflowmeter", aliases=dict(PRESETS["cicflowmeter"].aliases))
+    elif name == "flows":
+        preset = train.read_as or "generic"
+        fmt = preset if preset != "generic" else ("tsv" if data_cfg.get("format") == "tsv" else "csv")
+        spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=data_cfg.get("delimiter"))
+    return spec
+
+
+def detector_spec(hparams: dict, data_cfg: DictConfig, train: FlowTable, threshold: float) -> dict[str, Any]:
+    prep = hparams["preprocessor"]
+    signature = hparams.get("data_signature") or {}
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"threshold={threshold}: must be in (0, 1)")
+    return {
+        "spec_format": SPEC_FORMAT,
+        "role": hparams.get("role", "model"),
+        "backbone": hparams.get("backbone"),
+        "num_features": len(prep["feature_names"]),
+        "classes": list(prep["classes"]),
+        "benign": list(prep["benign"]),
+        "window": int(signature.get("window", 1)),
+        "threshold": float(threshold),
+        "data": str(data_cfg.get("name")),
+        "task": str(data_cfg.get("task")),
+        "input": input_spec(data_cfg, train),
+        "preprocessor": prep,
+        "data_signature": signature,
+    }
+
+
+def setup_data(ckpt: str | Path, fallback: Optional[DictConfig]):
+    """(data config, set-up DataModule): the checkpoint's run's data config, else `fallback`."""
+    from hydra.utils import instantiate
+
+    data_cfg = run_data_config(ckpt)
+    if data_cfg is None:
+        if fallback is None:
+            raise DataError(f"{ckpt}: no run config beside it (<run>/.hydra/config.yaml), so the input it reads "
+                            "is unknown; export it with python -m mstr.export ckpt_path=... data=<its data config>")
+        cfg = fallback
+    else:
+        log.info("data config of the checkpoint's run: data=%s", data_cfg.data.get("name"))
+        cfg = data_cfg
+    dm = instantiate(cfg.data)
+    dm.setup()
+    return cfg.data, dm
+
+
+def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None, threshold: float = 0.5):
+    """(backbone module in eval mode, spec, set-up DataModule) for scoring with PyTorch directly."""
+    from mstr.training.checkpoint import load_classifier
+    from mstr.training.signature import check_signature
+
+    classifier = load_classifier(ckpt)
+    hp = dict(classifier.hparams)
+    if not hp.get("preprocessor"):
+        raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
+    data, dm = setup_data(ckpt, data_cfg)
+    check_signature(ckpt, hp.get("data_signature") or {}, dm.signature(), keys=("classes", "window"))
+    train = dm.tables["train"]
+    return classifier.model.eval(), detector_spec(hp, data, train, threshold), dm
+
+
+def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: Path) -> None:
+    """ONNX (opset 17, dynamic batch axis) or traced TorchScript of `model` at `path`."""
+    model = model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' notes on constant folding and tracing
+        if fmt == "onnx":
+            import onnx
+
+            torch.onnx.export(model, (example,), str(path), input_names=["windows"], output_names=["logits"],
+                              dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=ONNX_OPSET, dynamo=False)
+            onnx.checker.check_model(str(path), full_check=True)
+        else:
+            traced = torch.jit.trace(model, example, check_trace=False)
+            torch.jit.save(torch.jit.freeze(traced), str(path))
+
+
+def parity_windows(dm, count: int) -> tuple[np.ndarray, FlowTable]:
+    """Up to `count` real windows (the first test set, from its start) and that table's rows."""
+    key = f"test_{dm.test_names[0]}"
+    dataset = dm.dataset(key)
+    idx = torch.arange(min(count, len(dataset)))
+    x, _ = dataset.gather(idx)
+    return x.numpy(), dm.tables[key].take(idx.numpy())
+
+
+def encoder_difference(spec: dict, table: FlowTable) -> float:
+    """Max |deploy encoder - FlowPreprocessor.transform| on the raw values of `table`'s rows."""
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.deploy.features import FeatureEncoder, category
+
+    encoder = FeatureEncoder(spec["preprocessor"])
+    numeric = table.frame[encoder.numeric_cols].to_numpy(dtype=np.float64)
+    clean = spec["input"]["format"] != "nsl_kdd"
+    texts = table.frame[encoder.categorical_cols].astype(str).itertuples(index=False)
+    cats = [[category(v, clean) for v in row] for row in texts]
+    expected = FlowPreprocessor.from_dict(spec["preprocessor"]).transform(table)
+    return float(np.abs(encoder.encode(numeric, cats) - expected).max())
+
+
+def export_artifact(ckpt: str | Path, fmt: str, out: Path, data_cfg: Optional[DictConfig] = None,
+                    threshold: float = 0.5, parity_count: int = 2048, tolerance: float = 1e-4,
+                    threads: int = 1) -> dict[str, Any]:
+    """Write the artifact to `out` after both parity checks pass; returns the parity report."""
+    from mstr.deploy.artifact import MODEL_FILES, load_artifact, write_artifact
+    from mstr.deploy.runtime import artifact_scorer, onnx_scorer, torch_scorer, torchscript_scorer
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"format={fmt!r}: must be one of {list(EXPORT_FORMATS)}")
+    model, spec, dm = checkpoint_detector(ckpt, data_cfg, threshold)
+    windows, rows = parity_windows(dm, parity_count)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILES[fmt]
+        export_model(model, fmt, torch.from_numpy(windows[:2]), path)
+        exported = (onnx_scorer if fmt == "onnx" else torchscript_scorer)(path, threads)(windows)
+        reference = torch_scorer(model, threads)(windows)
+        report = {"parity/windows": len(windows), "parity/max_abs_diff_probs": float(np.abs(exported - reference).max()),
+                  "parity/max_abs_diff_features": encoder_difference(spec, rows), "parity/tolerance": tolerance}
+        log.info("parity on %d real windows: max |exported - pytorch| = %.3g (probabilities), features %.3g",
+                 len(windows), report["parity/max_abs_diff_probs"], report["parity/max_abs_diff_features"])
+        if report["parity/max_abs_diff_probs"] > tolerance or report["parity/max_abs_diff_features"] > tolerance:
+            raise DataError(f"{ckpt}: exported detector differs from PyTorch by "
+                            f"{report['parity/max_abs_diff_probs']:.3g} (probabilities) / "
+                            f"{report['parity/max_abs_diff_features']:.3g} (features), over the tolerance "
+                            f"{tolerance}; nothing written (report this with the checkpoint)")
+        spec["parity"] = report
+        spec["source_checkpoint"] = str(Path(ckpt).resolve())
+        folder = write_artifact(out, fmt, path, spec)
+    reloaded = artifact_scorer(load_artifact(folder), threads)(windows[:64])  # verified files, same scores
+    if not np.array_equal(reloaded, exported[:64]):
+        raise DataError(f"{folder}: the written artifact scores differently from the exported model; export again")
+    return report

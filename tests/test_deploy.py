@@ -1,0 +1,390 @@
+"""Export and streaming detection end to end on real slices: NSL-KDD lines (file and stdin), a Zeek
+conn.log with per-host windows, a pcap through NFStream; the feature encoder and window context of
+`mstr.deploy` against the training pipeline; refused artifacts; deploy's import graph."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_FAST = ["distill=none", "trainer.max_epochs=1", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
+              "trainer.enable_progress_bar=false", "logger=csv"]
+
+
+def _compose(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from mstr.config import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def train_run(run_dir: Path, overrides: list[str]) -> Path:
+    """Train in-process into `run_dir` and leave the composed config where Hydra's CLI leaves it, so
+    export and detect find the run's data config as they do for `python -m mstr.train` runs."""
+    from mstr.train import run
+
+    cfg = _compose("train", [f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={run_dir / 'teachers'}",
+                             *TRAIN_FAST, *overrides])
+    metrics = run(cfg)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return Path(metrics["best_checkpoint"])
+
+
+def export(ckpt: Path, out: Path, fmt: str = "onnx", *overrides: str) -> dict:
+    from mstr.export import run
+
+    return run(_compose("export", [f"ckpt_path={ckpt}", f"format={fmt}", f"out={out}",
+                                   f"paths.output_dir={out.parent}", *overrides]))
+
+
+def detect(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mstr.detect", *args], input=stdin, capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+def verdicts(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def training_scores(ckpt: Path, table, window: int) -> np.ndarray:
+    """P(attack) of each row of `table`, as training and mstr.evaluate compute it."""
+    from torch.utils.data import DataLoader
+
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.data.windows import FlowWindowDataset, collate_prebatched
+    from mstr.training.checkpoint import load_classifier
+    from mstr.training.evaluation import predict
+
+    model = load_classifier(ckpt)
+    windows = FlowWindowDataset.from_table(table, FlowPreprocessor.from_dict(model.hparams["preprocessor"]), window)
+    probs, _ = predict(model, DataLoader(windows, batch_size=1024, collate_fn=collate_prebatched))
+    return probs[:, 1].numpy()
+
+
+# ---- NSL-KDD: KDD lines ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nsl(tmp_path_factory, data_dir):
+    """A small NSL-KDD student, its ONNX artifact, and the first 1,500 lines of KDDTest+."""
+    root = tmp_path_factory.mktemp("nsl")
+    ckpt = train_run(root / "run", ["data=nsl_kdd", "data.variant=20percent"])
+    artifact = root / "artifact"
+    report = export(ckpt, artifact)
+    with gzip.open(data_dir / "nsl_kdd" / "KDDTest+.txt.gz", "rt") as fh:
+        head = [next(fh) for _ in range(1500)]
+    lines = root / "kdd_slice.txt"
+    lines.write_text("".join(head))
+    return {"ckpt": ckpt, "artifact": artifact, "report": report, "lines": lines, "root": root}
+
+
+def test_export_writes_a_verified_onnx_artifact(nsl):
+    import onnx
+
+    from mstr.deploy.artifact import load_artifact, sha256
+
+    folder = nsl["artifact"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["runtime"] == "onnx"
+    for name, entry in manifest["files"].items():
+        assert sha256(folder / name) == entry["sha256"]
+    model = onnx.load(str(folder / "model.onnx"))
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # a dynamic batch axis
+    spec = load_artifact(folder).spec
+    assert spec["input"]["format"] == "nsl_kdd" and spec["window"] == 1 and spec["classes"] == ["benign", "attack"]
+    assert spec["preprocessor"]["feature_names"][:2] == ["duration", "src_bytes"]
+    assert 0 <= nsl["report"]["parity/max_abs_diff_probs"] <= 1e-4
+    assert nsl["report"]["parity/max_abs_diff_features"] == 0.0 and nsl["report"]["parity/windows"] == 2048
+
+
+def test_detect_scores_kdd_lines_like_training(nsl, data_dir):
+    from mstr.data.datasets.nsl_kdd import _load_file
+
+    table = _load_file(nsl["lines"], "binary", [])
+    expected = training_scores(nsl["ckpt"], table, window=1)
+    for model in (nsl["artifact"], nsl["ckpt"]):  # ONNX Runtime, and PyTorch on the checkpoint
+        result = detect("--model", str(model), "--input", str(nsl["lines"]), "--all")
+        assert result.returncode == 0, result.stderr
+        out = verdicts(result.stdout)
+        assert [v["flow"] for v in out] == list(range(1, 1501))
+        scores = np.array([v["score"] for v in out])
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+        assert [v["alert"] for v in out] == [bool(s > 0.5) for s in scores]
+        assert "flows seen 1,500, scored 1,500, dropped 0, bad 0" in result.stderr
+
+
+def test_detect_reads_stdin_and_skips_bad_lines(nsl):
+    good = nsl["lines"].read_text().splitlines()[:300]
+    broken = good[10].split(",")
+    broken[4] = "lots"  # src_bytes
+    feed = "\n".join([*good[:100], "not,a,kdd,line", ",".join(broken), *good[100:]]) + "\n"
+    result = detect("--model", str(nsl["artifact"]), "--input", "-", "--all", stdin=feed)
+    assert result.returncode == 0, result.stderr
+    assert len(verdicts(result.stdout)) == 300
+    assert "flows seen 302, scored 300, dropped 0, bad 2" in result.stderr
+    assert "line 101: 4 fields" in result.stderr and "'src_bytes' holds 'lots'" in result.stderr
+
+
+def test_torchscript_artifact_scores_like_onnx(nsl):
+    from mstr.deploy.artifact import load_artifact
+    from mstr.deploy.runtime import artifact_scorer
+    from mstr.training.export import checkpoint_detector, parity_windows
+
+    folder = nsl["root"] / "ts"
+    report = export(nsl["ckpt"], folder, "torchscript")
+    assert report["parity/max_abs_diff_probs"] <= 1e-5
+    _, _, dm = checkpoint_detector(nsl["ckpt"])
+    windows, _ = parity_windows(dm, 512)
+    ts = artifact_scorer(load_artifact(folder))(windows)
+    ort = artifact_scorer(load_artifact(nsl["artifact"]))(windows)
+    np.testing.assert_allclose(ts, ort, atol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "remove", "spec"])
+def test_damaged_artifact_is_refused(nsl, tmp_path, damage):
+    folder = tmp_path / "art"
+    shutil.copytree(nsl["artifact"], folder)
+    model = folder / "model.onnx"
+    if damage == "flip":
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
+    elif damage == "truncate":
+        model.write_bytes(model.read_bytes()[:1000])
+    elif damage == "remove":
+        model.unlink()
+    else:  # a changed threshold in the spec is tampering too
+        spec = folder / "detector.json"
+        spec.write_text(spec.read_text().replace('"threshold": 0.5', '"threshold": 0.9'))
+    result = detect("--model", str(folder), "--input", str(nsl["lines"]))
+    assert result.returncode == 2
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and {"flip": "sha256 differs", "truncate": "bytes where the manifest",
+                                              "remove": "missing from the artifact", "spec": "sha256 differs"}[damage] in message
+
+
+def test_export_refuses_bad_requests(nsl, tmp_path):
+    from mstr.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="format='tflite'"):
+        export(nsl["ckpt"], tmp_path / "a", "tflite")
+    bare = tmp_path / "bare.ckpt"  # no run config beside it, and the default data config does not fit
+    shutil.copy(nsl["ckpt"], bare)
+    with pytest.raises(DataError, match="trained on different data"):
+        export(bare, tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# ---- Zeek conn.log: per-host windows -----------------------------------------------------------------
+ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+               "orig_bytes", "resp_bytes", "conn_state", "orig_pkts", "resp_pkts", "label"]
+
+
+def write_conn_log(frame, path: Path) -> None:
+    """Synthetic flows as a labelled Zeek conn.log (the layout of Stratosphere's CTU / IoT-23 logs)."""
+    rows = ["#separator \\x09", "#path\tconn", "#fields\t" + "\t".join(ZEEK_FIELDS),
+            "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tcount\tcount\tstring"]
+    for i, r in enumerate(frame.itertuples(index=False)):
+        rows.append("\t".join(str(v) for v in [f"{r.ts:.6f}", f"C{i:07d}", r.src_host, 40000 + i % 20000, "10.9.0.1",
+                                                r.dst_port, r.proto, r.service, f"{r.duration:.6f}", int(r.fwd_bytes),
+                                                int(r.bwd_bytes), r.conn_state, int(r.fwd_pkts), int(r.bwd_pkts),
+                                                r.label]))
+    path.write_text("\n".join(rows) + "\n#close\t2026-01-01-00-00-00\n")
+
+
+@pytest.fixture(scope="module")
+def zeek(tmp_path_factory):
+    from mstr.data.datasets.synthetic import generate_flows
+
+    root = tmp_path_factory.mktemp("zeek")
+    frame = generate_flows(4000, seed=3)
+    cut = int(len(frame) * 0.7)
+    write_conn_log(frame.iloc[:cut], root / "train.log")
+    write_conn_log(frame.iloc[cut:], root / "test.log")
+    ckpt = train_run(root / "run", ["data=flows", f"data.path={root / 'train.log'}",
+                                    f"data.test_path={root / 'test.log'}", "data.window=4"])
+    export(ckpt, root / "artifact")
+    return {"ckpt": ckpt, "artifact": root / "artifact", "root": root}
+
+
+def test_detect_zeek_log_with_host_windows_like_training(zeek):
+    from mstr.data.datasets.flows import load
+
+    test = load(path=str(zeek["root"] / "train.log"), test_path=str(zeek["root"] / "test.log")).tests["test"]
+    expected = training_scores(zeek["ckpt"], test, window=4)
+    result = detect("--model", str(zeek["artifact"]), "--input", str(zeek["root"] / "test.log"), "--all")
+    assert result.returncode == 0, result.stderr
+    out = verdicts(result.stdout)
+    assert len(out) == len(test)
+    np.testing.assert_allclose([v["score"] for v in out], expected, atol=1e-5)
+    first = out[0]
+    assert first["id"]["uid"] == "C0000000" and set(first["id"]) >= {"id.orig_h", "id.resp_p", "proto"}
+    assert isinstance(first["time"], str) and first["class"] in ("benign", "attack")
+
+
+def test_window_context_is_bounded_and_causal():
+    from mstr.deploy.stream import WindowContext
+
+    context = WindowContext(window=3, num_features=1, max_groups=2)
+    rows = np.arange(1, 6, dtype=np.float32)[:, None]
+    out = context.windows(rows, ["a", "b", "a", "c", "a"])[..., 0]
+    # "c" evicts "b" (least recently seen); "a" keeps its last two flows
+    np.testing.assert_array_equal(out, [[0, 0, 1], [0, 0, 2], [0, 1, 3], [0, 0, 4], [1, 3, 5]])
+    assert list(context.groups) == ["c", "a"] and context.evicted == 1
+
+
+def test_encoder_matches_preprocessor_with_bins_and_unknown_categories(small_synthetic_dm):
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.deploy.features import FeatureEncoder
+
+    train = small_synthetic_dm.tables["train"]
+    prep = FlowPreprocessor.fit(train, numeric_bins=6)
+    test = small_synthetic_dm.tables["test_synthetic"].take(np.arange(400))
+    test.frame.loc[:20, "service"] = "never-seen"
+    encoder = FeatureEncoder(json.loads(json.dumps(prep.to_dict())))  # through JSON, as in an artifact
+    numeric = test.frame[prep.numeric_cols].to_numpy(dtype=np.float64)
+    cats = test.frame[prep.categorical_cols].astype(str).values.tolist()
+    np.testing.assert_array_equal(encoder.encode(numeric, cats), prep.transform(test))
+
+
+def test_deploy_imports_neither_lightning_nor_hydra(nsl):
+    code = f"""
+import sys, numpy as np
+from mstr.deploy.artifact import load_artifact
+from mstr.deploy.runtime import artifact_scorer
+from mstr.deploy.sources import LineParser
+from mstr.deploy.stream import Detector, StreamRunner
+art = load_artifact({str(nsl['artifact'])!r})
+detector = Detector(artifact_scorer(art), art.spec)
+got = []
+StreamRunner(detector, LineParser(art.spec, detector.encoder), got.append).run(open({str(nsl['lines'])!r}))
+assert len(got) > 0
+banned = [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'hydra', 'omegaconf',
+                                                         'pandas', 'torch', 'mstr.data', 'mstr.training')]
+print(banned)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# ---- pcap through NFStream ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
+    """Label the flows of a real pcap by the rules of its SOURCE.md, train `data=flows data.format=nfstream`
+    on them, export, and score the pcap itself through mstr.detect; it scores like the same flows read
+    from NFStream's CSV by the checkpoint (PyTorch)."""
+    from nfstream import NFStreamer
+
+    pcap = data_dir / "pcap_samples" / "test7-malicious.pcap"
+    flows = NFStreamer(source=str(pcap)).to_pandas()
+    external = ~flows["dst_ip"].str.startswith(("192.168.", "224.", "255.", "ff0", "8.8.8.8", "0.", "239."))
+    flows["label"] = np.where((flows["src_ip"] == "192.168.2.16") & external, "attack", "benign")
+    csv = tmp_path / "flows.csv"
+    flows.to_csv(csv, index=False)
+    ckpt = train_run(tmp_path / "run", ["data=flows", "data.format=nfstream", f"data.path={csv}", "data.window=1",
+                                        "data.test_fraction=0.3", "data.val_fraction=0.2", "data.batch_size=32"])
+    export(ckpt, tmp_path / "artifact")
+    from_pcap = detect("--model", str(tmp_path / "artifact"), "--input", str(pcap), "--all")
+    assert from_pcap.returncode == 0, from_pcap.stderr
+    from_csv = detect("--model", str(ckpt), "--input", str(csv), "--all")
+    assert from_csv.returncode == 0, from_csv.stderr
+    a, b = verdicts(from_pcap.stdout), verdicts(from_csv.stdout)
+    assert len(a) == len(b) == len(flows)
+    assert [v["id"]["src_ip"] for v in a] == flows["src_ip"].tolist()
+    np.testing.assert_allclose([v["score"] for v in a], [v["score"] for v in b], atol=1e-5)
+    assert f"scored {len(flows):,}, dropped 0" in from_pcap.stderr
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(nsl):
+    """A live source never waits: when scoring is slower than arrival the bounded queue drops flows, and
+    every flow is either scored or counted as dropped."""
+    import time as clock
+
+    from mstr.deploy.artifact import load_artifact
+    from mstr.deploy.runtime import artifact_scorer
+    from mstr.deploy.sources import LineParser
+    from mstr.deploy.stream import Detector, StreamRunner
+
+    art = load_artifact(nsl["artifact"])
+    fast = artifact_scorer(art)
+
+    def slow(x):
+        clock.sleep(0.02)
+        return fast(x)
+
+    lines = nsl["lines"].read_text().splitlines(keepends=True)[:400]
+    outcomes = {}
+    for block in (False, True):
+        detector = Detector(slow, art.spec)
+        runner = StreamRunner(detector, LineParser(art.spec, detector.encoder), lambda v: None, queue_size=8,
+                              batch_size=4, block=block, write_all=True)
+        outcomes[block] = runner.run(iter(lines))
+    dropping, waiting = outcomes[False], outcomes[True]
+    assert dropping.dropped > 0 and dropping.scored + dropping.dropped == dropping.seen == 400
+    assert waiting.dropped == 0 and waiting.scored == 400
+
+
+def test_sigint_prints_the_summary(nsl, tmp_path):
+    import signal
+    import threading
+
+    lines = nsl["lines"].read_text().splitlines(keepends=True)
+    log = tmp_path / "growing.txt"
+    log.write_text("".join(lines[:50]))
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--input",
+                             str(log), "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(600, proc.kill)  # a hang fails the test instead of blocking the suite
+    watchdog.start()
+    try:
+        got = [proc.stdout.readline()]  # a verdict: the detector runs and waits for more lines
+        with open(log, "a") as fh:  # the file grows: the new lines are scored too
+            fh.write("".join(lines[50:80]))
+        while len(got) < 80:
+            got.append(proc.stdout.readline())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, err
+    assert [v["flow"] for v in verdicts("".join(got) + out)] == list(range(1, 81))
+    assert "summary: flows seen 80, scored 80, dropped 0, bad 0" in err and "Traceback" not in err
+
+
+def test_pcap_samples_parse_into_nfstream_flows(data_dir):
+    from mstr.deploy.sources import is_pcap, pcap_flows
+
+    pcap = data_dir / "pcap_samples" / "malicious-ssh-bruteforce.pcap"
+    assert is_pcap(str(pcap)) and not is_pcap(str(data_dir / "pcap_samples" / "SOURCE.md"))
+    flows = list(pcap_flows(pcap))
+    assert len(flows) == 67  # nmap ssh-brute: 67 TCP flows, per the capture's SOURCE.md
+    assert {(f["src_ip"], f["dst_ip"], f["dst_port"], f["protocol"]) for f in flows} == {
+        ("147.32.80.40", "147.32.80.37", 902, 6)}
+    assert all(f["bidirectional_packets"] > 0 for f in flows)
+
+
+def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl, tmp_path):
+    data = gzip.compress(nsl["lines"].read_bytes())
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot be read further" in result.stderr.strip().splitlines()[-1]
+    scored = len(verdicts(result.stdout))
+    assert 0 < scored < 1500 and f"scored {scored:,}" in result.stderr

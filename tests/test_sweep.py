@@ -1,0 +1,184 @@
+"""Optuna sweeps for real: two worker processes share a 4-trial study in SQLite; the same sweep killed
+mid-trial resumes to the full count; a failing trial is recorded while the study goes on; hopeless
+trials are pruned during training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from _cli import SMALL, cli_env, run_cli
+
+STUDY_OVERRIDES = ["model=student", "distill=none", *SMALL]
+
+
+def _spec(tmp_path, name: str = "tiny", **extra) -> str:
+    spec = {"study_name": name, "metric": "val/f1_best", "direction": "maximize",
+            "overrides": STUDY_OVERRIDES,
+            "params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}, **extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def _trials(tmp_path, name: str = "tiny"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'out' / name}.db").get_trials()
+
+
+def _sweep_args(tmp_path, name: str = "tiny") -> list[str]:
+    # options first and last, overrides in between and after: any order works
+    return [_spec(tmp_path, name), "--n-trials", "4", "trainer.limit_val_batches=1", "--workers", "2",
+            "--out", str(tmp_path / "out"), "--heartbeat", "1", "data.batch_size=128"]
+
+
+@pytest.mark.slow
+def test_two_workers_finish_a_four_trial_study(tmp_path):
+    proc = run_cli("mstr.sweep", _sweep_args(tmp_path), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(tmp_path)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    assert "study tiny: 4 complete; best val/f1_best" in proc.stdout
+    for trial in trials:
+        run_dir = tmp_path / "out" / "tiny" / f"trial{trial.number:04d}"
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["val/f1_best"] == pytest.approx(trial.value)
+        assert not any(k.startswith("test/") for k in metrics)  # trials never score the test sets
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        assert config["model"]["optim"]["lr"] == pytest.approx(trial.params["model.optim.lr"])
+        assert config["data"]["batch_size"] == 128 and config["trainer"]["limit_val_batches"] == 1
+        assert config["group"] == "tiny"
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
+    args = _sweep_args(tmp_path)
+    (tmp_path / "logs").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.sweep", *args], cwd=tmp_path, env=cli_env(tmp_path / "logs"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # the first trials have ended, and another one is under way
+            time.sleep(0.5)
+            try:
+                trials = _trials(tmp_path)
+            except KeyError:  # the study is not created yet
+                continue
+            if (any(t.state == TrialState.COMPLETE for t in trials)
+                    and any(t.state == TrialState.RUNNING and t.params for t in trials)):
+                break
+        else:
+            pytest.fail("the sweep never had a trial running after a finished one")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers die mid-trial, as on a crash
+        proc.wait()
+    killed = [t for t in _trials(tmp_path) if t.state == TrialState.RUNNING]  # some with parameters drawn
+    assert killed and len(_trials(tmp_path)) < 4 + len(killed)
+
+    proc = run_cli("mstr.sweep", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(tmp_path)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    stale = [t for t in trials if t.state == TrialState.FAIL]
+    assert sorted(t.number for t in stale) == sorted(t.number for t in killed)  # failed, without an error
+    assert not any("error" in t.user_attrs for t in stale)
+    for dead in stale:  # each ran again, with the parameters it had drawn
+        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == dead.number)
+        assert retry.state == TrialState.COMPLETE and dead.params.items() <= retry.params.items()
+    assert any(dead.params for dead in stale)
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "failing", sampler={"name": "GridSampler", "search_space": {"data.source.n_flows": [100, 3000]}},
+                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}})
+    assert main([spec, "--n-trials", "2", "--out", str(tmp_path / "out")]) == 0
+    trials = {t.params["data.source.n_flows"]: t for t in _trials(tmp_path, "failing")}
+    assert trials[3000].state == TrialState.COMPLETE
+    assert trials[100].state == TrialState.FAIL
+    assert "needs at least 500 flows" in trials[100].user_attrs["error"]
+
+
+def test_hopeless_trials_are_pruned_during_training(tmp_path):
+    from mstr.sweep import main
+
+    # every value is below the threshold: the pruner stops each trial at its first validation epoch
+    spec = _spec(tmp_path, "pruned", pruner={"name": "ThresholdPruner", "lower": 1.5},
+                 overrides=[*STUDY_OVERRIDES, "trainer.max_epochs=3"])
+    assert main([spec, "--n-trials", "2", "--out", str(tmp_path / "out")]) == 0
+    trials = _trials(tmp_path, "pruned")
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2  # pruned trials count toward the total
+    assert all(list(t.intermediate_values) == [0] for t in trials)  # reported once, at epoch 0, then stopped
+    assert not any((tmp_path / "out" / "pruned" / f"trial{t.number:04d}" / "metrics.json").exists() for t in trials)
+
+
+def test_a_sweep_checks_its_overrides_before_any_trial(tmp_path, capsys):
+    from mstr.sweep import main
+
+    for bad, message in ((["trainer=ddp_cpu"], "use --workers"), (["data.window=0"], "data.window")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([_spec(tmp_path), "--out", str(tmp_path / "out"), *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # no study, no trial
+
+
+def test_several_workers_need_a_database(tmp_path, capsys):
+    from mstr.sweep import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([_spec(tmp_path), "--workers", "2", "--storage", "none"])
+    assert exit_info.value.code == 2 and "needs a database" in capsys.readouterr().err
+
+
+def test_wandb_sweep_spec_runs_mstr_train_with_hydra_overrides(tmp_path):
+    """Parse the spec, build the command a W&B agent would run (wandb's own helpers, then the agent's
+    macro expansion), and dry-run it: its values are valid and land in the composed config."""
+    import math
+
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    from _cli import REPO
+    from mstr.preflight import preflight
+
+    spec = yaml.safe_load((REPO / "sweeps" / "distill_student.wandb.yaml").read_text())
+    assert spec["metric"]["name"].startswith("val/")  # selection on validation only
+    sampled = {}
+    for name, p in spec["parameters"].items():  # one value of each parameter, as the agent sends it
+        sampled[name] = p["values"][-1] if "values" in p else math.sqrt(p["min"] * p["max"])
+    variables = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in sampled.items()}})
+    variables.update(env=["/usr/bin/env"], interpreter=[sys.executable], program=[spec["program"]])
+    command = []
+    for chunk in sweep_utils.create_sweep_command(list(spec["command"])):
+        command += variables.get(chunk[2:-1], []) if chunk.startswith("${") and chunk.endswith("}") else [chunk]
+    assert command[:4] == ["/usr/bin/env", sys.executable, "-m", "mstr.train"]
+    overrides = command[4:]
+    cfg = preflight(overrides, "train")  # every value valid, as a run would check it first
+    assert cfg.logger.wandb.offline is False and cfg.test is False
+    proc = subprocess.run([*command, "--cfg", "job"], cwd=tmp_path, env=cli_env(tmp_path / "logs"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job = yaml.safe_load(proc.stdout)
+    for name, value in sampled.items():
+        node = job
+        for part in name.split("."):
+            node = node[part]
+        assert node == pytest.approx(value) if isinstance(value, float) else node == value
+
+
+def test_a_sweep_refuses_a_searched_key_that_does_not_exist(tmp_path, capsys):
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "typo", params={"distill.temprature": {"type": "float", "low": 1.0, "high": 4.0}})
+    with pytest.raises(SystemExit) as exit_info:
+        main([spec, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "temprature" in capsys.readouterr().err
