@@ -79,3 +79,13 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     params = {r.split("|")[2].strip(): r.split("|")[9].strip() for r in rows}
     assert params["linear stem"] != params["default student, no KD"]  # a different model, not a relabel
     assert "±" in linear.split("|")[4]  # Δacc vs default is filled
+    # --variants: only the named rows, from the finished runs
+    finished = {p: p.stat().st_mtime for p in tmp_path.glob("runs/synthetic/*/seed0/metrics.json")}
+    bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",
+                "--variants", "student_nokd", "linear_stem", "--out", str(tmp_path), "--override", *TINY])
+    rows = [line for line in (tmp_path / "ablation.md").read_text().splitlines() if line.startswith("| synthetic |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["default student, no KD", "linear stem"]
+    assert finished == {p: p.stat().st_mtime for p in finished}
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["ablation", "--datasets", "synthetic", "--variants", "no_such_row", "--out", str(tmp_path)])
+    assert stop.value.code == 2

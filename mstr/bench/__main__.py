@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
-from mstr.bench.runs import DATASETS, Variant, markdown, mean_std, run_matrix
+from mstr.bench.runs import DATASETS, Variant, run_dirname, markdown, mean_std, run_matrix
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
@@ -39,6 +39,16 @@ METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "f
 def _variants(methods: tuple[str, ...]) -> list[Variant]:
     distilled = [Variant(f"student_{m}", ("model=student", f"distill={m}")) for m in methods]
     return [Variant("student_nokd", ("model=student", "distill=none")), *distilled]
+
+
+def _only(variants: list[Variant], names) -> list[Variant]:
+    """The variants named (by their run dir name), all when `names` is None."""
+    if names is None:
+        return variants
+    chosen = [v for v in variants if run_dirname(v.name) in names or v.name in names]
+    if not chosen:
+        raise MstrError(f"--variants {names}: none of this benchmark's rows ({[run_dirname(v.name) for v in variants]})")
+    return chosen
 
 
 def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the experiment's")
     parser.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
                         choices=("architecture", "distillation"), help="ablation: which rows")
+    parser.add_argument("--variants", nargs="+", help="only these rows, by run name (student_nokd, student_logits, "
+                                                       "student_logits_lightgbm, ...; as under <out>/runs/<dataset>/)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args(argv)
@@ -143,12 +155,13 @@ def main(argv: list[str] | None = None) -> None:
                   *([f"data.batch_size={args.batch_size}"] if args.batch_size else []),
                   "trainer.enable_progress_bar=false", "logger=csv", *args.override]
         if args.benchmark == "ablation":
-            results = {d: run_matrix(args.out, [d], ablation.variants(d, tuple(args.groups)), args.seeds, common)[d]
+            results = {d: run_matrix(args.out, [d], _only(ablation.variants(d, tuple(args.groups)), args.variants),
+                                     args.seeds, common)[d]
                        for d in args.datasets}
             table = ablation.table(results)
         else:
             methods = ("logits",) if args.benchmark == "accuracy" else DISTILL_METHODS
-            results = run_matrix(args.out, args.datasets, _variants(methods), args.seeds, common)
+            results = run_matrix(args.out, args.datasets, _only(_variants(methods), args.variants), args.seeds, common)
         if args.benchmark == "accuracy":
             peers = {d: {} for d in args.datasets}
             for d in args.datasets:

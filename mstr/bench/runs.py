@@ -39,7 +39,7 @@ class Variant:
 
 
 def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[str]) -> dict:
-    run_dir = out / "runs" / dataset / _dirname(variant.name) / f"seed{seed}"
+    run_dir = out / "runs" / dataset / run_dirname(variant.name) / f"seed{seed}"
     overrides = [*DATASETS[dataset], f"seed={seed}", *common, *variant.overrides,
                  f"paths.output_dir={run_dir}", f"paths.teacher_cache_dir={out / 'teachers'}"]
     from mstr.jobs.rundir import config_key
@@ -66,7 +66,7 @@ def _same_job(stored, job: dict) -> bool:
     return stored == job
 
 
-def _dirname(name: str) -> str:
+def run_dirname(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
