@@ -1,5 +1,7 @@
 """Benchmarks and searches on tiny settings: the tables and the shared, resumable study are real."""
 
+import json
+
 import optuna
 import pytest
 import yaml
@@ -89,3 +91,15 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     with pytest.raises(SystemExit) as stop:
         bench_main(["ablation", "--datasets", "synthetic", "--variants", "no_such_row", "--out", str(tmp_path)])
     assert stop.value.code == 2
+
+
+def test_scale_benchmark_runs_the_default_student_through_the_pipeline(tmp_path):
+    """Each size in its own process: setup, a few training batches, scoring; a row per size."""
+    bench_main(["scale", "--rows", "6000", "12000", "--train-batches", "2", "--batch-size", "256",
+                "--score-windows", "500", "--out", str(tmp_path)])
+    results = {r["rows"]: r for r in json.loads((tmp_path / "scale" / "results.json").read_text())}
+    assert set(results) == {6000, 12000} and not any("failed" in r for r in results.values())
+    for rows, r in results.items():
+        assert r["train_rows"] + r["test_rows"] < rows and r["score_windows"] == 500 and r["peak_rss_gib"] > 0
+    table = (tmp_path / "scale.md").read_text()
+    assert "| 6,000 |" in table and "| 12,000 |" in table

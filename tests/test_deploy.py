@@ -22,13 +22,9 @@ TRAIN_FAST = ["distill=none", "trainer.max_epochs=1", "trainer.limit_train_batch
 
 
 def _compose(config_name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from mstr.config import compose_config
 
-    from mstr.config import config_dir, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+    return compose_config(config_name, overrides)
 
 
 def train_run(run_dir: Path, overrides: list[str]) -> Path:
@@ -188,6 +184,24 @@ def test_export_refuses_bad_requests(nsl, tmp_path):
     with pytest.raises(DataError, match="trained on different data"):
         export(bare, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_export_uses_the_checkpoints_preprocessing_when_its_config_is_gone(tmp_path):
+    """A run made in-process (a benchmark's) leaves no `.hydra/config.yaml`: exporting it with a data config
+    that lacks its numeric bins still builds the checkpoint's columns, from its fitted preprocessing."""
+    from mstr.train import run
+
+    cfg = _compose("train", [f"paths.output_dir={tmp_path / 'run'}", *TRAIN_FAST, "data=nsl_kdd",
+                             "data.variant=20percent", "data.numeric_bins=4"])
+    ckpt = Path(run(cfg)["best_checkpoint"])
+    assert not (tmp_path / "run" / ".hydra").exists()
+    report = export(ckpt, tmp_path / "artifact", "onnx", "data=nsl_kdd", "data.variant=20percent")
+    assert report["parity/max_abs_diff_probs"] < 1e-4
+    from mstr.training.checkpoint import load_classifier
+
+    spec = json.loads((tmp_path / "artifact" / "detector.json").read_text())
+    assert spec["preprocessor"]["bin_edges"] and spec["num_features"] == load_classifier(ckpt).hparams["num_features"]
 
 
 # ---- Zeek conn.log: per-host windows -----------------------------------------------------------------

@@ -26,11 +26,6 @@ from pathlib import Path
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import markdown
 
-STUDENT = {"embed_dim": 8, "widths": [8, 16], "blocks_per_stage": 1, "spatial_kernels": [1, 3],
-           "temporal_kernel": 3, "temporal_dilations": [1, 2], "spatial_stride": 2, "separable": False,
-           "dropout": 0.0}
-
-
 def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_windows: int) -> dict:
     """Phases of the pipeline on `rows` synthetic flows, in this process."""
     import pytorch_lightning as pl
@@ -40,8 +35,9 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
     from mstr.data.datamodule import FlowDataModule
     from mstr.data.datasets.synthetic import load
     from mstr.data.windows import collate_prebatched
+    from mstr.config import compose_config
     from mstr.training.evaluation import predict
-    from mstr.training.module import FlowClassifier
+    from mstr.training.runner import build_module
 
     torch.set_num_threads(threads)
     days = max(2.0, rows / 15_000)  # the same traffic density at every size
@@ -53,8 +49,8 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
     result["setup_s"] = time.perf_counter() - start
     result["train_rows"] = len(dm.dataset("train"))
     result["test_rows"] = len(dm.dataset("test_synthetic"))
-    module = FlowClassifier(dm.num_features, dm.num_classes, backbone=STUDENT,
-                            optim={"lr": 0.005, "weight_decay": 1e-4, "scheduler": "none"}, loss={"name": "ce"})
+    cfg = compose_config("train", ["model=student", "model.optim.scheduler=none"])  # the default student
+    module = build_module(cfg.model, cfg.loss, dm)
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=train_batches, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False,
                          accelerator="cpu", devices=1)

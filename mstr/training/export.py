@@ -83,9 +83,12 @@ def detector_spec(hparams: dict, data_cfg: DictConfig, train: FlowTable, thresho
     }
 
 
-def setup_data(ckpt: str | Path, fallback: Optional[DictConfig]):
-    """(data config, set-up DataModule): the checkpoint's run's data config, else `fallback`."""
+def setup_data(ckpt: str | Path, fallback: Optional[DictConfig], preprocessor: Optional[dict] = None):
+    """(data config, set-up DataModule): the checkpoint's run's data config, else `fallback`; with the
+    checkpoint's fitted `preprocessor` (its columns, bins and scalers, whatever the config says)."""
     from hydra.utils import instantiate
+
+    from mstr.data.preprocessing import FlowPreprocessor
 
     data_cfg = run_data_config(ckpt)
     if data_cfg is None:
@@ -96,7 +99,10 @@ def setup_data(ckpt: str | Path, fallback: Optional[DictConfig]):
     else:
         log.info("data config of the checkpoint's run: data=%s", data_cfg.data.get("name"))
         cfg = data_cfg
-    dm = instantiate(cfg.data)
+    if preprocessor is None:
+        dm = instantiate(cfg.data)
+    else:
+        dm = instantiate(cfg.data, _partial_=True)(preprocessor=FlowPreprocessor.from_dict(preprocessor))
     dm.setup()
     return cfg.data, dm
 
@@ -110,7 +116,7 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
     hp = dict(classifier.hparams)
     if not hp.get("preprocessor"):
         raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
-    data, dm = setup_data(ckpt, data_cfg)
+    data, dm = setup_data(ckpt, data_cfg, hp["preprocessor"])
     check_signature(ckpt, hp.get("data_signature") or {}, dm.signature(), keys=("classes", "window"))
     train = dm.tables["train"]
     return classifier.model.eval(), detector_spec(hp, data, train, threshold), dm
