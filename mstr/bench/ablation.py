@@ -6,7 +6,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
   architecture  linear stem (a learned bottleneck instead of one token per column; 32 wide, and 4 wide
                 for about the default's parameters), one feature kernel
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
-                no residual paths, no time branches (window data), window 1 / 4 / 16 (window data)
+                no residual paths, no numeric bins (where the experiment uses them), no time branches
+                (window data), window 1 / 4 / 16 (window data)
   distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
                 augmented windows (mixup, swapped columns)
 
@@ -27,6 +28,9 @@ ARCHITECTURE = [
     Variant("pointwise only (1)", ("model.backbone.feature_kernels=[1]",)),
     Variant("no residual", ("model.backbone.residual=false",)),
 ]
+# Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0).
+BINNED = ("nsl_kdd", "unsw_nb15")
+BINS = [Variant("no numeric bins", ("data.numeric_bins=0",))]
 TIME = [
     Variant("no time branches", ("model.backbone.time_dilations=[]",)),
     Variant("window 1", ("data.window=1",)),
@@ -64,6 +68,8 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     rows = [DEFAULT]
     if "architecture" in groups:
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in ARCHITECTURE]
+        if dataset in BINNED:
+            rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in BINS]
         if dataset in TEMPORAL:
             rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in TIME]
     if "distillation" in groups:
