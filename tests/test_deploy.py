@@ -364,7 +364,7 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--input",
                              str(log), "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(600, proc.kill)  # a hang fails the test instead of blocking the suite
+    watchdog = threading.Timer(180, proc.kill)  # a hang fails the test instead of blocking the suite
     watchdog.start()
     try:
         got = [proc.stdout.readline()]  # a verdict: the detector runs and waits for more lines

@@ -187,7 +187,7 @@ class StreamRunner:
         try:
             done = False
             while not done:
-                batch = [self.queue.get()]
+                batch = [self._next()]
                 while len(batch) < self.batch_size:
                     try:
                         batch.append(self.queue.get_nowait())
@@ -207,6 +207,16 @@ class StreamRunner:
         if self.error is not None:
             raise self.error
         return s
+
+    def _next(self) -> Any:
+        """The next queued item. Waits in short slices: the OS may hand SIGINT to another thread (the
+        reader, a runtime's worker), and only a main thread that wakes up runs Python's handler, so a
+        blocking get on an idle stream (`--follow`) would never see the interrupt."""
+        while True:
+            try:
+                return self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
 
     def _parse(self, entry: tuple[int, Any]) -> Optional[Record]:
         s = self.summary
