@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
 
         runner = StreamRunner(detector, LineParser(spec, detector.encoder), emit, args.queue, args.batch_size,
                               block, args.all)
+        # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
+        # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.
+        signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
         code = 0
         try:
