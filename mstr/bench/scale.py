@@ -32,10 +32,10 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from mstr.config import compose_config
     from mstr.data.datamodule import FlowDataModule
     from mstr.data.datasets.synthetic import load
     from mstr.data.windows import collate_prebatched
-    from mstr.config import compose_config
     from mstr.training.evaluation import predict
     from mstr.training.runner import build_module
 

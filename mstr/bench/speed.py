@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
+from mstr.bench.report import machine, write_report
 from mstr.bench.runs import markdown
 from mstr.config import compose_config
-from mstr.bench.report import machine, write_report
 
 log = logging.getLogger("mstr.bench.speed")
 PEERS = ("random_forest", "lightgbm", "xgboost")

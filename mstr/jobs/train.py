@@ -31,9 +31,9 @@ def run(cfg: DictConfig) -> dict:
     checkpoint (the teacher's, then the model's); a run that already finished is reported as it is.
     """
     validate(cfg)
+    from mstr.jobs.multirun import job_command_line
     from mstr.jobs.report import print_table
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, resume_checkpoints
-    from mstr.jobs.multirun import job_command_line
     from mstr.training.distributed import is_rank_zero
     from mstr.training.signals import STOP
 
