@@ -93,6 +93,26 @@ def test_block_is_causal_in_time():
     assert not torch.allclose(block(x)[:, :, 4:], block(y)[:, :, 4:])
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_block_result_does_not_depend_on_the_maps_memory_layout(training):
+    """The CPU training path normalises a contiguous copy of the branches (batch norm's fast layout)
+    while the convolutions run channels-last: same outputs, same gradients, either input layout."""
+    torch.manual_seed(0)
+    block = MultiScaleResidualBlock(4, 8, feature_kernels=[1, 3, 5], time_dilations=[1]).train(training)
+    x = torch.randn(32, 4, 3, 11)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        block.zero_grad()
+        xi = x.clone().contiguous(memory_format=layout).requires_grad_()
+        out = block(xi)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), xi.grad, block.norm.weight.grad.clone(), block.fuse.weight.grad.clone()))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-5)
+    if training:
+        assert results[0][2].abs().sum() > 0  # the norm learned from this batch
+
+
 def test_no_temporal_weights_at_window_1_and_the_window_is_used_above_it():
     flat = build_backbone(9, 2, window=1, layout=LAYOUT)
     windowed = build_backbone(9, 2, window=8, layout=LAYOUT)

@@ -110,6 +110,9 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
         metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
         metrics.update(throughput_metrics(trainer))
+        if teacher is not None:
+            # inside the fit: the teacher's logits on every training window, computed once (teacher cost)
+            metrics["time/teacher_targets_s"] = module.teacher_targets_s
         if not trainer.is_global_zero:
             return metrics  # scoring and reports are rank zero's
         final = runner.final_model(trainer, module)

@@ -28,6 +28,7 @@ go through the teacher each time.
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import torch
@@ -79,6 +80,7 @@ class DistillationModule(FlowClassifier):
         self.pairs: list[tuple[str, str]] = []
         self._collectors: list[FeatureCollector] = []
         self._teacher_logits: Optional[torch.Tensor] = None
+        self.teacher_targets_s = 0.0  # the cached logits pass: teacher cost inside the student's fit
         if self.weights["features"] or self.weights["attention"]:
             if not hasattr(teacher, "hook_points"):
                 raise ValueError(f"distill.method={distill['method']!r} matches intermediate maps, which only a "
@@ -104,7 +106,9 @@ class DistillationModule(FlowClassifier):
             self._collectors = [FeatureCollector(self.model, [s for s, _ in self.pairs]),
                                 FeatureCollector(self.teacher, [t for _, t in self.pairs])]
         elif self._trainer is not None and hasattr(self.trainer.datamodule, "dataset"):
+            start = time.perf_counter()
             self._teacher_logits = self._logits_of(self.trainer.datamodule.dataset("train"))
+            self.teacher_targets_s = time.perf_counter() - start
 
     def on_fit_end(self) -> None:
         for collector in self._collectors:
