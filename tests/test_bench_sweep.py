@@ -103,3 +103,18 @@ def test_scale_benchmark_runs_the_default_student_through_the_pipeline(tmp_path)
         assert r["train_rows"] + r["test_rows"] < rows and r["score_windows"] == 500 and r["peak_rss_gib"] > 0
     table = (tmp_path / "scale.md").read_text()
     assert "| 6,000 |" in table and "| 12,000 |" in table
+
+
+def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, data_dir):
+    """`--no-train`: the same architectures, untrained (the same arithmetic), exported and timed beside
+    the peers fitted on full KDDTrain+; one pass each here, the figures are the README's business."""
+    bench_main(["speed", "--no-train", "--repeats", "1", "--calls", "30", "--batch", "8192", "--out", str(tmp_path)])
+    measured = json.loads((tmp_path / "speed" / "measured.json").read_text())
+    assert set(measured) == {"teacher / PyTorch", "student / PyTorch", "student / TorchScript",
+                             "student / ONNX Runtime", "random_forest / predict_proba", "lightgbm / predict_proba",
+                             "xgboost / predict_proba"}
+    for name, (flows_per_s, p50, p99) in measured.items():
+        assert flows_per_s > 0 and 0 < p50 <= p99, name
+    report = (tmp_path / "speed.md").read_text()
+    assert "KDDTest+ (22,544 flows" in report and "| student | ONNX Runtime |" in report
+    assert "| lightgbm | " in report and "student, no KD" not in report  # only the peers were trained
