@@ -63,6 +63,7 @@ def test_layout_must_cover_every_input_once():
 
 
 @pytest.mark.parametrize("axis, offsets", [("features", feature_offsets([1, 3, 5])),
+                                           ("features", [[0], [-2, -1, 0, 1]]),  # one-sided: explicit padding
                                            ("time", time_offsets(3, [1, 2]))])
 def test_assembled_kernel_equals_separate_branch_convolutions(axis, offsets):
     torch.manual_seed(0)
