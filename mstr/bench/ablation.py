@@ -67,11 +67,8 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     """The default first, then each group's rows (architecture and time rows train without KD)."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in ARCHITECTURE]
-        if dataset in BINNED:
-            rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in BINS]
-        if dataset in TEMPORAL:
-            rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in TIME]
+        changes = ARCHITECTURE + (BINS if dataset in BINNED else []) + (TIME if dataset in TEMPORAL else [])
+        rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
         rows += DISTILLATION
     return rows

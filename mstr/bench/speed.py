@@ -110,18 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_train:
         teacher_run = train_nsl(runs / "teacher", ["model=teacher", "distill=none"], args.epochs, args.batch_size,
                                 args.reuse)
-        student_run = train_nsl(runs / "student", ["model=student", "distill=logits",
-                                                   f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"],
-                                args.epochs, args.batch_size, args.reuse)
+        distilled = ["model=student", "distill=logits", f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"]
+        student_run = train_nsl(runs / "student", distilled, args.epochs, args.batch_size, args.reuse)
         tree_run = train_nsl(runs / "student_lightgbm", ["model=student", "distill=logits", "distill.teacher=lightgbm"],
                              args.epochs, args.batch_size, args.reuse)
         nokd_run = train_nsl(runs / "student_nokd", ["model=student", "distill=none"], args.epochs, args.batch_size,
                              args.reuse)
         if args.budget_epochs:
             budget_runs[f"student, distilled (network teacher), {args.budget_epochs} epochs"] = train_nsl(
-                runs / f"student_{args.budget_epochs}_epochs", ["model=student", "distill=logits",
-                                                                f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"],
-                args.budget_epochs, args.batch_size, args.reuse)
+                runs / f"student_{args.budget_epochs}_epochs", distilled, args.budget_epochs, args.batch_size,
+                args.reuse)
     dm = instantiate(compose_config("train", ["experiment=nsl_kdd"]).data)
     dm.setup()
     peers = {name: fit_on(name, dm, 0, args.threads) for name in PEERS}
