@@ -262,12 +262,13 @@ def test_window_context_is_bounded_and_causal():
     assert list(context.groups) == ["c", "a"] and context.evicted == 1
 
 
-def test_encoder_matches_preprocessor_with_bins_and_unknown_categories(small_synthetic_dm):
+def test_encoder_matches_preprocessor_with_bins_frequent_values_and_unknown_categories(small_synthetic_dm):
     from mstr.data.preprocessing import FlowPreprocessor
     from mstr.deploy.features import FeatureEncoder
 
     train = small_synthetic_dm.tables["train"]
-    prep = FlowPreprocessor.fit(train, numeric_bins=6)
+    prep = FlowPreprocessor.fit(train, numeric_bins=6, frequent_values=4)
+    assert prep.frequent_values  # synthetic flows repeat ports and packet counts
     test = small_synthetic_dm.tables["test_synthetic"].take(np.arange(400))
     test.frame.loc[:20, "service"] = "never-seen"
     encoder = FeatureEncoder(json.loads(json.dumps(prep.to_dict())))  # through JSON, as in an artifact

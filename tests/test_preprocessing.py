@@ -88,6 +88,38 @@ def test_piecewise_linear_bins_come_from_train_quantiles_and_encode_monotonicall
             FlowPreprocessor.fit(train, numeric_bins=bad)
 
 
+def test_frequent_values_get_indicators_in_their_columns_token():
+    from mstr.errors import ConfigError
+
+    n = 5000
+    train = _table(n=n, seed=0)
+    rng = np.random.default_rng(0)
+    # a TTL-like column: a few exact values repeat (one of them on only 3 rows), the rest are spread out
+    ttl = rng.choice([64.0, 128.0, 254.0], n)
+    ttl[:3], ttl[3:300] = 31.0, rng.uniform(0, 300, 297)
+    train.frame["ttl"], train.frame["flag"] = ttl, rng.integers(0, 2, n).astype(float)
+    train = FlowTable(train.frame, ["bytes", "rate", "ttl", "flag"], ["service"], benign=("benign",), source="t.csv")
+    prep = FlowPreprocessor.fit(train, frequent_values=3)
+    # the 3 most frequent values of ttl with enough rows (31.0 has 3 < 5); none for the continuous rate
+    # (no value repeats) or the two-valued flag (its scaled value says which)
+    assert prep.frequent_values["ttl"] == [64.0, 128.0, 254.0]
+    assert "rate" not in prep.frequent_values and "flag" not in prep.frequent_values
+    x = prep.transform(train)
+    names = prep.feature_names
+    cols = [names.index(f"ttl#is{v}") for v in ("64", "128", "254")]
+    np.testing.assert_array_equal(x[:, cols], (ttl[:, None] == [64.0, 128.0, 254.0]).astype(np.float32))
+    assert x.shape[1] == prep.num_features
+    # the indicators belong to the column's own token, after its scaled value
+    layout = prep.layout()
+    token = layout["tokens"][layout["names"].index("ttl")]
+    assert token[0] == names.index("ttl") and token[1:] == cols
+    again = FlowPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert np.array_equal(again.transform(train), x)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="data.frequent_values"):
+            FlowPreprocessor.fit(train, frequent_values=bad)
+
+
 def test_gaps_are_filled_with_training_medians_in_every_split(tmp_path):
     """A test file whose own medians differ from train's: its NaN/inf cells get train's medians, the
     values that the fitted (and saved) preprocessing carries, not the test file's."""

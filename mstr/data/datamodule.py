@@ -58,7 +58,8 @@ class FlowDataModule(pl.LightningDataModule):
     def __init__(self, source: Callable[[], DatasetSplits], name: str = "data", task: str = "binary",
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
-                 max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", num_workers: int = 0,
+                 max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", frequent_values: int = 0,
+                 num_workers: int = 0,
                  seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
                  **_dataset_keys):
         super().__init__()
@@ -72,6 +73,7 @@ class FlowDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
+        self.frequent_values = frequent_values
         self.num_workers, self.seed = num_workers, seed
         self.on_device = on_device
         self.preprocessor: Optional[FlowPreprocessor] = preprocessor
@@ -107,7 +109,8 @@ class FlowDataModule(pl.LightningDataModule):
                             "split; a detector needs both benign and attack flows")
         if self.preprocessor is None:
             self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
-                                                     numeric_bins=self.numeric_bins, bins_from=self.bins_from)
+                                                     numeric_bins=self.numeric_bins, bins_from=self.bins_from,
+                                                     frequent_values=self.frequent_values)
         elif self.preprocessor.classes != self.data_classes:
             raise DataError(f"{train.source}: classes: preprocessing {self.preprocessor.classes} vs data "
                             f"{self.data_classes}; use the data config (and data.task) the model was trained with")

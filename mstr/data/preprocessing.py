@@ -6,7 +6,11 @@ then standard or min-max scaling with train statistics. With `numeric_bins=k`, e
 piecewise-linear encoding over (up to) k quantile bins of the training values (Gorishniy et al., "On
 Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022): component t is 0 below
 bin t, 1 above it and linear inside, which lets a small network cut a feature at many thresholds the
-way tree ensembles do. Categorical columns: one-hot over the most frequent training
+way tree ensembles do. With `frequent_values=k`, each numeric column with more than two training values
+also gets an indicator for each of its k most frequent training values (those held by at least
+`frequent_min_rows(rows)` training rows): flow generators and attack tools repeat exact sizes, TTLs and
+counts (UNSW-NB15's `sttl` 254, a tool's fixed `sbytes`), which a tree isolates with two cuts and a
+network can only bracket with bins. Categorical columns: one-hot over the most frequent training
 values plus an "unknown" bucket, so a category never seen in training still scores.
 The fitted state is a dict of lists and numbers: it travels inside checkpoints and ONNX artifacts and
 loads with `torch.load(weights_only=True)`.
@@ -23,7 +27,7 @@ from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 from mstr.options import SCALERS
 
-FORMAT_VERSION = 2  # 2: numeric gaps filled with training medians (`fill`)
+FORMAT_VERSION = 3  # 2: numeric gaps filled with training medians (`fill`); 3: frequent-value indicators
 BIN_EDGES = ("quantile", "target")
 
 
@@ -48,22 +52,31 @@ class FlowPreprocessor:
     bin_edges: dict[str, list[float]] = field(default_factory=dict)
     fill: list[float] = field(default_factory=list)  # per numeric column; empty in format 1
     column_order: list[str] = field(default_factory=list)
+    frequent_values: dict[str, list[float]] = field(default_factory=dict)  # raw values, per numeric column
 
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
             log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0,
-            bins_from: str = "quantile") -> "FlowPreprocessor":
+            bins_from: str = "quantile", frequent_values: int = 0) -> "FlowPreprocessor":
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
             raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of bins (>= 2)")
         if bins_from not in BIN_EDGES:
             raise ConfigError(f"data.bins_from={bins_from!r}: must be one of {list(BIN_EDGES)}")
+        if not isinstance(frequent_values, int) or isinstance(frequent_values, bool) or frequent_values < 0:
+            raise ConfigError(f"data.frequent_values={frequent_values!r}: 0 (off) or how many values per column (>= 1)")
         if len(table) == 0:
             raise DataError(f"{table.source}: the training split is empty")
         numeric = _numeric_matrix(table)
         fill = _finite_medians(numeric)
         numeric = _fill_gaps(numeric, fill, table.source, table.numeric_cols)
+        frequent = {}
+        if frequent_values:
+            for j, col in enumerate(table.numeric_cols):
+                values = _frequent(numeric[:, j], frequent_values, frequent_min_rows(len(table)))
+                if values:
+                    frequent[col] = values
         log_mask = _heavy_tailed(numeric, log_skew)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         if scaler == "standard":
@@ -88,6 +101,7 @@ class FlowPreprocessor:
             classes=class_order(table), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
             fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges, fill=fill.tolist(),
             column_order=[c for c in table.frame.columns if c in set(table.feature_cols)],
+            frequent_values=frequent,
         )
         prep.feature_names = prep._feature_names()
         return prep
@@ -104,6 +118,8 @@ class FlowPreprocessor:
         names = list(self.numeric_cols)
         for col, edges in self.bin_edges.items():
             names += [f"{col}#bin{t}" for t in range(1, len(edges))]
+        for col, values in self.frequent_values.items():
+            names += frequent_names(col, values)
         for col in self.categorical_cols:
             names += [f"{col}={v}" for v in self.categories[col]] + [f"{col}=<unknown>"]
         return names
@@ -116,7 +132,7 @@ class FlowPreprocessor:
         tokens = {}
         for col in self.numeric_cols:
             bins = [f"{col}#bin{t}" for t in range(1, len(self.bin_edges.get(col, [])))]
-            tokens[col] = [index[col]] + [index[b] for b in bins]
+            tokens[col] = [index[col]] + [index[b] for b in bins + frequent_names(col, self.frequent_values.get(col, []))]
         for col in self.categorical_cols:
             tokens[col] = [index[f"{col}={v}"] for v in self.categories[col]] + [index[f"{col}=<unknown>"]]
         order = [c for c in self.column_order if c in tokens] or list(tokens)
@@ -130,12 +146,15 @@ class FlowPreprocessor:
             raise DataError(f"{table.source}: missing column(s) {missing} that the model was trained on")
         numeric = _numeric_matrix(table, self.numeric_cols)
         numeric = _fill_gaps(numeric, self.fill, table.source, self.numeric_cols)
+        raw = numeric
         log_mask = np.isin(self.numeric_cols, self.log_cols)
         numeric = np.where(log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         parts = [np.clip((numeric - np.asarray(self.center)) / np.asarray(self.scale), -self.clip, self.clip)]
         index = {c: j for j, c in enumerate(self.numeric_cols)}
         for col, edges in self.bin_edges.items():
             parts.append(piecewise_linear(numeric[:, index[col]], np.asarray(edges)))
+        for col, values in self.frequent_values.items():
+            parts.append(raw[:, index[col], None] == np.asarray(values))
         for col in self.categorical_cols:
             vocab = self.categories[col]
             codes = pd.Categorical(table.frame[col].astype(str), categories=vocab).codes
@@ -174,6 +193,26 @@ def class_order(table: FlowTable) -> list[str]:
     found = sorted(set(table.labels.tolist()))
     benign = [c for c in found if c in set(table.benign)]
     return benign + [c for c in found if c not in benign]
+
+
+def frequent_min_rows(rows: int) -> int:
+    """How many training rows must hold a value for it to get an indicator: one in 2,500 (20 of
+    UNSW-NB15's 49k training rows), at least 5, so an indicator never stands for a handful of rows."""
+    return max(5, rows // 2500)
+
+
+def frequent_names(col: str, values: list[float]) -> list[str]:
+    return [f"{col}#is{np.format_float_positional(v, trim='-')}" for v in values]
+
+
+def _frequent(values: np.ndarray, k: int, min_rows: int) -> list[float]:
+    """The k most frequent values of one (training) column held by at least `min_rows` rows, ascending;
+    none for a column of at most two distinct values (its scaled value already says which)."""
+    unique, counts = np.unique(values, return_counts=True)
+    if len(unique) <= 2:
+        return []
+    top = np.argsort(-counts, kind="stable")[:k]
+    return sorted(float(unique[i]) for i in top if counts[i] >= min_rows)
 
 
 def piecewise_linear(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 It is the JSON form of `mstr.data.preprocessing.FlowPreprocessor` (fit on the training split) and does
 the same arithmetic in the same order (log1p of heavy-tailed counts, scaling, clipping, piecewise-linear
-bins, one-hot with an unknown bucket), so a record scores exactly as the same row did in training;
+bins, frequent-value indicators, one-hot with an unknown bucket), so a record scores exactly as the same row did in training;
 export checks that on real rows and `tests/test_deploy.py` on random ones. Kept apart from
 `FlowPreprocessor` so that a deployed detector needs no pandas.
 
@@ -54,6 +54,8 @@ class FeatureEncoder:
         self.clip = float(prep["clip"])
         index = {c: j for j, c in enumerate(self.numeric_cols)}
         self.bins = [(index[c], np.asarray(e, dtype=np.float64)) for c, e in dict(prep.get("bin_edges", {})).items()]
+        self.frequent = [(index[c], np.asarray(v, dtype=np.float64))
+                         for c, v in dict(prep.get("frequent_values", {})).items()]
         self.vocab = [{v: i for i, v in enumerate(prep["categories"][c])} for c in self.categorical_cols]
         self.num_features = len(prep["feature_names"])
 
@@ -61,12 +63,15 @@ class FeatureEncoder:
         """float32 [rows, num_features] from raw numbers [rows, numeric cols] (NaN: missing) and one
         list of category texts per row."""
         numeric = np.asarray(numeric, dtype=np.float64).reshape(len(categories), len(self.numeric_cols))
+        raw = numeric
         numeric = np.where(self.log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         scaled = np.clip((numeric - self.center) / self.scale, -self.clip, self.clip)
         parts = [np.where(np.isnan(scaled), 0.0, scaled)]  # missing -> the training mean
         for j, edges in self.bins:
             lower, width = edges[:-1], np.diff(edges)
             parts.append(np.nan_to_num(np.clip((numeric[:, j:j + 1] - lower) / width, 0.0, 1.0)))
+        for j, values in self.frequent:
+            parts.append(raw[:, j:j + 1] == values)  # a missing (NaN) value is none of them
         for c, vocab in enumerate(self.vocab):
             codes = np.fromiter((vocab.get(row[c], len(vocab)) for row in categories), dtype=np.int64,
                                 count=len(categories))

@@ -11,8 +11,9 @@ from mstr.models.novelty import MahalanobisGate
 
 
 def gate_columns(feature_names: list[str]) -> list[int]:
-    """The scaled values and one-hots; bin encodings only repeat the values they encode."""
-    return [i for i, name in enumerate(feature_names) if "#bin" not in name]
+    """The scaled values and one-hots; bin encodings and frequent-value indicators only repeat the
+    values they encode."""
+    return [i for i, name in enumerate(feature_names) if "#bin" not in name and "#is" not in name]
 
 
 def fit_gate(dm, fpr: float) -> MahalanobisGate:
