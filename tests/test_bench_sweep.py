@@ -70,6 +70,8 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
 
     assert [v.name for v in ablation.variants("nsl_kdd", ("architecture",))] == [
         "student_nokd", *(v.name for v in ablation.ARCHITECTURE), "no numeric bins"]  # nsl_kdd's experiment bins
+    assert [v.name for v in ablation.variants("unsw_nb15", ("architecture",))][-2:] == [
+        "no numeric bins", "no frequent values"]  # unsw_nb15's also has frequent-value indicators
     timed = [v.name for v in ablation.variants("synthetic", ("architecture",))]
     assert "window 16" in timed and "no time branches" in timed
     bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",

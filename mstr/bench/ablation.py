@@ -6,7 +6,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
   architecture  linear stem (a learned bottleneck instead of one token per column; 32 wide, and 4 wide
                 for about the default's parameters), one feature kernel
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
-                no residual paths, no numeric bins (where the experiment uses them), no time branches
+                no residual paths, no numeric bins and no frequent-value indicators (where the
+                experiment uses them), no time branches
                 (window data), window 1 / 4 / 16 (window data)
   distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
                 augmented windows (mixup, swapped columns)
@@ -31,6 +32,9 @@ ARCHITECTURE = [
 # Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0).
 BINNED = ("nsl_kdd", "unsw_nb15")
 BINS = [Variant("no numeric bins", ("data.numeric_bins=0",))]
+# Where it also gives numeric columns indicators of their most frequent values (data.frequent_values > 0).
+FREQUENT_VALUED = ("unsw_nb15",)
+FREQUENT = [Variant("no frequent values", ("data.frequent_values=0",))]
 TIME = [
     Variant("no time branches", ("model.backbone.time_dilations=[]",)),
     Variant("window 1", ("data.window=1",)),
@@ -67,7 +71,8 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     """The default first, then each group's rows (architecture and time rows train without KD)."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        changes = ARCHITECTURE + (BINS if dataset in BINNED else []) + (TIME if dataset in TEMPORAL else [])
+        changes = (ARCHITECTURE + (BINS if dataset in BINNED else []) + (FREQUENT if dataset in FREQUENT_VALUED else [])
+                   + (TIME if dataset in TEMPORAL else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
         rows += DISTILLATION
