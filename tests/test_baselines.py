@@ -103,6 +103,10 @@ def test_novelty_gate_flags_far_flows_at_its_validation_budget(nsl_dm):
     assert 0.02 < flagged <= 0.06
     assert (gate.score(benign[:5] + 50.0) > 0.9).all()
     assert len(gate.columns) == sum("#bin" not in n for n in nsl_dm.preprocessor.feature_names)
+    from mstr.training.novelty import gate_columns
+
+    # bins and frequent-value indicators only re-encode a value the gate already measures
+    assert gate_columns(["ttl", "ttl#bin1", "ttl#is254", "proto=tcp"]) == [0, 3]
     classifier = build_backbone(nsl_dm.num_features, 2, token_dim=2, widths=[4]).eval()
     x, _ = nsl_dm.dataset("test_KDDTest+").gather(torch.arange(200))
     with torch.no_grad():

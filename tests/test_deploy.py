@@ -189,19 +189,21 @@ def test_export_refuses_bad_requests(nsl, tmp_path):
 @pytest.mark.slow
 def test_export_uses_the_checkpoints_preprocessing_when_its_config_is_gone(tmp_path):
     """A run made in-process (a benchmark's) leaves no `.hydra/config.yaml`: exporting it with a data config
-    that lacks its numeric bins still builds the checkpoint's columns, from its fitted preprocessing."""
+    that lacks its numeric bins and frequent values still builds the checkpoint's columns, from its fitted
+    preprocessing; the deploy encoder reproduces both on real rows."""
     from mstr.train import run
 
     cfg = _compose("train", [f"paths.output_dir={tmp_path / 'run'}", *TRAIN_FAST, "data=nsl_kdd",
-                             "data.variant=20percent", "data.numeric_bins=4"])
+                             "data.variant=20percent", "data.numeric_bins=4", "data.frequent_values=4"])
     ckpt = Path(run(cfg)["best_checkpoint"])
     assert not (tmp_path / "run" / ".hydra").exists()
     report = export(ckpt, tmp_path / "artifact", "onnx", "data=nsl_kdd", "data.variant=20percent")
-    assert report["parity/max_abs_diff_probs"] < 1e-4
+    assert report["parity/max_abs_diff_probs"] < 1e-4 and report["parity/max_abs_diff_features"] == 0
     from mstr.training.checkpoint import load_classifier
 
     spec = json.loads((tmp_path / "artifact" / "detector.json").read_text())
     assert spec["preprocessor"]["bin_edges"] and spec["num_features"] == load_classifier(ckpt).hparams["num_features"]
+    assert spec["preprocessor"]["frequent_values"]  # NSL-KDD repeats exact counts (dst_host_count 255, ...)
 
 
 # ---- Zeek conn.log: per-host windows -----------------------------------------------------------------
