@@ -73,8 +73,9 @@ class FlowPreprocessor:
         numeric = _fill_gaps(numeric, fill, table.source, table.numeric_cols)
         frequent = {}
         if frequent_values:
+            min_rows = frequent_min_rows(len(table))
             for j, col in enumerate(table.numeric_cols):
-                values = _frequent(numeric[:, j], frequent_values, frequent_min_rows(len(table)))
+                values = _frequent(numeric[:, j], frequent_values, min_rows)
                 if values:
                     frequent[col] = values
         log_mask = _heavy_tailed(numeric, log_skew)
@@ -132,7 +133,8 @@ class FlowPreprocessor:
         tokens = {}
         for col in self.numeric_cols:
             bins = [f"{col}#bin{t}" for t in range(1, len(self.bin_edges.get(col, [])))]
-            tokens[col] = [index[col]] + [index[b] for b in bins + frequent_names(col, self.frequent_values.get(col, []))]
+            derived = bins + frequent_names(col, self.frequent_values.get(col, []))
+            tokens[col] = [index[col]] + [index[name] for name in derived]
         for col in self.categorical_cols:
             tokens[col] = [index[f"{col}={v}"] for v in self.categories[col]] + [index[f"{col}=<unknown>"]]
         order = [c for c in self.column_order if c in tokens] or list(tokens)

@@ -2,9 +2,9 @@
 
 It is the JSON form of `mstr.data.preprocessing.FlowPreprocessor` (fit on the training split) and does
 the same arithmetic in the same order (log1p of heavy-tailed counts, scaling, clipping, piecewise-linear
-bins, frequent-value indicators, one-hot with an unknown bucket), so a record scores exactly as the same row did in training;
-export checks that on real rows and `tests/test_deploy.py` on random ones. Kept apart from
-`FlowPreprocessor` so that a deployed detector needs no pandas.
+bins, frequent-value indicators, one-hot with an unknown bucket), so a record scores exactly as the
+same row did in training; export checks that on real rows and `tests/test_deploy.py` on random ones.
+Kept apart from `FlowPreprocessor` so that a deployed detector needs no pandas.
 
 Missing or infinite numbers in a live record cannot use the training file's column median (the reader's
 repair), so they get the training mean (0 after scaling) and are counted as repaired.
