@@ -93,24 +93,29 @@ def storage_url(spec: dict, given: Optional[str], out: Path) -> Optional[str]:
     return url
 
 
-def open_study(spec: dict, url: Optional[str], heartbeat: int):
+def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     """Create or load the study. With a database, running trials send heartbeats; a trial silent for
-    3 heartbeats (its worker was killed) is marked failed and queued again with the same parameters."""
+    3 heartbeats (its worker was killed) is marked failed and queued again with the same parameters.
+
+    Opening a new database creates its schema, and two processes creating it at once break each other
+    (a table "already exists"): sweeps started together on one study take turns under the study's lock."""
     import optuna
+    from filelock import FileLock
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     from mstr.training.pruning import optuna_object
 
-    storage = None
-    if url is not None:
-        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
-            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
-    return optuna.create_study(study_name=spec["study_name"], storage=storage, load_if_exists=True,
-                               direction=spec.get("direction", "maximize"),
-                               pruner=optuna_object("pruners", _pruner(spec)))
+    study = {"study_name": spec["study_name"], "direction": spec.get("direction", "maximize"),
+             "pruner": optuna_object("pruners", _pruner(spec))}
+    if url is None:
+        return optuna.create_study(**study)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
+        storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        return optuna.create_study(storage=storage, load_if_exists=True, **study)
 
 
 def seed_sampler(study, spec: dict, worker_index: int) -> None:
@@ -304,13 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = open_study(spec, url, args.heartbeat)
+        lock_path = args.out / f"{spec['study_name']}.lock"
+        study = open_study(spec, url, args.heartbeat, lock_path)
         if args.workers > 1:
             code = start_workers(_without(argv, "--workers"), args.workers)
         else:
             seed_sampler(study, spec, args.worker_index or 0)
-            work(study, objective_for(spec, args.overrides, args.out, url), n_trials, args.heartbeat,
-                 args.out / f"{spec['study_name']}.lock")
+            work(study, objective_for(spec, args.overrides, args.out, url), n_trials, args.heartbeat, lock_path)
             code = 0
     except MstrError as err:
         report_and_exit(err)
