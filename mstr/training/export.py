@@ -103,7 +103,13 @@ def setup_data(ckpt: str | Path, fallback: Optional[DictConfig], preprocessor: O
         dm = instantiate(cfg.data)
     else:
         dm = instantiate(cfg.data, _partial_=True)(preprocessor=FlowPreprocessor.from_dict(preprocessor))
-    dm.setup()
+    try:
+        dm.setup()
+    except DataError as err:
+        if data_cfg is not None:
+            raise
+        raise DataError(f"{err} (no run config beside {ckpt}, so data={cfg.data.get('name')} was used: "
+                        "give the data config the model was trained with, e.g. data=nsl_kdd)") from None
     return cfg.data, dm
 
 
