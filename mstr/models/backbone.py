@@ -127,8 +127,10 @@ class MultiScaleSTResNet(nn.Module):
         h = self.stem(x)
         for stage in self.stages:
             h = stage(h)
-        newest = self.squeeze(h[:, :, -1:, :])[:, :, 0, :]  # [B, C, features]
-        return newest.flatten(1) if self.config.readout == "flatten" else newest.mean(dim=-1)
+        if h.shape[2] > 1:
+            h = h[:, :, -1:, :]
+        newest = self.squeeze(h)  # [B, C, 1, features]; at window 1 no Slice or Gather in an exported graph
+        return newest.flatten(1) if self.config.readout == "flatten" else newest.mean(dim=-1).flatten(1)
 
     def cost(self, window: int) -> dict[str, int]:
         return model_cost(self, window)
