@@ -283,6 +283,31 @@ def test_encoder_matches_preprocessor_with_bins_frequent_values_and_unknown_cate
     np.testing.assert_array_equal(encoder.encode(numeric, cats), prep.transform(test))
 
 
+
+def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
+    """Plain number texts convert in one numpy call; missing tokens, infinities, huge counts, numbers
+    given as numbers and bools take the value-by-value path: both give what training's reader gives."""
+    from mstr.deploy.features import CLIP, BadRecord, FeatureEncoder
+
+    prep = {"numeric_cols": ["a", "b", "c"], "categorical_cols": ["p"], "log_cols": [], "center": [0, 0, 0],
+            "scale": [1, 1, 1], "clip": 1e6, "categories": {"p": ["tcp"]}, "feature_names": ["a", "b", "c", "p0", "p1"]}
+    encoder = FeatureEncoder(prep)
+
+    def parse(**values):
+        return encoder.parse({"p": "tcp", **values}, 1, None, None, [], True)
+
+    plain = parse(a="1", b=" 2.5", c="1e3")
+    np.testing.assert_array_equal(plain.numeric, [1.0, 2.5, 1000.0])
+    assert plain.repaired == 0
+    odd = parse(a="-", b="inf", c="-1e13")  # missing, infinite (repaired, as NaN), clipped
+    np.testing.assert_array_equal(odd.numeric, [np.nan, np.nan, -CLIP])
+    assert odd.repaired == 2
+    numbers = parse(a=3, b=4.5, c=np.int64(7))  # numpy scalars take the careful path, same values
+    np.testing.assert_array_equal(numbers.numeric, [3.0, 4.5, 7.0])
+    for bad in ({"a": "1", "b": "x", "c": "2"}, {"a": True, "b": "1", "c": "2"}, {"a": "1", "b": "2"}):
+        with pytest.raises(BadRecord, match="'b' holds 'x'|'a' holds 'True'|no column 'c'"):
+            parse(**bad)
+
 def test_deploy_imports_neither_lightning_nor_hydra(nsl):
     code = f"""
 import sys, numpy as np

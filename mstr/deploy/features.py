@@ -22,6 +22,7 @@ import numpy as np
 CLIP = 1e12  # as mstr.data.readers: larger magnitudes are counter garbage
 MISSING = {"", "-", "(empty)", "nan", "-nan", "+nan", "na", "n/a", "null", "none"}
 _WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
+_PLAIN = {str, int, float}  # values numpy converts as `float()` would (not bools, bytes or None)
 
 
 class BadRecord(ValueError):
@@ -81,19 +82,28 @@ class FeatureEncoder:
     def parse(self, values: Mapping[str, Any], seq: int, group_col: Optional[str], time_col: Optional[str],
               ident_cols: list[str], clean_categories: bool) -> Record:
         """A `Record` from one flow's raw column values (texts or numbers)."""
-        numeric = np.empty(len(self.numeric_cols))
-        repaired = 0
-        for j, col in enumerate(self.numeric_cols):
-            value = _number(_get(values, col), col)
-            if not math.isfinite(value):
-                value, repaired = math.nan, repaired + 1
-            elif abs(value) > CLIP:
-                value = math.copysign(CLIP, value)
-            numeric[j] = value
+        numeric, repaired = self._numbers(values), 0
+        if numeric.size and not np.abs(numeric).max() <= CLIP:  # NaN compares false: some value is missing, infinite or huge
+            finite = np.isfinite(numeric)
+            repaired = int(len(numeric) - finite.sum())
+            numeric = np.where(finite, np.clip(numeric, -CLIP, CLIP), math.nan)
         categories = [category(_get(values, col), clean_categories) for col in self.categorical_cols]
         group = category(values.get(group_col), True) if group_col else None
         ident = {c: values[c] for c in ident_cols if c in values}
         return Record(seq, numeric, categories, group, values.get(time_col) if time_col else None, ident, repaired)
+
+    def _numbers(self, values: Mapping[str, Any]) -> np.ndarray:
+        """The numeric columns' raw values as floats (NaN where missing). A line of plain number texts
+        (nearly every line) converts in one numpy call: converting them one by one was most of
+        `mstr.detect`'s parsing time on KDDTest+ (26k -> 35k flows/s end to end); anything else (missing tokens, numbers that are not texts,
+        garbage) takes the careful path, value by value, with its per-column errors."""
+        try:
+            texts = [values[col] for col in self.numeric_cols]
+            if set(map(type, texts)) <= _PLAIN:
+                return np.array(texts, dtype=np.float64)
+        except (KeyError, ValueError, OverflowError):
+            pass
+        return np.array([_number(_get(values, col), col) for col in self.numeric_cols], dtype=np.float64)
 
 
 def _get(values: Mapping[str, Any], col: str) -> Any:

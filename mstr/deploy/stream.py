@@ -76,9 +76,9 @@ class Verdict:
     alert: bool
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out["class"] = out.pop("cls")
-        return out
+        # By hand: `dataclasses.asdict` deep-copies and took a tenth of `mstr.detect`'s time on KDDTest+.
+        return {"flow": self.flow, "time": self.time, "id": dict(self.id), "score": self.score,
+                "alert": self.alert, "class": self.cls}
 
 
 class Detector:
