@@ -188,16 +188,18 @@ def test_export_refuses_bad_requests(nsl, tmp_path):
 
 @pytest.mark.slow
 def test_export_uses_the_checkpoints_preprocessing_when_its_config_is_gone(tmp_path):
-    """A run made in-process (a benchmark's) leaves no `.hydra/config.yaml`: exporting it with a data config
-    that lacks its numeric bins and frequent values still builds the checkpoint's columns, from its fitted
-    preprocessing; the deploy encoder reproduces both on real rows."""
+    """A run made in-process (a benchmark's) keeps its config beside its checkpoints, which export reads;
+    with that config gone, exporting with a data config that lacks its numeric bins and frequent values
+    still builds the checkpoint's columns, from its fitted preprocessing; the deploy encoder reproduces
+    both on real rows."""
     from mstr.errors import DataError
     from mstr.train import run
 
     cfg = _compose("train", [f"paths.output_dir={tmp_path / 'run'}", *TRAIN_FAST, "data=nsl_kdd",
                              "data.variant=20percent", "data.numeric_bins=4", "data.frequent_values=4"])
     ckpt = Path(run(cfg)["best_checkpoint"])
-    assert not (tmp_path / "run" / ".hydra").exists()
+    assert export(ckpt, tmp_path / "from_config", "onnx")["parity/max_abs_diff_features"] == 0  # no data=...
+    shutil.rmtree(tmp_path / "run" / ".hydra")
     with pytest.raises(DataError, match="no run config beside .*give the data config the model was trained with"):
         export(ckpt, tmp_path / "wrong", "onnx")  # the export's default data (synthetic) lacks NSL-KDD's columns
     assert not (tmp_path / "wrong").exists()

@@ -53,7 +53,20 @@ def run(cfg: DictConfig) -> dict:
             raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
                             "last.ckpt) to resume; use resume=auto to start the run when there is none")
         (out_dir / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
+        save_run_config(cfg, out_dir)
         return _run(cfg, out_dir, resume)
+
+
+def save_run_config(cfg: DictConfig, out_dir: Path) -> None:
+    """The composed config in `<run>/.hydra/config.yaml`, where Hydra puts it, when Hydra did not: a run
+    whose `paths.output_dir` is set elsewhere (a benchmark's, a script's). Export, evaluation and
+    `mstr.compare` read a run's data and hyperparameters from there."""
+    from omegaconf import OmegaConf
+
+    path = out_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, path)
 
 
 def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
