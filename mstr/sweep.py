@@ -171,9 +171,7 @@ def check_trials(spec: dict, extra: list[str]) -> None:
 
 
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
-    from omegaconf import OmegaConf
-
-    from mstr.jobs.train import run
+    from mstr.jobs.train import run, save_run_config
 
     def objective(trial) -> float:
         import optuna
@@ -183,8 +181,7 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         trial.set_user_attr("worker", os.getpid())
         try:
             cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
-            (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)  # the layout of a Hydra run dir
-            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+            save_run_config(cfg, run_dir)  # the layout of a Hydra run dir, before the run can fail
             (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
             metrics = run(cfg)
             if spec["metric"] not in metrics:

@@ -83,7 +83,8 @@ class FeatureEncoder:
               ident_cols: list[str], clean_categories: bool) -> Record:
         """A `Record` from one flow's raw column values (texts or numbers)."""
         numeric, repaired = self._numbers(values), 0
-        if numeric.size and not np.abs(numeric).max() <= CLIP:  # NaN compares false: some value is missing, infinite or huge
+        # NaN compares false: the careful step runs only when a value is missing, infinite or huge.
+        if numeric.size and not np.abs(numeric).max() <= CLIP:
             finite = np.isfinite(numeric)
             repaired = int(len(numeric) - finite.sum())
             numeric = np.where(finite, np.clip(numeric, -CLIP, CLIP), math.nan)
@@ -95,8 +96,9 @@ class FeatureEncoder:
     def _numbers(self, values: Mapping[str, Any]) -> np.ndarray:
         """The numeric columns' raw values as floats (NaN where missing). A line of plain number texts
         (nearly every line) converts in one numpy call: converting them one by one was most of
-        `mstr.detect`'s parsing time on KDDTest+ (26k -> 35k flows/s end to end); anything else (missing tokens, numbers that are not texts,
-        garbage) takes the careful path, value by value, with its per-column errors."""
+        `mstr.detect`'s parsing time on KDDTest+ (26k -> 35k flows/s end to end). Anything else
+        (missing tokens, numbers that are not texts, garbage) takes the careful path, value by value,
+        with its per-column errors."""
         try:
             texts = [values[col] for col in self.numeric_cols]
             if set(map(type, texts)) <= _PLAIN:
