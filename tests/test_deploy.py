@@ -285,7 +285,6 @@ def test_encoder_matches_preprocessor_with_bins_frequent_values_and_unknown_cate
     np.testing.assert_array_equal(encoder.encode(numeric, cats), prep.transform(test))
 
 
-
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
     """Plain number texts convert in one numpy call; missing tokens, infinities, huge counts, numbers
     given as numbers and bools take the value-by-value path: both give what training's reader gives."""
@@ -309,6 +308,7 @@ def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
     for bad in ({"a": "1", "b": "x", "c": "2"}, {"a": True, "b": "1", "c": "2"}, {"a": "1", "b": "2"}):
         with pytest.raises(BadRecord, match="'b' holds 'x'|'a' holds 'True'|no column 'c'"):
             parse(**bad)
+
 
 def test_deploy_imports_neither_lightning_nor_hydra(nsl):
     code = f"""
