@@ -12,9 +12,9 @@ SQLAlchemy URL, e.g. PostgreSQL shared by several machines). `--workers N` start
 on it (one per GPU when several are visible; on several machines, run the same command on each with
 the same storage). `--n-trials` is the study's total: workers stop when that many trials have ended
 (completed, pruned, or failed with an error: a failing trial is recorded as failed and the study goes
-on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats,
-are marked failed and run again with the same parameters. Trials report the metric after every
-validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
+on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats
+(or never sent one), are marked failed and run again with the same parameters. Trials report the
+metric after every validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
 """
 
 from __future__ import annotations
@@ -178,7 +178,6 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
 
         run_dir = out / spec["study_name"] / f"trial{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("worker", os.getpid())
         try:
             cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
             save_run_config(cfg, run_dir)  # the layout of a Hydra run dir, before the run can fail
@@ -214,6 +213,7 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
     lock = FileLock(str(lock_path))
 
     def objective_unlocked(trial):
+        trial.set_user_attr("worker", os.getpid())  # claimed: see fail_unclaimed_trials
         lock.release()  # the trial is in the study now: the next worker may count it
         return objective(trial)
 
@@ -224,6 +224,7 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since v2.9
                     fail_stale_trials(study)
+                fail_unclaimed_trials(study, grace=3 * heartbeat)
             trials = study.get_trials(deepcopy=False)
             if any(t.state == TrialState.WAITING for t in trials) or counted(trials) < n_trials:
                 study.optimize(objective_unlocked, n_trials=1, catch=(TrialFailed,))
@@ -235,6 +236,27 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
         if not (running and is_heartbeat_enabled(study._storage)):
             return
         time.sleep(heartbeat)
+
+
+def fail_unclaimed_trials(study, grace: float) -> None:
+    """Fail, and queue again, the running trials that no worker claimed: a worker killed after Optuna
+    created its trial but before the trial's first heartbeat leaves a trial that Optuna never finds
+    stale (it has no heartbeat to be late), and the study would wait on it for ever.
+
+    Called under the study's lock, which a worker holds from creating its trial until it has claimed
+    it (the `worker` attribute), so an unclaimed trial is a dead one; the grace period covers workers
+    that do not share the lock."""
+    from datetime import datetime, timedelta
+
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    retry = storage.get_heartbeat_stale_trial_callback()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        unclaimed = "worker" not in trial.user_attrs
+        if unclaimed and datetime.now() - trial.datetime_start > timedelta(seconds=grace):
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and retry is not None:
+                retry(study, storage.get_trial(trial._trial_id))
 
 
 # ---- workers -------------------------------------------------------------------------------------

@@ -104,6 +104,31 @@ def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
     assert any(dead.params for dead in stale)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() stands in for a worker
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_runs_again(tmp_path):
+    """Optuna finds a dead trial by its late heartbeat; one killed before its first has none, and
+    the study must not wait on it for ever (CI hung so on a slow machine)."""
+    import threading
+
+    from mstr.sweep import open_study, work
+
+    spec = {"study_name": "silent", "direction": "maximize"}
+    url, lock = f"sqlite:///{tmp_path / 'silent.db'}", tmp_path / "silent.lock"
+    dead = open_study(spec, url, heartbeat=1, lock_path=lock).ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    time.sleep(3.5)  # past the grace period of 3 heartbeats
+
+    study = open_study(spec, url, heartbeat=1, lock_path=lock)
+    resumed = threading.Thread(target=work, args=(study, lambda trial: trial.suggest_float("x", 0, 1), 1, 1, lock),
+                               daemon=True)
+    resumed.start()
+    resumed.join(timeout=120)
+    assert not resumed.is_alive(), "the sweep waits on a trial whose worker is gone"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].system_attrs["failed_trial"] == dead.number and trials[1].params == dead.params
+    assert "error" not in trials[0].user_attrs  # failed by the kill, so it does not count toward the total
+
+
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
     from mstr.sweep import main
 
