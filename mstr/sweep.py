@@ -213,6 +213,8 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
     lock = FileLock(str(lock_path))
 
     def objective_unlocked(trial):
+        if is_heartbeat_enabled(study._storage):  # a claimed trial has a heartbeat that can go stale
+            study._storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", os.getpid())  # claimed: see fail_unclaimed_trials
         lock.release()  # the trial is in the study now: the next worker may count it
         return objective(trial)
@@ -243,9 +245,9 @@ def fail_unclaimed_trials(study, grace: float) -> None:
     created its trial but before the trial's first heartbeat leaves a trial that Optuna never finds
     stale (it has no heartbeat to be late), and the study would wait on it for ever.
 
-    Called under the study's lock, which a worker holds from creating its trial until it has claimed
-    it (the `worker` attribute), so an unclaimed trial is a dead one; the grace period covers workers
-    that do not share the lock."""
+    Called under the study's lock, which a worker holds from creating its trial until it has recorded
+    a heartbeat and then claimed it (the `worker` attribute): an unclaimed trial is a dead one, and a
+    claimed one is Optuna's to find stale. The grace period covers workers that do not share the lock."""
     from datetime import datetime, timedelta
 
     from optuna.trial import TrialState
