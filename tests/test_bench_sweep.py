@@ -80,9 +80,9 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| synthetic |")]
     assert len(rows) == len(timed)
     linear = next(r for r in rows if "| linear stem |" in r)
-    params = {r.split("|")[2].strip(): r.split("|")[12].strip() for r in rows}
+    params = {r.split("|")[2].strip(): r.split("|")[13].strip() for r in rows}
     assert params["linear stem"] != params["default student, no KD"]  # a different model, not a relabel
-    assert "±" in linear.split("|")[4] and "±" in linear.split("|")[9]  # Δacc and ΔAUROC vs default are filled
+    assert all("±" in linear.split("|")[i] for i in (4, 7, 10))  # Δacc, ΔF1 and ΔAUROC vs default are filled
     assert linear.split("|")[5].strip() in ("0/1", "1/1")  # seeds on which it beats the default
     # --variants: only the named rows, from the finished runs
     finished = {p: p.stat().st_mtime for p in tmp_path.glob("runs/synthetic/*/seed0/metrics.json")}
