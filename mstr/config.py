@@ -101,6 +101,8 @@ def validate(cfg: DictConfig) -> None:
     checks = {
         "data.window": (_get(cfg, "data.window"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         "data.batch_size": (_get(cfg, "data.batch_size"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "data.context_swap": (_get(cfg, "data.context_swap", 0.0),
+                              lambda v: isinstance(v, (int, float)) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
         "data.task": (_get(cfg, "data.task"), lambda v: v in TASKS, _one_of(TASKS)),
         "data.sampler": (_get(cfg, "data.sampler"), lambda v: v in SAMPLERS, _one_of(SAMPLERS)),
         "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),

@@ -73,7 +73,8 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     assert [v.name for v in ablation.variants("unsw_nb15", ("architecture",))][-2:] == [
         "no numeric bins", "no frequent values"]  # unsw_nb15's also has frequent-value indicators
     timed = [v.name for v in ablation.variants("synthetic", ("architecture",))]
-    assert "window 16" in timed and "no time branches" in timed
+    assert "window 16" in timed and "no time branches" in timed and "no context swap" not in timed
+    assert [v.name for v in ablation.variants("cic_ids2017", ("architecture",))][-1] == "no context swap"
     bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",
                 "--out", str(tmp_path), "--override", *TINY])
     table = (tmp_path / "ablation.md").read_text()

@@ -38,6 +38,7 @@ def test_the_default_job_distils_a_student_from_a_teacher_it_trains(compose_cfg)
     ("distill.temperature=-2", "distill.temperature"),
     ("distill.alpha=1.5", "distill.alpha"),
     ("data.window=0", "data.window"),
+    ("data.context_swap=1.5", "data.context_swap"),
     ("data.sampler=oversample", "data.sampler"),
     ("data.task=regression", "data.task"),
     ("loss=focal", None),  # valid: no error

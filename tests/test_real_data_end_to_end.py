@@ -52,7 +52,7 @@ DATA_CONFIGS = {
     "nsl_kdd": ["data=nsl_kdd", "data.variant=20percent"],
     "unsw_nb15": ["data=unsw_nb15"],
     "cic_ids2017": ["data=cic_ids2017"],
-    "cic_ids2017_multiclass": ["data=cic_ids2017", "data.task=multiclass"],
+    "cic_ids2017_multiclass": ["data=cic_ids2017", "data.task=multiclass", "data.context_swap=0.3"],
     "flows": ["data=flows", "data.path={root}/mine/train.csv.gz", "data.test_path={root}/mine/later.csv"],
 }
 

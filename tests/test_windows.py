@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mstr.data.windows import FlowWindowDataset, sequence_order
+from mstr.data.windows import FlowWindowDataset, IndexedWindows, sequence_order
 
 
 def test_window_holds_earlier_flows_of_the_same_group_in_time_order():
@@ -66,3 +66,34 @@ def test_datamodule_windows_never_cross_splits(small_synthetic_dm):
         assert rows.max() < len(table)  # indices into this split's own rows only
     train_t = dm.tables["train"].frame["ts"]
     assert train_t.max() < dm.tables["val"].frame["ts"].min() < dm.tables["test_synthetic"].frame["ts"].min()
+
+
+def _grouped_windows(window: int) -> FlowWindowDataset:
+    rng = np.random.default_rng(1)
+    features = np.arange(400, dtype=np.float32).reshape(200, 2)
+    return FlowWindowDataset(features, rng.integers(0, 2, 200), window=window, time=rng.uniform(size=200),
+                             group=rng.integers(0, 5, 200))
+
+
+def test_context_swap_keeps_the_newest_flow_and_takes_earlier_flows_from_another_window():
+    ds = _grouped_windows(window=4)
+    index = list(range(10, 200))
+    plain_x, plain_y = ds.__getitems__(index)
+    x, y, idx = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
+    assert torch.equal(y, plain_y) and torch.equal(idx, torch.tensor(index))
+    assert torch.equal(x[:, -1], plain_x[:, -1])  # the newest flow, which the label belongs to, stays
+    changed = (x[:, :-1] != plain_x[:, :-1]).flatten(1).any(1)
+    assert 0.3 < changed.float().mean() < 0.7  # about the asked share (a swap with itself changes nothing)
+    for k in changed.nonzero().squeeze(1).tolist():  # each new context is another batch window's context
+        assert (plain_x[:, :-1] == x[k, :-1]).flatten(1).all(1).any()
+    again, _, _ = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
+    other_seed, _, _ = IndexedWindows(ds, context_swap=0.5, seed=4).__getitems__(index)
+    assert torch.equal(again, x) and not torch.equal(other_seed, x)  # a resumed run sees the same windows
+
+
+def test_context_swap_is_off_at_zero_and_for_windows_of_one_flow():
+    for window, share in ((4, 0.0), (1, 1.0)):
+        ds = _grouped_windows(window)
+        plain_x, _ = ds.__getitems__(list(range(50)))
+        x, _, _ = IndexedWindows(ds, context_swap=share, seed=0).__getitems__(list(range(50)))
+        assert torch.equal(x, plain_x)

@@ -8,7 +8,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
                 no residual paths, no numeric bins and no frequent-value indicators (where the
                 experiment uses them), no time branches
-                (window data), window 1 / 4 / 16 (window data)
+                (window data), window 1 / 4 / 16 (window data), no context swap (where the
+                experiment swaps the earlier flows of a share of training windows)
   distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
                 augmented windows (mixup, swapped columns)
 
@@ -41,6 +42,9 @@ TIME = [
     Variant("window 4", ("data.window=4",)),
     Variant("window 16", ("data.window=16",)),
 ]
+# Where the experiment swaps the earlier flows of a share of training windows (data.context_swap > 0).
+CONTEXT_SWAPPED = ("cic_ids2017", "cic_ids2017_multiclass")
+CONTEXT = [Variant("no context swap", ("data.context_swap=0",))]
 # Named like the accuracy and distill benchmarks' runs (same overrides), so the three share them.
 DISTILLATION = [
     Variant("student_logits", ("model=student", "distill=logits")),
@@ -72,7 +76,7 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     rows = [DEFAULT]
     if "architecture" in groups:
         changes = (ARCHITECTURE + (BINS if dataset in BINNED else []) + (FREQUENT if dataset in FREQUENT_VALUED else [])
-                   + (TIME if dataset in TEMPORAL else []))
+                   + (TIME if dataset in TEMPORAL else []) + (CONTEXT if dataset in CONTEXT_SWAPPED else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
         rows += DISTILLATION

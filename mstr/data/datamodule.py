@@ -59,7 +59,7 @@ class FlowDataModule(pl.LightningDataModule):
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
                  max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", frequent_values: int = 0,
-                 num_workers: int = 0,
+                 context_swap: float = 0.0, num_workers: int = 0,
                  seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
                  **_dataset_keys):
         super().__init__()
@@ -69,11 +69,14 @@ class FlowDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.batch_size={batch_size}: must be >= 1")
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={val_fraction}: must be in (0, 1)")
+        if not 0.0 <= context_swap <= 1.0:
+            raise ConfigError(f"data.context_swap={context_swap}: must be in [0, 1] (the share of training windows "
+                              "whose earlier flows come from another window)")
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
-        self.frequent_values = frequent_values
+        self.frequent_values, self.context_swap = frequent_values, context_swap
         self.num_workers, self.seed = num_workers, seed
         self.on_device = on_device
         self.preprocessor: Optional[FlowPreprocessor] = preprocessor
@@ -189,7 +192,7 @@ class FlowDataModule(pl.LightningDataModule):
             epoch, batches = self._train_start
             sampler.start_at(epoch, batches * self.batch_size)
             self._train_start = None
-        return DataLoader(IndexedWindows(dataset), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(IndexedWindows(dataset, self.context_swap, self.seed), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
                           generator=generator)
 

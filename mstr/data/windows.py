@@ -111,10 +111,20 @@ class FlowWindowDataset(Dataset):
 
 class IndexedWindows(Dataset):
     """A split's windows with their row indices: `(x, y, index)` batches, so a training step can look
-    up per-row data computed once (a distillation teacher's targets) instead of recomputing it."""
+    up per-row data computed once (a distillation teacher's targets) instead of recomputing it.
 
-    def __init__(self, windows: FlowWindowDataset):
+    `context_swap` > 0: that share of each batch's windows keep their newest flow (and its label) but
+    take their earlier flows from another window of the batch. Where a group's flows are nearly always
+    one class (a sampled capture: an attacker's flows next to each other), a model learns to read the
+    label off the context, and then flags the rare benign flow between attack flows; mixed windows teach
+    it that the newest flow decides. The draw depends on the batch's indices and the seed only, so a
+    resumed run sees the same windows.
+    """
+
+    def __init__(self, windows: FlowWindowDataset, context_swap: float = 0.0, seed: int = 0):
         self.windows = windows
+        self.context_swap = float(context_swap) if windows.window > 1 else 0.0
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -122,7 +132,18 @@ class IndexedWindows(Dataset):
     def __getitems__(self, indices: Sequence[int]):
         index = torch.as_tensor(indices, dtype=torch.long)
         x, y = self.windows.gather(index)
+        if self.context_swap > 0.0:
+            x = self._swap_context(x, index)
         return x, y, index
+
+    def _swap_context(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(hash((self.seed, len(index), int(index[0]), int(index.sum()))) % 2**63)
+        swapped = torch.rand(len(index), generator=generator) < self.context_swap
+        other = torch.randint(0, len(index), (len(index),), generator=generator)
+        rows = swapped.nonzero().squeeze(1).to(x.device)
+        x = x.clone()
+        x[rows, :-1] = x[other.to(x.device)[rows], :-1]
+        return x
 
 
 def collate_prebatched(batch):
