@@ -78,6 +78,14 @@ def test_train_evaluate_and_baselines(name, sliced_root, tmp_path):
     assert 0 < trained["audit/preprocessing_fit_rows"] < TRAIN_SOURCE_ROWS[data[0]]
     if name.startswith("cic_ids2017"):  # validation cut per class by time, like the test split
         assert trained["audit/val_selection"] == "per_class_time"
+    if trained["data/window"] > 1:  # accuracy apart where a window's earlier flows hold another class
+        if name == "cic_ids2017_multiclass":  # the slice's attack kinds share hosts
+            assert trained["test/mixed_context_rows"] > 0
+        if trained["test/mixed_context_rows"]:
+            parts = (trained["test/mixed_context_acc"], trained["test/same_context_acc"])
+            assert min(parts) - 1e-9 <= trained["test/acc"] <= max(parts) + 1e-9
+    else:
+        assert "test/mixed_context_rows" not in trained  # one-flow windows have no context
     if name == "cic_ids2017_multiclass":  # every class, DDoS included, was learnt
         expected = ["BENIGN", "DDoS", "Portscan", "SSH-Patator"]
         assert load_classifier(trained["best_checkpoint"]).hparams.class_names == expected

@@ -97,3 +97,12 @@ def test_context_swap_is_off_at_zero_and_for_windows_of_one_flow():
         plain_x, _ = ds.__getitems__(list(range(50)))
         x, _, _ = IndexedWindows(ds, context_swap=share, seed=0).__getitems__(list(range(50)))
         assert torch.equal(x, plain_x)
+
+
+def test_mixed_context_marks_windows_whose_earlier_flows_hold_another_class():
+    # one host, in time order: benign, attack, attack, benign, benign, benign
+    labels = np.array([0, 1, 1, 0, 0, 0])
+    ds = FlowWindowDataset(np.zeros((6, 1), np.float32), labels, window=3, time=np.arange(6.0), group=np.zeros(6))
+    assert ds.mixed_context(chunk=4).tolist() == [False, True, True, True, True, False]
+    # padding before a group's first flow is not a flow of another class
+    assert not FlowWindowDataset(np.zeros((6, 1), np.float32), labels, window=1).mixed_context().any()

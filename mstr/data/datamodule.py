@@ -87,6 +87,7 @@ class FlowDataModule(pl.LightningDataModule):
         self._train_start: Optional[tuple[int, int]] = None
         self.novel: dict[str, np.ndarray] = {}
         self.copied: dict[str, np.ndarray] = {}
+        self.mixed: dict[str, np.ndarray] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
@@ -124,6 +125,7 @@ class FlowDataModule(pl.LightningDataModule):
         development = concat_tables([train, val], f"{train.source} + validation")
         self.novel = {name: mask for name, table in splits.tests.items()
                       if (mask := table.novel_attacks(development)) is not None}
+        self.mixed = {name: self._datasets[f"test_{name}"].mixed_context() for name in splits.tests} if self.window > 1 else {}
         self._audit(train, val, splits.tests)
 
     def _settle_window(self, temporal: bool) -> None:
@@ -215,9 +217,10 @@ class FlowDataModule(pl.LightningDataModule):
 
     def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
         """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type
-        absent from train + validation, where the data names types) and `copied` (rows with a
-        feature-identical training row)."""
-        return {"novel_attack": self.novel, "copied": self.copied}
+        absent from train + validation, where the data names types), `copied` (rows with a
+        feature-identical training row) and, with windows of several flows, `mixed_context` (rows whose
+        window holds an earlier flow of another class)."""
+        return {"novel_attack": self.novel, "copied": self.copied, "mixed_context": self.mixed}
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

@@ -94,6 +94,17 @@ class FlowWindowDataset(Dataset):
         rows = self._order[positions.clamp(min=0)]
         return rows, valid
 
+    def mixed_context(self, chunk: int = 1 << 20) -> np.ndarray:
+        """Rows whose window holds an earlier flow of another class than the newest flow's: where the
+        context says one thing and the flow's own label another (a benign flow right after its host's
+        attack flows). A model that reads the label off the context fails exactly there."""
+        mixed = np.zeros(len(self), dtype=bool)
+        for start in range(0, len(self), chunk):
+            rows, valid = self.window_rows(torch.arange(start, min(start + chunk, len(self))))
+            labels = self.labels[rows]
+            mixed[start:start + len(rows)] = ((labels[:, :-1] != labels[:, -1:]) & valid[:, :-1]).any(1).numpy()
+        return mixed
+
     def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = idx.to(self.features.device)
         rows, valid = self.window_rows(idx)

@@ -77,7 +77,10 @@ def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
       0) among attack types the training split never had, and among those it had:
       `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
     - copied: accuracy on test rows with a feature-identical training row and on the rest:
-      `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory)."""
+      `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory);
+    - mixed_context: accuracy on test rows whose window holds an earlier flow of another class and on
+      the rest: `test/mixed_context_acc`, `test/same_context_acc` (how much of a score is read off the
+      context), with `test/mixed_context_rows`."""
     results: dict[str, float] = {}
     joined = _joined(scored, subsets.get("novel_attack", {}))
     if joined is not None:
@@ -88,13 +91,17 @@ def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
             results["test/novel_attack_recall"] = float(flagged[novel].mean())
         if known.any():
             results["test/known_attack_recall"] = float(flagged[known].mean())
-    joined = _joined(scored, subsets.get("copied", {}))
-    if joined is not None:
-        predicted, labels, copied = joined
+    for subset, rows, inside, outside in (("copied", "copied_rows", "copied_rows_acc", "fresh_rows_acc"),
+                                          ("mixed_context", "mixed_context_rows", "mixed_context_acc",
+                                           "same_context_acc")):
+        joined = _joined(scored, subsets.get(subset, {}))
+        if joined is None:
+            continue
+        predicted, labels, mask = joined
         right = predicted == labels
-        results["test/copied_rows"] = int(copied.sum())
-        if copied.any():
-            results["test/copied_rows_acc"] = float(right[copied].mean())
-        if (~copied).any():
-            results["test/fresh_rows_acc"] = float(right[~copied].mean())
+        results[f"test/{rows}"] = int(mask.sum())
+        if mask.any():
+            results[f"test/{inside}"] = float(right[mask].mean())
+        if (~mask).any():
+            results[f"test/{outside}"] = float(right[~mask].mean())
     return results
