@@ -125,7 +125,8 @@ class FlowDataModule(pl.LightningDataModule):
         development = concat_tables([train, val], f"{train.source} + validation")
         self.novel = {name: mask for name, table in splits.tests.items()
                       if (mask := table.novel_attacks(development)) is not None}
-        self.mixed = {name: self._datasets[f"test_{name}"].mixed_context() for name in splits.tests} if self.window > 1 else {}
+        if self.window > 1:  # one-flow windows have no context to disagree with their flow
+            self.mixed = {name: self._datasets[f"test_{name}"].mixed_context() for name in splits.tests}
         self._audit(train, val, splits.tests)
 
     def _settle_window(self, temporal: bool) -> None:
@@ -194,7 +195,8 @@ class FlowDataModule(pl.LightningDataModule):
             epoch, batches = self._train_start
             sampler.start_at(epoch, batches * self.batch_size)
             self._train_start = None
-        return DataLoader(IndexedWindows(dataset, self.context_swap, self.seed), batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        return DataLoader(IndexedWindows(dataset, self.context_swap, self.seed), batch_size=self.batch_size,
+                          sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_prebatched, persistent_workers=self.num_workers > 0,
                           generator=generator)
 

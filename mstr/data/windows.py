@@ -148,7 +148,8 @@ class IndexedWindows(Dataset):
         return x, y, index
 
     def _swap_context(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(hash((self.seed, len(index), int(index[0]), int(index.sum()))) % 2**63)
+        batch_key = (self.seed, len(index), int(index[0]), int(index.sum()))
+        generator = torch.Generator().manual_seed(hash(batch_key) % 2**63)
         swapped = torch.rand(len(index), generator=generator) < self.context_swap
         other = torch.randint(0, len(index), (len(index),), generator=generator)
         rows = swapped.nonzero().squeeze(1).to(x.device)
