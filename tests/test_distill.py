@@ -187,3 +187,29 @@ def test_cached_teacher_targets_are_the_teachers_logits_for_those_rows(small_syn
     with torch.no_grad():
         assert torch.allclose(module._teacher_targets(x, x, index), teacher(x), atol=1e-5)
 
+
+
+def test_windows_whose_context_was_swapped_get_the_teachers_answer_on_what_the_student_sees(small_synthetic_dm):
+    """The cache holds the teacher's logits on each row's own window. A window that took another's
+    earlier flows (data.context_swap) must be scored again by a teacher that reads them, or the student
+    is taught the answer for a context it never saw; a teacher that reads the newest flow alone (a
+    booster) keeps the cache."""
+    from mstr.data.windows import IndexedWindows
+
+    dm = small_synthetic_dm
+    assert dm.window > 1
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
+    module = DistillationModule(
+        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+        optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
+        distill={"method": "logits", "temperature": 2.0, "alpha": 0.5})
+    module._teacher_logits = module._logits_of(dm.dataset("train"))
+    x, _, index, swapped = IndexedWindows(dm.dataset("train"), context_swap=0.5, seed=1).__getitems__(range(300))
+    assert 0 < swapped.sum() < len(swapped)
+    with torch.no_grad():
+        targets = module._teacher_targets(x, x, index, swapped)
+        assert torch.allclose(targets, teacher(x), atol=1e-5)
+        stale = module._teacher_logits[index]
+        assert (targets[swapped] - stale[swapped]).abs().max() > 1e-3  # where the cache would have been wrong
+        teacher.reads_context = False
+        assert torch.equal(module._teacher_targets(x, x, index, swapped), stale)

@@ -79,15 +79,17 @@ def test_context_swap_keeps_the_newest_flow_and_takes_earlier_flows_from_another
     ds = _grouped_windows(window=4)
     index = list(range(10, 200))
     plain_x, plain_y = ds.__getitems__(index)
-    x, y, idx = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
+    x, y, idx, swapped = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
     assert torch.equal(y, plain_y) and torch.equal(idx, torch.tensor(index))
     assert torch.equal(x[:, -1], plain_x[:, -1])  # the newest flow, which the label belongs to, stays
     changed = (x[:, :-1] != plain_x[:, :-1]).flatten(1).any(1)
     assert 0.3 < changed.float().mean() < 0.7  # about the asked share (a swap with itself changes nothing)
+    assert not (changed & ~swapped).any()  # every changed window is marked, for per-row caches to skip
+    assert 0.3 < swapped.float().mean() < 0.7
     for k in changed.nonzero().squeeze(1).tolist():  # each new context is another batch window's context
         assert (plain_x[:, :-1] == x[k, :-1]).flatten(1).all(1).any()
-    again, _, _ = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
-    other_seed, _, _ = IndexedWindows(ds, context_swap=0.5, seed=4).__getitems__(index)
+    again, *_ = IndexedWindows(ds, context_swap=0.5, seed=3).__getitems__(index)
+    other_seed, *_ = IndexedWindows(ds, context_swap=0.5, seed=4).__getitems__(index)
     assert torch.equal(again, x) and not torch.equal(other_seed, x)  # a resumed run sees the same windows
 
 
@@ -95,8 +97,8 @@ def test_context_swap_is_off_at_zero_and_for_windows_of_one_flow():
     for window, share in ((4, 0.0), (1, 1.0)):
         ds = _grouped_windows(window)
         plain_x, _ = ds.__getitems__(list(range(50)))
-        x, _, _ = IndexedWindows(ds, context_swap=share, seed=0).__getitems__(list(range(50)))
-        assert torch.equal(x, plain_x)
+        x, _, _, swapped = IndexedWindows(ds, context_swap=share, seed=0).__getitems__(list(range(50)))
+        assert torch.equal(x, plain_x) and not swapped.any()
 
 
 def test_mixed_context_marks_windows_whose_earlier_flows_hold_another_class():

@@ -121,8 +121,10 @@ class FlowWindowDataset(Dataset):
 
 
 class IndexedWindows(Dataset):
-    """A split's windows with their row indices: `(x, y, index)` batches, so a training step can look
-    up per-row data computed once (a distillation teacher's targets) instead of recomputing it.
+    """A split's windows with their row indices: `(x, y, index, swapped)` batches, so a training step
+    can look up per-row data computed once (a distillation teacher's targets) instead of recomputing
+    it. `swapped` marks the windows that are not the split's own window at their index (see below):
+    per-row data computed from a window holds for them only if it reads the newest flow alone.
 
     `context_swap` > 0: that share of each batch's windows keep their newest flow (and its label) but
     take their earlier flows from another window of the batch. Where a group's flows are nearly always
@@ -143,19 +145,21 @@ class IndexedWindows(Dataset):
     def __getitems__(self, indices: Sequence[int]):
         index = torch.as_tensor(indices, dtype=torch.long)
         x, y = self.windows.gather(index)
+        swapped = torch.zeros(len(index), dtype=torch.bool, device=x.device)
         if self.context_swap > 0.0:
-            x = self._swap_context(x, index)
-        return x, y, index
+            x, swapped = self._swap_context(x, index)
+        return x, y, index, swapped
 
-    def _swap_context(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _swap_context(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch_key = (self.seed, len(index), int(index[0]), int(index.sum()))
         generator = torch.Generator().manual_seed(hash(batch_key) % 2**63)
         swapped = torch.rand(len(index), generator=generator) < self.context_swap
         other = torch.randint(0, len(index), (len(index),), generator=generator)
+        swapped &= other != torch.arange(len(index))  # a window given its own context is unchanged
         rows = swapped.nonzero().squeeze(1).to(x.device)
         x = x.clone()
         x[rows, :-1] = x[other.to(x.device)[rows], :-1]
-        return x
+        return x, swapped.to(x.device)
 
 
 def collate_prebatched(batch):

@@ -22,8 +22,9 @@ The teacher is frozen, kept in eval mode and not part of the student's state; hi
 but they only serve training and are dropped when the student is rebuilt from its checkpoint. Being
 frozen, its logits on the training windows never change: when only logits are distilled they are
 computed once, when fitting starts, and looked up by row (a network teacher can cost 50x the
-student's forward pass, a booster is slow per small batch); augmented windows are new each step and
-go through the teacher each time.
+student's forward pass, a booster is slow per small batch); augmented windows, and windows whose
+earlier flows were swapped for another's when the teacher reads them, are new each step and go
+through the teacher each time.
 """
 
 from __future__ import annotations
@@ -148,21 +149,27 @@ class DistillationModule(FlowClassifier):
         picks = torch.rand(n, int(column.max()) + 1, device=x.device) < SWAP_PROBABILITY
         return torch.where(picks[:, column].unsqueeze(1), x[other], x[first])
 
-    def _teacher_targets(self, x: torch.Tensor, inputs: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+    def _teacher_targets(self, x: torch.Tensor, inputs: torch.Tensor, index: Optional[torch.Tensor],
+                         swapped: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Teacher logits for the batch's windows (from the per-row cache when there is one) followed by
-        those of its augmented windows."""
+        those of its augmented windows. The cache holds the teacher's answer on each row's own window, so
+        windows that took another's context (`data.context_swap`) go through a teacher that reads the
+        context again: a target from the original context would teach the student to ignore the swap."""
         with torch.no_grad():
             if self._teacher_logits is None or index is None or self._collectors:
                 return self.teacher(inputs)
-            cached = self._teacher_logits[index.to(self._teacher_logits.device)]
-            return torch.cat([cached, self.teacher(inputs[len(x):])]) if len(inputs) > len(x) else cached
+            targets = self._teacher_logits[index.to(self._teacher_logits.device)]
+            if swapped is not None and getattr(self.teacher, "reads_context", True) and bool(swapped.any()):
+                targets = targets.clone()
+                targets[swapped] = self.teacher(x[swapped])
+            return torch.cat([targets, self.teacher(inputs[len(x):])]) if len(inputs) > len(x) else targets
 
-    def training_loss(self, x: torch.Tensor, y: torch.Tensor,
-                      index: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, index: Optional[torch.Tensor] = None,
+                      swapped: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = torch.cat([x, self._augmented(x)]) if self.augment != "none" else x
         all_logits = self(inputs)
         logits = all_logits[: len(y)]
-        teacher_logits = self._teacher_targets(x, inputs, index)
+        teacher_logits = self._teacher_targets(x, inputs, index, swapped)
         loss = self.task_loss(logits, y)
         alpha = self.weights["alpha"]
         if alpha:

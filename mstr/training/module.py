@@ -42,17 +42,17 @@ class FlowClassifier(pl.LightningModule):
         return self.model.cost(window)
 
     # ---- steps -------------------------------------------------------------------------------
-    def training_loss(self, x: torch.Tensor, y: torch.Tensor,
-                      index: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) for a batch (`index`: the training rows it holds); the distillation module
-        adds its terms here."""
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, index: Optional[torch.Tensor] = None,
+                      swapped: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) for a batch (`index`: the training rows it holds; `swapped`: which of its
+        windows took another window's context); the distillation module adds its terms here."""
         logits = self(x)
         loss = self.task_loss(logits, y)
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y, *index = batch
-        loss, logits = self.training_loss(x, y, index[0] if index else None)
+        x, y, *rows = batch  # + (index, swapped) from the training loader
+        loss, logits = self.training_loss(x, y, *rows)
         self.train_metrics.update(scores_for(logits.detach().softmax(-1), self.num_classes), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss

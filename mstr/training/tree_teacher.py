@@ -29,6 +29,8 @@ from mstr.peers import fit_peer, make_peer
 class BoosterTeacher(nn.Module):
     """Frozen booster: windows [batch, window, features] -> log class probabilities [batch, classes]."""
 
+    reads_context = False  # it scores the newest flow alone: a window's earlier flows never change its answer
+
     def __init__(self, kind: str, booster, num_features: int, num_classes: int, signature: dict):
         super().__init__()
         if kind not in TREE_TEACHERS:
