@@ -172,21 +172,26 @@ def test_tree_teacher_needs_the_logit_method():
                            loss={"name": "ce"}, teacher=booster, distill={"method": "features"})
 
 
-def test_cached_teacher_targets_are_the_teachers_logits_for_those_rows(small_synthetic_dm):
-    """Logit-only distillation looks the (frozen) teacher's logits up by training row: the same numbers
-    as running the teacher on the batch, for rows in any order."""
-    dm = small_synthetic_dm
+def _logit_distiller_with_cached_targets(dm):
+    """A logit-distilling student and its network teacher, with the teacher's logits cached per training row."""
     teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
     module = DistillationModule(
         num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
         optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
         distill={"method": "logits", "temperature": 2.0, "alpha": 0.5})
     module._teacher_logits = module._logits_of(dm.dataset("train"))
+    return teacher, module
+
+
+def test_cached_teacher_targets_are_the_teachers_logits_for_those_rows(small_synthetic_dm):
+    """Logit-only distillation looks the (frozen) teacher's logits up by training row: the same numbers
+    as running the teacher on the batch, for rows in any order."""
+    dm = small_synthetic_dm
+    teacher, module = _logit_distiller_with_cached_targets(dm)
     index = torch.tensor([17, 3, 250, 3, 99])
     x, _ = dm.dataset("train").gather(index)
     with torch.no_grad():
         assert torch.allclose(module._teacher_targets(x, x, index), teacher(x), atol=1e-5)
-
 
 
 def test_windows_whose_context_was_swapped_get_the_teachers_answer_on_what_the_student_sees(small_synthetic_dm):
@@ -198,12 +203,7 @@ def test_windows_whose_context_was_swapped_get_the_teachers_answer_on_what_the_s
 
     dm = small_synthetic_dm
     assert dm.window > 1
-    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
-    module = DistillationModule(
-        num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
-        optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
-        distill={"method": "logits", "temperature": 2.0, "alpha": 0.5})
-    module._teacher_logits = module._logits_of(dm.dataset("train"))
+    teacher, module = _logit_distiller_with_cached_targets(dm)
     x, _, index, swapped = IndexedWindows(dm.dataset("train"), context_swap=0.5, seed=1).__getitems__(range(300))
     assert 0 < swapped.sum() < len(swapped)
     with torch.no_grad():
