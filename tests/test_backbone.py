@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from mstr.models import BackboneConfig, build_backbone, model_cost
-from mstr.models.blocks import AxisMultiScaleConv, MultiScaleResidualBlock, feature_offsets, time_offsets
+from mstr.models.blocks import AxisMultiScaleConv, MultiScaleResidualBlock, RowConv, feature_offsets, time_offsets
 from mstr.models.tokenizer import FeatureLayout, FeatureTokenizer
 
 # 3 numeric columns (the second with 2 bins) and one categorical column of 3 values, interleaved
@@ -127,6 +127,25 @@ def test_no_temporal_weights_at_window_1_and_the_window_is_used_above_it():
     assert not torch.allclose(windowed(x), windowed(y))
 
 
+def test_row_branch_lets_far_apart_columns_meet_in_the_first_stage_only():
+    """Without it a pointwise block's output at the first column ignores the last column; with it that
+    column reaches every position through one whole-row kernel (first stage only: after its fuse every
+    column carries the summary)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 2, 10)
+    y = x.clone()
+    y[..., -1] += 1.0  # only the last column changes
+    for row in (0, 10):
+        block = MultiScaleResidualBlock(4, 8, feature_kernels=[1], temporal=False, row_columns=row).eval()
+        assert torch.allclose(block(x)[..., :-1], block(y)[..., :-1], atol=1e-6) == (row == 0)
+    model = build_backbone(9, 2, layout=LAYOUT, widths=[8, 8], row_branch=True)
+    rows = [[c for c in block.convs if isinstance(c, RowConv)] for block in model.modules()
+            if isinstance(block, MultiScaleResidualBlock)]
+    assert [len(r) for r in rows] == [1, 0]
+    assert rows[0][0].conv.kernel_size == (1, 4)  # LAYOUT's 4 columns
+    assert model(torch.randn(2, 1, 9)).shape == (2, 2)
+
+
 def test_readout_is_the_newest_flow_only_once():
     model = build_backbone(9, 2, window=4, layout=LAYOUT, widths=[6]).eval()
     assert model.head[-1].in_features == 6 * 4  # channels x columns, no second (duplicated) half
@@ -172,8 +191,8 @@ def test_bad_settings_and_inputs_fail_clearly():
         build_backbone(4, 2)(torch.randn(2, 4, 5))
 
 
-@pytest.mark.parametrize("window", [1, 4])
-def test_onnx_export_scores_like_pytorch(tmp_path, window):
+@pytest.mark.parametrize("window, row_branch", [(1, False), (4, False), (1, True), (4, True)])
+def test_onnx_export_scores_like_pytorch(tmp_path, window, row_branch):
     """The exported graph computes the token map channels-first and reads the newest flow by reshape at
     window 1, so ONNX Runtime's optimised graph has no Transpose, Slice or Gather on the activations
     there (they took ~45% of an NSL-KDD student's time): the same numbers as the PyTorch model."""
@@ -184,7 +203,7 @@ def test_onnx_export_scores_like_pytorch(tmp_path, window):
     from mstr.deploy.runtime import onnx_session
     from mstr.training.export import export_model
 
-    model = build_backbone(9, 3, window=window, layout=LAYOUT, **_cfg("student")).eval()
+    model = build_backbone(9, 3, window=window, layout=LAYOUT, **{**_cfg("student"), "row_branch": row_branch}).eval()
     with torch.no_grad():  # batch norm with non-trivial statistics, so a misplaced channel would show
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -6,7 +6,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
   architecture  linear stem (a learned bottleneck instead of one token per column; 32 wide, and 4 wide
                 for about the default's parameters), one feature kernel
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
-                no residual paths, no numeric bins and no frequent-value indicators (where the
+                no residual paths, a whole-row branch (a kernel spanning all columns) in the first
+                stage (or none, where the experiment has one), no numeric bins and no frequent-value indicators (where the
                 experiment uses them), no time branches
                 (window data), window 1 / 4 / 16 (window data), no context swap (where the
                 experiment swaps the earlier flows of a share of training windows)
@@ -30,6 +31,11 @@ ARCHITECTURE = [
     Variant("pointwise only (1)", ("model.backbone.feature_kernels=[1]",)),
     Variant("no residual", ("model.backbone.residual=false",)),
 ]
+# Where the experiment gives the first stage a whole-row branch (model.backbone.row_branch) the row
+# takes it away; elsewhere it adds one.
+ROW_BRANCHED = ("unsw_nb15",)
+ROW = {True: Variant("no row branch", ("model.backbone.row_branch=false",)),
+       False: Variant("row branch", ("model.backbone.row_branch=true",))}
 # Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0).
 BINNED = ("nsl_kdd", "unsw_nb15")
 BINS = [Variant("no numeric bins", ("data.numeric_bins=0",))]
@@ -75,7 +81,7 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     """The default first, then each group's rows (architecture and time rows train without KD)."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        changes = (ARCHITECTURE + (BINS if dataset in BINNED else []) + (FREQUENT if dataset in FREQUENT_VALUED else [])
+        changes = (ARCHITECTURE + [ROW[dataset in ROW_BRANCHED]] + (BINS if dataset in BINNED else []) + (FREQUENT if dataset in FREQUENT_VALUED else [])
                    + (TIME if dataset in TEMPORAL else []) + (CONTEXT if dataset in CONTEXT_SWAPPED else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:

@@ -36,6 +36,7 @@ class BackboneConfig:
     widths: list[int] = field(default_factory=lambda: [8, 16])
     blocks_per_stage: int = 1
     feature_kernels: list[int] = field(default_factory=lambda: [1, 3, 5])
+    row_branch: bool = False        # the first stage gets a branch whose kernel spans all columns (RowConv)
     time_kernel: int = 3
     time_dilations: list[int] = field(default_factory=lambda: [1, 2])
     residual: bool = True
@@ -94,8 +95,11 @@ class MultiScaleSTResNet(nn.Module):
             dilations = stage_dilations(config, stage, window)
             blocks = []
             for _ in range(config.blocks_per_stage):
+                # One whole-row branch is enough: after the first fuse every column carries the summary.
+                row_columns = positions if config.row_branch and stage == 0 and not blocks else 0
                 blocks.append(MultiScaleResidualBlock(in_ch, width, config.feature_kernels, config.time_kernel,
-                                                      dilations, bool(dilations), config.residual, config.dropout))
+                                                      dilations, bool(dilations), config.residual, config.dropout,
+                                                      row_columns))
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)

@@ -4,7 +4,9 @@ Maps are `[batch, channels, time, features]`: time is the window's flow axis (ol
 is the flow's column axis (one token per real column, see `tokenizer.py`). Parallel branches look at
 different receptive fields:
 - feature branches convolve along the column axis with kernel sizes `feature_kernels` (which columns
-  are read together: 1 = each column alone, 3 / 5 = a column with its neighbours);
+  are read together: 1 = each column alone, 3 / 5 = a column with its neighbours), and optionally one
+  branch whose kernel spans the whole row (`RowConv`: the coarsest scale, one summary of all columns
+  handed to every column, so that columns far apart on the axis can interact before the head);
 - time branches convolve each column along the window with kernel `time_kernel` and dilations
   `time_dilations`, causally (left padding only), so a position never sees later flows. They exist
   only when the window holds more than one flow: with window 1 they would only ever see padding.
@@ -70,6 +72,23 @@ class AxisMultiScaleConv(nn.Module):
         return F.conv2d(F.pad(x, pad), self.kernel())
 
 
+class RowConv(nn.Module):
+    """A feature-axis branch whose kernel spans all `columns`: each output channel is one weighted sum
+    over every column of the flow (column-specific weights), broadcast back to every column position.
+    Local kernels only let neighbouring columns meet before the linear head; this branch is what lets
+    a flow's TTL meet its byte counts 20 columns away, at `columns x in_ch x out_ch` weights."""
+
+    def __init__(self, in_ch: int, out_ch: int, columns: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, (1, columns), bias=False)
+        self.columns, self.out_channels = columns, out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A repeat by a constant, not an expand to x's shape: exported, that is one Tile, with no shape
+        # arithmetic (Shape, Gather, Equal) on the activations.
+        return self.conv(x).repeat(1, 1, 1, self.columns)
+
+
 def feature_offsets(kernels: list[int]) -> list[list[int]]:
     """Centred taps along the column axis: kernel k reads a column and its k // 2 neighbours each side."""
     return [list(range(-(k // 2), k // 2 + 1)) for k in kernels]
@@ -85,9 +104,9 @@ class MultiScaleResidualBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, feature_kernels: list[int], time_kernel: int = 3,
                  time_dilations: list[int] = (1, 2), temporal: bool = True, residual: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, row_columns: int = 0):
         super().__init__()
-        n_branches = len(feature_kernels) + (len(time_dilations) if temporal else 0)
+        n_branches = len(feature_kernels) + (len(time_dilations) if temporal else 0) + (row_columns > 0)
         if n_branches == 0:
             raise ValueError("a block needs at least one feature kernel (or, with a window, a time dilation)")
         branch_ch = max(1, out_ch // n_branches)
@@ -96,6 +115,8 @@ class MultiScaleResidualBlock(nn.Module):
             self.convs.append(AxisMultiScaleConv(in_ch, branch_ch, feature_offsets(feature_kernels), "features"))
         if temporal and time_dilations:
             self.convs.append(AxisMultiScaleConv(in_ch, branch_ch, time_offsets(time_kernel, time_dilations), "time"))
+        if row_columns:
+            self.convs.append(RowConv(in_ch, branch_ch, row_columns))
         concat = sum(c.out_channels for c in self.convs)
         # One normalisation per block, on the branches: at a student's few channels every extra
         # batch norm costs more time than its convolution.
