@@ -138,6 +138,16 @@ def test_row_branch_lets_far_apart_columns_meet_in_the_first_stage_only():
     for row in (0, 10):
         block = MultiScaleResidualBlock(4, 8, feature_kernels=[1], temporal=False, row_columns=row).eval()
         assert torch.allclose(block(x)[..., :-1], block(y)[..., :-1], atol=1e-6) == (row == 0)
+    # Inference fuses the row's channels at one position and broadcasts them: the same numbers as
+    # normalising and fusing the concatenated map.
+    with torch.no_grad():
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2.0)
+        block.norm.weight.normal_()
+        block.norm.bias.normal_()
+        concatenated = torch.cat([conv(x) for conv in block.convs], dim=1)
+        expected = F.relu(block.fuse(F.relu(block.norm(concatenated))) + block.residual(x))
+        assert torch.allclose(block(x), expected, atol=1e-5)
     model = build_backbone(9, 2, layout=LAYOUT, widths=[8, 8], row_branch=True)
     rows = [[c for c in block.convs if isinstance(c, RowConv)] for block in model.modules()
             if isinstance(block, MultiScaleResidualBlock)]
