@@ -148,6 +148,8 @@ def test_row_branch_lets_far_apart_columns_meet_in_the_first_stage_only():
         concatenated = torch.cat([conv(x) for conv in block.convs], dim=1)
         expected = F.relu(block.fuse(F.relu(block.norm(concatenated))) + block.residual(x))
         assert torch.allclose(block(x), expected, atol=1e-5)
+    row_only = MultiScaleResidualBlock(4, 8, feature_kernels=[], temporal=False, row_columns=10).eval()
+    assert row_only(x).shape == (3, 8, 2, 10)
     model = build_backbone(9, 2, layout=LAYOUT, widths=[8, 8], row_branch=True)
     rows = [[c for c in block.convs if isinstance(c, RowConv)] for block in model.modules()
             if isinstance(block, MultiScaleResidualBlock)]

@@ -7,8 +7,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
                 for about the default's parameters), one feature kernel
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
                 no residual paths, a whole-row branch (a kernel spanning all columns) in the first
-                stage (or none, where the experiment has one), no numeric bins and no frequent-value indicators (where the
-                experiment uses them), no time branches
+                stage (or none, where the experiment has one), no numeric bins and no frequent-value
+                indicators (where the experiment uses them), no time branches
                 (window data), window 1 / 4 / 16 (window data), no context swap (where the
                 experiment swaps the earlier flows of a share of training windows)
   distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
@@ -81,8 +81,9 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
     """The default first, then each group's rows (architecture and time rows train without KD)."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        changes = (ARCHITECTURE + [ROW[dataset in ROW_BRANCHED]] + (BINS if dataset in BINNED else []) + (FREQUENT if dataset in FREQUENT_VALUED else [])
-                   + (TIME if dataset in TEMPORAL else []) + (CONTEXT if dataset in CONTEXT_SWAPPED else []))
+        changes = (ARCHITECTURE + [ROW[dataset in ROW_BRANCHED]] + (BINS if dataset in BINNED else [])
+                   + (FREQUENT if dataset in FREQUENT_VALUED else []) + (TIME if dataset in TEMPORAL else [])
+                   + (CONTEXT if dataset in CONTEXT_SWAPPED else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
         rows += DISTILLATION

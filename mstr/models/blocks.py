@@ -142,7 +142,7 @@ class MultiScaleResidualBlock(nn.Module):
         self.out_channels = out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and isinstance(self.convs[-1], RowConv):
+        if not self.training and len(self.convs) > 1 and isinstance(self.convs[-1], RowConv):
             return self._forward_row_apart(x)
         branches = torch.cat([conv(x) for conv in self.convs], dim=1) if len(self.convs) > 1 else self.convs[0](x)
         if self.training and x.device.type == "cpu":
