@@ -127,6 +127,13 @@ def _number(value: Any, col: str) -> float:
         raise BadRecord(f"column {col!r} holds {text[:40]!r}, not a number") from None
 
 
+def cleans_categories(source: Mapping[str, Any]) -> bool:
+    """Whether the training reader read missing tokens ("-", "(empty)", ...) in category columns as "":
+    the artifact's input spec says so; one written before it did is read by the rule of its time
+    (every format but NSL-KDD's)."""
+    return bool(source.get("clean_categories", source["format"] != "nsl_kdd"))
+
+
 def category(value: Any, clean: bool) -> str:
     """Category text as the training reader left it: stripped; for flow logs also missing tokens as
     "" and whole numbers without their ".0" (a protocol 6 read as 6.0 from a column with gaps)."""

@@ -17,7 +17,7 @@ import csv
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from mstr.deploy.features import BadRecord, FeatureEncoder, Record
+from mstr.deploy.features import BadRecord, FeatureEncoder, Record, cleans_categories
 from mstr.errors import DataError
 
 LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
@@ -48,7 +48,7 @@ class LineParser:
         self.encoder = encoder
         self.aliases = dict(source.get("aliases") or {})
         self.time_col, self.group_col = source.get("time_col"), source.get("group_col")
-        self.clean = self.format != "nsl_kdd"
+        self.clean = cleans_categories(source)
         self.delimiter = "\t" if self.format in ("tsv", "zeek") else (source.get("delimiter") or ",")
         self.columns: Optional[list[str]] = list(source["columns"]) if source.get("columns") else None
         self.ident: list[str] = []
