@@ -129,9 +129,12 @@ def test_unsw_nb15_model_exports_and_scores_its_csv_lines_like_training(tmp_path
     as a missing token, so every UNSW-NB15 export failed its feature parity check; now it is kept, and
     a model with bins, frequent-value indicators and a row branch scores the file's own lines."""
     from mstr.data.datasets.unsw_nb15 import _read, _table
+    from mstr.training.checkpoint import load_classifier
 
     ckpt = train_run(tmp_path / "run", ["data=unsw_nb15", "data.numeric_bins=16", "data.frequent_values=16",
                                         "model.backbone.row_branch=true"])
+    model = load_classifier(ckpt).model
+    assert sum(p.numel() for p in model.parameters()) <= 5_000  # experiment=unsw_nb15's student, in budget
     artifact = tmp_path / "artifact"
     report = export(ckpt, artifact)
     assert report["parity/max_abs_diff_features"] == 0.0 and report["parity/max_abs_diff_probs"] <= 1e-4
