@@ -61,7 +61,9 @@ def test_two_workers_finish_a_four_trial_study(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
-    args = _sweep_args(tmp_path)
+    # Trials of 60 epochs (a few seconds each): at one epoch the window in which a trial has finished
+    # and another is running lasted 0.4 s, and CI's poll missed it (the sweep ended unkilled).
+    args = [*_sweep_args(tmp_path), "trainer.min_epochs=60", "trainer.max_epochs=60"]
     (tmp_path / "logs").mkdir()
     stderr = tmp_path / "sweep.stderr"
     with stderr.open("w") as err:
@@ -86,7 +88,8 @@ def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
         else:
             pytest.fail(f"the sweep never had a trial running after a finished one: {stderr.read_text()[-3000:]}")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers die mid-trial, as on a crash
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers die mid-trial, as on a crash
         proc.wait()
     killed = [t for t in _trials(tmp_path) if t.state == TrialState.RUNNING]  # some with parameters drawn
     assert killed and len(_trials(tmp_path)) < 4 + len(killed)
