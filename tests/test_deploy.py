@@ -338,6 +338,58 @@ def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
             parse(**bad)
 
 
+def _outcome(got) -> tuple:
+    """A parse outcome in comparable form (numbers with NaN as a string)."""
+    from mstr.deploy.features import BadRecord
+
+    if got is None or isinstance(got, BadRecord):
+        return (type(got).__name__, str(got))
+    return (got.seq, [str(v) for v in got.numeric], got.categories, got.group, got.time, got.ident, got.repaired)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "zeek", "nsl_kdd"])
+def test_a_batch_of_lines_parses_as_its_lines_do_one_by_one(fmt):
+    """`parse_many` splits plain data lines itself and converts their numbers together; headers (also a
+    second Zeek header mid-batch that renames columns), comments, quotes, blank lines, missing tokens,
+    infinities, huge and bad values and wrong field counts must come out as `parse` makes them."""
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": ["p"], "log_cols": [], "center": [0, 0],
+            "scale": [1, 1], "clip": 1e6, "categories": {"p": ["tcp"]}, "feature_names": ["a", "b", "p0", "p1"]}
+    rows = ["1,2.5,tcp,h1,t1", "0,0,udp,h2,t2", "0,0,tcp,h1,t3", " 3 ,1e3,tcp ,h1,t4", "-,inf,tcp,h2,t5",
+            "1,-1e13,tcp,h3,t6", "1,lots,tcp,h1,t7", "1,2,tcp", "", "nan,2,tcp,h1,t8", "7,8,tcp,h1,t9,extra"]
+    if fmt == "csv":
+        source = {"format": "csv", "group_col": "host", "time_col": "ts"}
+        lines = ["a,b,p,host,ts", *rows[:5], '"4",5,tcp,h2,t10', *rows[5:]]
+    elif fmt == "zeek":
+        source = {"format": "zeek", "group_col": "host", "time_col": "ts"}
+        tab = [r.replace(",", "\t") for r in rows]
+        lines = ["#separator \\x09", "#fields\ta\tb\tp\thost\tts", *tab[:6], "#close\tx",
+                 "#fields\tb\ta\tp\tts\thost", *tab[6:], '4\t"5"\ttcp\th1\tt11']
+    else:
+        source = {"format": "nsl_kdd", "columns": ["a", "b", "p", "label", "difficulty"]}
+        lines = [r.rsplit(",", 2)[0] for r in rows] + ["1,2,tcp,normal", "1,2,tcp,normal,21", "1,2,tcp,x,1,9", "1,2"]
+    entries = [(seq, line + "\n") for seq, line in enumerate(lines, 1)]
+
+    def one_by_one(parser):
+        out = []
+        for seq, line in entries:
+            try:
+                out.append(parser.parse(line, seq))
+            except Exception as err:  # noqa: BLE001 - BadRecord, compared by message
+                out.append(err)
+        return out
+
+    fresh = lambda: LineParser({"input": source}, FeatureEncoder(prep))  # noqa: E731
+    expected = [_outcome(o) for o in one_by_one(fresh())]
+    batched = fresh()
+    got = [_outcome(o) for o in batched.parse_many(entries[:4]) + batched.parse_many(entries[4:])]
+    assert got == expected
+    assert sum(isinstance(o, tuple) and o[0] == "BadRecord" for o in got) >= 2  # the bad lines are in there
+    assert any(o[-1] == 2 for o in got if isinstance(o[0], int))  # and a repaired one
+
+
 def test_deploy_imports_neither_lightning_nor_hydra(nsl):
     code = f"""
 import sys, numpy as np

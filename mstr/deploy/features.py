@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -82,16 +82,18 @@ class FeatureEncoder:
     def parse(self, values: Mapping[str, Any], seq: int, group_col: Optional[str], time_col: Optional[str],
               ident_cols: list[str], clean_categories: bool) -> Record:
         """A `Record` from one flow's raw column values (texts or numbers)."""
-        numeric, repaired = self._numbers(values), 0
-        # NaN compares false: the careful step runs only when a value is missing, infinite or huge.
-        if numeric.size and not np.abs(numeric).max() <= CLIP:
-            finite = np.isfinite(numeric)
-            repaired = int(len(numeric) - finite.sum())
-            numeric = np.where(finite, np.clip(numeric, -CLIP, CLIP), math.nan)
-        categories = [category(_get(values, col), clean_categories) for col in self.categorical_cols]
-        group = category(values.get(group_col), True) if group_col else None
-        ident = {c: values[c] for c in ident_cols if c in values}
-        return Record(seq, numeric, categories, group, values.get(time_col) if time_col else None, ident, repaired)
+        numeric, repaired = repair(self._numbers(values)[None])
+        return self.record(seq, numeric[0], int(repaired[0]), [_get(values, col) for col in self.categorical_cols],
+                           category(values.get(group_col), True) if group_col else None,
+                           values.get(time_col) if time_col else None,
+                           {c: values[c] for c in ident_cols if c in values}, clean_categories)
+
+    @staticmethod
+    def record(seq: int, numeric: np.ndarray, repaired: int, categories: list, group: Optional[str], time: Any,
+               ident: dict, clean_categories: bool) -> Record:
+        """A `Record` from repaired numbers (see `repair`) and the raw texts of its category columns."""
+        return Record(seq, numeric, [category(v, clean_categories) for v in categories], group, time, ident,
+                      repaired)
 
     def _numbers(self, values: Mapping[str, Any]) -> np.ndarray:
         """The numeric columns' raw values as floats (NaN where missing). A line of plain number texts
@@ -106,6 +108,40 @@ class FeatureEncoder:
         except (KeyError, ValueError, OverflowError):
             pass
         return np.array([_number(_get(values, col), col) for col in self.numeric_cols], dtype=np.float64)
+
+
+class NumberTexts(dict):
+    """Number text -> float, remembered. Flow logs repeat a few thousand number texts ("0", "0.00",
+    "80", "255"), and looking one up costs about a quarter of parsing it (converting each line's numbers
+    with numpy was most of `mstr.detect`'s time). Cleared past `limit` texts: memory stays bounded."""
+
+    def __init__(self, limit: int = 100_000):
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, text: str) -> float:
+        value = self[text] = float(text)
+        return value
+
+    def table(self, texts: Iterable[str], rows: int) -> Optional[np.ndarray]:
+        """float64 [rows, cols] of `rows` rows of number texts given row after row; None when any is not
+        a plain number (a missing token, garbage), for the careful path."""
+        if len(self) > self.limit:
+            self.clear()
+        try:
+            return np.fromiter(map(self.__getitem__, texts), dtype=np.float64).reshape(rows, -1)
+        except ValueError:
+            return None
+
+
+def repair(numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw numbers [rows, cols] as training's reader leaves them: missing and infinite values NaN (they
+    get the training mean in `encode`), magnitudes clipped at CLIP; and how many values of each row were
+    missing or infinite."""
+    if not numeric.size or np.abs(numeric).max() <= CLIP:  # NaN compares false: the careful step runs
+        return numeric, np.zeros(len(numeric), dtype=np.int64)  # only when a value is missing or huge
+    finite = np.isfinite(numeric)
+    return np.where(finite, np.clip(numeric, -CLIP, CLIP), math.nan), (~finite).sum(axis=1)
 
 
 def _get(values: Mapping[str, Any], col: str) -> Any:

@@ -8,16 +8,21 @@ Formats (the `input.format` of an artifact, i.e. what its model was trained on):
 A pcap is turned into NFStream flows (the columns of `NFStreamer.to_csv`), so it feeds a model trained
 with `data=flows data.format=nfstream`.
 
-Each line is parsed on its own: a bad line raises `BadRecord` and the stream goes on.
+Each line is parsed on its own: a bad line raises `BadRecord` and the stream goes on. A detector
+parses the lines of a batch together (`LineParser.parse_many`): plain data lines are split on the
+delimiter and their numbers converted together, anything else takes the line-by-line path.
 """
 
 from __future__ import annotations
 
 import csv
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from mstr.deploy.features import BadRecord, FeatureEncoder, Record, cleans_categories
+from mstr.deploy.features import (BadRecord, FeatureEncoder, NumberTexts, Record, category, cleans_categories,
+                                  repair)
 from mstr.errors import DataError
 
 LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
@@ -52,6 +57,7 @@ class LineParser:
         self.delimiter = "\t" if self.format in ("tsv", "zeek") else (source.get("delimiter") or ",")
         self.columns: Optional[list[str]] = list(source["columns"]) if source.get("columns") else None
         self.ident: list[str] = []
+        self.numbers = NumberTexts()
         if self.columns:
             self._set_columns(self.columns)
 
@@ -63,6 +69,15 @@ class LineParser:
             raise DataError(f"input header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
+        # Where parse_many finds what a record needs in a line's fields (None: the line has no such column)
+        position = {c: i for i, c in enumerate(self.columns)}  # the last of repeated names, as dict(zip())
+        self.numeric_at = [position[c] for c in self.encoder.numeric_cols]
+        self.pick_numbers = _picker(self.numeric_at)
+        self.category_at = [position[c] for c in self.encoder.categorical_cols]
+        self.group_at, self.time_at = position.get(self.group_col), position.get(self.time_col)
+        self.ident_at = [(c, position[c]) for c in self.ident]
+        self.fields_needed = 1 + max([*self.numeric_at, *self.category_at, *(p for _, p in self.ident_at),
+                                      *(p for p in (self.group_at, self.time_at) if p is not None), -1])
 
     def parse(self, line: str, seq: int) -> Optional[Record]:
         """The record of one line, or None for a header, comment or blank line."""
@@ -86,6 +101,64 @@ class LineParser:
             raise BadRecord(f"{len(fields)} fields where the header has {len(self.columns)}")
         return self.record(dict(zip(self.columns, fields)), seq)
 
+    def parse_many(self, entries: list[tuple[int, Any]]) -> list[Union[Record, None, BadRecord]]:
+        """What `parse` (for a line) or `record` (for a flow dict) makes of each (seq, item), in order,
+        with the `BadRecord` an item raised in its place. Runs of plain data lines (no quotes, the
+        header's field count) are split on the delimiter and their numbers converted together, through
+        a memo of number texts (`NumberTexts`): converting each line's numbers on its own was most of
+        `mstr.detect`'s time."""
+        out: list[Union[Record, None, BadRecord]] = []
+        run: list[tuple[int, list[str]]] = []
+        for seq, item in entries:
+            fields = self._plain_fields(item)
+            if fields is not None:
+                run.append((seq, fields))
+                continue
+            out.extend(self._parse_run(run))  # before a header line can change the columns
+            run = []
+            try:
+                out.append(self.parse(item, seq) if isinstance(item, str) else self.record(item, seq))
+            except BadRecord as err:
+                out.append(err)
+        out.extend(self._parse_run(run))
+        return out
+
+    def _plain_fields(self, item: Any) -> Optional[list[str]]:
+        """The fields of a data line that a split on the delimiter reads as `parse` would; None for
+        anything `parse` must see (headers, comments, blank lines, quotes, a wrong field count)."""
+        if not isinstance(item, str) or self.columns is None:
+            return None
+        line = item.rstrip("\r\n")
+        if ("\r" in line or (self.format == "zeek" and line.startswith("#"))
+                or ('"' in line and self.format != "zeek") or not line.strip()):
+            return None
+        fields = line.split(self.delimiter)
+        if self.format == "nsl_kdd":  # the label and difficulty may be absent; extra fields are ignored
+            fit = len(fields) >= max(len(self.columns) - 2, self.fields_needed)
+        else:
+            fit = len(fields) == len(self.columns)
+        return fields if fit else None
+
+    def _parse_run(self, run: list[tuple[int, list[str]]]) -> list[Union[Record, BadRecord]]:
+        if not run:
+            return []
+        numeric = self.numbers.table(chain.from_iterable(self.pick_numbers(fields) for _, fields in run), len(run))
+        if numeric is None:  # a missing token or a bad value somewhere: line by line, with its errors
+            out: list[Union[Record, BadRecord]] = []
+            for seq, fields in run:
+                try:
+                    out.append(self.record(dict(zip(self.columns, fields)), seq))
+                except BadRecord as err:
+                    out.append(err)
+            return out
+        numeric, repaired = repair(numeric)
+        group, time = self.group_at, self.time_at
+        return [self.encoder.record(
+            seq, row, int(fixed), [fields[i] for i in self.category_at],
+            (category(fields[group] if group is not None else None, True) if self.group_col else None),
+            fields[time] if time is not None else None, {c: fields[i] for c, i in self.ident_at}, self.clean)
+            for (seq, fields), row, fixed in zip(run, numeric, repaired)]
+
     def record(self, values: dict[str, Any], seq: int) -> Record:
         """The record of one flow given as {column: value} (a parsed line, or an NFStream flow)."""
         if self.columns is None and not self.ident:  # flows without a header line: name them by their keys
@@ -98,6 +171,13 @@ class LineParser:
             self.delimiter = raw.encode().decode("unicode_escape")
         elif line.startswith("#fields"):
             self._set_columns(line.split(self.delimiter)[1:])
+
+
+def _picker(positions: list[int]) -> Callable[[Sequence[str]], tuple]:
+    """A function giving the fields at `positions` as a tuple (itemgetter, which gives one item bare)."""
+    if len(positions) == 1:
+        return lambda fields, at=positions[0]: (fields[at],)
+    return itemgetter(*positions) if positions else (lambda fields: ())
 
 
 def pcap_flows(path: str | Path) -> Iterator[dict[str, Any]]:

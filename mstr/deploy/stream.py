@@ -196,7 +196,7 @@ class StreamRunner:
                 if batch[-1] is _END:
                     batch.pop()
                     done = True
-                records = [r for r in map(self._parse, batch) if r is not None]
+                records = self._parse(batch)
                 if records:
                     self._score(records)
                 s.seconds = time.perf_counter() - s.started
@@ -218,22 +218,21 @@ class StreamRunner:
             except queue.Empty:
                 continue
 
-    def _parse(self, entry: tuple[int, Any]) -> Optional[Record]:
+    def _parse(self, batch: list[tuple[int, Any]]) -> list[Record]:
         s = self.summary
-        seq, item = entry
-        try:
-            record = self.parser.parse(item, seq) if isinstance(item, str) else self.parser.record(item, seq)
-        except BadRecord as err:
-            s.bad += 1
-            if s.bad <= MAX_LOGGED_BAD:
-                log.warning("line %d: %s; skipped%s", seq, err,
-                            " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
-            return None
-        if record is None:
-            s.headers += 1
-        else:
-            s.repaired_values += record.repaired
-        return record
+        records = []
+        for (seq, _), outcome in zip(batch, self.parser.parse_many(batch)):
+            if isinstance(outcome, BadRecord):
+                s.bad += 1
+                if s.bad <= MAX_LOGGED_BAD:
+                    log.warning("line %d: %s; skipped%s", seq, outcome,
+                                " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
+            elif outcome is None:
+                s.headers += 1
+            else:
+                s.repaired_values += outcome.repaired
+                records.append(outcome)
+        return records
 
     def _score(self, batch: list[Record]) -> None:
         for verdict in self.detector.verdicts(batch):
