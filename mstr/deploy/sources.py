@@ -116,10 +116,7 @@ class LineParser:
                 continue
             out.extend(self._parse_run(run))  # before a header line can change the columns
             run = []
-            try:
-                out.append(self.parse(item, seq) if isinstance(item, str) else self.record(item, seq))
-            except BadRecord as err:
-                out.append(err)
+            out.append(_or_error(self.parse if isinstance(item, str) else self.record, item, seq))
         out.extend(self._parse_run(run))
         return out
 
@@ -143,14 +140,11 @@ class LineParser:
         if not run:
             return []
         numeric = self.numbers.table(chain.from_iterable(self.pick_numbers(fields) for _, fields in run), len(run))
-        if numeric is None:  # a missing token or a bad value somewhere: line by line, with its errors
-            out: list[Union[Record, BadRecord]] = []
-            for seq, fields in run:
-                try:
-                    out.append(self.record(dict(zip(self.columns, fields)), seq))
-                except BadRecord as err:
-                    out.append(err)
-            return out
+        if numeric is None:  # a missing token or a bad value somewhere: find the line, which takes the
+            if len(run) > 1:  # careful path with its errors, while the others still convert together
+                return [outcome for entry in run for outcome in self._parse_run([entry])]
+            seq, fields = run[0]
+            return [_or_error(self.record, dict(zip(self.columns, fields)), seq)]
         numeric, repaired = repair(numeric)
         group, time = self.group_at, self.time_at
         return [self.encoder.record(
@@ -171,6 +165,13 @@ class LineParser:
             self.delimiter = raw.encode().decode("unicode_escape")
         elif line.startswith("#fields"):
             self._set_columns(line.split(self.delimiter)[1:])
+
+
+def _or_error(parse: Callable[[Any, int], Optional[Record]], item: Any, seq: int) -> Union[Record, None, BadRecord]:
+    try:
+        return parse(item, seq)
+    except BadRecord as err:
+        return err
 
 
 def _picker(positions: list[int]) -> Callable[[Sequence[str]], tuple]:
