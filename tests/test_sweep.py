@@ -35,9 +35,12 @@ def _trials(tmp_path, name: str = "tiny"):
 
 
 def _sweep_args(tmp_path, name: str = "tiny") -> list[str]:
-    # options first and last, overrides in between and after: any order works
+    # options first and last, overrides in between and after: any order works. Trials of 60 epochs (a
+    # few seconds each): at one epoch a trial took 0.4 s, so on CI one worker ran all 4 before the other
+    # had started, and a poll missed the moment when one trial had finished and another was running.
     return [_spec(tmp_path, name), "--n-trials", "4", "trainer.limit_val_batches=1", "--workers", "2",
-            "--out", str(tmp_path / "out"), "--heartbeat", "1", "data.batch_size=128"]
+            "--out", str(tmp_path / "out"), "--heartbeat", "1", "data.batch_size=128",
+            "trainer.min_epochs=60", "trainer.max_epochs=60"]
 
 
 @pytest.mark.slow
@@ -61,9 +64,7 @@ def test_two_workers_finish_a_four_trial_study(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
-    # Trials of 60 epochs (a few seconds each): at one epoch the window in which a trial has finished
-    # and another is running lasted 0.4 s, and CI's poll missed it (the sweep ended unkilled).
-    args = [*_sweep_args(tmp_path), "trainer.min_epochs=60", "trainer.max_epochs=60"]
+    args = _sweep_args(tmp_path)
     (tmp_path / "logs").mkdir()
     stderr = tmp_path / "sweep.stderr"
     with stderr.open("w") as err:
