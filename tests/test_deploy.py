@@ -468,6 +468,23 @@ def test_full_queue_drops_and_counts_instead_of_blocking(nsl):
     assert waiting.dropped == 0 and waiting.scored == 400
 
 
+@pytest.mark.slow
+def test_loss_benchmark_replays_each_level_and_reports_medians(nsl, tmp_path):
+    """Offered far past capacity the queue must drop (median over repeats); every row's total is its parts."""
+    from mstr.bench.__main__ import main as bench_main
+
+    bench_main(["loss", "--model", str(nsl["artifact"]), "--shares", "0.5", "--rates", "0.25", "8",
+                "--seconds", "0.3", "--repeats", "2", "--out", str(tmp_path)])
+    text = (tmp_path / "loss.md").read_text()
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| 50% |")]
+    assert len(rows) == 2 and "replayed 2 times" in text
+    for _, _, _, dropped, spread, flagged, missed, total in rows:
+        low, high = map(float, spread.split("-"))
+        assert low <= float(dropped) <= high
+        assert float(total) == pytest.approx(float(dropped) + float(flagged) + float(missed), abs=0.011)
+    assert float(rows[1][3]) > 10  # 8x capacity: most of the stream cannot be inspected
+
+
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
     import threading
