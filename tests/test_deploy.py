@@ -485,6 +485,16 @@ def test_loss_benchmark_replays_each_level_and_reports_medians(nsl, tmp_path):
     assert float(rows[1][3]) > 10  # 8x capacity: most of the stream cannot be inspected
 
 
+@pytest.mark.parametrize("bad, named", [(["--repeats", "0"], "--repeats"), (["--queue", "-1"], "--queue"),
+                                        (["--shares", "1.5"], "--shares")])
+def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):
+    from mstr.bench.loss import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(bad)
+    assert stop.value.code == 2 and named in capsys.readouterr().err.splitlines()[-1]
+
+
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
     import threading
