@@ -21,8 +21,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from mstr.deploy.features import (BadRecord, FeatureEncoder, NumberTexts, Record, category, cleans_categories,
-                                  repair)
+from mstr.deploy.features import (BadRecord, CategoryTexts, FeatureEncoder, NumberTexts, Record, category,
+                                  cleans_categories, repair)
 from mstr.errors import DataError
 
 LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
@@ -58,6 +58,7 @@ class LineParser:
         self.columns: Optional[list[str]] = list(source["columns"]) if source.get("columns") else None
         self.ident: list[str] = []
         self.numbers = NumberTexts()
+        self.category_texts, self.group_texts = CategoryTexts(self.clean), CategoryTexts(True)
         if self.columns:
             self._set_columns(self.columns)
 
@@ -146,12 +147,14 @@ class LineParser:
             seq, fields = run[0]
             return [_or_error(self.record, dict(zip(self.columns, fields)), seq)]
         numeric, repaired = repair(numeric)
-        group, time = self.group_at, self.time_at
-        return [self.encoder.record(
-            seq, row, int(fixed), [fields[i] for i in self.category_at],
-            (category(fields[group] if group is not None else None, True) if self.group_col else None),
-            fields[time] if time is not None else None, {c: fields[i] for c, i in self.ident_at}, self.clean)
-            for (seq, fields), row, fixed in zip(run, numeric, repaired)]
+        texts, hosts = self.category_texts.bound(), self.group_texts.bound()
+        at, group, time, ident_at = self.category_at, self.group_at, self.time_at, self.ident_at
+        # `category` as `encoder.record` applies it, through the memos
+        groups = ([hosts[fields[group]] for _, fields in run] if group is not None else [""] * len(run)) \
+            if self.group_col else [None] * len(run)
+        return [Record(seq, row, [texts[fields[i]] for i in at], host, fields[time] if time is not None else None,
+                       {c: fields[i] for c, i in ident_at}, fixed)
+                for (seq, fields), row, fixed, host in zip(run, numeric, repaired.tolist(), groups)]
 
     def record(self, values: dict[str, Any], seq: int) -> Record:
         """The record of one flow given as {column: value} (a parsed line, or an NFStream flow)."""
