@@ -468,6 +468,26 @@ def test_full_queue_drops_and_counts_instead_of_blocking(nsl):
     assert waiting.dropped == 0 and waiting.scored == 400
 
 
+def test_flow_queue_is_bounded_fifo_and_a_waiting_put_resumes_when_drained():
+    import threading
+    import time as clock
+
+    from mstr.deploy.stream import FlowQueue
+
+    q, stop = FlowQueue(3), threading.Event()
+    assert [q.offer(i) for i in range(5)] == [True, True, True, False, False]
+    assert q.take(2) == [0, 1] and q.take(10) == [2]
+    for i in range(3):
+        q.put(i, stop)
+    waiter = threading.Thread(target=q.put, args=(3, stop))
+    waiter.start()
+    clock.sleep(0.05)
+    assert waiter.is_alive()  # full: the put waits for room
+    assert q.take(1) == [0]
+    waiter.join(timeout=2)
+    assert not waiter.is_alive() and q.take(10) == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_loss_benchmark_replays_each_level_and_reports_medians(nsl, tmp_path):
     """Offered far past capacity the queue must drop (median over repeats); every row's total is its parts."""
