@@ -203,6 +203,33 @@ def test_bad_settings_and_inputs_fail_clearly():
         build_backbone(4, 2)(torch.randn(2, 4, 5))
 
 
+@pytest.mark.parametrize("changes", [{}, {"row_branch": True}, {"readout": "pool"}, {"readout_channels": 2},
+                                     {"head_hidden": 5}, {"row_branch": True, "blocks_per_stage": 2}])
+def test_batch_last_layout_scores_windows_of_one_flow_like_the_model(changes):
+    """Export's batch-last form ([1, channels, columns, batch]) gives the model's logits for every
+    backbone option, and is refused where it does not apply."""
+    from mstr.models.batch_last import BatchLastWindowOne
+
+    for name in ("student", "teacher"):
+        model = build_backbone(9, 3, window=1, layout=LAYOUT, **{**_cfg(name), **changes}).eval()
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_()
+                    module.running_var.uniform_(0.5, 2.0)
+            x = torch.randn(33, 1, 9)
+            torch.testing.assert_close(BatchLastWindowOne(model)(x), model(x), atol=1e-5, rtol=1e-4)
+    row_only = MultiScaleResidualBlock(4, 6, [], temporal=False, row_columns=5).eval()
+    maps = torch.randn(7, 4, 1, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(row_only(maps.permute(2, 1, 3, 0), batch_last=True),
+                                   row_only(maps).permute(2, 1, 3, 0), atol=1e-5, rtol=1e-4)
+    for refused in (build_backbone(9, 3, window=4, layout=LAYOUT), build_backbone(9, 3, stem="linear")):
+        assert not BatchLastWindowOne.applies(refused)
+        with pytest.raises(ValueError, match="batch-last"):
+            BatchLastWindowOne(refused)
+
+
 @pytest.mark.parametrize("window, row_branch", [(1, False), (4, False), (1, True), (4, True)])
 def test_onnx_export_scores_like_pytorch(tmp_path, window, row_branch):
     """The exported graph computes the token map channels-first and reads the newest flow by reshape at

@@ -61,8 +61,11 @@ class AxisMultiScaleConv(nn.Module):
         kernel = flat[self.source].view(self.out_channels, -1, self.span)
         return kernel.unsqueeze(-1) if self.axis == "time" else kernel.unsqueeze(-2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
         time = self.axis == "time"
+        if batch_last:  # maps [1, C, columns, batch] (window 1, feature taps, which are centred): the
+            # kernel turned to run down the column axis, now the map's third
+            return F.conv2d(x, self.kernel().transpose(2, 3), padding=(self.pad_before, 0))
         if self.pad_before == self.pad_after:
             # Centred taps: the convolution's own padding, not a padded copy of the map (a fill and a
             # copy each way, ~5% of a student's training step on a CPU).
@@ -83,19 +86,24 @@ class RowConv(nn.Module):
         self.conv = nn.Conv2d(in_ch, out_ch, (1, columns), bias=False)
         self.columns, self.out_channels = columns, out_ch
 
-    def summary(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, out_ch, time, 1]: the row's summary, before it is handed to the columns."""
+    def summary(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+        """[batch, out_ch, time, 1] (batch last: [1, out_ch, 1, batch]): the row's summary, before it is
+        handed to the columns."""
+        width = self.conv.in_channels * self.columns  # constants, so an exported graph has no shape arithmetic
+        weight = self.conv.weight.reshape(self.out_channels, width)
+        if batch_last:
+            return (weight @ x.reshape(width, -1)).view(1, self.out_channels, 1, -1)
         if x.shape[2] > 1:
             return self.conv(x)
         # One flow: a plain product of the flattened map. ONNX Runtime runs a convolution whose kernel
         # is as wide as the row through a copy of the map per output (17% of a UNSW-NB15 student's time).
-        width = self.conv.in_channels * self.columns  # constants, so an exported graph has no shape arithmetic
-        flat = x.reshape(-1, width) @ self.conv.weight.reshape(self.out_channels, width).t()
-        return flat.reshape(-1, self.out_channels, 1, 1)
+        return (x.reshape(-1, width) @ weight.t()).reshape(-1, self.out_channels, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
         # A repeat by a constant, not an expand to x's shape: exported, that is one Tile, with no shape
         # arithmetic (Shape, Gather, Equal) on the activations.
+        if batch_last:
+            return self.summary(x, True).repeat(1, 1, self.columns, 1)
         return self.conv(x).repeat(1, 1, 1, self.columns)
 
 
@@ -141,10 +149,13 @@ class MultiScaleResidualBlock(nn.Module):
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.out_channels = out_ch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+        """`batch_last`: maps [1, channels, columns, batch] of windows of one flow (inference only; see
+        `mstr/models/batch_last.py`). Batch norm, fuse and residual are per position either way."""
         if not self.training and len(self.convs) > 1 and isinstance(self.convs[-1], RowConv):
-            return self._forward_row_apart(x)
-        branches = torch.cat([conv(x) for conv in self.convs], dim=1) if len(self.convs) > 1 else self.convs[0](x)
+            return self._forward_row_apart(x, batch_last)
+        branches = [conv(x, batch_last) for conv in self.convs]
+        branches = torch.cat(branches, dim=1) if len(branches) > 1 else branches[0]
         if self.training and x.device.type == "cpu":
             # On a CPU the convolutions run fastest channels-last (the tokenizer's map is laid out so)
             # but batch norm's training kernels are 2.5x slower on that layout: normalise a plain copy,
@@ -157,14 +168,14 @@ class MultiScaleResidualBlock(nn.Module):
             fused = fused + self.residual(x)
         return F.relu(fused)
 
-    def _forward_row_apart(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_row_apart(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
         """Inference with a row branch, without copying its summary to every column: batch norm is per
         channel and the fuse is linear, so the row's channels can be normalised and fused at one
         position and the result broadcast in the sum. The same numbers as the concatenated path, and
         no Tile or Concat of full maps in an exported graph (the copies cost ~18% of a student's
         ONNX throughput)."""
         row = self.convs[-1]
-        local = [conv(x) for conv in self.convs[:-1]]
+        local = [conv(x, batch_last) for conv in self.convs[:-1]]
         local = torch.cat(local, dim=1) if len(local) > 1 else local[0]
         n, k = self.norm, sum(conv.out_channels for conv in self.convs[:-1])  # a constant when exported
 
@@ -174,7 +185,7 @@ class MultiScaleResidualBlock(nn.Module):
 
         w = self.fuse.weight
         fused = (F.conv2d(normalised(local, slice(0, k)), w[:, :k], self.fuse.bias)
-                 + F.conv2d(normalised(row.summary(x), slice(k, None)), w[:, k:]))
+                 + F.conv2d(normalised(row.summary(x, batch_last), slice(k, None)), w[:, k:]))
         if self.residual is not None:
             fused = fused + self.residual(x)
         return F.relu(fused)

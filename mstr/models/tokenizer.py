@@ -79,9 +79,13 @@ class FeatureTokenizer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(layout.num_tokens, dim))
         self.num_inputs, self.num_tokens, self.dim = len(positions), layout.num_tokens, dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _dense(self) -> torch.Tensor:
+        """The weights as a dense block-sparse [flat inputs, tokens, dim] tensor."""
         dense = self.weight.new_zeros(self.num_inputs, self.num_tokens, self.dim)
-        dense = dense.index_put((self.positions, self.token_of), self.weight)
+        return dense.index_put((self.positions, self.token_of), self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense = self._dense()
         if torch.onnx.is_in_onnx_export():
             return self._channels_first(x, dense)
         tokens = (x @ dense.view(self.num_inputs, -1)).view(*x.shape[:-1], self.num_tokens, self.dim)
@@ -97,6 +101,14 @@ class FeatureTokenizer(nn.Module):
         maps = (x @ dense.permute(0, 2, 1).reshape(self.num_inputs, -1)).view(batch, window, self.dim, self.num_tokens)
         maps = maps + self.bias.t()
         return maps.view(batch, self.dim, 1, self.num_tokens) if window == 1 else maps.transpose(1, 2)
+
+
+    def batch_last(self, x: torch.Tensor) -> torch.Tensor:
+        """[batch, 1, flat features] -> [1, dim, tokens, batch]: the map of windows of one flow with the
+        batch on the last axis (see `mstr/models/batch_last.py`). One product, the flows as columns."""
+        weight = self._dense().permute(2, 1, 0).reshape(self.dim * self.num_tokens, self.num_inputs)
+        maps = weight @ x.reshape(-1, self.num_inputs).t() + self.bias.t().reshape(-1, 1)
+        return maps.view(1, self.dim, self.num_tokens, -1)
 
 
 class LinearStem(nn.Module):
