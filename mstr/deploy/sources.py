@@ -21,8 +21,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-from mstr.deploy.features import (BadRecord, CategoryTexts, FeatureEncoder, NumberTexts, Record, category,
-                                  cleans_categories, repair)
+from mstr.deploy.features import (BadRecord, CategoryTexts, FeatureEncoder, NumberTexts, Record, cleans_categories,
+                                  repair)
 from mstr.errors import DataError
 
 LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
