@@ -24,17 +24,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def onnx_session(path: Path, threads: int):
+def onnx_session(path: Path, threads: int, optimized_path: Path | None = None):
+    """An ONNX Runtime session on the CPU with `threads` threads (`optimized_path`: also write the graph
+    it runs, for tests and profiling)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # Without the layout optimisations (NCHWc): at a student's few channels their reorders around every
-    # convolution cost more than they save (NSL-KDD student, batch 4096, 2 threads: 1.4x the flows/s).
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    # All graph optimisations but the NCHWc layout: at a student's few channels its reorders around every
+    # convolution cost more than they save (NSL-KDD student, batch 4096, 2 threads: 1.4x the flows/s
+    # without it). The level that includes it also fuses a convolution with the residual Add and ReLU
+    # after it, where the export named the batch axis (`mstr.training.export.name_batch_axis`).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=["NchwcTransformer"])
     except Exception as err:  # onnxruntime raises its own exception types for a bad model
         raise DataError(f"{path}: ONNX Runtime cannot load the model ({type(err).__name__}: "
                         f"{' '.join(str(err).split())[:200]}); export it again") from None

@@ -184,8 +184,8 @@ class MultiScaleResidualBlock(nn.Module):
                                        False, 0.0, n.eps))
 
         w = self.fuse.weight
-        fused = (F.conv2d(normalised(local, slice(0, k)), w[:, :k], self.fuse.bias)
-                 + F.conv2d(normalised(row.summary(x, batch_last), slice(k, None)), w[:, k:]))
+        skip = F.conv2d(normalised(row.summary(x, batch_last), slice(k, None)), w[:, k:])
         if self.residual is not None:
-            fused = fused + self.residual(x)
-        return F.relu(fused)
+            skip = skip + self.residual(x)
+        # The full-map sum last, beside the ReLU: ONNX Runtime folds both into the local fuse convolution.
+        return F.relu(F.conv2d(normalised(local, slice(0, k)), w[:, :k], self.fuse.bias) + skip)

@@ -145,10 +145,37 @@ def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: 
             torch.onnx.export(model, (example,), str(path), input_names=["windows"], output_names=["logits"],
                               dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=ONNX_OPSET, dynamo=False)
+            name_batch_axis(path, axis=3 if isinstance(model, BatchLastWindowOne) else 0)
             onnx.checker.check_model(str(path), full_check=True)
         else:
             traced = torch.jit.trace(model, example, check_trace=False)
             torch.jit.save(torch.jit.freeze(traced), str(path))
+
+
+def name_batch_axis(path: Path, axis: int) -> None:
+    """Declare the batch axis of every 4-D map in the ONNX graph at `path` as `batch`.
+
+    ONNX Runtime fuses a convolution with the residual Add and the ReLU after it (one pass over the map
+    instead of three) only where it can prove the Add's two inputs have the same shape. Shape inference
+    gives every Conv and Reshape output a fresh unknown batch size, so it never could; with the axis named
+    (plain ONNX `value_info`) it does. `axis`: where the batch lies in the maps (3 in the batch-last graph
+    of windows of one flow, `mstr/models/batch_last.py`; 0 otherwise).
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    named = []
+    for info in inferred:
+        dims = info.type.tensor_type.shape.dim
+        # a map: unknown along the batch axis only (weights built in the graph are known throughout)
+        if len(dims) == 4 and all(d.HasField("dim_value") == (i != axis) for i, d in enumerate(dims)):
+            shape = [d.dim_value for d in dims]
+            shape[axis] = "batch"
+            named.append(onnx.helper.make_tensor_value_info(info.name, info.type.tensor_type.elem_type, shape))
+    model.graph.ClearField("value_info")
+    model.graph.value_info.extend(named)
+    onnx.save(model, str(path))
 
 
 def parity_windows(dm, count: int) -> tuple[np.ndarray, FlowTable]:
