@@ -230,6 +230,31 @@ def test_batch_last_layout_scores_windows_of_one_flow_like_the_model(changes):
             BatchLastWindowOne(refused)
 
 
+@pytest.mark.parametrize("changes", [{}, {"row_branch": True}, {"readout": "pool"}, {"readout_channels": 2},
+                                     {"head_hidden": 5}, {"row_branch": True, "blocks_per_stage": 2},
+                                     {"widths": [4, 4, 4]}, {"stem": "linear"}])
+@pytest.mark.parametrize("window", [2, 8])
+def test_newest_flow_form_scores_windows_of_several_flows_like_the_model(changes, window):
+    """Export's form for windows of several flows computes the last block at the newest flow only, its
+    time taps cropped where they would read before the window (3 stages of 8 flows: dilations 9 and
+    18 reach past it); the model's logits for every backbone option, refused at window 1."""
+    from mstr.models.newest_flow import NewestFlowOnly
+
+    for name in ("student", "teacher"):
+        model = build_backbone(9, 3, window=window, layout=LAYOUT, **{**_cfg(name), **changes}).eval()
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_()
+                    module.running_var.uniform_(0.5, 2.0)
+            x = torch.randn(33, window, 9)
+            torch.testing.assert_close(NewestFlowOnly(model)(x), model(x), atol=1e-5, rtol=1e-4)
+    refused = build_backbone(9, 3, window=1, layout=LAYOUT)
+    assert not NewestFlowOnly.applies(refused)
+    with pytest.raises(ValueError, match="several flows"):
+        NewestFlowOnly(refused)
+
+
 @pytest.mark.parametrize("window, row_branch", [(1, False), (4, False), (1, True), (4, True)])
 def test_onnx_export_scores_like_pytorch(tmp_path, window, row_branch):
     """The exported graph computes the token map channels-first and reads the newest flow by reshape at
@@ -257,12 +282,14 @@ def test_onnx_export_scores_like_pytorch(tmp_path, window, row_branch):
         expected = model(x).numpy()
     np.testing.assert_allclose(exported, expected, atol=1e-5, rtol=1e-4)
     # what ONNX Runtime runs: each residual Add and its ReLU fused into a convolution (the export names
-    # the batch axis so that it can prove the shapes match), and at window 1, once it has folded the
-    # weights' own reshaping, no Transpose, Slice or Gather
+    # the batch axis so that it can prove the shapes match), the causal padding folded into the time
+    # convolutions, and at window 1, once it has folded the weights' own reshaping, no Transpose, Slice
+    # or Gather
     onnx_session(path, threads=1, optimized_path=tmp_path / "optimised.onnx")
     nodes = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
     ops = {node.op_type for node in nodes}
     with_residual = [node for node in nodes if node.op_type == "FusedConv" and len(node.input) == 4]  # X, W, B, sum
     assert len(with_residual) == sum(len(stage) for stage in model.stages), sorted(ops)
+    assert "Pad" not in ops, sorted(ops)
     if window == 1:
         assert not ops & {"Transpose", "Slice", "Gather"}, sorted(ops)

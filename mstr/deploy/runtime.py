@@ -35,7 +35,7 @@ def onnx_session(path: Path, threads: int, optimized_path: Path | None = None):
     # All graph optimisations but the NCHWc layout: at a student's few channels its reorders around every
     # convolution cost more than they save (NSL-KDD student, batch 4096, 2 threads: 1.4x the flows/s
     # without it). The level that includes it also fuses a convolution with the residual Add and ReLU
-    # after it, where the export named the batch axis (`mstr.training.export.name_batch_axis`).
+    # after it, where the export named the batch axis (`mstr.training.export.prepare_graph`).
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)

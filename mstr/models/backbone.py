@@ -131,6 +131,10 @@ class MultiScaleSTResNet(nn.Module):
         h = self.stem(x)
         for stage in self.stages:
             h = stage(h)
+        return self.readout(h)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """The last block's map [batch, channels, time, features] -> the newest flow's readout."""
         if h.shape[2] > 1:
             h = h[:, :, -1:, :]
         newest = self.squeeze(h)  # [B, C, 1, features]; at window 1 no Slice or Gather in an exported graph

@@ -61,8 +61,17 @@ class AxisMultiScaleConv(nn.Module):
         kernel = flat[self.source].view(self.out_channels, -1, self.span)
         return kernel.unsqueeze(-1) if self.axis == "time" else kernel.unsqueeze(-2)
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
+        """`newest` > 0: x holds that many flows (the window) and only the newest position is computed,
+        [batch, out, 1, features]; no padding is needed, taps that would read before the window (zeros)
+        are cropped from the kernel. Inference only, see `mstr/models/newest_flow.py`."""
         time = self.axis == "time"
+        if newest:
+            if not time:
+                return F.conv2d(x[:, :, -1:], self.kernel(), padding=(0, self.pad_before))
+            # taps at newest - pad_before ... newest; those before the window's first flow read zeros
+            start, crop = max(0, newest - 1 - self.pad_before), max(0, self.pad_before - (newest - 1))
+            return F.conv2d(x[:, :, start:], self.kernel()[:, :, crop:])
         if batch_last:  # maps [1, C, columns, batch] (window 1, feature taps, which are centred): the
             # kernel turned to run down the column axis, now the map's third
             return F.conv2d(x, self.kernel().transpose(2, 3), padding=(self.pad_before, 0))
@@ -99,9 +108,11 @@ class RowConv(nn.Module):
         # is as wide as the row through a copy of the map per output (17% of a UNSW-NB15 student's time).
         return (x.reshape(-1, width) @ weight.t()).reshape(-1, self.out_channels, 1, 1)
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
         # A repeat by a constant, not an expand to x's shape: exported, that is one Tile, with no shape
         # arithmetic (Shape, Gather, Equal) on the activations.
+        if newest:  # the newest flow's row alone (a row kernel spans one flow)
+            x = x[:, :, -1:]
         if batch_last:
             return self.summary(x, True).repeat(1, 1, self.columns, 1)
         return self.conv(x).repeat(1, 1, 1, self.columns)
@@ -149,12 +160,14 @@ class MultiScaleResidualBlock(nn.Module):
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.out_channels = out_ch
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
         """`batch_last`: maps [1, channels, columns, batch] of windows of one flow (inference only; see
-        `mstr/models/batch_last.py`). Batch norm, fuse and residual are per position either way."""
+        `mstr/models/batch_last.py`). `newest` > 0: maps of that many flows of which only the newest
+        position is computed (inference only; `mstr/models/newest_flow.py`). Batch norm, fuse and
+        residual are per position either way."""
         if not self.training and len(self.convs) > 1 and isinstance(self.convs[-1], RowConv):
-            return self._forward_row_apart(x, batch_last)
-        branches = [conv(x, batch_last) for conv in self.convs]
+            return self._forward_row_apart(x, batch_last, newest)
+        branches = [conv(x, batch_last, newest) for conv in self.convs]
         branches = torch.cat(branches, dim=1) if len(branches) > 1 else branches[0]
         if self.training and x.device.type == "cpu":
             # On a CPU the convolutions run fastest channels-last (the tokenizer's map is laid out so)
@@ -165,17 +178,19 @@ class MultiScaleResidualBlock(nn.Module):
             h = F.relu(self.norm(branches))
         fused = self.dropout(self.fuse(h))
         if self.residual is not None:
-            fused = fused + self.residual(x)
+            fused = fused + self.residual(x[:, :, -1:] if newest else x)
         return F.relu(fused)
 
-    def _forward_row_apart(self, x: torch.Tensor, batch_last: bool = False) -> torch.Tensor:
+    def _forward_row_apart(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
         """Inference with a row branch, without copying its summary to every column: batch norm is per
         channel and the fuse is linear, so the row's channels can be normalised and fused at one
         position and the result broadcast in the sum. The same numbers as the concatenated path, and
         no Tile or Concat of full maps in an exported graph (the copies cost ~18% of a student's
         ONNX throughput)."""
         row = self.convs[-1]
-        local = [conv(x, batch_last) for conv in self.convs[:-1]]
+        local = [conv(x, batch_last, newest) for conv in self.convs[:-1]]
+        if newest:  # from here on every path reads the newest flow only
+            x = x[:, :, -1:]
         local = torch.cat(local, dim=1) if len(local) > 1 else local[0]
         n, k = self.norm, sum(conv.out_channels for conv in self.convs[:-1])  # a constant when exported
 

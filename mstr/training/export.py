@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 from mstr.models.batch_last import BatchLastWindowOne
+from mstr.models.newest_flow import NewestFlowOnly
 
 log = logging.getLogger("mstr.export")
 SPEC_FORMAT = 1
@@ -137,6 +138,8 @@ def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: 
     model = model.eval()
     if fmt == "onnx" and BatchLastWindowOne.applies(model):
         model = BatchLastWindowOne(model)
+    elif NewestFlowOnly.applies(model):
+        model = NewestFlowOnly(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' notes on constant folding and tracing
         if fmt == "onnx":
@@ -145,21 +148,25 @@ def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: 
             torch.onnx.export(model, (example,), str(path), input_names=["windows"], output_names=["logits"],
                               dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=ONNX_OPSET, dynamo=False)
-            name_batch_axis(path, axis=3 if isinstance(model, BatchLastWindowOne) else 0)
+            prepare_graph(path, batch_axis=3 if isinstance(model, BatchLastWindowOne) else 0)
             onnx.checker.check_model(str(path), full_check=True)
         else:
             traced = torch.jit.trace(model, example, check_trace=False)
             torch.jit.save(torch.jit.freeze(traced), str(path))
 
 
-def name_batch_axis(path: Path, axis: int) -> None:
-    """Declare the batch axis of every 4-D map in the ONNX graph at `path` as `batch`.
+def prepare_graph(path: Path, batch_axis: int) -> None:
+    """Two edits of the exported ONNX graph at `path` (plain ONNX, same numbers) that let ONNX Runtime
+    apply fusions it otherwise skips.
 
-    ONNX Runtime fuses a convolution with the residual Add and the ReLU after it (one pass over the map
-    instead of three) only where it can prove the Add's two inputs have the same shape. Shape inference
-    gives every Conv and Reshape output a fresh unknown batch size, so it never could; with the axis named
-    (plain ONNX `value_info`) it does. `axis`: where the batch lies in the maps (3 in the batch-last graph
-    of windows of one flow, `mstr/models/batch_last.py`; 0 otherwise).
+    - Every 4-D map's batch axis is declared `batch` (`value_info`). ONNX Runtime fuses a convolution
+      with the residual Add and the ReLU after it (one pass over the map instead of three) only where
+      it can prove that the Add's two inputs have the same shape, and shape inference gives every Conv
+      and Reshape output a fresh unknown batch size. `batch_axis`: where the batch lies in the maps (3
+      in the batch-last graph of windows of one flow, `mstr/models/batch_last.py`; 0 otherwise).
+    - A Pad loses its empty last input (torch writes the absent constant value so). ONNX Runtime folds a
+      zero Pad into the convolution that reads it only when every input the Pad lists is a constant,
+      and an empty name is not one: the causal time branches' padding copied the whole map.
     """
     import onnx
 
@@ -169,12 +176,15 @@ def name_batch_axis(path: Path, axis: int) -> None:
     for info in inferred:
         dims = info.type.tensor_type.shape.dim
         # a map: unknown along the batch axis only (weights built in the graph are known throughout)
-        if len(dims) == 4 and all(d.HasField("dim_value") == (i != axis) for i, d in enumerate(dims)):
+        if len(dims) == 4 and all(d.HasField("dim_value") == (i != batch_axis) for i, d in enumerate(dims)):
             shape = [d.dim_value for d in dims]
-            shape[axis] = "batch"
+            shape[batch_axis] = "batch"
             named.append(onnx.helper.make_tensor_value_info(info.name, info.type.tensor_type.elem_type, shape))
     model.graph.ClearField("value_info")
     model.graph.value_info.extend(named)
+    for node in model.graph.node:
+        while node.op_type == "Pad" and node.input[-1] == "":
+            del node.input[-1]
     onnx.save(model, str(path))
 
 
