@@ -51,9 +51,12 @@ def open_detector(model: str, threads: int, max_groups: int):
         return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec
     if not path.is_file():
         raise DataError(f"{path}: no such artifact folder or checkpoint file")
+    from mstr.models.newest_flow import NewestFlowOnly
     from mstr.training.export import checkpoint_detector
 
     module, spec, _ = checkpoint_detector(path)
+    if NewestFlowOnly.applies(module):  # as an export would: the same scores, the last block at one flow
+        module = NewestFlowOnly(module)
     return Detector(torch_scorer(module, threads), spec, max_groups), spec
 
 

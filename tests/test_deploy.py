@@ -285,6 +285,10 @@ def test_detect_zeek_log_with_host_windows_like_training(zeek):
     first = out[0]
     assert first["id"]["uid"] == "C0000000" and set(first["id"]) >= {"id.orig_h", "id.resp_p", "proto"}
     assert isinstance(first["time"], str) and first["class"] in ("benign", "attack")
+    # the checkpoint itself (PyTorch, its last block at the newest flow only) scores the same
+    from_ckpt = detect("--model", str(zeek["ckpt"]), "--input", str(zeek["root"] / "test.log"), "--all")
+    assert from_ckpt.returncode == 0, from_ckpt.stderr
+    np.testing.assert_allclose([v["score"] for v in verdicts(from_ckpt.stdout)], expected, atol=1e-5)
 
 
 def test_window_context_is_bounded_and_causal():
