@@ -1,10 +1,12 @@
 """`python -m mstr.bench speed`: inference speed of the detector against its peers, and training time.
 
-On the same rows (KDDTest+, preprocessed by the training pipeline), in the same process, with the same
-thread count (2 by default): throughput at a large batch (median over repeats of a pass over all rows)
-and single-flow latency p50 / p99 (one row per call) for the teacher (PyTorch), the student (PyTorch,
-TorchScript, ONNX Runtime) and the peers (random forest, LightGBM, XGBoost, `predict_proba`). Also the
-training time, on full KDDTrain+ in the same run (`experiment=nsl_kdd`: its epochs bound, early
+On the same rows (the first test set of `--experiment`, KDDTest+ by default, preprocessed by the
+training pipeline), in the same process, with the same thread count (2 by default): throughput at a
+large batch (median over repeats of a pass over all rows) and single-flow latency p50 / p99 (one row
+per call) for the teacher (PyTorch), the student (PyTorch, TorchScript, ONNX Runtime) and the peers
+(random forest, LightGBM, XGBoost, `predict_proba`). Networks score each flow's window as a detector
+does (in the form `mstr.detect` and `mstr.export` run); the peers score the same flows alone. Also
+the training time, on the full training split in the same run (the experiment's epochs bound, early
 stopping on validation), of the teacher, the student distilled from it, the student distilled from a
 LightGBM teacher, the student without KD, the student distilled within the paper's time budget
 (`--budget-epochs`, from the same teacher), and the peers; a distilled student's time includes the
@@ -33,16 +35,17 @@ log = logging.getLogger("mstr.bench.speed")
 PEERS = ("random_forest", "lightgbm", "xgboost")
 
 
-def train_nsl(out: Path, overrides: list[str], epochs: int, batch_size: int, reuse: bool = False) -> dict:
-    """One `mstr.train` run on full KDDTrain+ (test on KDDTest+); its metrics (with `reuse`, those of a
-    finished earlier run in `out`, to iterate on the timing part only)."""
+def train_run(out: Path, experiment: str, overrides: list[str], epochs: int, batch_size: int,
+              reuse: bool = False) -> dict:
+    """One `mstr.train` run of `experiment` on its full training split; its metrics (with `reuse`, those
+    of a finished earlier run in `out`, to iterate on the timing part only)."""
     from mstr.jobs.train import run
 
     if reuse and (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
     budget = [f"trainer.max_epochs={epochs}"] if epochs else []
     budget += [f"data.batch_size={batch_size}"] if batch_size else []
-    return run(compose_config("train", ["experiment=nsl_kdd", "novelty.fpr=0", *budget, "trainer.enable_progress_bar=false",
+    return run(compose_config("train", [f"experiment={experiment}", "novelty.fpr=0", *budget, "trainer.enable_progress_bar=false",
                               "logger=csv", f"paths.output_dir={out}", f"paths.teacher_cache_dir={out / 'teachers'}",
                               *overrides]))
 
@@ -80,6 +83,8 @@ def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
+                        "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="max epochs of every network (default: the "
                         "experiment's, with early stopping)")
@@ -100,37 +105,42 @@ def main(argv: list[str] | None = None) -> None:
 
     from mstr.deploy.runtime import onnx_scorer, torch_scorer, torchscript_scorer
     from mstr.models import build_backbone
+    from mstr.models.newest_flow import NewestFlowOnly
     from mstr.peers import fit_on
     from mstr.training.checkpoint import load_classifier
     from mstr.training.export import export_model
 
     torch.set_num_threads(args.threads)
-    runs = args.out / "speed" / "runs"
+    report = "speed" if args.experiment == "nsl_kdd" else f"speed_{args.experiment}"
+    train_name = "KDDTrain+" if args.experiment == "nsl_kdd" else "the training split"
+    runs = args.out / report / "runs"
     budget_runs: dict[str, dict] = {}
     if not args.no_train:
-        teacher_run = train_nsl(runs / "teacher", ["model=teacher", "distill=none"], args.epochs, args.batch_size,
-                                args.reuse)
+        def train(run_name: str, overrides: list[str], epochs: int = args.epochs) -> dict:
+            return train_run(runs / run_name, args.experiment, overrides, epochs, args.batch_size, args.reuse)
+
+        teacher_run = train("teacher", ["model=teacher", "distill=none"])
         distilled = ["model=student", "distill=logits", f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"]
-        student_run = train_nsl(runs / "student", distilled, args.epochs, args.batch_size, args.reuse)
-        tree_run = train_nsl(runs / "student_lightgbm", ["model=student", "distill=logits", "distill.teacher=lightgbm"],
-                             args.epochs, args.batch_size, args.reuse)
-        nokd_run = train_nsl(runs / "student_nokd", ["model=student", "distill=none"], args.epochs, args.batch_size,
-                             args.reuse)
+        student_run = train("student", distilled)
+        tree_run = train("student_lightgbm", ["model=student", "distill=logits", "distill.teacher=lightgbm"])
+        nokd_run = train("student_nokd", ["model=student", "distill=none"])
         if args.budget_epochs:
-            budget_runs[f"student, distilled (network teacher), {args.budget_epochs} epochs"] = train_nsl(
-                runs / f"student_{args.budget_epochs}_epochs", distilled, args.budget_epochs, args.batch_size,
-                args.reuse)
-    dm = instantiate(compose_config("train", ["experiment=nsl_kdd"]).data)
+            budget_runs[f"student, distilled (network teacher), {args.budget_epochs} epochs"] = train(
+                f"student_{args.budget_epochs}_epochs", distilled, args.budget_epochs)
+    experiment = compose_config("train", [f"experiment={args.experiment}"])
+    dm = instantiate(experiment.data)
     dm.setup()
     peers = {name: fit_on(name, dm, 0, args.threads) for name in PEERS}
 
-    test = dm.dataset(f"test_{dm.test_names[0]}")
+    test_set = f"test_{dm.test_names[0]}"
+    test = dm.dataset(test_set)
     windows = test.gather(torch.arange(len(test)))[0].numpy()
-    flat = windows.reshape(len(windows), -1)  # window 1: the peers' rows are the same flows
+    flat = np.ascontiguousarray(dm.flows(test_set)[0], dtype=np.float32)  # the same flows, each alone
     if args.no_train:
         teacher, student = (build_backbone(dm.num_features, dm.num_classes, window=dm.window,
                                            layout=dm.preprocessor.layout(),
-                                           **compose_config("train", [f"model={role}"]).model.backbone).eval()
+                                           **compose_config("train", [f"experiment={args.experiment}",
+                                                                      f"model={role}"]).model.backbone).eval()
                             for role in ("teacher", "student"))
     else:
         teacher = load_classifier(teacher_run["best_checkpoint"]).model
@@ -139,9 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     example = torch.from_numpy(windows[:2])
     export_model(student, "onnx", example, tmp / "student.onnx")
     export_model(student, "torchscript", example, tmp / "student.ts")
+
+    def deployed(model):  # as `mstr.detect --model <checkpoint>` runs it
+        return NewestFlowOnly(model) if NewestFlowOnly.applies(model) else model
+
     models = {
-        ("teacher", "PyTorch"): (torch_scorer(teacher, args.threads), windows),
-        ("student", "PyTorch"): (torch_scorer(student, args.threads), windows),
+        ("teacher", "PyTorch"): (torch_scorer(deployed(teacher), args.threads), windows),
+        ("student", "PyTorch"): (torch_scorer(deployed(student), args.threads), windows),
         ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
         ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
         **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             for (name, runtime), (tp, p50, p99) in measured.items()]
     speed = markdown(["model", "runtime", f"flows/s (batch {args.batch})", "vs fastest peer", "p50 ms (1 flow)",
                       "p99 ms (1 flow)"], rows)
+    rows_name = "KDDTest+" if args.experiment == "nsl_kdd" else f"{args.experiment} {test_set}"
     budget = f"<= {args.epochs or 'experiment'} epochs, early stopping"
     train_rows = [] if args.no_train else [
         [name, f"{r['time/train_s']:.1f}", _seconds(r.get("time/teacher_targets_s")),
@@ -165,11 +180,12 @@ def main(argv: list[str] | None = None) -> None:
                         ("student, no KD", nokd_run), *budget_runs.items())]
     train_rows += [[name, f"{fit_s:.1f}", "", "early stopping on validation" if name != "random_forest" else "100 trees",
                     ""] for name, (_, fit_s) in peers.items()]
-    training = markdown(["model", f"training s (KDDTrain+, {args.threads} threads)",
-                         "of which the teacher's logits pass s", "budget", "KDDTest+ accuracy"], train_rows)
-    text = (f"Rows: KDDTest+ ({len(windows):,} flows, {windows.shape[-1]} features), {args.threads} threads, "
+    training = markdown(["model", f"training s ({train_name}, {args.threads} threads)",
+                         "of which the teacher's logits pass s", "budget", f"{rows_name} accuracy"], train_rows)
+    text = (f"Rows: {rows_name} ({len(windows):,} flows, {windows.shape[-1]} features, windows of {dm.window} "
+            f"flow(s) for the networks), {args.threads} threads, "
             f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
-            f"{speed}\n\nTraining on full KDDTrain+ in the same run:\n\n{training}\n")
-    (args.out / "speed").mkdir(parents=True, exist_ok=True)
-    (args.out / "speed" / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
-    write_report(args.out, "speed", text)
+            f"{speed}\n\nTraining on full {train_name} in the same run:\n\n{training}\n")
+    (args.out / report).mkdir(parents=True, exist_ok=True)
+    (args.out / report / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
+    write_report(args.out, report, text)
