@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     report = "speed" if args.experiment == "nsl_kdd" else f"speed_{args.experiment}"
-    train_name = "KDDTrain+" if args.experiment == "nsl_kdd" else "the training split"
+    train_name = "full KDDTrain+" if args.experiment == "nsl_kdd" else "the full training split"
     runs = args.out / report / "runs"
     budget_runs: dict[str, dict] = {}
     if not args.no_train:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             for (name, runtime), (tp, p50, p99) in measured.items()]
     speed = markdown(["model", "runtime", f"flows/s (batch {args.batch})", "vs fastest peer", "p50 ms (1 flow)",
                       "p99 ms (1 flow)"], rows)
-    rows_name = "KDDTest+" if args.experiment == "nsl_kdd" else f"{args.experiment} {test_set}"
+    rows_name = "KDDTest+" if args.experiment == "nsl_kdd" else f"{args.experiment} test set '{dm.test_names[0]}'"
     budget = f"<= {args.epochs or 'experiment'} epochs, early stopping"
     train_rows = [] if args.no_train else [
         [name, f"{r['time/train_s']:.1f}", _seconds(r.get("time/teacher_targets_s")),
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     text = (f"Rows: {rows_name} ({len(windows):,} flows, {windows.shape[-1]} features, windows of {dm.window} "
             f"flow(s) for the networks), {args.threads} threads, "
             f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
-            f"{speed}\n\nTraining on full {train_name} in the same run:\n\n{training}\n")
+            f"{speed}\n\nTraining on {train_name} in the same run:\n\n{training}\n")
     (args.out / report).mkdir(parents=True, exist_ok=True)
     (args.out / report / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
     write_report(args.out, report, text)
