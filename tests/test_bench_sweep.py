@@ -128,8 +128,9 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
     """`--experiment`: a data set with windows of 8 flows; the networks score each flow's window (the
     student as exported, its last block at the newest flow), the peers the same flows alone."""
     bench_main(["speed", "--experiment", "synthetic_multiclass", "--no-train", "--repeats", "1", "--calls", "20",
-                "--out", str(tmp_path)])
+                "--student", "model.backbone.widths=[4]", "--out", str(tmp_path)])
     measured = json.loads((tmp_path / "speed_synthetic_multiclass" / "measured.json").read_text())
     assert len(measured) == 7 and all(flows_per_s > 0 for flows_per_s, _, _ in measured.values())
     report = (tmp_path / "speed_synthetic_multiclass.md").read_text()
     assert "windows of 8 flow(s) for the networks" in report and "| xgboost | predict_proba |" in report
+    assert "model.backbone.widths=[4])" in report  # the student timed is the one asked for

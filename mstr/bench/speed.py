@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
+    parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides of every student (trained or built), e.g. model.backbone.widths=[4]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="max epochs of every network (default: the "
                         "experiment's, with early stopping)")
@@ -120,10 +122,11 @@ def main(argv: list[str] | None = None) -> None:
             return train_run(runs / run_name, args.experiment, overrides, epochs, args.batch_size, args.reuse)
 
         teacher_run = train("teacher", ["model=teacher", "distill=none"])
-        distilled = ["model=student", "distill=logits", f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"]
+        student_cfg = ["model=student", *args.student]
+        distilled = [*student_cfg, "distill=logits", f"distill.teacher_ckpt={teacher_run['best_checkpoint']}"]
         student_run = train("student", distilled)
-        tree_run = train("student_lightgbm", ["model=student", "distill=logits", "distill.teacher=lightgbm"])
-        nokd_run = train("student_nokd", ["model=student", "distill=none"])
+        tree_run = train("student_lightgbm", [*student_cfg, "distill=logits", "distill.teacher=lightgbm"])
+        nokd_run = train("student_nokd", [*student_cfg, "distill=none"])
         if args.budget_epochs:
             budget_runs[f"student, distilled (network teacher), {args.budget_epochs} epochs"] = train(
                 f"student_{args.budget_epochs}_epochs", distilled, args.budget_epochs)
@@ -140,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         teacher, student = (build_backbone(dm.num_features, dm.num_classes, window=dm.window,
                                            layout=dm.preprocessor.layout(),
                                            **compose_config("train", [f"experiment={args.experiment}",
-                                                                      f"model={role}"]).model.backbone).eval()
-                            for role in ("teacher", "student"))
+                                                                      *overrides]).model.backbone).eval()
+                            for overrides in (["model=teacher"], ["model=student", *args.student]))
     else:
         teacher = load_classifier(teacher_run["best_checkpoint"]).model
         student = load_classifier(student_run["best_checkpoint"]).model
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     training = markdown(["model", f"training s ({train_name}, {args.threads} threads)",
                          "of which the teacher's logits pass s", "budget", f"{rows_name} accuracy"], train_rows)
     text = (f"Rows: {rows_name} ({len(windows):,} flows, {windows.shape[-1]} features, windows of {dm.window} "
-            f"flow(s) for the networks), {args.threads} threads, "
+            f"flow(s) for the networks; student {sum(p.numel() for p in student.parameters()):,} parameters"
+            f"{', ' + ' '.join(args.student) if args.student else ''}), {args.threads} threads, "
             f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
             f"{speed}\n\nTraining on {train_name} in the same run:\n\n{training}\n")
     (args.out / report).mkdir(parents=True, exist_ok=True)
