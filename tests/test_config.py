@@ -33,6 +33,18 @@ def test_the_default_job_distils_a_student_from_a_teacher_it_trains(compose_cfg)
     assert cfg.distill.teacher_model.role == "teacher" and cfg.distill.teacher_ckpt is None
 
 
+def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experiment(compose_cfg):
+    """`model=student_small` changes the backbone's size and nothing else, and wins over an experiment's
+    choice of model while keeping the experiment's own model settings."""
+    base = compose_cfg(["experiment=unsw_nb15"])
+    small = compose_cfg(["experiment=unsw_nb15", "model=student_small"])
+    assert small.model.role == "student" and list(small.model.backbone.widths) == [4]
+    assert small.model.backbone.token_dim == 3 and small.model.backbone.row_branch  # the experiment's branch
+    assert small.model.optim == base.model.optim and small.distill == base.distill
+    changed = {k for k in base.model.backbone if base.model.backbone[k] != small.model.backbone[k]}
+    assert changed == {"widths", "token_dim"}
+
+
 @pytest.mark.parametrize("override, key", [
     ("distill.temperature=0", "distill.temperature"),
     ("distill.temperature=-2", "distill.temperature"),
