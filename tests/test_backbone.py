@@ -232,13 +232,19 @@ def test_batch_last_layout_scores_windows_of_one_flow_like_the_model(changes):
 
 @pytest.mark.parametrize("changes", [{}, {"row_branch": True}, {"readout": "pool"}, {"readout_channels": 2},
                                      {"head_hidden": 5}, {"row_branch": True, "blocks_per_stage": 2},
-                                     {"widths": [4, 4, 4]}, {"stem": "linear"}])
-@pytest.mark.parametrize("window", [2, 8])
+                                     {"widths": [4, 4, 4]}, {"stem": "linear"}, {"time_dilations": [1]}])
+@pytest.mark.parametrize("window", [2, 8, 16])
 def test_newest_flow_form_scores_windows_of_several_flows_like_the_model(changes, window):
-    """Export's form for windows of several flows computes the last block at the newest flow only, its
-    time taps cropped where they would read before the window (3 stages of 8 flows: dilations 9 and
-    18 reach past it); the model's logits for every backbone option, refused at window 1."""
-    from mstr.models.newest_flow import NewestFlowOnly
+    """Export's form for windows of several flows computes each block only at the flows read downstream:
+    the last at the newest flow, its time taps cropped where they would read before the window, the one
+    before at every third flow (dilations 3 and 6), and at 16 flows the stem skips the oldest flow; the
+    model's logits for every backbone option, refused at window 1."""
+    from mstr.models.blocks import FlowSelection
+    from mstr.models.newest_flow import NewestFlowOnly, flow_plan
+
+    default = build_backbone(9, 3, window=8, layout=LAYOUT, **_cfg("student"))
+    assert flow_plan([block for stage in default.stages for block in stage], 8) == (
+        (0, 1), [FlowSelection(step=1, first=1, stride=3, count=3), FlowSelection(step=3, first=2, stride=1, count=1)])
 
     for name in ("student", "teacher"):
         model = build_backbone(9, 3, window=window, layout=LAYOUT, **{**_cfg(name), **changes}).eval()

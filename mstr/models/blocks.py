@@ -16,9 +16,29 @@ Branches are concatenated, normalised, fused by a 1x1 convolution and added to t
 
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class FlowSelection(NamedTuple):
+    """Which flows of its input map a block computes (inference only, `mstr/models/newest_flow.py`).
+
+    The input map holds flows `step` apart in the window (so every time tap, a multiple of `step`,
+    lands on a flow of the map); the block computes `count` of them, from index `first` of the map,
+    `stride` apart, the last being the map's last (the newest flow).
+    """
+
+    step: int
+    first: int
+    stride: int
+    count: int
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The selected flows of `x` themselves (per-flow paths: feature branches, residual)."""
+        return x[:, :, self.first::self.stride]
 
 
 class AxisMultiScaleConv(nn.Module):
@@ -33,8 +53,8 @@ class AxisMultiScaleConv(nn.Module):
         if axis not in ("time", "features"):
             raise ValueError(f"axis must be 'time' or 'features', got {axis!r}")
         self.axis = axis
-        low = min(min(o) for o in branch_offsets)
-        high = max(max(o) for o in branch_offsets)
+        self.taps = sorted({o for offsets in branch_offsets for o in offsets})
+        low, high = self.taps[0], self.taps[-1]
         self.span, self.pad_before, self.pad_after = high - low + 1, -low, high
         self.branch_weights = nn.ParameterList(
             nn.Parameter(torch.empty(branch_ch, in_ch, len(offsets))) for offsets in branch_offsets
@@ -61,17 +81,23 @@ class AxisMultiScaleConv(nn.Module):
         kernel = flat[self.source].view(self.out_channels, -1, self.span)
         return kernel.unsqueeze(-1) if self.axis == "time" else kernel.unsqueeze(-2)
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
-        """`newest` > 0: x holds that many flows (the window) and only the newest position is computed,
-        [batch, out, 1, features]; no padding is needed, taps that would read before the window (zeros)
-        are cropped from the kernel. Inference only, see `mstr/models/newest_flow.py`."""
+    def forward(self, x: torch.Tensor, batch_last: bool = False,
+                select: Optional[FlowSelection] = None) -> torch.Tensor:
+        """`select`: only those flows of the map are computed (inference only, see FlowSelection)."""
         time = self.axis == "time"
-        if newest:
+        if select is not None:
             if not time:
-                return F.conv2d(x[:, :, -1:], self.kernel(), padding=(0, self.pad_before))
-            # taps at newest - pad_before ... newest; those before the window's first flow read zeros
-            start, crop = max(0, newest - 1 - self.pad_before), max(0, self.pad_before - (newest - 1))
-            return F.conv2d(x[:, :, start:], self.kernel()[:, :, crop:])
+                return F.conv2d(select.rows(x), self.kernel(), padding=(0, self.pad_before))
+            # the taps on the map's flows only (all are multiples of its step), and as many before
+            kernel, reach = self.kernel()[:, :, ::select.step], self.pad_before // select.step
+            if select.count == 1:  # one flow: taps that would read before the map (zeros) are cropped
+                start = select.first - reach
+                return F.conv2d(x[:, :, max(0, start):select.first + 1], kernel[:, :, max(0, -start):])
+            if select.first < reach:  # zeros before the map, folded into the convolution by ONNX Runtime
+                x = F.pad(x, (0, 0, reach - select.first, 0))
+            else:
+                x = x[:, :, select.first - reach:]
+            return F.conv2d(x, kernel, stride=(select.stride, 1))
         if batch_last:  # maps [1, C, columns, batch] (window 1, feature taps, which are centred): the
             # kernel turned to run down the column axis, now the map's third
             return F.conv2d(x, self.kernel().transpose(2, 3), padding=(self.pad_before, 0))
@@ -108,11 +134,12 @@ class RowConv(nn.Module):
         # is as wide as the row through a copy of the map per output (17% of a UNSW-NB15 student's time).
         return (x.reshape(-1, width) @ weight.t()).reshape(-1, self.out_channels, 1, 1)
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_last: bool = False,
+                select: Optional[FlowSelection] = None) -> torch.Tensor:
         # A repeat by a constant, not an expand to x's shape: exported, that is one Tile, with no shape
         # arithmetic (Shape, Gather, Equal) on the activations.
-        if newest:  # the newest flow's row alone (a row kernel spans one flow)
-            x = x[:, :, -1:]
+        if select is not None:  # a row kernel spans one flow
+            x = select.rows(x)
         if batch_last:
             return self.summary(x, True).repeat(1, 1, self.columns, 1)
         return self.conv(x).repeat(1, 1, 1, self.columns)
@@ -160,14 +187,18 @@ class MultiScaleResidualBlock(nn.Module):
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.out_channels = out_ch
 
-    def forward(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
+    def time_taps(self) -> list[int]:
+        """The offsets along the window its output at a flow reads (0: the flow itself)."""
+        return sorted({0, *(o for conv in self.convs if getattr(conv, "axis", None) == "time" for o in conv.taps)})
+
+    def forward(self, x: torch.Tensor, batch_last: bool = False,
+                select: Optional[FlowSelection] = None) -> torch.Tensor:
         """`batch_last`: maps [1, channels, columns, batch] of windows of one flow (inference only; see
-        `mstr/models/batch_last.py`). `newest` > 0: maps of that many flows of which only the newest
-        position is computed (inference only; `mstr/models/newest_flow.py`). Batch norm, fuse and
-        residual are per position either way."""
+        `mstr/models/batch_last.py`). `select`: only those flows of the map are computed (inference
+        only; `mstr/models/newest_flow.py`). Batch norm, fuse and residual are per position either way."""
         if not self.training and len(self.convs) > 1 and isinstance(self.convs[-1], RowConv):
-            return self._forward_row_apart(x, batch_last, newest)
-        branches = [conv(x, batch_last, newest) for conv in self.convs]
+            return self._forward_row_apart(x, batch_last, select)
+        branches = [conv(x, batch_last, select) for conv in self.convs]
         branches = torch.cat(branches, dim=1) if len(branches) > 1 else branches[0]
         if self.training and x.device.type == "cpu":
             # On a CPU the convolutions run fastest channels-last (the tokenizer's map is laid out so)
@@ -178,19 +209,20 @@ class MultiScaleResidualBlock(nn.Module):
             h = F.relu(self.norm(branches))
         fused = self.dropout(self.fuse(h))
         if self.residual is not None:
-            fused = fused + self.residual(x[:, :, -1:] if newest else x)
+            fused = fused + self.residual(x if select is None else select.rows(x))
         return F.relu(fused)
 
-    def _forward_row_apart(self, x: torch.Tensor, batch_last: bool = False, newest: int = 0) -> torch.Tensor:
+    def _forward_row_apart(self, x: torch.Tensor, batch_last: bool = False,
+                           select: Optional[FlowSelection] = None) -> torch.Tensor:
         """Inference with a row branch, without copying its summary to every column: batch norm is per
         channel and the fuse is linear, so the row's channels can be normalised and fused at one
         position and the result broadcast in the sum. The same numbers as the concatenated path, and
         no Tile or Concat of full maps in an exported graph (the copies cost ~18% of a student's
         ONNX throughput)."""
         row = self.convs[-1]
-        local = [conv(x, batch_last, newest) for conv in self.convs[:-1]]
-        if newest:  # from here on every path reads the newest flow only
-            x = x[:, :, -1:]
+        local = [conv(x, batch_last, select) for conv in self.convs[:-1]]
+        if select is not None:  # from here on every path reads the selected flows only
+            x = select.rows(x)
         local = torch.cat(local, dim=1) if len(local) > 1 else local[0]
         n, k = self.norm, sum(conv.out_channels for conv in self.convs[:-1])  # a constant when exported
 
