@@ -509,6 +509,20 @@ def test_loss_benchmark_replays_each_level_and_reports_medians(nsl, tmp_path):
     assert float(rows[1][3]) > 10  # 8x capacity: most of the stream cannot be inspected
 
 
+@pytest.mark.slow
+def test_loss_benchmark_trains_and_exports_its_own_student_when_given_none(tmp_path):
+    """Without --model the benchmark trains a student on full KDDTrain+ and exports it (the path a first
+    run takes); a second call reuses both."""
+    from mstr.bench.loss import student_artifact
+    from mstr.deploy.artifact import load_artifact
+
+    folder = student_artifact(tmp_path, epochs=1)
+    artifact = load_artifact(folder)
+    assert artifact.spec["data"] == "nsl_kdd" and artifact.spec["window"] == 1
+    assert (tmp_path / "loss" / "student" / "metrics.json").is_file()
+    assert student_artifact(tmp_path, epochs=1) == folder
+
+
 @pytest.mark.parametrize("bad, named", [(["--repeats", "0"], "--repeats"), (["--queue", "-1"], "--queue"),
                                         (["--shares", "1.5"], "--shares")])
 def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):

@@ -75,13 +75,13 @@ def loss_of(summary, alerts: dict[int, bool], is_attack: np.ndarray) -> tuple[fl
 
 def student_artifact(out: Path, epochs: int) -> Path:
     """The distilled student of `bench speed` when it ran in `out`, else a student trained here; exported."""
-    from mstr.bench.speed import train_nsl
+    from mstr.bench.speed import train_run
     from mstr.training.export import export_artifact
 
     folder = out / "loss" / "artifact"
     ckpt = out / "speed" / "runs" / "student" / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
-        ckpt = Path(train_nsl(out / "loss" / "student", ["model=student", "distill=none"], epochs, 512,
+        ckpt = Path(train_run(out / "loss" / "student", "nsl_kdd", ["model=student", "distill=none"], epochs, 512,
                               reuse=True)["best_checkpoint"])
     from mstr.config import compose_config
 
