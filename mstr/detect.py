@@ -55,9 +55,8 @@ def open_detector(model: str, threads: int, max_groups: int):
     from mstr.training.export import checkpoint_detector
 
     module, spec, _ = checkpoint_detector(path)
-    if NewestFlowOnly.applies(module):  # as an export would: the same scores, the last block at one flow
-        module = NewestFlowOnly(module)
-    return Detector(torch_scorer(module, threads), spec, max_groups), spec
+    # as an export would run it: the same scores, each block only at the flows read downstream
+    return Detector(torch_scorer(NewestFlowOnly.of(module), threads), spec, max_groups), spec
 
 
 def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[str]:

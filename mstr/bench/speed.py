@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     from mstr.training.export import export_model
 
     torch.set_num_threads(args.threads)
-    report = "speed" if args.experiment == "nsl_kdd" else f"speed_{args.experiment}"
-    train_name = "full KDDTrain+" if args.experiment == "nsl_kdd" else "the full training split"
+    nsl = args.experiment == "nsl_kdd"
+    report = "speed" if nsl else f"speed_{args.experiment}"
+    train_name = "full KDDTrain+" if nsl else "the full training split"
     runs = args.out / report / "runs"
     budget_runs: dict[str, dict] = {}
     if not args.no_train:
@@ -152,13 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     example = torch.from_numpy(windows[:2])
     export_model(student, "onnx", example, tmp / "student.onnx")
     export_model(student, "torchscript", example, tmp / "student.ts")
-
-    def deployed(model):  # as `mstr.detect --model <checkpoint>` runs it
-        return NewestFlowOnly(model) if NewestFlowOnly.applies(model) else model
-
-    models = {
-        ("teacher", "PyTorch"): (torch_scorer(deployed(teacher), args.threads), windows),
-        ("student", "PyTorch"): (torch_scorer(deployed(student), args.threads), windows),
+    models = {  # PyTorch as `mstr.detect --model <checkpoint>` runs it
+        ("teacher", "PyTorch"): (torch_scorer(NewestFlowOnly.of(teacher), args.threads), windows),
+        ("student", "PyTorch"): (torch_scorer(NewestFlowOnly.of(student), args.threads), windows),
         ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
         ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
         **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             for (name, runtime), (tp, p50, p99) in measured.items()]
     speed = markdown(["model", "runtime", f"flows/s (batch {args.batch})", "vs fastest peer", "p50 ms (1 flow)",
                       "p99 ms (1 flow)"], rows)
-    rows_name = "KDDTest+" if args.experiment == "nsl_kdd" else f"{args.experiment} test set '{dm.test_names[0]}'"
+    rows_name = "KDDTest+" if nsl else f"{args.experiment} test set '{dm.test_names[0]}'"
     budget = f"<= {args.epochs or 'experiment'} epochs, early stopping"
     train_rows = [] if args.no_train else [
         [name, f"{r['time/train_s']:.1f}", _seconds(r.get("time/teacher_targets_s")),

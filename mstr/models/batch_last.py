@@ -15,18 +15,14 @@ import torch
 from torch import nn
 
 from mstr.models.backbone import MultiScaleSTResNet
+from mstr.models.inference_form import InferenceForm
 from mstr.models.tokenizer import FeatureTokenizer
 
 
-class BatchLastWindowOne(nn.Module):
+class BatchLastWindowOne(InferenceForm):
     """`net`'s logits for windows `[batch, 1, features]`, computed batch-last (inference only)."""
 
-    def __init__(self, net: MultiScaleSTResNet):
-        super().__init__()
-        if not self.applies(net):
-            raise ValueError("the batch-last layout needs windows of one flow and the per-column token stem")
-        self.net = net
-        self.eval()  # and stays so: an exporter restores the mode it found, on `net` too
+    refusal = "the batch-last layout needs windows of one flow and the per-column token stem"
 
     @staticmethod
     def applies(net: nn.Module) -> bool:

@@ -20,6 +20,7 @@ from torch import nn
 
 from mstr.models.backbone import MultiScaleSTResNet
 from mstr.models.blocks import FlowSelection, MultiScaleResidualBlock
+from mstr.models.inference_form import InferenceForm
 
 
 def flow_plan(blocks: list[MultiScaleResidualBlock], window: int) -> tuple[tuple[int, int], list[FlowSelection]]:
@@ -40,17 +41,15 @@ def flow_plan(blocks: list[MultiScaleResidualBlock], window: int) -> tuple[tuple
     return (first, step), selections[::-1]
 
 
-class NewestFlowOnly(nn.Module):
+class NewestFlowOnly(InferenceForm):
     """`net`'s logits for windows `[batch, window, features]` of several flows (inference only)."""
 
+    refusal = "computing the newest flow only needs a backbone with windows of several flows"
+
     def __init__(self, net: MultiScaleSTResNet):
-        super().__init__()
-        if not self.applies(net):
-            raise ValueError("computing the newest flow only needs a backbone with windows of several flows")
-        self.net = net
+        super().__init__(net)
         self.blocks = [block for stage in net.stages for block in stage]
         (self.first, self.step), self.selections = flow_plan(self.blocks, net.window)
-        self.eval()  # and stays so: an exporter restores the mode it found, on `net` too
 
     @staticmethod
     def applies(net: nn.Module) -> bool:

@@ -136,10 +136,8 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
 def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: Path) -> None:
     """ONNX (opset 17, dynamic batch axis) or traced TorchScript of `model` at `path`."""
     model = model.eval()
-    if fmt == "onnx" and BatchLastWindowOne.applies(model):
-        model = BatchLastWindowOne(model)
-    elif NewestFlowOnly.applies(model):
-        model = NewestFlowOnly(model)
+    model = BatchLastWindowOne.of(model) if fmt == "onnx" else model
+    model = NewestFlowOnly.of(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' notes on constant folding and tracing
         if fmt == "onnx":
