@@ -261,6 +261,67 @@ def test_newest_flow_form_scores_windows_of_several_flows_like_the_model(changes
         NewestFlowOnly(refused)
 
 
+def test_token_runs_are_the_cheapest_cut_of_the_feature_axis():
+    """The runs cover every token once, in order, and no other cut into consecutive runs costs less."""
+    import itertools
+    import random
+
+    from mstr.models.tokenizer import token_runs
+
+    def cost(runs, sizes, dim, run_cost):
+        return sum(dim * (end - first) * sum(sizes[first:end]) + run_cost for first, end in runs)
+
+    rng = random.Random(0)
+    for _ in range(30):
+        sizes = [rng.choice([1, 1, 1, 2, 5, 9, 30]) for _ in range(rng.randint(1, 9))]
+        dim, run_cost = rng.choice([2, 4, 8]), rng.choice([0, 50, 500, 5000])
+        runs = token_runs(sizes, dim, run_cost)
+        assert [first for first, _ in runs] == [0] + [end for _, end in runs[:-1]] and runs[-1][1] == len(sizes)
+        cheapest = min(
+            cost(list(zip((0, *cuts), (*cuts, len(sizes)))), sizes, dim, run_cost)
+            for k in range(len(sizes)) for cuts in itertools.combinations(range(1, len(sizes)), k))
+        assert cost(runs, sizes, dim, run_cost) == cheapest
+    assert token_runs([3, 3, 3], 4, run_cost=10**9) == [(0, 3)]
+    assert token_runs([3, 3, 3], 4, run_cost=0) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_exported_tokenizer_multiplies_each_run_of_tokens_by_its_own_inputs_only(tmp_path):
+    """A layout with a wide one-hot block and many one-input columns is exported as several small
+    products (one per run, each gathering its own input rows), not one dense matrix mostly of zeros;
+    the scores are the PyTorch model's, which keeps the one dense product."""
+    import numpy as np
+    import onnx
+
+    from mstr.deploy.runtime import onnx_session
+    from mstr.models.tokenizer import token_runs
+    from mstr.training.export import export_model
+
+    # 60 inputs laid out as the preprocessing lays them: 30 scaled values, a 24-wide one-hot block, then
+    # two bins each for columns 12-14; on the feature axis the one-hot column stands after column 11
+    tokens = ([[k] for k in range(12)] + [list(range(30, 54))]
+              + [[k, 54 + 2 * (k - 12), 55 + 2 * (k - 12)] for k in range(12, 15)] + [[k] for k in range(15, 30)])
+    layout = {"tokens": tokens, "names": [f"c{k}" for k in range(len(tokens))]}
+    flat = sorted(p for t in tokens for p in t)
+    assert flat == list(range(len(flat))), "the layout must cover its inputs once"
+    num_inputs = len(flat)
+    model = build_backbone(num_inputs, 2, window=1, layout=layout, **_cfg("student")).eval()
+    with torch.no_grad():
+        model.stem.bias.normal_()
+    runs = token_runs([len(t) for t in tokens], model.stem.dim)
+    assert len(runs) > 1
+    path = tmp_path / "model.onnx"
+    export_model(model, "onnx", torch.randn(2, 1, num_inputs), path)
+    x = torch.randn(64, 1, num_inputs)
+    session = onnx_session(path, threads=1, optimized_path=tmp_path / "optimised.onnx")
+    exported = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-5, rtol=1e-4)
+    nodes = onnx.load(str(tmp_path / "optimised.onnx")).graph.node
+    gathers = [node for node in nodes if node.op_type == "Gather"]
+    assert len(gathers) == len(runs), [node.op_type for node in nodes]
+
+
 @pytest.mark.parametrize("window, row_branch", [(1, False), (4, False), (1, True), (4, True)])
 def test_onnx_export_scores_like_pytorch(tmp_path, window, row_branch):
     """The exported graph computes the token map channels-first and reads the newest flow by reshape at
