@@ -78,6 +78,8 @@ class FeatureTokenizer(nn.Module):
         self.weight = nn.Parameter(torch.randn(len(positions), dim) * 0.5)
         self.bias = nn.Parameter(torch.zeros(layout.num_tokens, dim))
         self.num_inputs, self.num_tokens, self.dim = len(positions), layout.num_tokens, dim
+        # the exported graph's runs of columns (`batch_last`), fixed by the layout
+        self.runs = token_runs([len(token) for token in layout.tokens], dim)
 
     def _dense(self) -> torch.Tensor:
         """The weights as a dense block-sparse [flat inputs, tokens, dim] tensor."""
@@ -121,16 +123,16 @@ class FeatureTokenizer(nn.Module):
         `mstr.detect`'s batch of 256 (0.88x), so there the product stays one."""
         dense = self._dense()
         flows = x.reshape(-1, self.num_inputs).t()
-        sizes = torch.bincount(self.token_of, minlength=self.num_tokens).tolist()
-        runs = token_runs(sizes, self.dim) if torch.onnx.is_in_onnx_export() else [(0, self.num_tokens)]
+        if len(self.runs) == 1 or not torch.onnx.is_in_onnx_export():
+            # one product over every input as they are (ONNX Runtime folds the transpose into it)
+            weight = dense.permute(2, 1, 0).reshape(-1, self.num_inputs)
+            return (weight @ flows + self.bias.t().reshape(-1, 1)).view(1, self.dim, self.num_tokens, -1)
         maps = []
-        for first, end in runs:
+        for first, end in self.runs:
             rows = self.positions[(self.token_of >= first) & (self.token_of < end)].sort().values
             weight = dense[rows, first:end].permute(2, 1, 0).reshape(-1, len(rows))
             bias = self.bias[first:end].t().reshape(-1, 1)
-            # one run over every input reads them as they are (ONNX Runtime folds the transpose into it)
-            inputs = flows if len(rows) == self.num_inputs else flows[rows]
-            maps.append((weight @ inputs + bias).view(self.dim, end - first, -1))
+            maps.append((weight @ flows[rows] + bias).view(self.dim, end - first, -1))
         return torch.cat(maps, dim=1).unsqueeze(0)
 
 
