@@ -10,8 +10,8 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
-from mstr.options import (CLASS_WEIGHTS, DISTILL_AUGMENTS, DISTILL_METHODS, DISTILL_TEACHERS, LOSSES, ROLES,
-                          SAMPLERS, TASKS, TREE_TEACHERS)
+from mstr.options import (CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS, DISTILL_TEACHERS,
+                          LOSSES, ROLES, SAMPLERS, TASKS, TREE_TEACHERS)
 
 
 def config_dir() -> str:
@@ -105,6 +105,8 @@ def validate(cfg: DictConfig) -> None:
                               lambda v: isinstance(v, (int, float)) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
         "data.task": (_get(cfg, "data.task"), lambda v: v in TASKS, _one_of(TASKS)),
         "data.sampler": (_get(cfg, "data.sampler"), lambda v: v in SAMPLERS, _one_of(SAMPLERS)),
+        "data.column_order": (_get(cfg, "data.column_order", "data"), lambda v: v in COLUMN_ORDERS,
+                              _one_of(COLUMN_ORDERS)),
         "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),
         "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in CLASS_WEIGHTS, _one_of(CLASS_WEIGHTS)),
         "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),

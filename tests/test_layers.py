@@ -115,7 +115,7 @@ def test_config_options_are_the_codes_names(group, key, names):
 def test_defaults_in_configs_are_known_options():
     datamodule = yaml.safe_load((Path(config_dir()) / "data" / "_datamodule.yaml").read_text())
     assert datamodule["task"] in options.TASKS and datamodule["sampler"] in options.SAMPLERS
-    assert datamodule["scaler"] in options.SCALERS
+    assert datamodule["scaler"] in options.SCALERS and datamodule["column_order"] in options.COLUMN_ORDERS
     baselines = yaml.safe_load((Path(config_dir()) / "baselines.yaml").read_text())
     assert tuple(baselines["baselines"]["models"]) == options.PEERS
     assert {cfg.get("role") for cfg in _group("model").values()} <= set(options.ROLES)

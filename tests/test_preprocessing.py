@@ -145,3 +145,49 @@ def test_gaps_are_filled_with_training_medians_in_every_split(tmp_path):
     restored = FlowPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert np.array_equal(restored.transform(filled_test), prep.transform(filled_test))
     assert np.isfinite(prep.transform(splits.train)).all()
+
+
+def test_columns_ordered_by_dependence_put_related_columns_side_by_side():
+    """Two families of columns (each a noisy copy of one hidden value, in either direction) interleaved in
+    the file: ordered by dependence each family stands together, fit on the training rows alone; the
+    order travels with the preprocessing and decides the tokenizer's layout."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from mstr.data.column_order import normalised_mutual_information
+    from mstr.errors import ConfigError
+
+    n = 3000
+    rng = np.random.default_rng(0)
+    size, ttl = rng.lognormal(5, 2, n), rng.choice([32.0, 64.0, 128.0, 254.0], n)
+    frame = pd.DataFrame({
+        "bytes": size * rng.uniform(0.9, 1.1, n), "hops": 255 - ttl + rng.integers(0, 3, n),
+        "packets": size / 500 + rng.uniform(0, 1, n), "ttl": ttl,
+        "mean_size": 1 / size, "proto": np.where(ttl > 100, "udp", "tcp"),
+        "label": rng.choice(["benign", "attack"], n),
+    })
+    cols = ["bytes", "hops", "packets", "ttl", "mean_size"]
+    train = FlowTable(frame, cols, ["proto"], benign=("benign",), source="t.csv")
+    assert FlowPreprocessor.fit(train).column_order == cols + ["proto"]  # the data's own order by default
+    prep = FlowPreprocessor.fit(train, column_order="dependence")
+    order = prep.column_order
+    assert sorted(order) == sorted(cols + ["proto"])
+    size_family, ttl_family = {"bytes", "packets", "mean_size"}, {"hops", "ttl", "proto"}
+    first = set(order[:3])
+    assert first in (size_family, ttl_family), order
+    assert prep.layout()["names"] == order
+    again = FlowPreprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert again.layout() == prep.layout() and np.array_equal(again.transform(train), prep.transform(train))
+    # shuffled: a permutation that depends on the seed only
+    shuffled = [FlowPreprocessor.fit(train, column_order="shuffled", seed=s).column_order for s in (0, 0, 1)]
+    assert shuffled[0] == shuffled[1] != shuffled[2] and sorted(shuffled[2]) == sorted(order)
+    with pytest.raises(ConfigError, match="data.column_order"):
+        FlowPreprocessor.fit(train, column_order="alphabetical")
+    # the dependence measure is scikit-learn's normalised mutual information (arithmetic mean)
+    codes = rng.integers(0, 6, (4, 500))
+    codes[1] = codes[0] // 2
+    codes[3] = 0
+    nmi = normalised_mutual_information(codes)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            expected = normalized_mutual_info_score(codes[i], codes[j]) if 3 not in (i, j) else 0.0
+            assert nmi[i, j] == pytest.approx(expected, abs=1e-12) and nmi[j, i] == nmi[i, j]

@@ -6,7 +6,8 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
   architecture  linear stem (a learned bottleneck instead of one token per column; 32 wide, and 4 wide
                 for about the default's parameters), one feature kernel
                 instead of the multi-scale set, pointwise only (kernel 1: no neighbouring columns),
-                no residual paths, a whole-row branch (a kernel spanning all columns) in the first
+                no residual paths, the columns ordered by their mutual dependence or shuffled
+                instead of the data's own order, a whole-row branch (a kernel spanning all columns) in the first
                 stage (or none, where the experiment has one), no numeric bins and no frequent-value
                 indicators (where the experiment uses them), no time branches
                 (window data), window 1 / 4 / 16 (window data), no context swap (where the
@@ -30,6 +31,8 @@ ARCHITECTURE = [
     Variant("one feature kernel (3)", ("model.backbone.feature_kernels=[3]",)),
     Variant("pointwise only (1)", ("model.backbone.feature_kernels=[1]",)),
     Variant("no residual", ("model.backbone.residual=false",)),
+    Variant("columns by dependence", ("data.column_order=dependence",)),
+    Variant("columns shuffled", ("data.column_order=shuffled",)),
 ]
 # Where the experiment gives the first stage a whole-row branch (model.backbone.row_branch) the row
 # takes it away; elsewhere it adds one.

@@ -20,6 +20,7 @@ from mstr.data.splits import hold_out
 from mstr.data.table import FlowTable, concat_tables
 from mstr.data.windows import FlowWindowDataset, IndexedWindows, collate_prebatched
 from mstr.errors import ConfigError, DataError
+from mstr.options import COLUMN_ORDERS
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class FlowDataModule(pl.LightningDataModule):
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
                  max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", frequent_values: int = 0,
-                 context_swap: float = 0.0, num_workers: int = 0,
+                 column_order: str = "data", context_swap: float = 0.0, num_workers: int = 0,
                  seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
                  **_dataset_keys):
         super().__init__()
@@ -77,6 +78,9 @@ class FlowDataModule(pl.LightningDataModule):
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.frequent_values, self.context_swap = frequent_values, context_swap
+        if column_order not in COLUMN_ORDERS:
+            raise ConfigError(f"data.column_order={column_order!r}: must be one of {list(COLUMN_ORDERS)}")
+        self.column_order = column_order
         self.num_workers, self.seed = num_workers, seed
         self.on_device = on_device
         self.preprocessor: Optional[FlowPreprocessor] = preprocessor
@@ -114,7 +118,8 @@ class FlowDataModule(pl.LightningDataModule):
         if self.preprocessor is None:
             self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
                                                      numeric_bins=self.numeric_bins, bins_from=self.bins_from,
-                                                     frequent_values=self.frequent_values)
+                                                     frequent_values=self.frequent_values,
+                                                     column_order=self.column_order, seed=self.seed)
         elif self.preprocessor.classes != self.data_classes:
             raise DataError(f"{train.source}: classes: preprocessing {self.preprocessor.classes} vs data "
                             f"{self.data_classes}; use the data config (and data.task) the model was trained with")

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from mstr.data.column_order import column_order
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 from mstr.options import SCALERS
@@ -57,7 +58,10 @@ class FlowPreprocessor:
     @classmethod
     def fit(cls, table: FlowTable, scaler: str = "standard", max_categories: int = 32,
             log_skew: float = 2.0, clip: float = 10.0, numeric_bins: int = 0,
-            bins_from: str = "quantile", frequent_values: int = 0) -> "FlowPreprocessor":
+            bins_from: str = "quantile", frequent_values: int = 0, column_order: str = "data",
+            seed: int = 0) -> "FlowPreprocessor":
+        """`column_order`: where each column stands on the tokenizer's feature axis (`column_order.py`;
+        `seed` shuffles it for "shuffled")."""
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
@@ -71,6 +75,7 @@ class FlowPreprocessor:
         numeric = _numeric_matrix(table)
         fill = _finite_medians(numeric)
         numeric = _fill_gaps(numeric, fill, table.source, table.numeric_cols)
+        order = _column_order(table, numeric, column_order, seed)
         frequent = {}
         if frequent_values:
             min_rows = frequent_min_rows(len(table))
@@ -101,7 +106,7 @@ class FlowPreprocessor:
             center=center.tolist(), scale=scale.tolist(), categories=categories,
             classes=class_order(table), benign=[str(b) for b in table.benign], scaler=scaler, clip=clip,
             fit_rows=len(table), fit_source=table.source, bin_edges=bin_edges, fill=fill.tolist(),
-            column_order=[c for c in table.frame.columns if c in set(table.feature_cols)],
+            column_order=order,
             frequent_values=frequent,
         )
         prep.feature_names = prep._feature_names()
@@ -127,8 +132,8 @@ class FlowPreprocessor:
 
     def layout(self) -> dict:
         """Which flat positions form each column's token (its scaled value and bins, or its one-hot
-        block), columns in the data's own order (related columns stand together in flow records):
-        what the backbone's per-column tokenizer needs, as plain data."""
+        block), columns in the fitted `column_order` (the data's own by default: related columns stand
+        together in flow records): what the backbone's per-column tokenizer needs, as plain data."""
         index = {name: i for i, name in enumerate(self.feature_names)}
         tokens = {}
         for col in self.numeric_cols:
@@ -235,6 +240,14 @@ def _bin_edges(values: np.ndarray, labels: np.ndarray, bins: int, bins_from: str
     tree.fit(values[:, None], labels)
     cuts = tree.tree_.threshold[tree.tree_.feature >= 0]
     return np.unique(np.r_[values.min(), cuts, values.max()])
+
+
+def _column_order(table: FlowTable, numeric: np.ndarray, rule: str, seed: int) -> list[str]:
+    """The feature columns in the data's own order, rearranged by `rule` on these training rows."""
+    columns = [c for c in table.frame.columns if c in set(table.feature_cols)]
+    values = {c: numeric[:, j] for j, c in enumerate(table.numeric_cols)}
+    categories = {c: table.frame[c].astype(str).to_numpy() for c in table.categorical_cols}
+    return column_order(rule, columns, values, categories, seed)
 
 
 def _numeric_matrix(table: FlowTable, cols: list[str] | None = None) -> np.ndarray:

@@ -109,6 +109,8 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     data = _plain(cfg.data)
     for volatile in ("num_workers", "eval_batch_size", "on_device"):
         data.pop(volatile, None)
+    if data.get("column_order") == "data":  # the order before the key existed: cached teachers stay valid
+        data.pop("column_order")
     kind = cfg.distill.get("teacher", "network")
     teacher = _plain(cfg.distill.teacher_model) if kind == "network" else kind
     identity = {"data": data, "dev_rows": dev_rows, "teacher": teacher,
