@@ -69,9 +69,11 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     from mstr.bench import ablation
 
     assert [v.name for v in ablation.variants("nsl_kdd", ("architecture",))] == [
-        "student_nokd", *(v.name for v in ablation.ARCHITECTURE), "row branch", "no numeric bins"]  # nsl_kdd's bins
-    assert [v.name for v in ablation.variants("unsw_nb15", ("architecture",))][-3:] == [
-        "no row branch", "no numeric bins", "no frequent values"]  # unsw_nb15's has a row branch, indicators too
+        "student_nokd", *(v.name for v in ablation.ARCHITECTURE), "columns by dependence", "columns shuffled",
+        "row branch", "no numeric bins"]  # nsl_kdd's bins
+    assert [v.name for v in ablation.variants("unsw_nb15", ("architecture",))][-5:] == [
+        "columns in the data's order", "columns shuffled",  # unsw_nb15's are ordered by dependence,
+        "no row branch", "no numeric bins", "no frequent values"]  # it has a row branch, indicators too
     timed = [v.name for v in ablation.variants("synthetic", ("architecture",))]
     assert "window 16" in timed and "no time branches" in timed and "no context swap" not in timed
     assert [v.name for v in ablation.variants("cic_ids2017", ("architecture",))][-1] == "no context swap"
