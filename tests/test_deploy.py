@@ -127,19 +127,24 @@ def test_detect_scores_kdd_lines_like_training(nsl, data_dir):
 def test_unsw_nb15_model_exports_and_scores_its_csv_lines_like_training(tmp_path, data_dir):
     """UNSW-NB15's service "-" is a category of its own to its loader. The deployed encoder once read it
     as a missing token, so every UNSW-NB15 export failed its feature parity check; now it is kept, and
-    a model with bins, frequent-value indicators and a row branch scores the file's own lines."""
+    a model with bins, frequent-value indicators, a row branch and columns ordered by dependence (all of
+    experiment=unsw_nb15's student) scores the file's own lines."""
     from mstr.data.datasets.unsw_nb15 import _read, _table
     from mstr.training.checkpoint import load_classifier
 
     ckpt = train_run(tmp_path / "run", ["data=unsw_nb15", "data.numeric_bins=16", "data.frequent_values=16",
-                                        "model.backbone.row_branch=true"])
-    model = load_classifier(ckpt).model
+                                        "model.backbone.row_branch=true", "data.column_order=dependence"])
+    classifier = load_classifier(ckpt)
+    model = classifier.model
     assert sum(p.numel() for p in model.parameters()) <= 5_000  # experiment=unsw_nb15's student, in budget
     artifact = tmp_path / "artifact"
     report = export(ckpt, artifact)
     assert report["parity/max_abs_diff_features"] == 0.0 and report["parity/max_abs_diff_probs"] <= 1e-4
     with gzip.open(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", "rt") as fh:
         head = [next(fh) for _ in range(801)]  # the header and 800 flows
+    order = classifier.hparams["preprocessor"]["column_order"]
+    file_order = [c for c in head[0].strip().split(",") if c in order]
+    assert sorted(order) == sorted(file_order) and order != file_order  # the export keeps the dependence order
     lines = tmp_path / "unsw_slice.csv"
     lines.write_text("".join(head))
     table = _table(_read(lines), "binary", str(lines), [])
