@@ -21,9 +21,8 @@ is no time axis to ablate.
 
 from __future__ import annotations
 
-from mstr.bench.runs import Variant, markdown, mean_std
-
-TEMPORAL = ("cic_ids2017", "cic_ids2017_multiclass", "synthetic")
+from mstr.bench.runs import DATASETS, Variant, markdown, mean_std
+from mstr.config import compose_config
 
 ARCHITECTURE = [
     Variant("linear stem", ("model.backbone.stem=linear", "model.backbone.token_dim=32")),
@@ -32,24 +31,22 @@ ARCHITECTURE = [
     Variant("pointwise only (1)", ("model.backbone.feature_kernels=[1]",)),
     Variant("no residual", ("model.backbone.residual=false",)),
 ]
-# Where the experiment orders the feature axis by the columns' mutual dependence (data.column_order)
+# Which rows a dataset gets follows from its default student's config (`variants`):
+# where the experiment orders the feature axis by the columns' mutual dependence (data.column_order)
 # the row puts them back in the data's order; elsewhere it orders them by dependence. Shuffled columns
 # are the control for both: what an order with no meaning gives.
-DEPENDENCE_ORDERED = ("unsw_nb15",)
 ORDER = {True: Variant("columns in the data's order", ("data.column_order=data",)),
          False: Variant("columns by dependence", ("data.column_order=dependence",))}
 SHUFFLED = Variant("columns shuffled", ("data.column_order=shuffled",))
 # Where the experiment gives the first stage a whole-row branch (model.backbone.row_branch) the row
 # takes it away; elsewhere it adds one.
-ROW_BRANCHED = ("unsw_nb15",)
 ROW = {True: Variant("no row branch", ("model.backbone.row_branch=false",)),
        False: Variant("row branch", ("model.backbone.row_branch=true",))}
 # Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0).
-BINNED = ("nsl_kdd", "unsw_nb15")
 BINS = [Variant("no numeric bins", ("data.numeric_bins=0",))]
 # Where it also gives numeric columns indicators of their most frequent values (data.frequent_values > 0).
-FREQUENT_VALUED = ("unsw_nb15",)
 FREQUENT = [Variant("no frequent values", ("data.frequent_values=0",))]
+# Where the window holds time (data.window > 1).
 TIME = [
     Variant("no time branches", ("model.backbone.time_dilations=[]",)),
     Variant("window 1", ("data.window=1",)),
@@ -57,7 +54,6 @@ TIME = [
     Variant("window 16", ("data.window=16",)),
 ]
 # Where the experiment swaps the earlier flows of a share of training windows (data.context_swap > 0).
-CONTEXT_SWAPPED = ("cic_ids2017", "cic_ids2017_multiclass")
 CONTEXT = [Variant("no context swap", ("data.context_swap=0",))]
 # Named like the accuracy and distill benchmarks' runs (same overrides), so the three share them.
 DISTILLATION = [
@@ -86,13 +82,16 @@ LABELS = {
 
 
 def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
-    """The default first, then each group's rows (architecture and time rows train without KD)."""
+    """The default first, then each group's rows (architecture and time rows train without KD). Which
+    architecture rows apply is read off the dataset's default student, so that a row always changes
+    something its experiment config sets."""
     rows = [DEFAULT]
     if "architecture" in groups:
-        changes = (ARCHITECTURE + [ORDER[dataset in DEPENDENCE_ORDERED], SHUFFLED, ROW[dataset in ROW_BRANCHED]]
-                   + (BINS if dataset in BINNED else [])
-                   + (FREQUENT if dataset in FREQUENT_VALUED else []) + (TIME if dataset in TEMPORAL else [])
-                   + (CONTEXT if dataset in CONTEXT_SWAPPED else []))
+        cfg = compose_config("train", [*DATASETS[dataset], *DEFAULT.overrides])
+        data, backbone = cfg.data, cfg.model.backbone
+        changes = (ARCHITECTURE + [ORDER[data.column_order == "dependence"], SHUFFLED, ROW[bool(backbone.row_branch)]]
+                   + (BINS if data.numeric_bins > 0 else []) + (FREQUENT if data.frequent_values > 0 else [])
+                   + (TIME if data.window > 1 else []) + (CONTEXT if data.context_swap > 0 else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
         rows += DISTILLATION
