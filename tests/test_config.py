@@ -53,6 +53,7 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("data.context_swap=1.5", "data.context_swap"),
     ("data.sampler=oversample", "data.sampler"),
     ("data.column_order=alphabetical", "data.column_order"),
+    ("data.val_unseen_types=1.5", "data.val_unseen_types"),
     ("data.task=regression", "data.task"),
     ("loss=focal", None),  # valid: no error
     ("model.role=giant", "model.role"),

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mstr.data.splits import PER_CLASS_TIME, STRATIFIED, TIME, hold_out, newest, newest_per_class
+from mstr.data.splits import (PER_CLASS_TIME, STRATIFIED, TIME, hold_out, newest, newest_per_class,
+                              unseen_types_mask)
 from mstr.data.table import FlowTable
 
 
@@ -81,3 +82,76 @@ def test_bad_fractions_are_config_errors(rule):
 
     with pytest.raises(ConfigError, match="fraction"):
         hold_out(_table(["a", "b"], [0.0, 1.0]), 1.0, rule)
+
+
+def _typed_table() -> FlowTable:
+    """Labels by category (multi-class), attack types under them: dos has 3 types, probe 2, r2l 1."""
+    kinds = {"normal": ("normal", 50), "neptune": ("dos", 40), "smurf": ("dos", 6), "pod": ("dos", 3),
+             "satan": ("probe", 5), "nmap": ("probe", 4), "guess_passwd": ("r2l", 2)}
+    rows = [(kind, label) for kind, (label, n) in kinds.items() for _ in range(n)]
+    frame = pd.DataFrame({"x": np.arange(len(rows), dtype=float), "label": [r[1] for r in rows],
+                          "attack_type": [r[0] for r in rows]})
+    return FlowTable(frame, ["x"], [], benign=("normal",), family_col="attack_type")
+
+
+def test_unseen_types_are_whole_attack_types_within_the_share_and_every_class_keeps_one():
+    table = _typed_table()
+    family = table.frame["attack_type"].to_numpy()
+    for seed in range(20):
+        held, types = unseen_types_mask(table, 0.3, seed)  # a budget of 0.3 x 60 attack rows = 18
+        assert types and set(family[held]) == set(types) and "normal" not in types
+        assert held.sum() <= 18 and "neptune" not in types  # 40 rows never fit
+        for t in types:  # a type is held whole or not at all
+            assert held[family == t].all()
+        kept_labels = set(table.labels[~held])
+        assert kept_labels == {"normal", "dos", "probe", "r2l"}  # guess_passwd, r2l's only type, stays
+        assert not {"satan", "nmap"} <= set(types)  # probe keeps one of its two
+    draws = {tuple(unseen_types_mask(table, 0.3, seed)[1]) for seed in range(20)}
+    assert len(draws) > 1 and unseen_types_mask(table, 0.3, 7)[1] == unseen_types_mask(table, 0.3, 7)[1]
+
+
+def test_unseen_types_need_attack_types_and_a_share_that_fits_one():
+    from mstr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no attack types"):
+        unseen_types_mask(_table(["a", "b"] * 4), 0.5, 0)
+    with pytest.raises(ConfigError, match="smallest has 2"):
+        unseen_types_mask(_typed_table(), 0.02, 0)  # 1.2 rows: not even guess_passwd's 2
+
+
+def test_nsl_kdd_validation_holds_whole_unseen_types_and_train_never_sees_them(data_dir):
+    """The real KDDTrain+ (20% file): `data.val_unseen_types` moves whole attack types from train into
+    the validation carve and nothing else; preprocessing is fitted on what is left; the types are named
+    in the run's facts; test's own novel-attack rows are unchanged."""
+    from functools import partial
+
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets import nsl_kdd
+
+    source = partial(nsl_kdd.load, data_dir, task="binary", variant="20percent", test_files=["KDDTest+"])
+    plain = FlowDataModule(source, name="nsl_kdd", window=1, seed=1)
+    plain.setup()
+    dm = FlowDataModule(source, name="nsl_kdd", window=1, seed=1, val_unseen_types=0.1)
+    dm.setup()
+    train, val = dm.tables["train"].frame, dm.tables["val"].frame
+    types = dm.facts["data/val_unseen_types"].split(",")
+    assert types and not train["attack_type"].isin(types).any()
+    moved = plain.tables["train"].frame["attack_type"].isin(types)
+    assert dm.facts["data/val_unseen_type_rows"] == int(moved.sum()) == len(val) - len(plain.tables["val"])
+    attacks = (plain.tables["train"].frame["label"] != "normal").sum()
+    assert moved.sum() <= 0.1 * attacks
+    assert len(train) == len(plain.tables["train"]) - moved.sum() == dm.preprocessor.fit_rows
+    assert (dm.novel["KDDTest+"] == plain.novel["KDDTest+"]).all()
+    assert dm.audit["val_selection"] == "stratified+unseen_types"
+
+
+def test_unseen_types_refuse_data_cut_by_time():
+    from functools import partial
+
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets.synthetic import load
+    from mstr.errors import ConfigError
+
+    dm = FlowDataModule(partial(load, n_flows=500, task="binary"), name="synthetic", window=4, val_unseen_types=0.1)
+    with pytest.raises(ConfigError, match="cut by time"):
+        dm.setup()

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from mstr.data.datasets import DatasetSplits
 from mstr.data.preprocessing import FlowPreprocessor, class_order
 from mstr.data.sampling import EpochSampler, make_sampler
-from mstr.data.splits import hold_out
+from mstr.data.splits import hold_out, unseen_types_mask
 from mstr.data.table import FlowTable, concat_tables
 from mstr.data.windows import FlowWindowDataset, IndexedWindows, collate_prebatched
 from mstr.errors import ConfigError, DataError
@@ -60,7 +60,8 @@ class FlowDataModule(pl.LightningDataModule):
                  window: int = 8, batch_size: int = 256, eval_batch_size: int = 1024,
                  sampler: str = "sqrt", val_fraction: float = 0.15, scaler: str = "standard",
                  max_categories: int = 32, numeric_bins: int = 0, bins_from: str = "quantile", frequent_values: int = 0,
-                 column_order: str = "data", context_swap: float = 0.0, num_workers: int = 0,
+                 column_order: str = "data", context_swap: float = 0.0, val_unseen_types: float = 0.0,
+                 num_workers: int = 0,
                  seed: int = 0, preprocessor: Optional[FlowPreprocessor] = None, on_device: bool = False,
                  **_dataset_keys):
         super().__init__()
@@ -73,11 +74,15 @@ class FlowDataModule(pl.LightningDataModule):
         if not 0.0 <= context_swap <= 1.0:
             raise ConfigError(f"data.context_swap={context_swap}: must be in [0, 1] (the share of training windows "
                               "whose earlier flows come from another window)")
+        if not 0.0 <= val_unseen_types < 1.0:
+            raise ConfigError(f"data.val_unseen_types={val_unseen_types}: must be in [0, 1) (the share of the training "
+                              "split's attack rows whose types validation holds whole; 0: off)")
         self.source, self.name, self.task, self.window = source, name, task, window
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.sampler_mode, self.val_fraction, self.scaler = sampler, val_fraction, scaler
         self.max_categories, self.numeric_bins, self.bins_from = max_categories, numeric_bins, bins_from
         self.frequent_values, self.context_swap = frequent_values, context_swap
+        self.val_unseen_types = val_unseen_types
         if column_order not in COLUMN_ORDERS:
             raise ConfigError(f"data.column_order={column_order!r}: must be one of {list(COLUMN_ORDERS)}")
         self.column_order = column_order
@@ -106,6 +111,8 @@ class FlowDataModule(pl.LightningDataModule):
                                   held_source=f"{train.source} (validation carve)")
         self.holdout = splits.holdout
         self._settle_window(splits.temporal)
+        if self.val_unseen_types:
+            train, val = self._hold_out_types(train, val, splits.temporal)
         self.tables = {"train": train, "val": val, **{f"test_{k}": t for k, t in splits.tests.items()}}
         self.test_names = list(splits.tests)
         for table in self.tables.values():
@@ -145,6 +152,24 @@ class FlowDataModule(pl.LightningDataModule):
             log.warning("%s", note)
             self.window = 1
             self.facts = {"data/window": 1, "data/window_note": note}
+
+    def _hold_out_types(self, train: FlowTable, val: FlowTable, temporal: bool) -> tuple[FlowTable, FlowTable]:
+        """Move whole attack types from train into validation (`data.val_unseen_types`): a validation
+        that scores generalisation to attack types training never saw, for choosing settings on data
+        whose test set holds such types. The types are named in metrics.json (`data/val_unseen_types`)."""
+        if temporal:
+            raise ConfigError(f"data.val_unseen_types={self.val_unseen_types}: {self.name} is cut by time, and moving "
+                              "whole attack types would tear its windows apart; use it on data without time order "
+                              "(e.g. NSL-KDD), or set it to 0")
+        mask, types = unseen_types_mask(train, self.val_unseen_types, self.seed)
+        log.info("validation holds %d attack rows of %d types training never sees: %s",
+                 int(mask.sum()), len(types), ", ".join(types))
+        self.holdout = f"{self.holdout}+unseen_types"
+        self.facts["data/val_unseen_types"] = ",".join(types)
+        self.facts["data/val_unseen_type_rows"] = int(mask.sum())
+        moved = train.take(np.flatnonzero(mask))
+        return (train.take(np.flatnonzero(~mask)),
+                concat_tables([val, moved], f"{val.source} + {len(types)} attack types held out whole"))
 
     def _audit(self, train: FlowTable, val: FlowTable, tests: dict[str, FlowTable]) -> None:
         self.dev_rows, self.val_rows = rows_fingerprint([train, val]), rows_fingerprint([val])

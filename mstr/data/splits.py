@@ -8,6 +8,10 @@ Rules (`HOLDOUTS`):
                     both sides, while each class's held-out rows are still later than its kept ones
     stratified      a seeded random `fraction` of each class (data without time order)
 A class with a single row stays on the kept side. Cuts return row positions in the table's own order.
+
+`unseen_types_mask` is a cut of another kind: whole attack types, for a validation split that asks what
+a test set of new attack types asks (KDDTest+), where a random carve of known types is nearly solved by
+any model and cannot tell settings apart.
 Plain numpy and pandas; no Lightning.
 """
 
@@ -70,6 +74,34 @@ def holdout_mask(table: FlowTable, fraction: float, rule: str, seed: int = 0) ->
     if rule == STRATIFIED:
         return stratified_holdout(table.strata, fraction, seed)
     raise ConfigError(f"holdout rule {rule!r}: must be one of {list(HOLDOUTS)}")
+
+
+def unseen_types_mask(table: FlowTable, share: float, seed: int) -> tuple[np.ndarray, list[str]]:
+    """(boolean mask of the rows of whole attack types, those types), the types drawn in a seeded random
+    order and taken while their rows fit in `share` of the table's attack rows. A class keeps at least
+    one of its types, so that every class is still trained on; a type larger than what is left of the
+    budget is passed over (NSL-KDD's neptune alone is 70% of its attacks)."""
+    if not table.family_col:
+        raise ConfigError(f"{table.source}: names no attack types (no family column), so no types can be held "
+                          "out for validation; set data.val_unseen_types=0 (only data with attack types, e.g. NSL-KDD)")
+    attack = table.is_attack()
+    family = table.frame[table.family_col].astype(str).to_numpy()
+    labels = table.labels
+    types, first, counts = np.unique(family[attack], return_index=True, return_counts=True)
+    label_of = labels[attack][first]
+    left = {lab: int((label_of == lab).sum()) for lab in np.unique(label_of)}
+    budget = share * int(attack.sum())
+    held: list[str] = []
+    for i in np.random.default_rng(seed).permutation(len(types)):
+        if counts[i] <= budget and left[label_of[i]] > 1:
+            held.append(str(types[i]))
+            budget -= counts[i]
+            left[label_of[i]] -= 1
+    if not held:
+        raise ConfigError(f"{table.source}: no attack type fits in data.val_unseen_types={share} of its "
+                          f"{int(attack.sum())} attack rows (the smallest has {int(counts.min()) if len(counts) else 0}); "
+                          "raise it")
+    return attack & np.isin(family, held), sorted(held)
 
 
 def hold_out(table: FlowTable, fraction: float, rule: str, seed: int = 0,
