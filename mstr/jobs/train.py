@@ -132,6 +132,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         metrics.update({f"model/{k}": v for k, v in final.cost(dm.window).items()})
         metrics.update({f"val/{k}_best": v for k, v in module.val_best.items()})
         device = trainer.strategy.root_device
+        metrics.update(runner.unseen_type_metrics(final, dm, device))
         if cfg.test and teacher is not None:
             teacher_results, _ = runner.test_metrics(teacher, dm, device)
             metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})

@@ -24,7 +24,7 @@ from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
 from mstr.training.checkpoint import load_classifier
 from mstr.training.distill import DistillationModule
-from mstr.training.evaluation import evaluate_tests
+from mstr.training.evaluation import evaluate_tests, predict
 from mstr.training.module import FlowClassifier
 from mstr.training.signature import check_resumable, check_signature
 from mstr.training.tree_teacher import BoosterTeacher, booster_file, fit_tree_teacher
@@ -103,6 +103,17 @@ def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tup
     return results, time.perf_counter() - start
 
 
+def unseen_type_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> dict[str, float]:
+    """With `data.val_unseen_types`: the share of validation's held-out attack types that the model flags
+    (as any attack class), `val/unseen_type_recall`. Validation only, so it may choose settings."""
+    if dm.val_unseen is None:
+        return {}
+    probs, _ = predict(model.to(device), dm.val_dataloader())
+    flagged = probs.argmax(-1).numpy() != 0
+    return {"val/unseen_type_recall": float(flagged[dm.val_unseen].mean()),
+            "val/unseen_type_rows": int(dm.val_unseen.sum())}
+
+
 def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     """Hash of everything that shapes a teacher: data config and the rows it gives (so an edited data
     file or a changed split never reuses a teacher that saw other rows), teacher config, loss, epochs, seed."""
@@ -111,6 +122,8 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
         data.pop(volatile, None)
     if data.get("column_order") == "data":  # the order before the key existed: cached teachers stay valid
         data.pop("column_order")
+    if not data.get("val_unseen_types"):  # likewise off
+        data.pop("val_unseen_types", None)
     kind = cfg.distill.get("teacher", "network")
     teacher = _plain(cfg.distill.teacher_model) if kind == "network" else kind
     identity = {"data": data, "dev_rows": dev_rows, "teacher": teacher,
