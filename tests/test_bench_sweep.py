@@ -87,6 +87,8 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     assert params["linear stem"] != params["default student, no KD"]  # a different model, not a relabel
     assert all("±" in linear.split("|")[i] for i in (4, 7, 10))  # Δacc, ΔF1 and ΔAUROC vs default are filled
     assert linear.split("|")[5].strip() in ("0/1", "1/1")  # seeds on which it beats the default
+    assert linear.split("|")[16].strip().endswith(("(0/1)", "(1/1)"))  # what validation said, per seed
+    assert "val unseen-type recall" not in table  # only for runs with data.val_unseen_types
     # --variants: only the named rows, from the finished runs
     finished = {p: p.stat().st_mtime for p in tmp_path.glob("runs/synthetic/*/seed0/metrics.json")}
     bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",

@@ -103,14 +103,21 @@ def paired(runs: list[dict], base: list[dict], key: str) -> list[float]:
     return [r[key] - b[key] for r, b in zip(runs, base)]
 
 
+def _with_count(delta: list[float]) -> str:
+    return f"{mean_std(delta)} ({sum(d > 0 for d in delta)}/{len(delta)})"
+
+
 def table(results: dict) -> str:
     """One row per (dataset, variant): metrics as mean ± std; against the default, the per-seed accuracy,
     F1 (macro F1 on a multi-class task, where it is the metric that sees the rare classes) and AUROC
     differences (mean ± std) and on how many seeds the variant's accuracy is higher: a shift of the
-    mean inside the seed spread shows up as a split count."""
+    mean inside the seed spread shows up as a split count. Last, what model selection saw: validation F1
+    and its per-seed difference to the default (with the seeds above it), and, for runs with
+    `data.val_unseen_types`, the recall on validation's held-out attack types."""
+    unseen = any("val/unseen_type_recall" in r for runs in results.values() for rs in runs.values() for r in rs)
     header = ["dataset", "variant", "accuracy", "Δacc vs default", "seeds above default", "F1", "ΔF1 vs default",
               "specificity", "AUROC", "ΔAUROC vs default", "unseen-attack recall", "teacher acc", "params",
-              "train s"]
+              "train s", "val F1", "Δval F1 vs default (seeds above)"] + (["val unseen-type recall"] if unseen else [])
     rows = []
     for dataset, by_variant in results.items():
         base = by_variant.get(DEFAULT.name, [])
@@ -131,5 +138,9 @@ def table(results: dict) -> str:
                          mean_std([r["test/novel_attack_recall"] for r in runs if "test/novel_attack_recall" in r])
                          if "test/novel_attack_recall" in runs[0] else "",
                          mean_std(teacher) if teacher else "", f"{runs[0]['model/params']:,}",
-                         f"{sum(r['time/train_s'] for r in runs) / len(runs):.1f}"])
+                         f"{sum(r['time/train_s'] for r in runs) / len(runs):.1f}",
+                         mean_std([r["val/f1_best"] for r in runs]), _with_count(paired(runs, base, "val/f1_best"))
+                         if compared else ""]
+                        + ([mean_std([r["val/unseen_type_recall"] for r in runs if "val/unseen_type_recall" in r])]
+                           if unseen else []))
     return markdown(header, rows)
