@@ -135,24 +135,22 @@ def test_evaluate_tunes_on_the_training_runs_own_validation_rows(sliced_root, tm
 def test_a_validation_of_unseen_attack_types_scores_them_apart(sliced_root, tmp_path):
     """`data.val_unseen_types`: the run trains without the held types, selects on a validation that holds
     them, and says which types they were and how many of their rows the kept model flags."""
+    from hydra.utils import instantiate
+
+    from mstr.data.preprocessing import FlowPreprocessor
     from mstr.train import run as run_train
     from mstr.training.checkpoint import load_classifier
     from mstr.training.evaluation import predict
 
+    data = [f"paths.data_dir={sliced_root}", "data=nsl_kdd", "data.variant=20percent", "data.val_unseen_types=0.2"]
     trained = run_train(compose_config("train", [
-        f"paths.output_dir={tmp_path / 'train'}", f"paths.data_dir={sliced_root}", "data=nsl_kdd",
-        "data.variant=20percent", "data.val_unseen_types=0.2", "model=student", "distill=none", *TINY_TRAINING]))
+        f"paths.output_dir={tmp_path / 'train'}", *data, "model=student", "distill=none", *TINY_TRAINING]))
     types = trained["data/val_unseen_types"].split(",")
     assert types and trained["val/unseen_type_rows"] == trained["data/val_unseen_type_rows"] > 0
     assert trained["audit/val_selection"] == "stratified+unseen_types"
     # the recall is the kept model's, on exactly the held rows: score validation again and count
-    from mstr.config import compose_config as compose
-    from hydra.utils import instantiate
-    from mstr.data.preprocessing import FlowPreprocessor
-
     model = load_classifier(trained["best_checkpoint"])
-    cfg = compose("train", [f"paths.data_dir={sliced_root}", "data=nsl_kdd", "data.variant=20percent",
-                            "data.val_unseen_types=0.2"])
+    cfg = compose_config("train", data)
     dm = instantiate(cfg.data, _partial_=True)(preprocessor=FlowPreprocessor.from_dict(model.hparams["preprocessor"]))
     dm.setup()
     val = dm.tables["val"].frame

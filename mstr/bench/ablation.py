@@ -103,8 +103,9 @@ def paired(runs: list[dict], base: list[dict], key: str) -> list[float]:
     return [r[key] - b[key] for r, b in zip(runs, base)]
 
 
-def _with_count(delta: list[float]) -> str:
-    return f"{mean_std(delta)} ({sum(d > 0 for d in delta)}/{len(delta)})"
+def above(delta: list[float]) -> str:
+    """On how many seeds the variant is higher than the default: "k/n"."""
+    return f"{sum(d > 0 for d in delta)}/{len(delta)}"
 
 
 def table(results: dict) -> str:
@@ -126,10 +127,11 @@ def table(results: dict) -> str:
                 continue
             compared = name != DEFAULT.name and bool(base)
             delta = paired(runs, base, "test/acc") if compared else []
+            val_delta = paired(runs, base, "val/f1_best") if compared else []
             teacher = [r["teacher/test/acc"] for r in runs if "teacher/test/acc" in r]
             rows.append([dataset, LABELS.get(name, name), mean_std([r["test/acc"] for r in runs]),
                          mean_std(delta) if compared else "",
-                         f"{sum(d > 0 for d in delta)}/{len(delta)}" if compared else "",
+                         above(delta) if compared else "",
                          mean_std([r["test/f1"] for r in runs]),
                          mean_std(paired(runs, base, "test/f1")) if compared else "",
                          mean_std([r["test/specificity"] for r in runs]),
@@ -139,8 +141,8 @@ def table(results: dict) -> str:
                          if "test/novel_attack_recall" in runs[0] else "",
                          mean_std(teacher) if teacher else "", f"{runs[0]['model/params']:,}",
                          f"{sum(r['time/train_s'] for r in runs) / len(runs):.1f}",
-                         mean_std([r["val/f1_best"] for r in runs]), _with_count(paired(runs, base, "val/f1_best"))
-                         if compared else ""]
+                         mean_std([r["val/f1_best"] for r in runs]),
+                         f"{mean_std(val_delta)} ({above(val_delta)})" if compared else ""]
                         + ([mean_std([r["val/unseen_type_recall"] for r in runs if "val/unseen_type_recall" in r])]
                            if unseen else []))
     return markdown(header, rows)
