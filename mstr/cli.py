@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mstr.config import config_dir
-from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt
+from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt, user_error
 from mstr.preflight import preflight
 
 
@@ -37,8 +37,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except Exception as err:
             if sweeping:
                 multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
-            elif isinstance(err, MstrError):
-                report_and_exit(err)
+            elif user_error(err) is not None:
+                report_and_exit(user_error(err))
             else:
                 raise
 

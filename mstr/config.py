@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
 from mstr.options import (CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS, DISTILL_TEACHERS,
-                          LOSSES, ROLES, SAMPLERS, TASKS, TREE_TEACHERS)
+                          LOSSES, ROLES, SAMPLERS, SCHEDULERS, TASKS, TREE_TEACHERS)
 
 
 def config_dir() -> str:
@@ -51,6 +51,23 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) ->
 
 def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
+
+
+def _check_backbones(cfg: DictConfig, method) -> None:
+    """The model's backbone settings (and a network teacher's), checked as the builder will check them."""
+    from mstr.models.backbone import BackboneConfig  # torch: only once the cheaper checks have passed
+
+    keys = ["model.backbone"]
+    if method not in (None, "none") and _get(cfg, "distill.teacher", "network") == "network":
+        keys.append("distill.teacher_model.backbone")
+    for key in keys:
+        values = _get(cfg, key)
+        if values is None:
+            continue
+        try:
+            BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True)).validate()
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def _one_of(names) -> str:
@@ -113,11 +130,22 @@ def validate(cfg: DictConfig) -> None:
         "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),
         "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in CLASS_WEIGHTS, _one_of(CLASS_WEIGHTS)),
         "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+        "model.optim.weight_decay": (_get(cfg, "model.optim.weight_decay", 0.0),
+                                     lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
+        "model.optim.scheduler": (_get(cfg, "model.optim.scheduler", "onecycle"), lambda v: v in SCHEDULERS,
+                                  _one_of(SCHEDULERS)),
+        "model.optim.warmup_fraction": (_get(cfg, "model.optim.warmup_fraction", 0.1),
+                                        lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
+        "data.val_fraction": (_get(cfg, "data.val_fraction", 0.15),
+                              lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
+        "seed": (_get(cfg, "seed", 0), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                 "an integer >= 0"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     }
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
+    _check_backbones(cfg, method)
     if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
         raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
                           "gathered on the training device need no loader workers; set data.num_workers=0")

@@ -59,6 +59,18 @@ def report_interrupt(err: Interrupted, resume_command: Optional[str] = None) -> 
     sys.exit(err.exit_code)
 
 
+def user_error(err: BaseException) -> Optional[MstrError]:
+    """The `MstrError` behind `err`, if any: Hydra's `instantiate` wraps what a constructor raises (a
+    DataModule's bad `data.*` value, say) in an exception of its own, with the original as its cause."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MstrError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None
+
+
 def report_and_exit(err: BaseException) -> None:
     """Print a one-line error to stderr and exit with code 2."""
     message = " ".join(str(err).split())

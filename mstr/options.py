@@ -10,6 +10,7 @@ SCALERS = ("standard", "minmax")                   # data.scaler
 COLUMN_ORDERS = ("data", "dependence", "shuffled")  # data.column_order
 LOSSES = ("ce", "focal")                           # loss.name
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")       # loss.class_weights
+SCHEDULERS = ("onecycle", "none")                  # model.optim.scheduler
 DISTILL_METHODS = ("logits", "features", "attention", "combined")  # distill.method, besides `none`
 TREE_TEACHERS = ("xgboost", "lightgbm")
 DISTILL_TEACHERS = ("network", *TREE_TEACHERS)     # distill.teacher

@@ -64,6 +64,14 @@ def test_nsl_unknown_attack_name_is_an_error(tmp_path):
         nsl_kdd.load(tmp_path, test_files=[])
 
 
+def test_nsl_row_of_too_few_fields_is_named_not_taken_for_an_unknown_label(tmp_path):
+    row = ["0", "tcp", "http", "SF"] + ["0"] * 37 + ["normal", "21"]
+    (tmp_path / "nsl_kdd").mkdir()
+    (tmp_path / "nsl_kdd" / "KDDTrain+.txt").write_text("\n".join([",".join(row), ",".join(row[:7]), ",".join(row)]))
+    with pytest.raises(DataError, match="data row 2 has too few fields"):
+        nsl_kdd.load(tmp_path, test_files=[])
+
+
 def test_nsl_maps_all_test_only_attacks():
     test_only = "apache2 mailbomb processtable udpstorm mscan saint httptunnel named sendmail " \
         "snmpgetattack snmpguess worm xlock xsnoop ps sqlattack xterm".split()

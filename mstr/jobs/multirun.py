@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from mstr.errors import MstrError
+from mstr.errors import MstrError, user_error
 
 log = logging.getLogger("mstr.jobs.multirun")
 ERROR_FILE = "job_error.json"
@@ -61,14 +61,16 @@ def job_failed(cfg: DictConfig, err: Exception) -> None:
     """Record a failed job in its dir; the sweep goes on."""
     from mstr.jobs.report import write_json
 
+    err = user_error(err) or err
     message = " ".join(str(err).split()) or type(err).__name__
-    user_error = isinstance(err, MstrError)
-    if user_error:
+    is_user_error = isinstance(err, MstrError)
+    if is_user_error:
         log.error("job failed: %s", message)
     else:
         log.exception("job failed: %s: %s", type(err).__name__, message)
     write_json(Path(cfg.paths.output_dir) / ERROR_FILE,
-               {"error": message if user_error else f"{type(err).__name__}: {message}", "user_error": user_error})
+               {"error": message if is_user_error else f"{type(err).__name__}: {message}",
+                "user_error": is_user_error})
 
 
 class FailedJobs(Callback):

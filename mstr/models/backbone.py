@@ -54,23 +54,30 @@ class BackboneConfig:
         return cls(**{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
 
     def validate(self) -> None:
-        checks = {
-            "stem": self.stem in STEMS,
-            "token_dim": self.token_dim >= 1,
-            "widths": len(self.widths) >= 1 and all(w >= 1 for w in self.widths),
-            "blocks_per_stage": self.blocks_per_stage >= 1,
-            "feature_kernels": all(k >= 1 and k % 2 == 1 for k in self.feature_kernels),
-            "time_kernel": self.time_kernel >= 1,
-            "time_dilations": all(d >= 1 for d in self.time_dilations),
-            "readout": self.readout in READOUTS,
-            "head_hidden": self.head_hidden >= 0,
-            "readout_channels": self.readout_channels >= 0,
-            "dropout": 0.0 <= self.dropout < 1.0,
+        rules = {  # setting -> (test, what it must be)
+            "stem": (lambda v: v in STEMS, f"one of {list(STEMS)}"),
+            "token_dim": (lambda v: v >= 1, "an integer >= 1"),
+            "widths": (lambda v: len(v) >= 1 and all(w >= 1 for w in v), "a non-empty list of integers >= 1"),
+            "blocks_per_stage": (lambda v: v >= 1, "an integer >= 1"),
+            "feature_kernels": (lambda v: all(k >= 1 and k % 2 == 1 for k in v), "a list of odd integers >= 1"),
+            "time_kernel": (lambda v: v >= 1, "an integer >= 1"),
+            "time_dilations": (lambda v: all(d >= 1 for d in v), "a list of integers >= 1"),
+            "readout": (lambda v: v in READOUTS, f"one of {list(READOUTS)}"),
+            "head_hidden": (lambda v: v >= 0, "an integer >= 0"),
+            "readout_channels": (lambda v: v >= 0, "an integer >= 0"),
+            "dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = []
+        for name, (ok, expected) in rules.items():
+            value = getattr(self, name)
+            try:
+                passed = ok(value)
+            except TypeError:  # a list where a number belongs, text where a list belongs, ...
+                passed = False
+            if not passed:
+                bad.append(f"{name}={value!r} (must be {expected})")
         if bad:
-            raise ValueError(f"invalid backbone setting(s) {bad}: stem {list(STEMS)}, readout {list(READOUTS)}, "
-                             f"sizes >= 1, odd feature kernels, 0 <= dropout < 1 (got {asdict(self)})")
+            raise ValueError(f"invalid backbone setting(s): {'; '.join(bad)}")
 
 
 class MultiScaleSTResNet(nn.Module):

@@ -82,7 +82,7 @@ class FlowClassifier(pl.LightningModule):
         optim = self.hparams.optim
         params = [p for p in self.parameters() if p.requires_grad]  # backbone (+ hint projections)
         opt = torch.optim.AdamW(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
-        if optim.get("scheduler", "cosine") == "none":
+        if optim.get("scheduler", "onecycle") == "none":
             return opt
         total = self.trainer.estimated_stepping_batches
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=optim["lr"], total_steps=max(int(total), 1),

@@ -101,6 +101,11 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
             f"{path}: {frame.shape[1]} columns, expected 43 (41 features, label, difficulty) "
             "or 42 (without difficulty); is this an NSL-KDD file?"
         )
+    short = frame.iloc[:, 41].isna().to_numpy()  # the reader pads a row of too few fields with empty cells
+    if short.any():
+        row = int(short.argmax())
+        raise DataError(f"{path}: data row {row + 1} has too few fields (no label in field 42; expected 42 "
+                        "or 43: 41 features, label, difficulty); fix or remove that row")
     frame = frame.iloc[:, :42]
     frame.columns = [*FEATURES, "attack"]
     attack = frame.pop("attack").astype(str).str.strip().str.rstrip(".").str.lower()
