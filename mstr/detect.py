@@ -81,14 +81,31 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[str]:
 
 
 def open_text(path: str) -> IO[str]:
+    """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
+    junk is then one bad line, counted, and the line numbers of a file and of stdin agree."""
     if path == "-":
+        if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
+            sys.stdin.reconfigure(errors="replace", newline="\n")
         return sys.stdin
     try:
         with open(path, "rb") as fh:
             gz = fh.read(2) == b"\x1f\x8b"
-        return gzip.open(path, "rt", errors="replace") if gz else open(path, errors="replace")
+        return (gzip.open(path, "rt", errors="replace", newline="\n") if gz
+                else open(path, errors="replace", newline="\n"))
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Refuse an output path that cannot be written before any flow is read: failing at the end would
+    lose the whole run's work."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file path")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: folder {path.parent} does not exist; create it or give another path")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option} {path}: not writable; give another path")
 
 
 def _stop(signum, frame):
@@ -121,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("threads", "batch_size", "queue", "max_groups"):
             if getattr(args, key) < 1:
                 raise ConfigError(f"--{key.replace('_', '-')}={getattr(args, key)}: must be >= 1")
+        if args.output != "-":
+            check_writable(args.output, "--output")
+        if args.summary:
+            check_writable(args.summary, "--summary")
         detector, spec = open_detector(args.model, args.threads, args.max_groups)
         pcap = args.input != "-" and is_pcap(args.input)
         if pcap and spec["input"]["format"] != "nfstream":
@@ -162,7 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = runner.summary
     print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
     if args.summary:
-        args.summary.write_text(json.dumps(summary.to_json(), indent=1))
+        try:
+            args.summary.write_text(json.dumps(summary.to_json(), indent=1))
+        except OSError as err:  # checked at the start; e.g. the disk filled up since
+            report_and_exit(ConfigError(f"--summary {args.summary}: cannot be written ({err.strerror or err})"))
     if summary.scored == 0 and summary.bad > 0 and code == 0:
         print(f"error: none of the {summary.bad} flow(s) could be read as {spec['input']['format']} input; "
               "check --input against the format the model was trained on", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -205,6 +206,75 @@ def test_damaged_artifact_is_refused(nsl, tmp_path, damage):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and {"flip": "sha256 differs", "truncate": "bytes where the manifest",
                                               "remove": "missing from the artifact", "spec": "sha256 differs"}[damage] in message
+
+
+def _respecced(artifact: Path, folder: Path, edit) -> Path:
+    """A copy of `artifact` whose detector.json was edited by `edit(spec)` and its manifest re-hashed, as a
+    user editing the spec by hand would: the hashes match, the values must still be checked."""
+    from mstr.deploy.artifact import sha256
+
+    shutil.copytree(artifact, folder)
+    spec = json.loads((folder / "detector.json").read_text())
+    edit(spec)
+    (folder / "detector.json").write_text(json.dumps(spec))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["detector.json"] = {"sha256": sha256(folder / "detector.json"),
+                                          "bytes": (folder / "detector.json").stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda s: s.update(window=0), "window = 0"), (lambda s: s.update(threshold="high"), "threshold = 'high'"),
+    (lambda s: s.update(threshold=7), "threshold = 7"), (lambda s: s.pop("input"), "key(s) ['input'] missing"),
+    (lambda s: s.update(classes=[]), "classes = []"), (lambda s: s.update(num_features=5), "num_features = 5"),
+    (lambda s: s.update(window=3), "does not score a window of window=3 x"),  # valid alone, but not the model's input
+], ids=["window0", "threshold-text", "threshold7", "no-input", "no-classes", "num-features", "window-vs-model"])
+def test_hand_edited_spec_with_matching_hashes_is_refused(nsl, tmp_path, edit, named):
+    folder = _respecced(nsl["artifact"], tmp_path / "art", edit)
+    result = detect("--model", str(folder), "--input", str(nsl["lines"]))
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: {folder / 'detector.json'}: ") and named in message
+    assert "export the artifact again" in message
+
+
+@pytest.mark.parametrize("option", ["--output", "--summary"])
+@pytest.mark.parametrize("where", ["no-folder", "a-folder"])
+def test_unwritable_output_paths_are_refused_before_reading_input(nsl, tmp_path, option, where):
+    path = tmp_path / "missing" / "out.json" if where == "no-folder" else tmp_path
+    result = detect("--model", str(nsl["artifact"]), "--input", "-", option, str(path),
+                    stdin=nsl["lines"].read_text())
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert "summary:" not in result.stderr  # refused before any flow was read
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {option} {path}: ")
+
+
+def test_lines_with_too_many_fields_are_bad_lines(nsl):
+    good = nsl["lines"].read_text().splitlines()[:4]
+    feed = [*good[:2], ",".join(map(str, range(1, 51))), good[2] + ",1,2,3", good[3]]  # 50 and 46 fields
+    result = detect("--model", str(nsl["artifact"]), "--input", "-", "--all", stdin="\n".join(feed) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert [v["flow"] for v in verdicts(result.stdout)] == [1, 2, 5]
+    assert "flows seen 5, scored 3, dropped 0, bad 2" in result.stderr
+    assert "line 3: 50 fields, expected 41 to 43" in result.stderr and "line 4: 46 fields" in result.stderr
+
+
+def test_carriage_returns_and_binary_junk_are_bad_lines_from_stdin_and_files(nsl, tmp_path):
+    """A bare \\r or binary (a gzip piped in as text) is one bad line, read from stdin or from a file alike,
+    and a file's lines are counted by "\\n" only, so verdicts keep the flow numbers of stdin."""
+    good = [line.encode() for line in nsl["lines"].read_text().splitlines()[:4]]
+    junk = gzip.compress(b"0,tcp,http,SF", mtime=0)[:12].replace(b"\n", b"")
+    data = b"\n".join([good[0], good[1], b"0,tcp\rhttp,SF", junk + b"\r\x00\xff", good[2], good[3] + b"\r"]) + b"\n"
+    (tmp_path / "mixed.txt").write_bytes(data)
+    args = [sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--all", "--input"]
+    for source, feed in (("-", data), (str(tmp_path / "mixed.txt"), None)):
+        result = subprocess.run([*args, source], input=feed, capture_output=True, cwd=REPO, timeout=300,
+                                env={**os.environ, "LC_ALL": "C.UTF-8"})  # a strict UTF-8 stdin
+        stderr = result.stderr.decode()
+        assert result.returncode == 0, stderr
+        assert [v["flow"] for v in verdicts(result.stdout.decode())] == [1, 2, 5, 6], source
+        assert "flows seen 6, scored 4, dropped 0, bad 2" in stderr and "line 3: a carriage return" in stderr
 
 
 def test_export_refuses_bad_requests(nsl, tmp_path):

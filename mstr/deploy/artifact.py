@@ -7,7 +7,9 @@
     manifest.json             format version, the model file and runtime, sha256 and size of each file
 
 Loading checks every file against the manifest before anything is parsed, so a truncated copy or a
-tampered file is refused with one line (`DataError`, exit 2) instead of scoring with wrong weights.
+tampered file is refused with one line (`DataError`, exit 2) instead of scoring with wrong weights; then
+the values of detector.json that a detector reads (`check_spec`), so a hand-edited spec whose manifest
+was re-hashed is refused with one line too.
 An artifact is written into a temporary sibling folder and renamed into place: never half-written.
 """
 
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mstr.deploy.features import FeatureEncoder
+from mstr.deploy.sources import LINE_FORMATS
 from mstr.errors import DataError
 
 ARTIFACT_FORMAT = 1
@@ -99,7 +103,63 @@ def load_artifact(folder: str | os.PathLike) -> Artifact:
         if sha256(path) != expected.get("sha256"):
             raise DataError(f"{path}: sha256 differs from the manifest (the file was altered); refusing to "
                             "load it: copy the artifact again or export again")
-    return Artifact(folder, runtime, folder / MODEL_FILES[runtime], _json(folder / SPEC))
+    return Artifact(folder, runtime, folder / MODEL_FILES[runtime], check_spec(folder / SPEC, _json(folder / SPEC)))
+
+
+def check_spec(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` if the keys a detector reads are there with usable types and ranges; else a `DataError`
+    naming the key, instead of a traceback (or silently wrong verdicts) once scoring starts. Whether the
+    model takes windows of `window` x `num_features` is checked by a dry run (`runtime.artifact_scorer`)."""
+    def refuse(key: str, what: str) -> DataError:
+        return DataError(f"{path}: {key} {what}; export the artifact again")
+
+    missing = [k for k in ("input", "preprocessor", "classes", "benign", "window", "threshold", "num_features")
+               if k not in spec]
+    if missing:
+        raise refuse(f"key(s) {missing}", "missing")
+    classes, benign, source = spec["classes"], spec["benign"], spec["input"]
+    if not _strings(classes) or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise refuse("classes", f"= {classes!r}: must be a list of at least 2 distinct class names")
+    if not _strings(benign) or not set(benign) < set(classes):
+        raise refuse("benign", f"= {benign!r}: must be a list of some (not all) of the classes {classes}")
+    if not _integer(spec["window"]) or spec["window"] < 1:
+        raise refuse("window", f"= {spec['window']!r}: must be a whole number >= 1")
+    threshold = spec["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise refuse("threshold", f"= {threshold!r}: must be a number from 0 to 1")
+    if not isinstance(source, dict) or source.get("format") not in LINE_FORMATS:
+        raise refuse("input.format", f"= {source.get('format') if isinstance(source, dict) else source!r}: "
+                                     f"must be one of {list(LINE_FORMATS)}")
+    for key in ("time_col", "group_col"):
+        if not isinstance(source.get(key) or "", str):
+            raise refuse(f"input.{key}", f"= {source.get(key)!r}: must be a column name")
+    delimiter = source.get("delimiter") or ","
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise refuse("input.delimiter", f"= {delimiter!r}: must be one character")
+    if not _strings(source.get("columns") or []) or not isinstance(source.get("aliases") or {}, dict):
+        raise refuse("input.columns / input.aliases", "are not a list of names / a {name: name} map")
+    try:
+        encoder = FeatureEncoder(spec["preprocessor"])
+        layout = (len(encoder.numeric_cols) + len(encoder.bin_cols) + len(encoder.frequent_cols)
+                  + sum(len(v) + 1 for v in encoder.vocab))
+        sizes = {encoder.center.shape, encoder.scale.shape, (len(encoder.numeric_cols),)}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise refuse("preprocessor", f"is damaged ({type(err).__name__}: {err})") from None
+    if layout != encoder.num_features or len(sizes) != 1:
+        raise refuse("preprocessor", f"is inconsistent (its columns make {layout} features, its feature_names "
+                                     f"{encoder.num_features}, its scalers {sorted(sizes)})")
+    if not _integer(spec["num_features"]) or spec["num_features"] != encoder.num_features:
+        raise refuse("num_features", f"= {spec['num_features']!r} where the preprocessor makes "
+                                     f"{encoder.num_features} features")
+    return spec
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _json(path: Path) -> dict:

@@ -82,6 +82,19 @@ def torchscript_scorer(path: Path, threads: int = 1) -> Scorer:
 
 
 def artifact_scorer(artifact: Artifact, threads: int = 1) -> Scorer:
+    """The artifact's model, after a dry run on one zero window: a spec whose window, num_features or
+    classes do not fit the model is refused here with one line, not by the runtime at the first batch."""
     if artifact.runtime == "onnx":
-        return onnx_scorer(artifact.model_path, threads)
-    return torchscript_scorer(artifact.model_path, threads)
+        scorer = onnx_scorer(artifact.model_path, threads)
+    else:
+        scorer = torchscript_scorer(artifact.model_path, threads)
+    spec = artifact.spec
+    window, width, classes = spec["window"], spec["num_features"], len(spec["classes"])
+    try:
+        got = scorer(np.zeros((1, window, width), dtype=np.float32)).shape
+    except Exception as err:  # each runtime raises its own types for a wrong input shape
+        got = f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"
+    if got != (1, classes):
+        raise DataError(f"{artifact.folder / 'detector.json'}: the model does not score a window of window={window} "
+                        f"x num_features={width} into {classes} classes (got {got}); export the artifact again")
+    return scorer

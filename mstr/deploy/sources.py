@@ -88,15 +88,19 @@ class LineParser:
         if self.format == "zeek" and line.startswith("#"):
             self._zeek_header(line)
             return None
-        fields = next(csv.reader([line], delimiter=self.delimiter, quoting=csv.QUOTE_NONE
-                                 if self.format == "zeek" else csv.QUOTE_MINIMAL))
+        try:
+            fields = next(csv.reader([line], delimiter=self.delimiter, quoting=csv.QUOTE_NONE
+                                     if self.format == "zeek" else csv.QUOTE_MINIMAL))
+        except csv.Error as err:  # e.g. a bare \r inside the line: binary junk, a gzip fed as text
+            raise BadRecord("a carriage return inside the line (binary data?)" if "\r" in line
+                            else f"cannot be split into fields ({err})") from None
         if self.columns is None:
             if self.format == "zeek":
                 raise DataError("Zeek input without a '#fields' header line; is it a conn.log?")
             self._set_columns(fields)
             return None
-        if self.format == "nsl_kdd":
-            if len(fields) < len(self.columns) - 2:
+        if self.format == "nsl_kdd":  # the label and difficulty may be absent; more fields is another format
+            if not len(self.columns) - 2 <= len(fields) <= len(self.columns):
                 raise BadRecord(f"{len(fields)} fields, expected {len(self.columns) - 2} to {len(self.columns)}")
         elif len(fields) != len(self.columns):
             raise BadRecord(f"{len(fields)} fields where the header has {len(self.columns)}")
@@ -131,8 +135,8 @@ class LineParser:
                 or ('"' in line and self.format != "zeek") or not line.strip()):
             return None
         fields = line.split(self.delimiter)
-        if self.format == "nsl_kdd":  # the label and difficulty may be absent; extra fields are ignored
-            fit = len(fields) >= max(len(self.columns) - 2, self.fields_needed)
+        if self.format == "nsl_kdd":  # the label and difficulty may be absent
+            fit = max(len(self.columns) - 2, self.fields_needed) <= len(fields) <= len(self.columns)
         else:
             fit = len(fields) == len(self.columns)
         return fields if fit else None
