@@ -20,15 +20,39 @@ log = logging.getLogger("mstr.export")
 register_resolvers()
 
 
-def run(cfg: DictConfig) -> dict:
+def check(cfg: DictConfig) -> None:
+    """The export's own values, before Hydra makes a run dir and before the checkpoint is read."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt or not Path(str(ckpt)).is_file():
         raise ConfigError(f"ckpt_path={ckpt}: give an existing checkpoint file, e.g. "
                           "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
+    number = (int, float)
+    checks = {
+        "threshold": (lambda v: isinstance(v, number) and 0 < v < 1, "a number in (0, 1)"),
+        "parity_windows": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "parity_tolerance": (lambda v: isinstance(v, number) and v > 0, "a number > 0 (e.g. 1e-4)"),
+        "threads": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    }
+    for key, (ok, expected) in checks.items():
+        value = cfg.get(key)
+        if isinstance(value, bool) or not ok(value):
+            raise ConfigError(f"{key}={value!r}: must be {expected}")
+    if cfg.get("out") and Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
+        raise ConfigError(f"out={cfg.out}: is a file; give a folder for the artifact")
+
+
+def _check_command_line(argv: list[str], cfg) -> list[str]:
+    if cfg is not None:  # None for --help and the like
+        check(cfg)
+    return argv
+
+
+def run(cfg: DictConfig) -> dict:
+    check(cfg)
     from mstr.training.export import export_artifact
 
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "artifact"
-    report = export_artifact(ckpt, str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
+    report = export_artifact(str(cfg.ckpt_path), str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
                              float(cfg.parity_tolerance), int(cfg.threads))
     print(f"parity on {report['parity/windows']} real windows: max |exported - pytorch| = "
           f"{report['parity/max_abs_diff_probs']:.3g} (probabilities), {report['parity/max_abs_diff_features']:.3g} "
@@ -38,7 +62,7 @@ def run(cfg: DictConfig) -> dict:
     return report
 
 
-main = hydra_entry("export", run)
+main = hydra_entry("export", run, prepare=_check_command_line)  # bad values: nothing written
 
 
 if __name__ == "__main__":

@@ -289,6 +289,22 @@ def test_export_refuses_bad_requests(nsl, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("bad, named", [("threshold=abc", "threshold='abc'"), ("threshold=1", "threshold=1"),
+                                        ("parity_windows=0", "parity_windows=0"),
+                                        ("parity_tolerance=-1", "parity_tolerance=-1"), ("threads=0", "threads=0"),
+                                        ("out=FILE", "is a file")])
+def test_export_values_are_checked_before_the_checkpoint_is_read_or_a_run_dir_made(tmp_path, bad, named):
+    from _cli import run_cli
+
+    ckpt = tmp_path / "any.ckpt"  # never opened: the values fail first
+    ckpt.write_text("not a checkpoint")
+    (tmp_path / "file").write_text("")
+    proc = run_cli("mstr.export", [f"ckpt_path={ckpt}", bad.replace("FILE", str(tmp_path / "file"))], tmp_path / "cwd")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and named in lines[0], proc.stderr
+    assert not (tmp_path / "cwd" / "logs").exists()
+
+
 @pytest.mark.slow
 def test_export_uses_the_checkpoints_preprocessing_when_its_config_is_gone(tmp_path):
     """A run made in-process (a benchmark's) keeps its config beside its checkpoints, which export reads;

@@ -52,8 +52,13 @@ def sha256(path: Path) -> str:
 def write_artifact(folder: Path, runtime: str, model_file: Path, spec: dict[str, Any]) -> Path:
     """Move `model_file` and write the spec and manifest into `folder` (replacing an older artifact)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: is a file, not an artifact folder; give another out=")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as err:
+        raise DataError(f"{folder}: cannot write the artifact there ({err.strerror or err}); give another out=") from None
     try:
         shutil.move(str(model_file), staging / MODEL_FILES[runtime])
         (staging / SPEC).write_text(json.dumps(spec, indent=1))
@@ -125,8 +130,8 @@ def check_spec(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     if not _integer(spec["window"]) or spec["window"] < 1:
         raise refuse("window", f"= {spec['window']!r}: must be a whole number >= 1")
     threshold = spec["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise refuse("threshold", f"= {threshold!r}: must be a number from 0 to 1")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise refuse("threshold", f"= {threshold!r}: must be a number in (0, 1), as at export")
     if not isinstance(source, dict) or source.get("format") not in LINE_FORMATS:
         raise refuse("input.format", f"= {source.get('format') if isinstance(source, dict) else source!r}: "
                                      f"must be one of {list(LINE_FORMATS)}")
