@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
+from mstr.errors import ConfigError
 
 register_resolvers()
 
@@ -45,21 +46,45 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
     Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
 
 
+def checked(cfg: DictConfig) -> tuple[list[str], int]:
+    """(models, n_jobs) of `cfg.baselines`, or a ConfigError naming the key: before any work. A single
+    name (`baselines.models=majority`) is a list of one."""
+    from mstr.peers import check_peers
+
+    models = cfg.baselines.models
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, (list, ListConfig)):
+        raise ConfigError(f"baselines.models={models!r}: give a list of names, e.g. baselines.models=[majority,lightgbm]")
+    models = [str(m) for m in models]
+    check_peers(models)
+    n_jobs = cfg.baselines.n_jobs
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ConfigError(f"baselines.n_jobs={n_jobs!r}: give the threads of the forest and the boosters, "
+                          "a nonzero integer (-1: all cores)")
+    return models, n_jobs
+
+
+def _check_command_line(argv: list[str], cfg) -> list[str]:
+    if cfg is not None:  # None for --help and the like; a sweep's jobs are checked again in `run`
+        checked(cfg)
+    return argv
+
+
 def run(cfg: DictConfig) -> dict:
     """Everything one `mstr.baselines` job does; returns the flat metrics (also in `metrics.json`)."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
     from mstr.jobs.report import write_json
-    from mstr.peers import check_peers, run_peers
+    from mstr.peers import run_peers
 
-    models = list(cfg.baselines.models)
-    check_peers(models)  # before reading any data
+    models, n_jobs = checked(cfg)  # before reading any data
     out_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup()
-    results = run_peers(dm, models, int(cfg.seed), int(cfg.baselines.n_jobs))
+    results = run_peers(dm, models, int(cfg.seed), n_jobs)
     metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
     metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
@@ -68,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-main = hydra_entry("baselines", run)
+main = hydra_entry("baselines", run, prepare=_check_command_line)  # bad values: nothing written
 
 
 if __name__ == "__main__":

@@ -126,3 +126,26 @@ def test_a_window_on_rows_without_time_order_becomes_one_flow_and_says_so(nsl_sl
     assert dm.window == 1 and dm.dataset("train").window == 1
     assert dm.facts["data/window"] == 1 and "data.window=8 -> 1" in dm.facts["data/window_note"]
     assert any("data.window=8 -> 1" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monkeypatch, capsys, compose_cfg):
+    """Checked before Hydra makes a run dir: n_jobs=0 used to reach joblib (a traceback), and a plain
+    name was split into its letters."""
+    import sys
+
+    from mstr.baselines import checked, main
+
+    monkeypatch.chdir(tmp_path)
+    for bad, message in (("baselines.n_jobs=0", "baselines.n_jobs=0: give the threads"),
+                         ("baselines.n_jobs=two", "a nonzero integer (-1: all cores)"),
+                         ("baselines.models=svm", "baselines.models=['svm']: choose from"),
+                         ("baselines.models=3", "give a list of names, e.g. baselines.models=[majority")):
+        monkeypatch.setattr(sys, "argv", ["mstr.baselines", "data=nsl_kdd", bad, "baselines.models=[random_forest]"
+                                          if "n_jobs" in bad else "baselines.n_jobs=1"])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []  # no run dir, no log
+    cfg = compose_cfg(["baselines.models=majority", "baselines.n_jobs=-1"], "baselines", out=tmp_path)
+    assert checked(cfg) == (["majority"], -1)  # a single name is a list of one
