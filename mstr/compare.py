@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
-from mstr.errors import ConfigError, MstrError, report_and_exit
+from mstr.errors import ConfigError, DataError, MstrError, report_and_exit
 from mstr.jobs.tracking import flat
 
 RESULT_COLUMNS = ("test/f1", "test/acc", "teacher/test/f1", "model/params", "time/train_s", "time/train_windows_per_s")
@@ -43,17 +43,37 @@ def find_runs(dirs: list[Path]) -> list[Path]:
     return found
 
 
+def _mapping(path: Path, parse) -> dict:
+    """A file's content, parsed to a dict ({} when empty), or a DataError naming the file."""
+    try:
+        value = parse(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)  # YAML: what and where, not the quoted text
+        reason = (f"{err.problem}, line {mark.line + 1}" if mark is not None and getattr(err, "problem", None)
+                  else " ".join(str(err).split()) or type(err).__name__)
+        raise DataError(f"{path}: cannot be parsed ({reason[:200]})") from None
+    if value is not None and not isinstance(value, dict):
+        raise DataError(f"{path}: cannot be parsed (a {type(value).__name__}, not a mapping)")
+    return value or {}
+
+
 def read_run(run_dir: Path) -> dict:
-    """{"dir", "status" (finished | failed: <error> | unfinished), "config" (flat), "metrics"}."""
-    config = flat(yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {})
+    """{"dir", "status" (finished | failed: <error> | unfinished | unreadable: <file>), "config" (flat),
+    "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
+    or job_error.json that cannot be read lists the run as unreadable, with a warning."""
+    config = _mapping(run_dir / ".hydra" / "config.yaml", yaml.safe_load)
     metrics: dict = {}
-    if (run_dir / "metrics.json").is_file():
-        metrics, status = json.loads((run_dir / "metrics.json").read_text()), "finished"
-    elif (run_dir / "job_error.json").is_file():
-        status = "failed: " + json.loads((run_dir / "job_error.json").read_text()).get("error", "")
-    else:
-        status = "unfinished"
-    return {"dir": run_dir, "status": status, "config": config, "metrics": metrics}
+    try:
+        if (run_dir / "metrics.json").is_file():
+            metrics, status = _mapping(run_dir / "metrics.json", json.loads), "finished"
+        elif (run_dir / "job_error.json").is_file():
+            status = "failed: " + str(_mapping(run_dir / "job_error.json", json.loads).get("error", ""))
+        else:
+            status = "unfinished"
+    except DataError as err:
+        status = f"unreadable: {err}"
+        print(f"warning: {err}; the run is listed as unreadable", file=sys.stderr)
+    return {"dir": run_dir, "status": status, "config": flat(config), "metrics": metrics}
 
 
 def varied(runs: list[dict]) -> list[str]:
@@ -231,18 +251,30 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
 
     matplotlib.use("Agg")
     root = dirs[0]
-    runs = [read_run(d) for d in find_runs(dirs)]
+    runs, skipped = [], []
+    for run_dir in find_runs(dirs):
+        try:
+            runs.append(read_run(run_dir))
+        except DataError as err:  # not a run we can describe: the others are compared
+            skipped.append(err)
+    if skipped and not runs:
+        raise DataError(f"{skipped[0]}; fix or remove that run dir")
+    for err in skipped:
+        print(f"warning: {err}; the run is skipped", file=sys.stderr)
     if not runs:
         raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (a run dir holds .hydra/config.yaml)")
-    scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]
-    if not scored:
+    if not any(metric in r["metrics"] for r in runs):
         raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
+    scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]  # NaN: in the table, not ranked
     runs = ranked(runs, metric, minimize)
     params = varied(runs)
     target = (out or root) / "compare"
-    target.mkdir(parents=True, exist_ok=True)
     header, rows = table(runs, metric, params, root)
-    md, csv_path, text = write_tables(target, header, rows)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        md, csv_path, text = write_tables(target, header, rows)
+    except OSError as err:
+        raise ConfigError(f"{target}: cannot write there ({err.strerror or err}); give a writable --out DIR") from None
     files = [md, csv_path]
     plotted = varied(scored)  # what varies between the runs that have the metric
     files += [plot_metric_vs(target, scored, metric, p) for p in plotted]

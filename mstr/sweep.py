@@ -15,6 +15,11 @@ the same storage). `--n-trials` is the study's total: workers stop when that man
 on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats
 (or never sent one), are marked failed and run again with the same parameters. Trials report the
 metric after every validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
+
+Exit status: 0 when the study holds a completed trial (or only pruned ones); 2 for bad input (a spec,
+option, override or storage URL that cannot work, before any trial), and when no trial completed and
+every failed trial failed on bad input (a ConfigError / DataError, e.g. a value out of range); 1 when
+no trial completed and a trial crashed otherwise; 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import yaml
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
 
 log = logging.getLogger("mstr.sweep")
+EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
@@ -47,21 +53,54 @@ class TrialFailed(Exception):
 def load_spec(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep spec (see sweeps/*.yaml)")
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not a YAML sweep spec ({getattr(err, 'problem', None) or err}{where}); "
+                          "see sweeps/*.yaml") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a sweep spec is a mapping of keys (study_name, metric, params, ...); see sweeps/*.yaml")
     for key in ("study_name", "metric", "params"):
         if key not in spec:
             raise ConfigError(f"{path}: missing key {key!r}")
-    if not spec["metric"].startswith("val/"):
+    if not str(spec["metric"]).startswith("val/"):
         raise ConfigError(f"{path}: metric={spec['metric']!r}: optimise a validation metric (val/...), "
                           "never a test one")
+    if spec.get("direction", "maximize") not in ("maximize", "minimize"):
+        raise ConfigError(f"{path}: direction={spec['direction']!r}: must be maximize or minimize")
+    if not isinstance(spec["params"], dict):
+        raise ConfigError(f"{path}: params: a mapping of config keys to ranges, e.g. "
+                          "{model.optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}}")
     for name, p in spec["params"].items():
-        if p.get("type") not in PARAM_TYPES:
-            raise ConfigError(f"{path}: params.{name}.type={p.get('type')!r}: must be one of {list(PARAM_TYPES)}")
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind not in PARAM_TYPES:
+            raise ConfigError(f"{path}: params.{name}.type={kind!r}: must be one of {list(PARAM_TYPES)}")
+        try:
+            distribution(p)
+        except KeyError as err:
+            raise ConfigError(f"{path}: params.{name}: missing key {err}") from None
+        except (TypeError, ValueError) as err:  # e.g. low > high: every trial would fail
+            raise ConfigError(f"{path}: params.{name}: {err}") from None
     for key, module in (("sampler", "samplers"), ("pruner", "pruners")):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise ConfigError(f"{path}: {key}: a mapping with the class name and its arguments, e.g. {{name: TPESampler}}")
         name = (spec.get(key) or {}).get("name")
         if name is not None and not _is_optuna_class(module, name):
             raise ConfigError(f"{path}: {key}.name={name!r}: not a class of optuna.{module}")
     return spec
+
+
+def distribution(p: dict):
+    """The Optuna distribution of one searched parameter (what `suggest` draws from); Optuna's own
+    ValueError for a range that cannot be drawn from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if p["type"] == "categorical":
+        return CategoricalDistribution(p["choices"])
+    kind = FloatDistribution if p["type"] == "float" else IntDistribution
+    return kind(p["low"], p["high"], log=p.get("log", False))
 
 
 def _is_optuna_class(module: str, name: str) -> bool:
@@ -88,6 +127,14 @@ def storage_url(spec: dict, given: Optional[str], out: Path) -> Optional[str]:
     url = given if given is not None else spec.get("storage") or f"sqlite:///{out / spec['study_name']}.db"
     if url == "none":
         return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        make_url(url).get_dialect()  # an unknown scheme fails here, before anything is written
+    except SQLAlchemyError as err:
+        raise ConfigError(f"storage {url!r}: {str(err).splitlines()[0]}; give a SQLAlchemy URL "
+                          "(e.g. sqlite:///study.db, postgresql://host/db) or 'none'") from None
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return url
@@ -102,6 +149,7 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     import optuna
     from filelock import FileLock
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import SQLAlchemyError
 
     from mstr.training.pruning import optuna_object
 
@@ -113,8 +161,11 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since v2.8
-        storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        except (ImportError, SQLAlchemyError) as err:  # no driver, no server, no such file
+            raise ConfigError(f"storage {url!r}: cannot open it ({str(err).splitlines()[0]})") from None
         return optuna.create_study(storage=storage, load_if_exists=True, **study)
 
 
@@ -191,6 +242,7 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except Exception as err:  # a user error and a crash alike: the study goes on
             message = " ".join(str(err).split()) or type(err).__name__
             trial.set_user_attr("error", f"{type(err).__name__}: {message}"[:1000])
+            trial.set_user_attr("bad_input", isinstance(err, MstrError))  # see exit_code
             log.error("trial %d failed: %s", trial.number, message, exc_info=not isinstance(err, MstrError))
             raise TrialFailed(message) from err
 
@@ -304,9 +356,25 @@ def summary(study, spec: dict) -> str:
             + " ".join(f"{k}={v}" for k, v in best.params.items()))
 
 
+def exit_code(study) -> tuple[int, Optional[str]]:
+    """(exit code, the line that explains it) of a study's outcome: 0 when a trial completed, or when
+    none failed (every trial pruned is a result too); else 2 when every failed trial failed on bad
+    input (a ConfigError / DataError: fix the spec or the overrides), 1 when one crashed."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL and "error" in t.user_attrs]
+    if any(t.state == TrialState.COMPLETE for t in trials) or not failed:
+        return 0, None
+    code = 2 if all(t.user_attrs.get("bad_input") for t in failed) else 1
+    return code, (f"study {study.study_name}: no trial completed; {len(failed)} failed, "
+                  f"trial {failed[-1].number}: {failed[-1].user_attrs['error']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m mstr.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mstr.sweep", description=__doc__.split("\n\n")[0],
+                                     epilog=EXIT_STATUS)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--n-trials", type=int, help="the study's total (default: the spec's n_trials, else 20)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (one per GPU)")
@@ -320,9 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         spec = load_spec(args.spec)
-        n_trials = args.n_trials or spec.get("n_trials", 20)
-        if n_trials < 1 or args.workers < 1 or args.heartbeat < 1:
-            raise ConfigError("--n-trials, --workers and --heartbeat must be >= 1")
+        n_trials = args.n_trials if args.n_trials is not None else spec.get("n_trials", 20)
+        trials_from = "--n-trials" if args.n_trials is not None else f"{args.spec}: n_trials"
+        for name, value in ((trials_from, n_trials), ("--workers", args.workers),
+                            ("--heartbeat", args.heartbeat)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
         check_trials(spec, args.overrides)
         url = storage_url(spec, args.storage, args.out)
         if url is None and args.workers > 1:
@@ -344,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         report_interrupt(err, shlex.join(["python", "-m", "mstr.sweep", *argv]))
     if args.worker_index is None:  # the command the user ran, not one of its workers
         print(summary(study, spec))
+        outcome, line = exit_code(study)
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        code = code or outcome
     return code
 
 

@@ -233,3 +233,75 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     assert [proc.returncode for proc in procs] == [0] * 4, [err[-800:] for _, err in results]
     assert [out.strip() for out, _ in results] == ["together"] * 4
     assert len(optuna.get_all_study_names(url)) == 1
+
+
+@pytest.mark.parametrize("change, options, message", [
+    ("{bad", [], "not a YAML sweep spec"),
+    ({"direction": "upward"}, [], "direction='upward': must be maximize or minimize"),
+    ({"params": {"model.optim.lr": {"type": "float", "low": 1e-2, "high": 1e-3}}}, [],
+     "params.model.optim.lr: `low <= high` must hold"),  # every trial would fail
+    (None, ["--storage", "bogus://x"], "storage 'bogus://x': Can't load plugin"),
+    (None, ["--n-trials", "0"], "--n-trials=0: must be an integer >= 1"),  # not the spec's 20
+])
+def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, **change) if isinstance(change, dict) else _spec(tmp_path)
+    if isinstance(change, str):
+        (tmp_path / "tiny.yaml").write_text(change)
+    with pytest.raises(SystemExit) as stop:
+        main([spec, *options, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()  # no study, no trial
+
+
+def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys):
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}})
+    assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert "study hopeless: 1 fail; no trial completed" in captured.out
+    assert captured.err.strip().splitlines()[-1].startswith(
+        "error: study hopeless: no trial completed; 1 failed, trial 0: ConfigError: data.source.n_flows=100")
+
+
+def _run_dir(root, name: str, config: str, metrics: str | None = None):
+    (root / name / ".hydra").mkdir(parents=True)
+    (root / name / ".hydra" / "config.yaml").write_text(config)
+    if metrics is not None:
+        (root / name / "metrics.json").write_text(metrics)
+
+
+def test_compare_lists_or_skips_runs_it_cannot_read(tmp_path, capsys):
+    """A trial dir with a broken metrics.json is listed as unreadable, one with a broken config is
+    skipped, each with a warning naming the file; a NaN metric is shown as NaN."""
+    from mstr.compare import main
+
+    _run_dir(tmp_path, "good", "lr: 0.1\n", '{"val/f1_best": 0.7}')
+    _run_dir(tmp_path, "nan", "lr: 0.2\n", '{"val/f1_best": NaN}')
+    _run_dir(tmp_path, "torn", "lr: 0.3\n", "{bad")
+    _run_dir(tmp_path, "noyaml", "lr: [1\n", '{"val/f1_best": 0.9}')
+    assert main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {tmp_path / 'torn' / 'metrics.json'}: cannot be parsed" in captured.err
+    assert f"warning: {tmp_path / 'noyaml' / '.hydra' / 'config.yaml'}: cannot be parsed" in captured.err
+    rows = [line for line in (tmp_path / "compare" / "runs.md").read_text().splitlines()[2:]]
+    assert [r.split("|")[1].strip() for r in rows] == ["good", "nan", "torn"]
+    assert "| nan |" in rows[1] and "unreadable: " in rows[2]
+
+
+def test_compare_stops_with_one_line_on_unreadable_runs_or_an_unwritable_out(tmp_path, capsys):
+    from mstr.compare import main
+
+    _run_dir(tmp_path / "a", "run", "lr: [1\n", '{"val/f1_best": 0.9}')
+    _run_dir(tmp_path / "b", "run", "lr: 1\n", '{"val/f1_best": 0.9}')
+    (tmp_path / "file").write_text("")
+    for args, message in (([str(tmp_path / "a")], f"{tmp_path / 'a' / 'run' / '.hydra' / 'config.yaml'}: cannot be parsed"),
+                          ([str(tmp_path / "b"), "--out", str(tmp_path / "file")],
+                           f"{tmp_path / 'file' / 'compare'}: cannot write there")):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
