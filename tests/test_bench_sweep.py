@@ -1,4 +1,5 @@
-"""Benchmarks and searches on tiny settings: the tables and the shared, resumable study are real."""
+"""Benchmarks and searches on tiny settings: the tables and the shared, resumable study are real; bad
+options stop each benchmark with one line before any work."""
 
 import json
 
@@ -8,11 +9,10 @@ import yaml
 
 from mstr.bench.__main__ import main as bench_main
 
-pytestmark = pytest.mark.slow  # whole benchmarks and searches
-
 TINY = ["data.source.n_flows=3000", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_distill_benchmark_prints_every_method_with_compression_columns(tmp_path, capsys):
     bench_main(["distill", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1",
                 "--out", str(tmp_path), "--override", *TINY])
@@ -28,6 +28,7 @@ def test_distill_benchmark_prints_every_method_with_compression_columns(tmp_path
     assert len(list((tmp_path / "teachers").glob("*/teacher.ckpt"))) == 1  # one teacher for all methods
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_accuracy_benchmark_reuses_runs_and_adds_peers(tmp_path):
     args = ["--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1",
             "--out", str(tmp_path), "--override", *TINY]
@@ -44,6 +45,7 @@ def test_accuracy_benchmark_reuses_runs_and_adds_peers(tmp_path):
     assert "| 0.0000 ± 0.0000 |" in majority  # F1 of always-benign
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_sweep_study_is_stored_and_resumes(tmp_path):
     spec = {"study_name": "tiny", "metric": "val/f1_best", "direction": "maximize",
             "overrides": ["model=student", "distill=none", "trainer.max_epochs=1", *TINY,
@@ -63,6 +65,7 @@ def test_sweep_study_is_stored_and_resumes(tmp_path):
                    for p in (tmp_path / "runs" / "tiny").glob("trial*/metrics.json"))  # test never scored
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     """Each architecture row differs from the default student by one setting; the window rows exist only
     for data with time; the table reports deltas against the default."""
@@ -101,6 +104,7 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     assert stop.value.code == 2
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_scale_benchmark_runs_the_default_student_through_the_pipeline(tmp_path):
     """Each size in its own process: setup, a few training batches, scoring; a row per size."""
     bench_main(["scale", "--rows", "6000", "12000", "--train-batches", "2", "--batch-size", "256",
@@ -113,6 +117,7 @@ def test_scale_benchmark_runs_the_default_student_through_the_pipeline(tmp_path)
     assert "| 6,000 |" in table and "| 12,000 |" in table
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, data_dir):
     """`--no-train`: the same architectures, untrained (the same arithmetic), exported and timed beside
     the peers fitted on full KDDTrain+; one pass each here, the figures are the README's business."""
@@ -128,6 +133,7 @@ def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, 
     assert "| lightgbm | " in report and "student, no KD" not in report  # only the peers were trained
 
 
+@pytest.mark.slow  # a whole benchmark or search
 def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
     """`--experiment`: a data set with windows of 8 flows; the networks score each flow's window (the
     student as exported, its last block at the newest flow), the peers the same flows alone."""
@@ -138,3 +144,28 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
     report = (tmp_path / "speed_synthetic_multiclass.md").read_text()
     assert "windows of 8 flow(s) for the networks" in report and "| xgboost | predict_proba |" in report
     assert "model.backbone.widths=[4])" in report  # the student timed is the one asked for
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--help"], "{accuracy,distill,ablation,speed,scale,loss}"),  # every benchmark in the usage
+    (["accuracy", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
+    (["distill", "--teacher-epochs", "-1"], "argument --teacher-epochs: must be an integer >= 1"),
+    (["accuracy", "--seeds", "0", "x"], "argument --seeds: must be an integer >= 0, got 'x'"),
+    (["accuracy", "--datasets", "synthetic", "--override", "bogus.key=1"], "--override on synthetic: Could not override 'bogus.key'"),
+    (["speed", "--experiment", "bogus"], "--experiment bogus: In 'train': Could not find 'experiment/bogus'"),
+    (["speed", "--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+    (["scale", "--rows", "-5"], "argument --rows: must be an integer >= 500, got '-5'"),
+    (["loss", "--model", "/nonexistent"], "/nonexistent: not an mstr artifact (no manifest.json)"),
+    (["loss", "--epochs", "0"], "--epochs must be positive, got 0"),
+])
+def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, message):
+    out = ["--out", str(tmp_path / "bench")] if args != ["--help"] else []
+    with pytest.raises(SystemExit) as stop:
+        bench_main([*args, *out])
+    captured = capsys.readouterr()
+    if args == ["--help"]:
+        assert stop.value.code == 0 and message in captured.out
+        return
+    last = captured.err.strip().splitlines()[-1]  # argparse prints its usage first
+    assert stop.value.code == 2 and message in last and "Traceback" not in captured.err, captured.err
+    assert not (tmp_path / "bench").exists()  # no report, no half-written results

@@ -28,11 +28,13 @@ from pathlib import Path
 
 from mstr.bench import ablation
 from mstr.bench.runs import DATASETS, Variant, run_dirname, markdown, mean_std, run_matrix
+from mstr.bench.speed import at_least
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
+DEPLOYMENT = ("speed", "scale", "loss")  # mstr/bench/<name>.py, each with its own options
 METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "fresh_rows_acc")
 
 
@@ -128,15 +130,20 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("speed", "scale", "loss"):  # deployment benchmarks: mstr/bench/<name>.py
-        return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
+    if argv and argv[0] in DEPLOYMENT:
+        try:
+            return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
+        except MstrError as err:
+            report_and_exit(err)
     parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation"))
+    parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation", *DEPLOYMENT),
+                        help=f"{', '.join(DEPLOYMENT)}: see `python -m mstr.bench <name> --help` for their options")
     parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="student max epochs (default: the experiment's)")
-    parser.add_argument("--teacher-epochs", type=int, default=None, help="teacher max epochs (default: the experiment's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the experiment's")
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2])
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="student max epochs (default: the experiment's)")
+    parser.add_argument("--teacher-epochs", type=at_least(1), default=None,
+                        help="teacher max epochs (default: the experiment's)")
+    parser.add_argument("--batch-size", type=at_least(1), default=None, help="default: the experiment's")
     parser.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
                         choices=("architecture", "distillation"), help="ablation: which rows")
     parser.add_argument("--variants", nargs="+", help="only these rows, by run name (student_nokd, student_logits, "
@@ -144,16 +151,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args(argv)
+    if args.benchmark in DEPLOYMENT:
+        parser.error(f"{args.benchmark} comes first, with its own options: python -m mstr.bench {args.benchmark} ...")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|smaller than the logging).*")
     try:
         unknown = [d for d in args.datasets if d not in DATASETS]
         if unknown:
             raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS)}")
-        common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs else []),
-                  *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs else []),
-                  *([f"data.batch_size={args.batch_size}"] if args.batch_size else []),
+        common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs is not None else []),
+                  *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs is not None else []),
+                  *([f"data.batch_size={args.batch_size}"] if args.batch_size is not None else []),
                   "trainer.enable_progress_bar=false", "logger=csv", *args.override]
+        from mstr.preflight import preflight
+
+        for dataset in args.datasets:  # a bad --override: one line, before the first run
+            try:
+                preflight([*DATASETS[dataset], *common], "train")
+            except MstrError as err:
+                raise MstrError(f"--override on {dataset}: {err}") from None
         if args.benchmark == "ablation":
             results = {d: run_matrix(args.out, [d], _only(ablation.variants(d, tuple(args.groups)), args.variants),
                                      args.seeds, common)[d]

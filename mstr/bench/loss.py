@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
-    for name in ("seconds", "repeats", "queue", "batch_size", "threads"):
+    for name in ("seconds", "repeats", "queue", "batch_size", "threads", "epochs"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):

@@ -25,6 +25,9 @@ from pathlib import Path
 
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import markdown
+from mstr.bench.speed import at_least
+
+MIN_ROWS = 500  # the synthetic generator's least
 
 def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_windows: int) -> dict:
     """Phases of the pipeline on `rows` synthetic flows, in this process."""
@@ -71,11 +74,11 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", nargs="+", type=int, default=[1_000_000, 10_000_000])
-    parser.add_argument("--batch-size", type=int, default=4096, help="training batch size")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--train-batches", type=int, default=10)
-    parser.add_argument("--score-windows", type=int, default=100_000)
+    parser.add_argument("--rows", nargs="+", type=at_least(MIN_ROWS), default=[1_000_000, 10_000_000])
+    parser.add_argument("--batch-size", type=at_least(1), default=4096, help="training batch size")
+    parser.add_argument("--threads", type=at_least(1), default=2)
+    parser.add_argument("--train-batches", type=at_least(1), default=10)
+    parser.add_argument("--score-windows", type=at_least(1), default=100_000)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

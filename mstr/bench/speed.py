@@ -35,6 +35,22 @@ log = logging.getLogger("mstr.bench.speed")
 PEERS = ("random_forest", "lightgbm", "xgboost")
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). The
+    benchmarks' counts (rows, epochs, threads, ...) are checked so, before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def train_run(out: Path, experiment: str, overrides: list[str], epochs: int, batch_size: int,
               reuse: bool = False) -> dict:
     """One `mstr.train` run of `experiment` on its full training split; its metrics (with `reuse`, those
@@ -87,20 +103,29 @@ def main(argv: list[str] | None = None) -> None:
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides of every student (trained or built), e.g. model.backbone.widths=[4]")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=None, help="max epochs of every network (default: the "
+    parser.add_argument("--threads", type=at_least(1), default=2)
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="max epochs of every network (default: the "
                         "experiment's, with early stopping)")
-    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the experiment's)")
-    parser.add_argument("--budget-epochs", type=int, default=8, help="also train the distilled student for this many "
+    parser.add_argument("--batch-size", type=at_least(1), default=None, help="training batch size (default: the experiment's)")
+    parser.add_argument("--budget-epochs", type=at_least(0), default=8, help="also train the distilled student for this many "
                         "epochs (the paper's time budget: 22.8 s), from the same teacher; 0: skip")
-    parser.add_argument("--batch", type=int, default=4096, help="inference batch of the throughput columns")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--calls", type=int, default=1000, help="single-row calls per latency measurement")
+    parser.add_argument("--batch", type=at_least(1), default=4096, help="inference batch of the throughput columns")
+    parser.add_argument("--repeats", type=at_least(1), default=7)
+    parser.add_argument("--calls", type=at_least(1), default=1000, help="single-row calls per latency measurement")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--reuse", action="store_true", help="reuse finished training runs in --out")
     parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
                         "architectures, untrained weights: the same speed) and skip the training-time table")
     args = parser.parse_args(argv)
+    from mstr.errors import ConfigError
+    from mstr.preflight import preflight
+
+    for given, overrides in ((f"--experiment {args.experiment}", ["model=teacher"]),
+                             (f"--student {' '.join(args.student)}", ["model=student", *args.student])):
+        try:  # an unknown experiment or student override: one line, before any work
+            preflight([f"experiment={args.experiment}", *overrides], "train")
+        except ConfigError as err:
+            raise ConfigError(f"{given}: {err}") from None
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     import torch
     from hydra.utils import instantiate
