@@ -50,6 +50,19 @@ class TrialFailed(Exception):
     """A trial's job raised: recorded as a failed trial (its error in the `error` user attribute)."""
 
 
+class CauseLoggedAlready(logging.Filter):
+    """Optuna logs a failed trial with the traceback of the `TrialFailed` it caught. mstr has logged the
+    cause already (one line for bad input, its own traceback for a crash), so Optuna's line stays and
+    its traceback goes. On the logger that writes that line (`optuna.study._optimize`)."""
+
+    LOGGER = "optuna.study._optimize"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def load_spec(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep spec (see sweeps/*.yaml)")
@@ -401,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        failures = logging.getLogger(CauseLoggedAlready.LOGGER)
+        if not any(isinstance(f, CauseLoggedAlready) for f in failures.filters):
+            failures.addFilter(CauseLoggedAlready())
         lock_path = args.out / f"{spec['study_name']}.lock"
         study = open_study(spec, url, args.heartbeat, lock_path)
         if args.workers > 1:

@@ -257,10 +257,27 @@ def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys,
 
 
 def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys):
-    from mstr.sweep import main
+    """... and Optuna's own line about the failed trial comes without a traceback: mstr logged the cause."""
+    import logging
 
+    from mstr.sweep import CauseLoggedAlready, main
+
+    class Records(logging.Handler):
+        seen: list = []
+
+        def emit(self, record):
+            self.seen.append(record)
+
+    records = Records()
+    optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
+    optuna_failures.addHandler(records)
     spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}})
-    assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
+    try:
+        assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
+    finally:
+        optuna_failures.removeHandler(records)
+    failed = [r for r in records.seen if "Trial 0 failed with parameters" in r.getMessage()]
+    assert len(failed) == 1 and all(r.exc_info is None for r in records.seen)
     captured = capsys.readouterr()
     assert "study hopeless: 1 fail; no trial completed" in captured.out
     assert captured.err.strip().splitlines()[-1].startswith(
