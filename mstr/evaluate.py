@@ -76,7 +76,11 @@ def run(cfg: DictConfig) -> dict:
     dm.setup()
     check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
-    if cfg.threshold == "tune" and same_rows and trained_on.get("val_rows") != dm.val_rows:
+    if cfg.threshold == "tune" and not same_rows:
+        raise ConfigError(f"threshold=tune: {cfg.data.name}'s train + validation rows are not the ones {ckpt} "
+                          "learnt from, so its validation split may hold rows the model trained on; give the "
+                          "training run's data config (its .hydra/config.yaml) or a fixed threshold")
+    if cfg.threshold == "tune" and trained_on.get("val_rows") != dm.val_rows:
         raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
                           f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
                           "seed override")

@@ -112,6 +112,14 @@ def test_scores_with_the_checkpoints_preprocessing_not_a_new_fit(trained, tmp_pa
     assert not torch.allclose(test_p, fresh_p, atol=1e-4)
 
 
+def test_threshold_is_never_tuned_on_rows_other_than_the_training_runs_validation(trained, tmp_path):
+    """Other traffic: its validation carve is not the one the model was kept out of, so it may hold rows
+    (or copies of rows) the model trained on."""
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match="threshold=tune: .* not the ones .* learnt from"):
+        _evaluate(ckpt, tmp_path, "threshold=tune", "data.source.seed=1")
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
