@@ -135,3 +135,7 @@ def test_files_that_are_not_checkpoints_get_a_message_that_says_so(tmp_path):
         with pytest.raises(DataError, match=f"{path.name}: not a torch checkpoint"):
             read_checkpoint(path)
     assert read_checkpoint(whole)["state_dict"]["w"].shape == (64, 64)
+    from mstr.training.checkpoint import load_classifier
+
+    with pytest.raises(DataError, match="whole.ckpt: its hyper_parameters do not describe an mstr model"):
+        load_classifier(whole)  # a torch checkpoint, but not of an mstr model

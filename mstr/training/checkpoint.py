@@ -28,7 +28,11 @@ def load_classifier(path: str | Path) -> FlowClassifier:
     ckpt = read_checkpoint(path)
     hp = dict(ckpt["hyper_parameters"])
     hp.pop("distill", None)  # a distilled student scores like any classifier
-    model = FlowClassifier(**hp)
+    try:
+        model = FlowClassifier(**hp)
+    except (TypeError, ValueError, KeyError) as err:  # a Lightning checkpoint of another model, or none at all
+        raise DataError(f"{path}: its hyper_parameters do not describe an mstr model ({' '.join(str(err).split())[:160]}); "
+                        "give a checkpoint written by mstr.train") from None
     # Only the backbone: task-loss buffers and distillation-only parts (hint projections) stay behind.
     state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
