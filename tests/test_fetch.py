@@ -113,6 +113,19 @@ def test_shared_data_verifies_against_the_recorded_checksums(tmp_path, monkeypat
     assert fetch.fetch("cic_ids2017_sample", data_dir)[0].startswith("present")
 
 
+def test_a_damaged_file_in_place_or_a_root_that_is_a_file_is_one_line(tmp_path, monkeypatch, data_dir):
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", "http://127.0.0.1:9")  # nothing may be downloaded
+    (tmp_path / "nsl_kdd").mkdir()
+    damaged = tmp_path / "nsl_kdd" / "KDDTest+.txt.gz"
+    damaged.write_bytes(b"x\n")  # not gzip
+    with pytest.raises(DataError, match="KDDTest\\+.txt.gz: cannot be read .*move it away and fetch again"):
+        fetch.fetch("nsl_kdd", tmp_path)
+    root = tmp_path / "a_file"
+    root.write_text("")
+    with pytest.raises(DataError, match="a_file: is a file, so .* cannot be made; give a folder as --root"):
+        fetch.fetch("nsl_kdd", root)
+
+
 def test_manual_datasets_say_where_to_get_them_and_where_to_put_them(tmp_path):
     with pytest.raises(DataError, match=r"distrinet-research.be/CNS2022.*into .*cic_ids2017_improved"):
         fetch.fetch("cic_ids2017", tmp_path)

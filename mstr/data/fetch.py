@@ -21,6 +21,7 @@ Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import os
@@ -29,6 +30,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Optional
@@ -133,8 +135,12 @@ def _present(folder: Path, name: str, sha256: Optional[str]) -> Optional[Path]:
         if not path.is_file():
             continue
         if sha256 is not None:
-            with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
-                got = _sha256(fh)
+            try:
+                with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+                    got = _sha256(fh)
+            except (OSError, EOFError, zlib.error) as err:  # a damaged gzip, an unreadable file
+                raise DataError(f"{path}: cannot be read ({' '.join(str(err).split())[:120]}); move it away "
+                                "and fetch again") from None
             if got != sha256:
                 raise DataError(f"{path}: sha256 {got} is not the official file's {sha256}; move it "
                                 "away and fetch again")
@@ -231,6 +237,9 @@ def fetch(name: str, root: Path) -> list[str]:
         raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
     source = DATASETS[name]
     folder = root / source.folder
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"{existing}: is a file, so {folder} cannot be made; give a folder as --root")
     base = os.environ.get("MSTR_FETCH_BASE_URL")
     base = f"{base.rstrip('/')}/{name}" if base else source.base_url
     lines = []
@@ -251,7 +260,8 @@ def fetch(name: str, root: Path) -> list[str]:
             download(url, archive, remote.sha256)
             lines += _extract(archive, remote.members, folder, url)
         finally:
-            archive.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the download's own error is the one to report
+                archive.unlink(missing_ok=True)
     if source.manual:
         instructions = source.manual.format(folder=folder)
         if not source.files:
