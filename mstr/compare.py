@@ -36,7 +36,8 @@ def find_runs(dirs: list[Path]) -> list[Path]:
     found: list[Path] = []
     for top in dirs:
         if not top.is_dir():
-            raise ConfigError(f"{top}: no such directory (give run, multirun or sweep dirs)")
+            what = "is a file, not a directory" if top.exists() else "no such directory"
+            raise ConfigError(f"{top}: {what} (give run, multirun or sweep dirs)")
         below = sorted({p.parent.parent for p in top.glob("**/.hydra/config.yaml")} - set(found),
                        key=lambda p: str(p))
         found.extend(p for p in below if "compare" not in p.relative_to(top).parts)

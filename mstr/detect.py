@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
+        if args.input != "-" and Path(args.input).is_dir():
+            raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).is_file():
             raise DataError(f"{args.input}: no such input file")
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         def emit(verdict) -> None:
             out.write(json.dumps(verdict.to_json(), default=str) + "\n")
 
-        runner = StreamRunner(detector, LineParser(spec, detector.encoder), emit, args.queue, args.batch_size,
+        runner = StreamRunner(detector, LineParser(spec, detector.encoder, "stdin" if args.input == "-" else args.input), emit, args.queue, args.batch_size,
                               block, args.all)
         # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
         # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.

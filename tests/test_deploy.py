@@ -485,6 +485,24 @@ def test_a_batch_of_lines_parses_as_its_lines_do_one_by_one(fmt):
     assert any(o[-1] == 2 for o in got if isinstance(o[0], int))  # and a repaired one
 
 
+def test_an_input_header_without_the_models_columns_names_the_file():
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+    from mstr.errors import DataError
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    parser = LineParser({"input": {"format": "csv"}}, FeatureEncoder(prep), "flows/today.csv")
+    with pytest.raises(DataError, match=r"flows/today.csv: its header lacks column\(s\) \['b'\]"):
+        parser.parse("a,c\n", 1)
+
+
+def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):
+    proc = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {tmp_path}: is a folder; give a "
+                                                                           "flow file, - for stdin, or a pcap"]
+
+
 def test_deploy_imports_neither_lightning_nor_hydra(nsl):
     code = f"""
 import sys, numpy as np

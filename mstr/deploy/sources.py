@@ -45,8 +45,9 @@ def is_pcap(path: str) -> bool:
 class LineParser:
     """Turns the lines of one input into `Record`s, keeping the header state of that input."""
 
-    def __init__(self, spec: dict[str, Any], encoder: FeatureEncoder):
+    def __init__(self, spec: dict[str, Any], encoder: FeatureEncoder, name: str = "the input"):
         source = spec["input"]
+        self.source = name  # the file (or stdin) named in errors
         self.format = source["format"]
         if self.format not in LINE_FORMATS:
             raise DataError(f"artifact input format {self.format!r} is not one of {list(LINE_FORMATS)}")
@@ -67,7 +68,7 @@ class LineParser:
         needed = [*self.encoder.numeric_cols, *self.encoder.categorical_cols]
         missing = [c for c in needed if c not in self.columns]
         if missing:
-            raise DataError(f"input header lacks column(s) {missing[:5]} that the model reads; is this "
+            raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
         # Where parse_many finds what a record needs in a line's fields (None: the line has no such column)

@@ -96,10 +96,9 @@ def _read(path: Path) -> pd.DataFrame:
     bad = ~label.isin([0, 1])
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise DataError(
-            f"{path}: column 'label' data row {row + 1} is {frame['label'].iloc[row]!r}; "
-            "expected 0 (normal) or 1 (attack)"
-        )
+        value = frame["label"].iloc[row]
+        shown = "empty (a line cut short?)" if pd.isna(value) else repr(str(value))
+        raise DataError(f"{path}: column 'label' data row {row + 1} is {shown}; expected 0 (normal) or 1 (attack)")
     frame["label"] = label.astype(int)
     cat = frame["attack_cat"].fillna("").astype(str).str.strip()
     # The raw (non-partition) UNSW CSVs leave attack_cat empty for normal rows.
