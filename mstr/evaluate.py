@@ -55,6 +55,7 @@ def run(cfg: DictConfig) -> dict:
     from mstr.jobs.report import print_table, write_json
     from mstr.scoring import at_threshold, tune_threshold
     from mstr.training.checkpoint import load_classifier
+    from mstr.training.export import run_data_config
     from mstr.training.signature import check_signature
     from mstr.training.evaluation import predict, score, score_sets
 
@@ -73,7 +74,14 @@ def run(cfg: DictConfig) -> dict:
     # the checkpoint's own preprocessing makes the features (a fresh fit would scale by this data's
     # statistics and may one-hot another category set); the DataModule checks that the classes agree
     dm = instantiate(cfg.data, _partial_=True)(preprocessor=prep)
-    dm.setup()
+    try:
+        dm.setup()
+    except DataError as err:  # most often: the data config left at its default, not the checkpoint's
+        trained_with = run_data_config(ckpt)
+        name = trained_with.data.get("name") if trained_with is not None else None
+        if name is None or name == cfg.data.get("name"):
+            raise
+        raise DataError(f"{err}; {ckpt} was trained with data={name}: add data={name}") from None
     check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
     if cfg.threshold == "tune" and not same_rows:

@@ -497,6 +497,15 @@ def test_an_input_header_without_the_models_columns_names_the_file():
         parser.parse("a,c\n", 1)
 
 
+def test_evaluate_left_on_the_default_data_says_which_data_the_checkpoint_was_trained_with(nsl, tmp_path):
+    from mstr.errors import DataError
+    from mstr.evaluate import run
+
+    with pytest.raises(DataError, match=r"missing column\(s\) .* and \d+ more .* was trained with data=nsl_kdd: "
+                                        r"add data=nsl_kdd$"):
+        run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", f"paths.output_dir={tmp_path}"]))
+
+
 def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):
     proc = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {tmp_path}: is a folder; give a "

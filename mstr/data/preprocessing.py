@@ -150,7 +150,8 @@ class FlowPreprocessor:
         """Features as float32 [rows, num_features]; unseen categories land in the unknown bucket."""
         missing = [c for c in (*self.numeric_cols, *self.categorical_cols) if c not in table.frame.columns]
         if missing:
-            raise DataError(f"{table.source}: missing column(s) {missing} that the model was trained on")
+            more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+            raise DataError(f"{table.source}: missing column(s) {missing[:8]}{more} that the model was trained on")
         numeric = _numeric_matrix(table, self.numeric_cols)
         numeric = _fill_gaps(numeric, self.fill, table.source, self.numeric_cols)
         raw = numeric
