@@ -154,16 +154,20 @@ def main(argv: list[str] | None = None) -> None:
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
         live = args.input == "-" or args.follow or pcap
         block = (args.on_full or ("drop" if live else "block")) == "block"
-        # line-buffered: an alert is out as soon as it is decided, also through a pipe
-        out = sys.stdout if args.output == "-" else open(args.output, "w", buffering=1)
-        if out is sys.stdout:
+        # line-buffered: an alert is out as soon as it is decided, also through a pipe. A file is opened
+        # at the first verdict, so an input refused at its header leaves no empty file (nor empties one).
+        if args.output == "-":
+            out = sys.stdout
             sys.stdout.reconfigure(line_buffering=True)
 
         def emit(verdict) -> None:
+            nonlocal out
+            if out is None:
+                out = open(args.output, "w", buffering=1)
             out.write(json.dumps(verdict.to_json(), default=str) + "\n")
 
-        runner = StreamRunner(detector, LineParser(spec, detector.encoder, "stdin" if args.input == "-" else args.input), emit, args.queue, args.batch_size,
-                              block, args.all)
+        line_parser = LineParser(spec, detector.encoder, "stdin" if args.input == "-" else args.input)
+        runner = StreamRunner(detector, line_parser, emit, args.queue, args.batch_size, block, args.all)
         # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
         # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.
         signal.signal(signal.SIGINT, _stop)
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if out is not None:
             out.flush()
+    if out is None:  # the stream ended without a verdict to write: the file still says so
+        open(args.output, "w").close()
     summary = runner.summary
     print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
     if args.summary:

@@ -382,6 +382,16 @@ def test_detect_zeek_log_with_host_windows_like_training(zeek):
     np.testing.assert_allclose([v["score"] for v in verdicts(from_ckpt.stdout)], expected, atol=1e-5)
 
 
+def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
+    (tmp_path / "other.log").write_text("#separator \\x09\n#fields\tfoo\tbar\n1\t2\n")
+    out = tmp_path / "alerts.jsonl"
+    result = detect("--model", str(zeek["artifact"]), "--input", str(tmp_path / "other.log"), "--output", str(out))
+    assert result.returncode == 2 and "other.log: its header lacks column(s)" in result.stderr
+    assert not out.exists()
+    clean = detect("--model", str(zeek["artifact"]), "--input", str(zeek["root"] / "test.log"), "--output", str(out))
+    assert clean.returncode == 0 and out.is_file()  # written even when it holds no alert
+
+
 def test_window_context_is_bounded_and_causal():
     from mstr.deploy.stream import WindowContext
 
