@@ -37,8 +37,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except Exception as err:
             if sweeping:
                 multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
-            elif user_error(err) is not None:
-                report_and_exit(user_error(err))
+            elif (cause := user_error(err)) is not None:
+                report_and_exit(cause)
             else:
                 raise
 

@@ -38,7 +38,7 @@ from typing import Optional
 
 import yaml
 
-from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt
+from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt, user_error
 
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
@@ -253,10 +253,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except (Interrupted, optuna.TrialPruned):
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
-            message = " ".join(str(err).split()) or type(err).__name__
-            trial.set_user_attr("error", f"{type(err).__name__}: {message}"[:1000])
-            trial.set_user_attr("bad_input", isinstance(err, MstrError))  # see exit_code
-            log.error("trial %d failed: %s", trial.number, message, exc_info=not isinstance(err, MstrError))
+            cause = user_error(err)  # also one that Hydra's instantiate wrapped
+            shown = cause or err
+            message = " ".join(str(shown).split()) or type(shown).__name__
+            trial.set_user_attr("error", f"{type(shown).__name__}: {message}"[:1000])
+            trial.set_user_attr("bad_input", cause is not None)  # see exit_code
+            log.error("trial %d failed: %s", trial.number, message, exc_info=cause is None)
             raise TrialFailed(message) from err
 
     return objective
