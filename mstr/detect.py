@@ -3,8 +3,8 @@ they arrive and write alerts as JSON lines.
 
 The input is read in the format the model was trained on (the artifact says which: KDD lines, a Zeek
 conn.log, a CICFlowMeter / NFStream CSV, ...), line by line, from a file (gzip too), from stdin (`-`),
-or from a growing file (`--follow`). A pcap is turned into NFStream flows, for a model trained with
-`data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
+or from a growing file (`--follow`, which goes on across its rotation, as `tail -F`). A pcap is turned
+into NFStream flows, for a model trained with `data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
 neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads).
 
 Each alert line: {"flow": its line number in the input (the n-th flow of a pcap), "time", "id": the
@@ -23,20 +23,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
 import signal
 import sys
-import time
-import zlib
 from pathlib import Path
-from typing import IO, Iterator
 
 from mstr.errors import EXIT_USAGE, ConfigError, DataError, MstrError, report_and_exit
 
-log = logging.getLogger("mstr.detect")
 
 
 def open_detector(model: str, threads: int, max_groups: int):
@@ -59,43 +54,6 @@ def open_detector(model: str, threads: int, max_groups: int):
     return Detector(torch_scorer(NewestFlowOnly.of(module), threads), spec, max_groups), spec
 
 
-def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[str]:
-    """Lines of a text stream; with `follow`, wait for more at its end (a growing log) instead of stopping."""
-    pending = ""
-    while True:
-        try:
-            line = handle.readline()
-        except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated gzip
-            raise DataError(f"{name}: cannot be read further ({err}); the flows before were scored") from None
-        if line.endswith("\n"):
-            yield pending + line
-            pending = ""
-        elif line:
-            pending += line  # a line still being written
-        elif not follow:
-            if pending:
-                yield pending
-            return
-        else:
-            time.sleep(0.2)
-
-
-def open_text(path: str) -> IO[str]:
-    """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
-    junk is then one bad line, counted, and the line numbers of a file and of stdin agree."""
-    if path == "-":
-        if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
-            sys.stdin.reconfigure(errors="replace", newline="\n")
-        return sys.stdin
-    try:
-        with open(path, "rb") as fh:
-            gz = fh.read(2) == b"\x1f\x8b"
-        return (gzip.open(path, "rt", errors="replace", newline="\n") if gz
-                else open(path, errors="replace", newline="\n"))
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
-
-
 def check_writable(path: str | Path, option: str) -> None:
     """Refuse an output path that cannot be written before any flow is read: failing at the end would
     lose the whole run's work."""
@@ -116,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export) or checkpoint (.ckpt)")
     parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin, or a pcap")
-    parser.add_argument("--follow", action="store_true", help="keep reading a growing file")
+    parser.add_argument("--follow", action="store_true", help="keep reading a growing file, and the new file "
+                        "when it is rotated or truncated (as tail -F)")
     parser.add_argument("--all", action="store_true", help="write every verdict, not only alerts")
     parser.add_argument("--output", default="-", help="where the JSON lines go (default stdout)")
     parser.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
@@ -129,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
                         stream=sys.stderr)
+    from mstr.deploy.inputs import lines, open_text
     from mstr.deploy.sources import LineParser, is_pcap, pcap_flows
     from mstr.deploy.stream import StreamRunner
 
@@ -195,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             args.summary.write_text(json.dumps(summary.to_json(), indent=1))
         except OSError as err:  # checked at the start; e.g. the disk filled up since
             report_and_exit(ConfigError(f"--summary {args.summary}: cannot be written ({err.strerror or err})"))
+    if summary.seen == 0 and code == 0:
+        print(f"warning: {'stdin' if args.input == '-' else args.input} held no flows", file=sys.stderr)
     if summary.scored == 0 and summary.bad > 0 and code == 0:
         print(f"error: none of the {summary.bad} flow(s) could be read as {spec['input']['format']} input; "
               "check --input against the format the model was trained on", file=sys.stderr)

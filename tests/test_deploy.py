@@ -392,6 +392,54 @@ def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
     assert clean.returncode == 0 and out.is_file()  # written even when it holds no alert
 
 
+def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, tmp_path):
+    """`--follow` reads a rotated conn.log as `tail -F` does: the renamed file's successor, a file
+    truncated in place, and a deleted one created again, each from its `#fields` header. The hosts'
+    window context goes on across files, so the scores are those of one uninterrupted log."""
+    import signal
+    import threading
+    import time
+
+    text = (zeek["root"] / "test.log").read_text().splitlines(keepends=True)
+    header = [line for line in text if line.startswith("#") and not line.startswith("#close")]
+    rows = [line for line in text if not line.startswith("#")]
+    whole = detect("--model", str(zeek["artifact"]), "--input", str(zeek["root"] / "test.log"), "--all")
+    expected = [v["score"] for v in verdicts(whole.stdout)][:60]
+    log = tmp_path / "conn.log"
+    log.write_text("".join(header + rows[:30]))
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(zeek["artifact"]), "--input",
+                             str(log), "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)  # a hang fails the test instead of blocking the suite
+    watchdog.start()
+    try:
+        got = [proc.stdout.readline() for _ in range(30)]
+        log.rename(tmp_path / "conn.log.1")  # rotation: a new file at the path
+        log.write_text("".join(header + rows[30:50]))
+        got += [proc.stdout.readline() for _ in range(20)]
+        log.write_text("".join(header + rows[50:55]))  # truncated in place, shorter than before
+        got += [proc.stdout.readline() for _ in range(5)]
+        log.unlink()
+        time.sleep(1.0)  # the detector finds the path gone and waits
+        log.write_text("".join(header + rows[55:60]))
+        got += [proc.stdout.readline() for _ in range(5)]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, err
+    np.testing.assert_allclose([v["score"] for v in verdicts("".join(got) + out)], expected, atol=1e-5)
+    assert "summary: flows seen 60, scored 60, dropped 0, bad 0" in err and "Traceback" not in err
+    assert err.count("a new file; reading it from its start") == 2 and "truncated; reading it" in err
+    assert "conn.log: gone (rotated away or deleted); waiting" in err
+
+
+def test_an_empty_input_says_it_held_no_flows(nsl, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    result = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "empty.txt"))
+    assert result.returncode == 0 and "empty.txt held no flows" in result.stderr.splitlines()[-1]
+
+
 def test_window_context_is_bounded_and_causal():
     from mstr.deploy.stream import WindowContext
 
@@ -493,6 +541,23 @@ def test_a_batch_of_lines_parses_as_its_lines_do_one_by_one(fmt):
     assert got == expected
     assert sum(isinstance(o, tuple) and o[0] == "BadRecord" for o in got) >= 2  # the bad lines are in there
     assert any(o[-1] == 2 for o in got if isinstance(o[0], int))  # and a repaired one
+
+
+def test_a_new_file_of_a_followed_input_is_read_from_its_own_header():
+    """After a rotation (`NewFile`), a CSV input's first line is its header again, in whatever column
+    order the new file has; a header-less format keeps the columns its spec names."""
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser, NewFile
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    parser = LineParser({"input": {"format": "csv"}}, FeatureEncoder(prep))
+    got = parser.parse_many([(1, "a,b\n"), (2, "1,2\n"), (2, NewFile("rotated")), (3, "b,a\n"), (4, "5,6\n")])
+    assert got[0] is None and got[2] is None and got[3] is None
+    assert got[1].numeric.tolist() == [1.0, 2.0] and got[4].numeric.tolist() == [6.0, 5.0]
+    kdd = LineParser({"input": {"format": "nsl_kdd", "columns": ["a", "b"]}}, FeatureEncoder(prep))
+    got = kdd.parse_many([(1, "1,2\n"), (1, NewFile("truncated")), (2, "3,4\n")])
+    assert got[1] is None and got[2].numeric.tolist() == [3.0, 4.0]
 
 
 def test_an_input_header_without_the_models_columns_names_the_file():

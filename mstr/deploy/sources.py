@@ -19,7 +19,7 @@ import csv
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence, Union
 
 from mstr.deploy.features import (BadRecord, CategoryTexts, FeatureEncoder, NumberTexts, Record, cleans_categories,
                                   repair)
@@ -32,6 +32,13 @@ IDENT_COLUMNS = ("uid", "Flow ID", "id", "id.orig_h", "id.orig_p", "id.resp_h", 
                  "Dst Port", "Protocol", "srcip", "sport", "dstip", "dsport", "src_host")
 PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
               b"\x0a\x0d\x0d\x0a")  # libpcap (both byte orders, us / ns) and pcapng
+
+
+class NewFile(NamedTuple):
+    """In a followed log's lines (`mstr.deploy.inputs`): the path now names a new file, "rotated" or
+    "truncated", read from its start; a header line may come next."""
+
+    change: str
 
 
 def is_pcap(path: str) -> bool:
@@ -62,6 +69,14 @@ class LineParser:
         self.category_texts, self.group_texts = CategoryTexts(self.clean), CategoryTexts(True)
         if self.columns:
             self._set_columns(self.columns)
+        self.fresh = (self.columns, self.delimiter)  # what a new file of this input starts from
+
+    def restart(self) -> None:
+        """A new file of the same input begins: a format whose header names the columns (and a Zeek
+        `#separator`) is read from its header again."""
+        columns, self.delimiter = self.fresh
+        if columns is None:
+            self.columns = None
 
     def _set_columns(self, names: list[str]) -> None:
         self.columns = [self.aliases.get(n.strip(), n.strip()) for n in names]
@@ -116,6 +131,12 @@ class LineParser:
         out: list[Union[Record, None, BadRecord]] = []
         run: list[tuple[int, list[str]]] = []
         for seq, item in entries:
+            if isinstance(item, NewFile):
+                out.extend(self._parse_run(run))
+                run = []
+                self.restart()
+                out.append(None)
+                continue
             fields = self._plain_fields(item)
             if fields is not None:
                 run.append((seq, fields))

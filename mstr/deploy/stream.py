@@ -28,7 +28,7 @@ import numpy as np
 
 from mstr.deploy.features import BadRecord, FeatureEncoder, Record
 from mstr.deploy.runtime import Scorer
-from mstr.deploy.sources import LineParser
+from mstr.deploy.sources import LineParser, NewFile
 
 log = logging.getLogger("mstr.detect")
 MAX_LOGGED_BAD = 20
@@ -191,7 +191,8 @@ class StreamRunner:
     into a bounded queue; the caller's thread parses, scores and emits, so the queue fills exactly when
     detection is slower than arrival. `block=False` then drops the newest item (a live source cannot
     wait), `block=True` makes the reader wait (a file can). Header and comment lines are never dropped.
-    A verdict's `flow` is the item's position in the input: its line number, or the n-th pcap flow."""
+    A verdict's `flow` is the item's position in the input: its line number, or the n-th pcap flow (in
+    a followed log that was rotated, the count goes on across its files)."""
 
     def __init__(self, detector: Detector, parser: LineParser, emit: Callable[[Verdict], None],
                  queue_size: int = 10_000, batch_size: int = 256, block: bool = True, write_all: bool = False):
@@ -204,12 +205,18 @@ class StreamRunner:
 
     def _read(self, items: Iterable) -> None:
         s = self.summary
+        fresh = True  # the next line may be a header: the input's first line, or a new file's
         try:
             for item in items:
                 if self.stop.is_set():
                     break
+                if isinstance(item, NewFile):  # not a flow: never dropped, never counted
+                    self.queue.put((s.received, item), self.stop)
+                    fresh = True
+                    continue
                 s.received += 1
-                header = isinstance(item, str) and (s.received == 1 or item.startswith("#"))
+                header = isinstance(item, str) and (fresh or item.startswith("#"))
+                fresh = False
                 if self.block or header:
                     self.queue.put((s.received, item), self.stop)
                 elif not self.queue.offer((s.received, item)):
@@ -248,14 +255,14 @@ class StreamRunner:
     def _parse(self, batch: list[tuple[int, Any]]) -> list[Record]:
         s = self.summary
         records = []
-        for (seq, _), outcome in zip(batch, self.parser.parse_many(batch)):
+        for (seq, item), outcome in zip(batch, self.parser.parse_many(batch)):
             if isinstance(outcome, BadRecord):
                 s.bad += 1
                 if s.bad <= MAX_LOGGED_BAD:
                     log.warning("line %d: %s; skipped%s", seq, outcome,
                                 " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
             elif outcome is None:
-                s.headers += 1
+                s.headers += not isinstance(item, NewFile)
             else:
                 s.repaired_values += outcome.repaired
                 records.append(outcome)

@@ -1,0 +1,111 @@
+"""The lines a detector reads: a file (gzip too), stdin, or a log that keeps growing (`--follow`).
+
+A followed log is read as `tail -F` reads it. Flow logs are rotated: Zeek renames `conn.log` away
+every hour and starts a new one, logrotate may truncate in place (copytruncate). At the end of the
+file the path is looked at again; when it names another file (rotation) or a shorter one
+(truncation), reading goes on from that file's start, after a `NewFile` marker that tells the parser
+a header may follow. A path that is gone is waited for, with one warning, until it is created again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import sys
+import time
+import zlib
+from typing import IO, Iterator, Optional, Union
+
+from mstr.deploy.sources import NewFile
+from mstr.errors import DataError
+
+log = logging.getLogger("mstr.detect")
+POLL_S = 0.2  # how often a followed log at its end is read again
+
+
+def open_text(path: str) -> IO[str]:
+    """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
+    junk is then one bad line, counted, and the line numbers of a file and of stdin agree."""
+    if path == "-":
+        if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
+            sys.stdin.reconfigure(errors="replace", newline="\n")
+        return sys.stdin
+    try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        return (gzip.open(path, "rt", errors="replace", newline="\n") if gz
+                else open(path, errors="replace", newline="\n"))
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def _offset(handle: IO[str]) -> Optional[int]:
+    """Bytes read so far from a plain file (None for stdin, gzip and other streams: never re-opened)."""
+    if isinstance(handle, io.TextIOWrapper) and isinstance(handle.buffer, io.BufferedReader):
+        try:
+            return handle.buffer.tell()
+        except OSError:  # a pipe or FIFO
+            return None
+    return None
+
+
+def _changed(handle: IO[str], path: str) -> Optional[str]:
+    """What became of a followed file at its end: "gone", "rotated" (the path names another file),
+    "truncated" (the same file, now shorter than what was read), or None."""
+    offset = _offset(handle)
+    if offset is None:
+        return None
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return None
+    mine = os.fstat(handle.fileno())
+    if (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev):
+        return "rotated"
+    return "truncated" if now.st_size < offset else None
+
+
+def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str, NewFile]]:
+    """Lines of a text stream; with `follow`, wait for more at its end (a growing log) instead of
+    stopping, and go on in the file that replaces it (rotation) or from its start (truncation)."""
+    pending = ""
+    gone_logged = False
+    while True:
+        try:
+            line = handle.readline()
+        except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated gzip
+            raise DataError(f"{name}: cannot be read further ({err}); the flows before were scored") from None
+        if line.endswith("\n"):
+            yield pending + line
+            pending = ""
+            continue
+        if line:
+            pending += line  # a line still being written
+            continue
+        if not follow:
+            if pending:
+                yield pending
+            return
+        change = _changed(handle, name) if name != "-" else None
+        if change == "gone":
+            if not gone_logged:
+                log.warning("%s: gone (rotated away or deleted); waiting for it to be created again", name)
+                gone_logged = True
+        elif change is not None:
+            if pending:  # the old file's last line, never ended by a newline
+                yield pending
+                pending = ""
+            if change == "rotated":
+                handle.close()
+                handle = open_text(name)
+            else:
+                handle.seek(0)
+            log.info("%s: %s; reading it from its start", name, "a new file" if change == "rotated" else "truncated")
+            gone_logged = False
+            yield NewFile(change)
+            continue
+        time.sleep(POLL_S)
