@@ -5,7 +5,8 @@ The input is read in the format the model was trained on (the artifact says whic
 conn.log, a CICFlowMeter / NFStream CSV, ...), line by line, from a file (gzip too), from stdin (`-`),
 or from a growing file (`--follow`, which goes on across its rotation, as `tail -F`). A pcap is turned
 into NFStream flows, for a model trained with `data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
-neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads).
+neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads;
+the training data itself is not read again).
 
 Each alert line: {"flow": its line number in the input (the n-th flow of a pcap), "time", "id": the
 5-tuple / flow id columns present, "class", "score": P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored,
@@ -49,7 +50,7 @@ def open_detector(model: str, threads: int, max_groups: int):
     from mstr.models.newest_flow import NewestFlowOnly
     from mstr.training.export import checkpoint_detector
 
-    module, spec, _ = checkpoint_detector(path)
+    module, spec, _ = checkpoint_detector(path, need_data=False)
     # as an export would run it: the same scores, each block only at the flows read downstream
     return Detector(torch_scorer(NewestFlowOnly.of(module), threads), spec, max_groups), spec
 

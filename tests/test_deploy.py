@@ -382,6 +382,23 @@ def test_detect_zeek_log_with_host_windows_like_training(zeek):
     np.testing.assert_allclose([v["score"] for v in verdicts(from_ckpt.stdout)], expected, atol=1e-5)
 
 
+def test_a_checkpoint_scores_without_its_training_data(zeek, tmp_path):
+    """A checkpoint keeps what a detector needs of its training data (time and group columns, the
+    format read), so `mstr.detect --model <ckpt>` runs where the training log is gone."""
+    run = tmp_path / "run"
+    shutil.copytree(zeek["ckpt"].parent.parent, run)
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg.data.path = str(tmp_path / "gone" / "train.log")
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    test_log = str(zeek["root"] / "test.log")
+    moved = detect("--model", str(run / "checkpoints" / zeek["ckpt"].name), "--input", test_log, "--all")
+    assert moved.returncode == 0, moved.stderr
+    exported = detect("--model", str(zeek["artifact"]), "--input", test_log, "--all")
+    got, expected = verdicts(moved.stdout), verdicts(exported.stdout)
+    assert [v["id"] for v in got] == [v["id"] for v in expected] and len(got) > 1000
+    np.testing.assert_allclose([v["score"] for v in got], [v["score"] for v in expected], atol=1e-5)
+
+
 def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
     (tmp_path / "other.log").write_text("#separator \\x09\n#fields\tfoo\tbar\n1\t2\n")
     out = tmp_path / "alerts.jsonl"

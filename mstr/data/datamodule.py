@@ -211,6 +211,13 @@ class FlowDataModule(pl.LightningDataModule):
                 "feature_names": self.preprocessor.feature_names, "dev_rows": self.dev_rows,
                 "val_rows": self.val_rows, "seed": self.seed}
 
+    def input_columns(self) -> dict:
+        """The training table's time and group columns and the format it was read as: what a deployed
+        detector needs to read the same input, kept in the checkpoint so that `mstr.detect` does not
+        have to read the training data again."""
+        train = self.tables["train"]
+        return {"time_col": train.time_col, "group_col": train.group_col, "read_as": train.read_as}
+
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, dataset: FlowWindowDataset, train: bool) -> DataLoader:
         # Loaders have their own generator (no draw from the global RNG) and the training order depends

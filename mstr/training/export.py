@@ -43,15 +43,16 @@ def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
     return cfg if "data" in cfg else None
 
 
-def input_spec(data_cfg: DictConfig, train: FlowTable) -> dict[str, Any]:
-    """How the detector reads flows: the format the data config read, with its column spellings."""
+def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[str, Any]:
+    """How the detector reads flows: the format the data config read, with its column spellings
+    (`columns`: the training table's time and group columns and the format it was read as)."""
     from mstr.data.datasets.flows import PRESETS
 
     name = str(data_cfg.get("name"))
     # The NSL-KDD and UNSW-NB15 loaders keep every category text as the file has it (UNSW-NB15's service
     # "-" is a category of its own); the flow-log readers read missing tokens in them as "".
     spec: dict[str, Any] = {"format": "csv", "columns": None, "aliases": {}, "delimiter": None,
-                            "time_col": train.time_col, "group_col": train.group_col,
+                            "time_col": columns["time_col"], "group_col": columns["group_col"],
                             "clean_categories": name not in ("nsl_kdd", "unsw_nb15")}
     if name == "nsl_kdd":
         from mstr.data.datasets.nsl_kdd import FEATURES
@@ -60,13 +61,14 @@ def input_spec(data_cfg: DictConfig, train: FlowTable) -> dict[str, Any]:
     elif name == "cic_ids2017":
         spec.update(format="cicflowmeter", aliases=dict(PRESETS["cicflowmeter"].aliases))
     elif name == "flows":
-        preset = train.read_as or "generic"
+        preset = columns["read_as"] or "generic"
         fmt = preset if preset != "generic" else ("tsv" if data_cfg.get("format") == "tsv" else "csv")
         spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=data_cfg.get("delimiter"))
     return spec
 
 
-def detector_spec(hparams: dict, data_cfg: DictConfig, train: FlowTable, threshold: float) -> dict[str, Any]:
+def detector_spec(hparams: dict, data_cfg: DictConfig, columns: dict[str, Optional[str]],
+                  threshold: float) -> dict[str, Any]:
     prep = hparams["preprocessor"]
     signature = hparams.get("data_signature") or {}
     if not 0.0 < threshold < 1.0:
@@ -82,7 +84,7 @@ def detector_spec(hparams: dict, data_cfg: DictConfig, train: FlowTable, thresho
         "threshold": float(threshold),
         "data": str(data_cfg.get("name")),
         "task": str(data_cfg.get("task")),
-        "input": input_spec(data_cfg, train),
+        "input": input_spec(data_cfg, columns),
         "preprocessor": prep,
         "data_signature": signature,
     }
@@ -118,8 +120,12 @@ def setup_data(ckpt: str | Path, fallback: Optional[DictConfig], preprocessor: O
     return cfg.data, dm
 
 
-def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None, threshold: float = 0.5):
-    """(backbone module in eval mode, spec, set-up DataModule) for scoring with PyTorch directly."""
+def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None, threshold: float = 0.5,
+                        need_data: bool = True):
+    """(backbone module in eval mode, spec, set-up DataModule) for scoring with PyTorch directly.
+    Without `need_data` (a detector that only scores its input), the data is not read where the
+    checkpoint holds what the spec needs of it (its input columns; checkpoints since 2026-12-07) and
+    its run's data config is beside it; the DataModule is then None."""
     from mstr.training.checkpoint import load_classifier
     from mstr.training.signature import check_signature
 
@@ -127,10 +133,12 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
     hp = dict(classifier.hparams)
     if not hp.get("preprocessor"):
         raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
+    run_cfg = run_data_config(ckpt)
+    if not need_data and hp.get("input_columns") and run_cfg is not None:
+        return classifier.model.eval(), detector_spec(hp, run_cfg.data, hp["input_columns"], threshold), None
     data, dm = setup_data(ckpt, data_cfg, hp["preprocessor"])
     check_signature(ckpt, hp.get("data_signature") or {}, dm.signature(), keys=("classes", "window"))
-    train = dm.tables["train"]
-    return classifier.model.eval(), detector_spec(hp, data, train, threshold), dm
+    return classifier.model.eval(), detector_spec(hp, data, dm.input_columns(), threshold), dm
 
 
 def export_model(model: torch.nn.Module, fmt: str, example: torch.Tensor, path: Path) -> None:

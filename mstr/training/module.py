@@ -21,7 +21,8 @@ CHECKPOINT_FORMAT = 1
 class FlowClassifier(pl.LightningModule):
     def __init__(self, num_features: int, num_classes: int, backbone: dict, optim: dict, loss: dict,
                  role: str = "model", class_names: Optional[list] = None, class_weights: Optional[list] = None,
-                 data_signature: Optional[dict] = None, preprocessor: Optional[dict] = None):
+                 data_signature: Optional[dict] = None, preprocessor: Optional[dict] = None,
+                 input_columns: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"], logger=False)  # entry points log the composed config
         self.model = build_backbone(num_features, num_classes, **backbone)

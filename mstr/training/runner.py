@@ -48,7 +48,7 @@ def build_module(model_cfg: DictConfig, loss_cfg: DictConfig, dm: FlowDataModule
         num_features=dm.num_features, num_classes=dm.num_classes, backbone=backbone,
         optim=_plain(model_cfg.optim), loss=_plain(loss_cfg), role=model_cfg.role, class_names=dm.class_names,
         class_weights=None if weights is None else weights.tolist(), data_signature=dm.signature(),
-        preprocessor=dm.preprocessor.to_dict(),
+        preprocessor=dm.preprocessor.to_dict(), input_columns=dm.input_columns(),
     )
     if teacher is None:
         return FlowClassifier(**kwargs)
