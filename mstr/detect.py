@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
             sys.stdout = out = open(os.devnull, "w")
     except MstrError as err:
-        if runner is not None:  # the input failed mid-stream: say what was done before
+        if runner is not None and runner.summary.scored:  # the input failed mid-stream: say what was done
+            # before (none scored: the input was refused at its header, and the reader's count of the
+            # lines it read ahead would only mislead)
             print(f"summary: {runner.summary.line()}", file=sys.stderr, flush=True)
         report_and_exit(err)
     finally:

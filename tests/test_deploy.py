@@ -404,6 +404,7 @@ def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
     out = tmp_path / "alerts.jsonl"
     result = detect("--model", str(zeek["artifact"]), "--input", str(tmp_path / "other.log"), "--output", str(out))
     assert result.returncode == 2 and "other.log: its header lacks column(s)" in result.stderr
+    assert "summary:" not in result.stderr  # nothing was scored: no count of lines read ahead
     assert not out.exists()
     clean = detect("--model", str(zeek["artifact"]), "--input", str(zeek["root"] / "test.log"), "--output", str(out))
     assert clean.returncode == 0 and out.is_file()  # written even when it holds no alert
@@ -575,6 +576,19 @@ def test_a_new_file_of_a_followed_input_is_read_from_its_own_header():
     kdd = LineParser({"input": {"format": "nsl_kdd", "columns": ["a", "b"]}}, FeatureEncoder(prep))
     got = kdd.parse_many([(1, "1,2\n"), (1, NewFile("truncated")), (2, "3,4\n")])
     assert got[1] is None and got[2].numeric.tolist() == [3.0, 4.0]
+
+
+def test_a_repeated_header_column_is_read_from_its_first_copy_as_in_training(caplog):
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    parser = LineParser({"input": {"format": "csv"}}, FeatureEncoder(prep), "flows.csv")
+    lines = [(1, "a,b,a\n"), (2, "1,2,9\n"), (3, '1,"2",9\n')]  # the fast path, and the careful one (quotes)
+    got = parser.parse_many(lines)
+    assert got[1].numeric.tolist() == [1.0, 2.0] and got[2].numeric.tolist() == [1.0, 2.0]
+    assert "flows.csv: repeated column(s) ['a'] in the header; the first copy of each is read" in caplog.text
 
 
 def test_an_input_header_without_the_models_columns_names_the_file():

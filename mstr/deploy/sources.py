@@ -16,6 +16,7 @@ delimiter and their numbers converted together, anything else takes the line-by-
 from __future__ import annotations
 
 import csv
+import logging
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -25,6 +26,7 @@ from mstr.deploy.features import (BadRecord, CategoryTexts, FeatureEncoder, Numb
                                   repair)
 from mstr.errors import DataError
 
+log = logging.getLogger("mstr.detect")
 LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
 # Columns that identify a flow in alerts (the 5-tuple and flow ids of the layouts mstr knows), if present.
 IDENT_COLUMNS = ("uid", "Flow ID", "id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
@@ -86,8 +88,16 @@ class LineParser:
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
-        # Where parse_many finds what a record needs in a line's fields (None: the line has no such column)
-        position = {c: i for i, c in enumerate(self.columns)}  # the last of repeated names, as dict(zip())
+        # Where a record's values sit in a line's fields. A repeated name is read from its first copy, as
+        # training's reader keeps it (the original CIC-IDS2017 CSVs repeat `Fwd Header Length`).
+        position: dict[str, int] = {}
+        for i, c in enumerate(self.columns):
+            position.setdefault(c, i)
+        repeated = sorted({c for i, c in enumerate(self.columns) if position[c] != i})
+        if repeated:
+            log.warning("%s: repeated column(s) %s in the header; the first copy of each is read", self.source,
+                        repeated[:5])
+        self.position = position
         self.numeric_at = [position[c] for c in self.encoder.numeric_cols]
         self.pick_numbers = _picker(self.numeric_at)
         self.category_at = [position[c] for c in self.encoder.categorical_cols]
@@ -120,7 +130,7 @@ class LineParser:
                 raise BadRecord(f"{len(fields)} fields, expected {len(self.columns) - 2} to {len(self.columns)}")
         elif len(fields) != len(self.columns):
             raise BadRecord(f"{len(fields)} fields where the header has {len(self.columns)}")
-        return self.record(dict(zip(self.columns, fields)), seq)
+        return self.record(self._values(fields), seq)
 
     def parse_many(self, entries: list[tuple[int, Any]]) -> list[Union[Record, None, BadRecord]]:
         """What `parse` (for a line) or `record` (for a flow dict) makes of each (seq, item), in order,
@@ -171,7 +181,7 @@ class LineParser:
             if len(run) > 1:  # careful path with its errors, while the others still convert together
                 return [outcome for entry in run for outcome in self._parse_run([entry])]
             seq, fields = run[0]
-            return [_or_error(self.record, dict(zip(self.columns, fields)), seq)]
+            return [_or_error(self.record, self._values(fields), seq)]
         numeric, repaired = repair(numeric)
         texts, hosts = self.category_texts.bound(), self.group_texts.bound()
         at, group, time, ident_at = self.category_at, self.group_at, self.time_at, self.ident_at
@@ -181,6 +191,10 @@ class LineParser:
         return [Record(seq, row, [texts[fields[i]] for i in at], host, fields[time] if time is not None else None,
                        {c: fields[i] for c, i in ident_at}, fixed)
                 for (seq, fields), row, fixed, host in zip(run, numeric, repaired.tolist(), groups)]
+
+    def _values(self, fields: list[str]) -> dict[str, str]:
+        """{column: field} of a line (an NSL-KDD line may lack its last two, label and difficulty)."""
+        return {c: fields[i] for c, i in self.position.items() if i < len(fields)}
 
     def record(self, values: dict[str, Any], seq: int) -> Record:
         """The record of one flow given as {column: value} (a parsed line, or an NFStream flow)."""
