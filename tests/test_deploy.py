@@ -10,7 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -51,6 +54,20 @@ def export(ckpt: Path, out: Path, fmt: str = "onnx", *overrides: str) -> dict:
 def detect(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mstr.detect", *args], input=stdin, capture_output=True,
                           text=True, cwd=REPO, timeout=300)
+
+
+@contextmanager
+def following(model: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """`mstr.detect --follow --all` on `log`, killed after 3 minutes: a hang fails the test instead of
+    blocking the suite."""
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(model), "--input", str(log),
+                             "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
+    try:
+        yield proc
+    finally:
+        watchdog.cancel()
 
 
 def verdicts(stdout: str) -> list[dict]:
@@ -415,7 +432,6 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
     truncated in place, and a deleted one created again, each from its `#fields` header. The hosts'
     window context goes on across files, so the scores are those of one uninterrupted log."""
     import signal
-    import threading
     import time
 
     text = (zeek["root"] / "test.log").read_text().splitlines(keepends=True)
@@ -425,12 +441,7 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
     expected = [v["score"] for v in verdicts(whole.stdout)][:60]
     log = tmp_path / "conn.log"
     log.write_text("".join(header + rows[:30]))
-    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(zeek["artifact"]), "--input",
-                             str(log), "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, proc.kill)  # a hang fails the test instead of blocking the suite
-    watchdog.start()
-    try:
+    with following(zeek["artifact"], log) as proc:
         got = [proc.stdout.readline() for _ in range(30)]
         log.rename(tmp_path / "conn.log.1")  # rotation: a new file at the path
         log.write_text("".join(header + rows[30:50]))
@@ -443,8 +454,6 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
         got += [proc.stdout.readline() for _ in range(5)]
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate()
-    finally:
-        watchdog.cancel()
     assert proc.returncode == 130, err
     np.testing.assert_allclose([v["score"] for v in verdicts("".join(got) + out)], expected, atol=1e-5)
     assert "summary: flows seen 60, scored 60, dropped 0, bad 0" in err and "Traceback" not in err
@@ -759,17 +768,11 @@ def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):
 
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
-    import threading
 
     lines = nsl["lines"].read_text().splitlines(keepends=True)
     log = tmp_path / "growing.txt"
     log.write_text("".join(lines[:50]))
-    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--input",
-                             str(log), "--follow", "--all"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, proc.kill)  # a hang fails the test instead of blocking the suite
-    watchdog.start()
-    try:
+    with following(nsl["artifact"], log) as proc:
         got = [proc.stdout.readline()]  # a verdict: the detector runs and waits for more lines
         with open(log, "a") as fh:  # the file grows: the new lines are scored too
             fh.write("".join(lines[50:80]))
@@ -777,8 +780,6 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
             got.append(proc.stdout.readline())
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate()
-    finally:
-        watchdog.cancel()
     assert proc.returncode == 130, err
     assert [v["flow"] for v in verdicts("".join(got) + out)] == list(range(1, 81))
     assert "summary: flows seen 80, scored 80, dropped 0, bad 0" in err and "Traceback" not in err
