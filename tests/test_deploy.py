@@ -184,6 +184,8 @@ def test_detect_reads_stdin_and_skips_bad_lines(nsl):
     assert len(verdicts(result.stdout)) == 300
     assert "flows seen 302, scored 300, dropped 0, bad 2" in result.stderr
     assert "line 101: 4 fields" in result.stderr and "'src_bytes' holds 'lots'" in result.stderr
+    followed = detect("--model", str(nsl["artifact"]), "--input", "-", "--follow", stdin=feed)  # a closed pipe ends it
+    assert followed.returncode == 0 and "flows seen 302, scored 300" in followed.stderr
 
 
 def test_torchscript_artifact_scores_like_onnx(nsl):

@@ -70,8 +70,9 @@ def _changed(handle: IO[str], path: str) -> Optional[str]:
 
 
 def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str, NewFile]]:
-    """Lines of a text stream; with `follow`, wait for more at its end (a growing log) instead of
-    stopping, and go on in the file that replaces it (rotation) or from its start (truncation)."""
+    """Lines of a text stream; with `follow`, wait for more at a file's end (a growing log) instead of
+    stopping, and go on in the file that replaces it (rotation) or from its start (truncation). Stdin
+    (`name` "-") ends at its end either way: a closed pipe has nothing more to give."""
     pending = ""
     gone_logged = False
     while True:
@@ -86,11 +87,11 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str,
         if line:
             pending += line  # a line still being written
             continue
-        if not follow:
+        if not follow or name == "-":
             if pending:
                 yield pending
             return
-        change = _changed(handle, name) if name != "-" else None
+        change = _changed(handle, name)
         if change == "gone":
             if not gone_logged:
                 log.warning("%s: gone (rotated away or deleted); waiting for it to be created again", name)
