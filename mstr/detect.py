@@ -67,10 +67,6 @@ def check_writable(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: not writable; give another path")
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt(signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export) or checkpoint (.ckpt)")
@@ -104,16 +100,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.summary:
             check_writable(args.summary, "--summary")
         detector, spec = open_detector(args.model, args.threads, args.max_groups)
-        pcap = args.input != "-" and is_pcap(args.input)
+        # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes
+        pcap = args.input != "-" and Path(args.input).is_file() and is_pcap(args.input)
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
         if args.input != "-" and Path(args.input).is_dir():
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
-        if args.input != "-" and not Path(args.input).is_file():
+        if args.input != "-" and not Path(args.input).exists():
             raise DataError(f"{args.input}: no such input file")
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
-        live = args.input == "-" or args.follow or pcap
+        live = args.input == "-" or not Path(args.input).is_file() or args.follow or pcap  # stdin, a pipe too
         block = (args.on_full or ("drop" if live else "block")) == "block"
         # line-buffered: an alert is out as soon as it is decided, also through a pipe. A file is opened
         # at the first verdict, so an input refused at its header leaves no empty file (nor empties one).
@@ -131,8 +128,9 @@ def main(argv: list[str] | None = None) -> None:
         runner = StreamRunner(detector, line_parser, emit, args.queue, args.batch_size, block, args.all)
         # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
         # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        # The stream stops between batches, each batch written and counted whole.
+        signal.signal(signal.SIGINT, lambda signum, frame: runner.request_stop(signum))
+        signal.signal(signal.SIGTERM, lambda signum, frame: runner.request_stop(signum))
         code = 0
         try:
             runner.run(items)

@@ -416,6 +416,10 @@ def test_a_checkpoint_scores_without_its_training_data(zeek, tmp_path):
     got, expected = verdicts(moved.stdout), verdicts(exported.stdout)
     assert [v["id"] for v in got] == [v["id"] for v in expected] and len(got) > 1000
     np.testing.assert_allclose([v["score"] for v in got], [v["score"] for v in expected], atol=1e-5)
+    (run / ".hydra" / "config.yaml").write_text("data: [unclosed\n")  # a run config that is not YAML: one line
+    broken = detect("--model", str(run / "checkpoints" / zeek["ckpt"].name), "--input", test_log)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "no readable run config with a data section beside it" in broken.stderr.splitlines()[-1]
 
 
 def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
@@ -452,6 +456,9 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
         got += [proc.stdout.readline() for _ in range(5)]
         log.unlink()
         time.sleep(1.0)  # the detector finds the path gone and waits
+        log.mkdir()  # then a path it cannot read: it waits on
+        time.sleep(0.6)
+        log.rmdir()
         log.write_text("".join(header + rows[55:60]))
         got += [proc.stdout.readline() for _ in range(5)]
         proc.send_signal(signal.SIGINT)
@@ -461,12 +468,52 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
     assert "summary: flows seen 60, scored 60, dropped 0, bad 0" in err and "Traceback" not in err
     assert err.count("a new file; reading it from its start") == 2 and "truncated; reading it" in err
     assert "conn.log: gone (rotated away or deleted); waiting" in err
+    assert "conn.log: cannot be read (Is a directory); waiting for a file that can be read" in err
 
 
 def test_an_empty_input_says_it_held_no_flows(nsl, tmp_path):
     (tmp_path / "empty.txt").write_text("")
-    result = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "empty.txt"))
-    assert result.returncode == 0 and "empty.txt held no flows" in result.stderr.splitlines()[-1]
+    for empty in (tmp_path / "empty.txt", "/dev/null"):
+        result = detect("--model", str(nsl["artifact"]), "--input", str(empty))
+        assert result.returncode == 0 and f"{empty} held no flows" in result.stderr.splitlines()[-1]
+
+
+def test_a_fifo_is_read_whole_without_its_first_bytes_sniffed_away(nsl, tmp_path):
+    """A named pipe (or `<(zcat ...)`) is not a file: looking for a gzip's or a pcap's magic would eat
+    its first bytes."""
+    import threading
+
+    fifo = tmp_path / "flows.fifo"
+    os.mkfifo(fifo)
+    text = "".join(nsl["lines"].read_text().splitlines(keepends=True)[:100])
+    writer = threading.Thread(target=lambda: fifo.write_text(text), daemon=True)
+    writer.start()
+    result = detect("--model", str(nsl["artifact"]), "--input", str(fifo), "--all", "--follow")
+    assert result.returncode == 0, result.stderr
+    assert [v["flow"] for v in verdicts(result.stdout)] == list(range(1, 101))
+    assert "flows seen 100, scored 100, dropped 0, bad 0" in result.stderr
+
+
+def test_the_summary_accounts_for_every_flow_read():
+    from mstr.deploy.stream import Summary
+
+    stopped = Summary(received=10, headers=1, scored=5, dropped=1, bad=1)
+    assert stopped.seen == 9 and "2 read but not scored (stopped)" in stopped.line()
+    refused = Summary(received=40, headers=2, scored=20, refused_at=23)  # items read ahead of the refusal
+    assert refused.seen == 20 and refused.unscored == 0 and "stopped" not in refused.line()
+
+
+def test_flows_before_a_refused_header_are_scored_and_counted(zeek, tmp_path):
+    """A second header without the model's columns ends the input (exit 2), after the flows before
+    it, in the same batch too, were scored; none after it counts as seen."""
+    text = (zeek["root"] / "test.log").read_text().splitlines(keepends=True)
+    header = [line for line in text if line.startswith("#") and not line.startswith("#close")]
+    rows = [line for line in text if not line.startswith("#")]
+    (tmp_path / "two.log").write_text("".join([*header, *rows[:200], "#fields\tts\tuid\n", *rows[200:210]]))
+    result = detect("--model", str(zeek["artifact"]), "--input", str(tmp_path / "two.log"), "--all")
+    assert result.returncode == 2 and "its header lacks column(s)" in result.stderr.splitlines()[-1]
+    assert len(verdicts(result.stdout)) == 200
+    assert "summary: flows seen 200, scored 200, dropped 0, bad 0" in result.stderr
 
 
 def test_window_context_is_bounded_and_causal():

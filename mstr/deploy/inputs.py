@@ -27,14 +27,18 @@ POLL_S = 0.2  # how often a followed log at its end is read again
 
 def open_text(path: str) -> IO[str]:
     """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
-    junk is then one bad line, counted, and the line numbers of a file and of stdin agree."""
+    junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A regular
+    file may be gzip; a pipe, FIFO or device (`/dev/stdin`, `<(zcat ...)`) is read as text, since
+    looking at its first bytes would consume them."""
     if path == "-":
         if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
             sys.stdin.reconfigure(errors="replace", newline="\n")
         return sys.stdin
     try:
-        with open(path, "rb") as fh:
-            gz = fh.read(2) == b"\x1f\x8b"
+        gz = False
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                gz = fh.read(2) == b"\x1f\x8b"
         return (gzip.open(path, "rt", errors="replace", newline="\n") if gz
                 else open(path, errors="replace", newline="\n"))
     except OSError as err:
@@ -72,9 +76,10 @@ def _changed(handle: IO[str], path: str) -> Optional[str]:
 def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str, NewFile]]:
     """Lines of a text stream; with `follow`, wait for more at a file's end (a growing log) instead of
     stopping, and go on in the file that replaces it (rotation) or from its start (truncation). Stdin
-    (`name` "-") ends at its end either way: a closed pipe has nothing more to give."""
+    (`name` "-"), a pipe or a FIFO ends at its end either way: a closed pipe has nothing more to give."""
+    follow = follow and os.path.isfile(name)
     pending = ""
-    gone_logged = False
+    waiting = ""  # what the path was found to be, already logged, while it cannot be read
     while True:
         try:
             line = handle.readline()
@@ -87,26 +92,36 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str,
         if line:
             pending += line  # a line still being written
             continue
-        if not follow or name == "-":
+        if not follow:
             if pending:
                 yield pending
             return
         change = _changed(handle, name)
         if change == "gone":
-            if not gone_logged:
+            if waiting != change:
                 log.warning("%s: gone (rotated away or deleted); waiting for it to be created again", name)
-                gone_logged = True
+                waiting = change
         elif change is not None:
+            successor = None
+            if change == "rotated":
+                try:
+                    successor = open_text(name)
+                except DataError as err:  # e.g. not yet readable, or a folder now: tried again at each poll
+                    if waiting != str(err):
+                        log.warning("%s; waiting for a file that can be read", err)
+                        waiting = str(err)
+                    time.sleep(POLL_S)
+                    continue
             if pending:  # the old file's last line, never ended by a newline
                 yield pending
                 pending = ""
-            if change == "rotated":
+            if successor is not None:
                 handle.close()
-                handle = open_text(name)
+                handle = successor
             else:
                 handle.seek(0)
             log.info("%s: %s; reading it from its start", name, "a new file" if change == "rotated" else "truncated")
-            gone_logged = False
+            waiting = ""
             yield NewFile(change)
             continue
         time.sleep(POLL_S)

@@ -132,9 +132,11 @@ class LineParser:
             raise BadRecord(f"{len(fields)} fields where the header has {len(self.columns)}")
         return self.record(self._values(fields), seq)
 
-    def parse_many(self, entries: list[tuple[int, Any]]) -> list[Union[Record, None, BadRecord]]:
+    def parse_many(self, entries: list[tuple[int, Any]]) -> list[Union[Record, None, BadRecord, DataError]]:
         """What `parse` (for a line) or `record` (for a flow dict) makes of each (seq, item), in order,
-        with the `BadRecord` an item raised in its place. Runs of plain data lines (no quotes, the
+        with the `BadRecord` an item raised in its place. An input refused where it stands (a header
+        without the model's columns) ends the list with its `DataError`: the records before it are
+        still there to be scored. Runs of plain data lines (no quotes, the
         header's field count) are split on the delimiter and their numbers converted together, through
         a memo of number texts (`NumberTexts`): converting each line's numbers on its own was most of
         `mstr.detect`'s time."""
@@ -153,7 +155,11 @@ class LineParser:
                 continue
             out.extend(self._parse_run(run))  # before a header line can change the columns
             run = []
-            out.append(_or_error(self.parse if isinstance(item, str) else self.record, item, seq))
+            try:
+                out.append(_or_error(self.parse if isinstance(item, str) else self.record, item, seq))
+            except DataError as err:
+                out.append(err)
+                return out
         out.extend(self._parse_run(run))
         return out
 

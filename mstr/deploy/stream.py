@@ -29,6 +29,7 @@ import numpy as np
 from mstr.deploy.features import BadRecord, FeatureEncoder, Record
 from mstr.deploy.runtime import Scorer
 from mstr.deploy.sources import LineParser, NewFile
+from mstr.errors import DataError
 
 log = logging.getLogger("mstr.detect")
 MAX_LOGGED_BAD = 20
@@ -112,6 +113,7 @@ class Detector:
 class Summary:
     received: int = 0  # input items: lines (headers included) or pcap flows
     headers: int = 0  # header and comment lines: not flows
+    refused_at: Optional[int] = None  # the item where the input was refused: none after it was read as a flow
     scored: int = 0
     dropped: int = 0
     bad: int = 0
@@ -123,7 +125,13 @@ class Summary:
 
     @property
     def seen(self) -> int:
-        return self.received - self.headers
+        read = self.received if self.refused_at is None else min(self.received, self.refused_at - 1)
+        return read - self.headers
+
+    @property
+    def unscored(self) -> int:
+        """Flows read but neither scored, dropped nor bad: queued when the run was stopped."""
+        return max(0, self.seen - self.scored - self.dropped - self.bad)
 
     @property
     def flows_per_s(self) -> float:
@@ -132,12 +140,13 @@ class Summary:
     def line(self) -> str:
         return (f"flows seen {self.seen:,}, scored {self.scored:,}, dropped {self.dropped:,}, bad {self.bad:,}, "
                 f"alerts {self.alerts:,}, {self.flows_per_s:,.0f} flows/s over {self.seconds:.2f} s"
+                + (f", {self.unscored:,} read but not scored (stopped)" if self.unscored else "")
                 + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
                 + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
 
     def to_json(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers")}
-        out.update(seen=self.seen, flows_per_s=self.flows_per_s)
+        out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers", "refused_at")}
+        out.update(seen=self.seen, unscored=self.unscored, flows_per_s=self.flows_per_s)
         return out
 
 
@@ -166,17 +175,18 @@ class FlowQueue:
             time.sleep(0.001)
         self.items.put(item)
 
-    def take(self, most: int) -> list:
-        """1 to `most` items, oldest first, waiting for the first. Waits in short slices: the OS may
-        hand SIGINT to another thread (the reader, a runtime's worker), and only a main thread that
-        wakes up runs Python's handler, so a blocking get on an idle stream (`--follow`) would never
-        see the interrupt."""
+    def take(self, most: int, cancelled: Callable[[], bool] = lambda: False) -> list:
+        """1 to `most` items, oldest first, waiting for the first; none once `cancelled()`. Waits in
+        short slices: the OS may hand SIGINT to another thread (the reader, a runtime's worker), and
+        only a main thread that wakes up runs Python's handler, so a blocking get on an idle stream
+        (`--follow`) would never see the interrupt."""
         while True:
             try:
                 batch = [self.items.get(timeout=0.2)]
                 break
             except queue.Empty:
-                continue
+                if cancelled():
+                    return []
         get = self.items.get_nowait
         try:
             while len(batch) < most:
@@ -202,6 +212,12 @@ class StreamRunner:
         self.summary = Summary()
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
+        self.stop_signal: Optional[int] = None  # set by `request_stop`
+
+    def request_stop(self, signum: int) -> None:
+        """Stop after the batch in hand is scored and written (a signal handler's call): stopping
+        between a verdict written and counted would leave the summary off by one."""
+        self.stop_signal = signum
 
     def _read(self, items: Iterable) -> None:
         s = self.summary
@@ -227,8 +243,9 @@ class StreamRunner:
             self.queue.put(_END, self.stop)
 
     def run(self, items: Iterable) -> Summary:
-        """Score everything `items` yields (lines or flow dicts); returns the summary. Interrupting
-        (KeyboardInterrupt) leaves the summary up to date for the caller to print."""
+        """Score everything `items` yields (lines or flow dicts); returns the summary. A stop asked for
+        (`request_stop`) raises KeyboardInterrupt(signal number) between batches, with the summary up
+        to date for the caller to print."""
         s = self.summary
         s.started = time.perf_counter()
         reader = threading.Thread(target=self._read, args=(items,), name="mstr-reader", daemon=True)
@@ -236,14 +253,20 @@ class StreamRunner:
         try:
             done = False
             while not done:
-                batch = self.queue.take(self.batch_size)
+                if self.stop_signal is not None:
+                    raise KeyboardInterrupt(self.stop_signal)
+                batch = self.queue.take(self.batch_size, lambda: self.stop_signal is not None)
+                if not batch:
+                    continue
                 if batch[-1] is _END:
                     batch.pop()
                     done = True
-                records = self._parse(batch)
+                records, refused = self._parse(batch)
                 if records:
                     self._score(records)
                 s.seconds = time.perf_counter() - s.started
+                if refused is not None:
+                    raise refused
         finally:
             self.stop.set()
             s.seconds = time.perf_counter() - s.started
@@ -252,10 +275,14 @@ class StreamRunner:
             raise self.error
         return s
 
-    def _parse(self, batch: list[tuple[int, Any]]) -> list[Record]:
+    def _parse(self, batch: list[tuple[int, Any]]) -> tuple[list[Record], Optional[DataError]]:
+        """The batch's records, and the error that refused the input within it (None if it was not)."""
         s = self.summary
         records = []
         for (seq, item), outcome in zip(batch, self.parser.parse_many(batch)):
+            if isinstance(outcome, DataError):
+                s.refused_at = seq
+                return records, outcome
             if isinstance(outcome, BadRecord):
                 s.bad += 1
                 if s.bad <= MAX_LOGGED_BAD:
@@ -266,11 +293,11 @@ class StreamRunner:
             else:
                 s.repaired_values += outcome.repaired
                 records.append(outcome)
-        return records
+        return records, None
 
     def _score(self, batch: list[Record]) -> None:
         for verdict in self.detector.verdicts(batch):
+            if verdict.alert or self.write_all:
+                self.emit(verdict)  # counted once written: a stop in between leaves the counts true
             self.summary.scored += 1
             self.summary.alerts += verdict.alert
-            if verdict.alert or self.write_all:
-                self.emit(verdict)

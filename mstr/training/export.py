@@ -39,8 +39,12 @@ def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
     path = Path(ckpt).resolve().parent.parent / ".hydra" / "config.yaml"
     if not path.is_file():
         return None
-    cfg = OmegaConf.load(path)
-    return cfg if "data" in cfg else None
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # YAML errors of several kinds, a file that is not text: as if it were not there
+        log.warning("%s: cannot be read (%s: %s)", path, type(err).__name__, " ".join(str(err).split())[:120])
+        return None
+    return cfg if isinstance(cfg, DictConfig) and "data" in cfg else None
 
 
 def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[str, Any]:
@@ -100,8 +104,9 @@ def setup_data(ckpt: str | Path, fallback: Optional[DictConfig], preprocessor: O
     data_cfg = run_data_config(ckpt)
     if data_cfg is None:
         if fallback is None:
-            raise DataError(f"{ckpt}: no run config beside it (<run>/.hydra/config.yaml), so the input it reads "
-                            "is unknown; export it with python -m mstr.export ckpt_path=... data=<its data config>")
+            raise DataError(f"{ckpt}: no readable run config with a data section beside it (<run>/.hydra/"
+                            "config.yaml), so the input it reads is unknown; export it with python -m mstr.export "
+                            "ckpt_path=... data=<its data config>")
         cfg = fallback
     else:
         log.info("data config of the checkpoint's run: data=%s", data_cfg.data.get("name"))
@@ -136,7 +141,13 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
     run_cfg = run_data_config(ckpt)
     if not need_data and hp.get("input_columns") and run_cfg is not None:
         return classifier.model.eval(), detector_spec(hp, run_cfg.data, hp["input_columns"], threshold), None
-    data, dm = setup_data(ckpt, data_cfg, hp["preprocessor"])
+    try:
+        data, dm = setup_data(ckpt, data_cfg, hp["preprocessor"])
+    except DataError as err:
+        if need_data or hp.get("input_columns"):
+            raise
+        raise DataError(f"{err} ({ckpt} is older than the checkpoints that keep their input columns, so its "
+                        "training data is read to find them: export an artifact where that data is)") from None
     check_signature(ckpt, hp.get("data_signature") or {}, dm.signature(), keys=("classes", "window"))
     return classifier.model.eval(), detector_spec(hp, data, dm.input_columns(), threshold), dm
 
