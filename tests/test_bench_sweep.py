@@ -79,7 +79,8 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
         "no row branch", "no numeric bins", "no frequent values"]  # it has a row branch, indicators too
     timed = [v.name for v in ablation.variants("synthetic", ("architecture",))]
     assert "window 16" in timed and "no time branches" in timed and "no context swap" not in timed
-    assert [v.name for v in ablation.variants("cic_ids2017", ("architecture",))][-1] == "no context swap"
+    assert [v.name for v in ablation.variants("cic_ids2017", ("architecture",))][-6:] == [
+        "numeric bins", "no time branches", "window 1", "window 4", "window 16", "no context swap"]
     bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",
                 "--out", str(tmp_path), "--override", *TINY])
     table = (tmp_path / "ablation.md").read_text()

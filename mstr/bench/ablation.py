@@ -8,8 +8,9 @@ on the same splits over the same seeds (mean ± std), with the change's delta ag
                 set, pointwise only (kernel 1: no neighbouring columns), no residual paths, the
                 columns ordered by their mutual dependence instead of the data's own order (or back,
                 where the experiment orders them so) and shuffled, a whole-row branch (a kernel
-                spanning all columns) in the first stage (or none, where the experiment has one), no
-                numeric bins and no frequent-value indicators (where the experiment uses them), no
+                spanning all columns) in the first stage (or none, where the experiment has one), numeric
+                bins (or none, where the experiment has them), no frequent-value indicators (where the
+                experiment uses them), no
                 time branches, window 1 / 4 / 16 (window data), no context swap (where the experiment
                 swaps the earlier flows of a share of training windows)
   distillation  each KD method from the network teacher, a tree teacher (LightGBM, XGBoost), and KD on
@@ -42,8 +43,10 @@ SHUFFLED = Variant("columns shuffled", ("data.column_order=shuffled",))
 # takes it away; elsewhere it adds one.
 ROW = {True: Variant("no row branch", ("model.backbone.row_branch=false",)),
        False: Variant("row branch", ("model.backbone.row_branch=true",))}
-# Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0).
-BINS = [Variant("no numeric bins", ("data.numeric_bins=0",))]
+# Where the experiment config encodes numeric columns piecewise-linearly (data.numeric_bins > 0) the row
+# takes the bins away; elsewhere it adds 8 (NSL-KDD's number).
+BINS = {True: Variant("no numeric bins", ("data.numeric_bins=0",)),
+        False: Variant("numeric bins", ("data.numeric_bins=8",))}
 # Where it also gives numeric columns indicators of their most frequent values (data.frequent_values > 0).
 FREQUENT = [Variant("no frequent values", ("data.frequent_values=0",))]
 # Where the window holds time (data.window > 1).
@@ -90,7 +93,7 @@ def variants(dataset: str, groups: tuple[str, ...]) -> list[Variant]:
         cfg = compose_config("train", [*DATASETS[dataset], *DEFAULT.overrides])
         data, backbone = cfg.data, cfg.model.backbone
         changes = (ARCHITECTURE + [ORDER[data.column_order == "dependence"], SHUFFLED, ROW[bool(backbone.row_branch)]]
-                   + (BINS if data.numeric_bins > 0 else []) + (FREQUENT if data.frequent_values > 0 else [])
+                   + [BINS[data.numeric_bins > 0]] + (FREQUENT if data.frequent_values > 0 else [])
                    + (TIME if data.window > 1 else []) + (CONTEXT if data.context_swap > 0 else []))
         rows += [Variant(v.name, (*DEFAULT.overrides, *v.overrides)) for v in changes]
     if "distillation" in groups:
