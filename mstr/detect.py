@@ -4,15 +4,16 @@ they arrive and write alerts as JSON lines.
 The input is read in the format the model was trained on (the artifact says which: KDD lines, a Zeek
 conn.log, a CICFlowMeter / NFStream CSV, ...), line by line, from a file (gzip too), from stdin (`-`),
 or from a growing file (`--follow`, which goes on across its rotation, as `tail -F`). A pcap is turned
-into NFStream flows, for a model trained with `data=flows data.format=nfstream`. An artifact folder runs on ONNX Runtime (or TorchScript) and needs
-neither Lightning nor Hydra; a checkpoint runs on PyTorch (its run's data config says what it reads;
-the training data itself is not read again).
+into NFStream flows, for a model trained with `data=flows data.format=nfstream`. An artifact folder
+runs on ONNX Runtime (or TorchScript) and needs neither Lightning nor Hydra; a checkpoint runs on
+PyTorch (its run's data config says what it reads; the training data itself is not read again).
 
-Each alert line: {"flow": its line number in the input (the n-th flow of a pcap), "time", "id": the
-5-tuple / flow id columns present, "class", "score": P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored,
-dropped, bad, alerts, flows/s) goes to stderr at the end and on SIGINT / SIGTERM. Bad lines are
-counted and logged, never fatal. The input queue is bounded (`--queue`): a live source (stdin,
-`--follow`, a pcap) drops flows when it is full, a file waits (`--on-full` overrides).
+Each alert line: {"flow": its line number in the input (counted on across a followed log's rotations;
+the n-th flow of a pcap), "time", "id": the 5-tuple / flow id columns present, "class", "score":
+P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored, dropped, bad, alerts,
+flows/s) goes to stderr at the end and on SIGINT / SIGTERM, which stop the stream between batches.
+Bad lines are counted and logged, never fatal. The input queue is bounded (`--queue`): a live source
+(stdin, a pipe, `--follow`, a pcap) drops flows when it is full, a file waits (`--on-full` overrides).
 
 Examples:
     python -m mstr.export ckpt_path=<run>/checkpoints/best.ckpt format=onnx out=detector
@@ -32,7 +33,6 @@ import sys
 from pathlib import Path
 
 from mstr.errors import EXIT_USAGE, ConfigError, DataError, MstrError, report_and_exit
-
 
 
 def open_detector(model: str, threads: int, max_groups: int):

@@ -136,11 +136,10 @@ class LineParser:
         """What `parse` (for a line) or `record` (for a flow dict) makes of each (seq, item), in order,
         with the `BadRecord` an item raised in its place. An input refused where it stands (a header
         without the model's columns) ends the list with its `DataError`: the records before it are
-        still there to be scored. Runs of plain data lines (no quotes, the
-        header's field count) are split on the delimiter and their numbers converted together, through
-        a memo of number texts (`NumberTexts`): converting each line's numbers on its own was most of
-        `mstr.detect`'s time."""
-        out: list[Union[Record, None, BadRecord]] = []
+        still there to be scored. Runs of plain data lines (no quotes, the header's field count) are
+        split on the delimiter and their numbers converted together, through a memo of number texts
+        (`NumberTexts`): converting each line's numbers on its own was most of `mstr.detect`'s time."""
+        out: list[Union[Record, None, BadRecord, DataError]] = []
         run: list[tuple[int, list[str]]] = []
         for seq, item in entries:
             if isinstance(item, NewFile):
