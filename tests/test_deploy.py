@@ -832,6 +832,7 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     assert proc.returncode == 130, err
     assert [v["flow"] for v in verdicts("".join(got) + out)] == list(range(1, 81))
     assert "summary: flows seen 80, scored 80, dropped 0, bad 0" in err and "Traceback" not in err
+    assert "flows/s while scoring: the rest waited for input" in err  # a followed file idles: both rates
 
 
 def test_pcap_samples_parse_into_nfstream_flows(data_dir):

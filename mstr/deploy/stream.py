@@ -121,6 +121,7 @@ class Summary:
     repaired_values: int = 0
     groups_evicted: int = 0
     seconds: float = 0.0
+    busy_seconds: float = 0.0  # of which parsing, scoring and writing (the rest: waiting for input)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -140,6 +141,8 @@ class Summary:
     def line(self) -> str:
         return (f"flows seen {self.seen:,}, scored {self.scored:,}, dropped {self.dropped:,}, bad {self.bad:,}, "
                 f"alerts {self.alerts:,}, {self.flows_per_s:,.0f} flows/s over {self.seconds:.2f} s"
+                + (f" ({self.scored / self.busy_seconds:,.0f} flows/s while scoring: the rest waited for input)"
+                   if self.scored and 0 < self.busy_seconds < 0.5 * self.seconds else "")
                 + (f", {self.unscored:,} read but not scored (stopped)" if self.unscored else "")
                 + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
                 + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
@@ -261,9 +264,11 @@ class StreamRunner:
                 if batch[-1] is _END:
                     batch.pop()
                     done = True
+                begun = time.perf_counter()
                 records, refused = self._parse(batch)
                 if records:
                     self._score(records)
+                s.busy_seconds += time.perf_counter() - begun
                 s.seconds = time.perf_counter() - s.started
                 if refused is not None:
                     raise refused
