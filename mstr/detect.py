@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.summary:
             check_writable(args.summary, "--summary")
         detector, spec = open_detector(args.model, args.threads, args.max_groups)
+        regular = args.input != "-" and Path(args.input).is_file()  # not stdin, a pipe or a FIFO
         # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes
-        pcap = args.input != "-" and Path(args.input).is_file() and is_pcap(args.input)
+        pcap = regular and is_pcap(args.input)
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.input != "-" and not Path(args.input).exists():
             raise DataError(f"{args.input}: no such input file")
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
-        live = args.input == "-" or not Path(args.input).is_file() or args.follow or pcap  # stdin, a pipe too
+        live = not regular or args.follow or pcap
         block = (args.on_full or ("drop" if live else "block")) == "block"
         # line-buffered: an alert is out as soon as it is decided, also through a pipe. A file is opened
         # at the first verdict, so an input refused at its header leaves no empty file (nor empties one).

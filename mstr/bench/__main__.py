@@ -27,8 +27,7 @@ import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
-from mstr.bench.runs import DATASETS, Variant, run_dirname, markdown, mean_std, run_matrix
-from mstr.bench.speed import at_least
+from mstr.bench.runs import DATASETS, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS

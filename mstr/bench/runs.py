@@ -9,12 +9,13 @@ interrupted benchmark resumes where it stopped. Teachers are cached per (dataset
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from mstr.config import compose_config
 
@@ -93,3 +94,19 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). The
+    benchmarks' counts (rows, epochs, threads, ...) are checked so, before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse

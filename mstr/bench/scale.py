@@ -24,8 +24,7 @@ from functools import partial
 from pathlib import Path
 
 from mstr.bench.report import machine, write_report
-from mstr.bench.runs import markdown
-from mstr.bench.speed import at_least
+from mstr.bench.runs import at_least, markdown
 
 MIN_ROWS = 500  # the synthetic generator's least
 

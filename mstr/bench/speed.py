@@ -28,27 +28,11 @@ from typing import Callable
 import numpy as np
 
 from mstr.bench.report import machine, write_report
-from mstr.bench.runs import markdown
+from mstr.bench.runs import at_least, markdown
 from mstr.config import compose_config
 
 log = logging.getLogger("mstr.bench.speed")
 PEERS = ("random_forest", "lightgbm", "xgboost")
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). The
-    benchmarks' counts (rows, epochs, threads, ...) are checked so, before any work."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
 
 
 def train_run(out: Path, experiment: str, overrides: list[str], epochs: int, batch_size: int,

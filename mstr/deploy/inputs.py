@@ -77,7 +77,7 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str,
     """Lines of a text stream; with `follow`, wait for more at a file's end (a growing log) instead of
     stopping, and go on in the file that replaces it (rotation) or from its start (truncation). Stdin
     (`name` "-"), a pipe or a FIFO ends at its end either way: a closed pipe has nothing more to give."""
-    follow = follow and os.path.isfile(name)
+    follow = follow and name != "-" and os.path.isfile(name)
     pending = ""
     waiting = ""  # what the path was found to be, already logged, while it cannot be read
     while True:

@@ -94,14 +94,15 @@ def detector_spec(hparams: dict, data_cfg: DictConfig, columns: dict[str, Option
     }
 
 
-def setup_data(ckpt: str | Path, fallback: Optional[DictConfig], preprocessor: Optional[dict] = None):
-    """(data config, set-up DataModule): the checkpoint's run's data config, else `fallback`; with the
-    checkpoint's fitted `preprocessor` (its columns, bins and scalers, whatever the config says)."""
+def setup_data(ckpt: str | Path, data_cfg: Optional[DictConfig], fallback: Optional[DictConfig],
+               preprocessor: Optional[dict] = None):
+    """(data config, set-up DataModule): the checkpoint's run's config `data_cfg` (`run_data_config`),
+    else `fallback`; with the checkpoint's fitted `preprocessor` (its columns, bins and scalers,
+    whatever the config says)."""
     from hydra.utils import instantiate
 
     from mstr.data.preprocessing import FlowPreprocessor
 
-    data_cfg = run_data_config(ckpt)
     if data_cfg is None:
         if fallback is None:
             raise DataError(f"{ckpt}: no readable run config with a data section beside it (<run>/.hydra/"
@@ -142,7 +143,7 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
     if not need_data and hp.get("input_columns") and run_cfg is not None:
         return classifier.model.eval(), detector_spec(hp, run_cfg.data, hp["input_columns"], threshold), None
     try:
-        data, dm = setup_data(ckpt, data_cfg, hp["preprocessor"])
+        data, dm = setup_data(ckpt, run_cfg, data_cfg, hp["preprocessor"])
     except DataError as err:
         if need_data or hp.get("input_columns"):
             raise
