@@ -141,6 +141,7 @@ def validate(cfg: DictConfig) -> None:
         "seed": (_get(cfg, "seed", 0), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                  "an integer >= 0"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "plots": (_get(cfg, "plots", True), lambda v: isinstance(v, bool), "true or false"),
     }
     for key, (value, ok, expected) in checks.items():
         if not ok(value):

@@ -1,7 +1,8 @@
-"""PNG plots of an evaluation: confusion matrix, ROC and precision-recall curves.
+"""PNG plots of a training run and of an evaluation: learning curves, confusion matrix, ROC and
+precision-recall curves.
 
 Figures are built with `matplotlib.figure.Figure` (Agg canvas), never pyplot: no display, no global
-figure state, so evaluation runs the same on a headless server as on a laptop.
+figure state, so plotting runs the same on a headless server as on a laptop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 
@@ -72,3 +74,35 @@ def roc_and_pr(probs: np.ndarray, labels: np.ndarray, classes: list[str], roc_pa
         ax.grid(alpha=0.3)
     _save(roc_fig, roc_path)
     _save(pr_fig, pr_path)
+
+
+def learning_curves(history, path: Path, title: str, monitor: str, mode: str) -> None:
+    """Per epoch: the training objective and validation loss (left), the validation metrics and the
+    training F1 (right), the epoch whose `monitor` value the kept checkpoint has marked on both.
+    `history` is one row per epoch (`mstr.jobs.loggers.epoch_history`)."""
+    fig = Figure(figsize=(11, 4))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    epochs = history.index.to_numpy()
+    for ax, columns in ((loss_ax, [c for c in history if c.endswith("loss") or c.endswith("loss_epoch")]),
+                        (metric_ax, [c for c in ("val/f1", "val/acc", "val/auroc", "train/f1") if c in history])):
+        for column in columns:
+            values = history[column].to_numpy(dtype=float)
+            shown = ~np.isnan(values)
+            if shown.any():
+                ax.plot(epochs[shown], values[shown], marker="o", markersize=3,
+                        label=column.removesuffix("_epoch"), linestyle="--" if column.startswith("train") else "-")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if monitor in history and history[monitor].notna().any():
+        best = history[monitor].idxmax() if mode == "max" else history[monitor].idxmin()
+        for ax in (loss_ax, metric_ax):
+            ax.axvline(best, color="grey", linewidth=0.8, linestyle=":")
+        metric_ax.set_title(f"kept: epoch {best} ({monitor} {history[monitor][best]:.4f})", fontsize=9)
+    loss_ax.set_ylabel("loss")
+    metric_ax.set_ylabel("metric")
+    for ax in (loss_ax, metric_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

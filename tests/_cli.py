@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, SMALL
+from conftest import REPO, SMALL, without_plots
 
 
 def cli_env(log_dir: Path, **extra: str) -> dict:
@@ -22,6 +22,8 @@ def cli_env(log_dir: Path, **extra: str) -> dict:
 def run_cli(module: str, args: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     """`python -m <module> <args>` in `cwd` (logs under cwd/logs); stdout and stderr captured."""
     cwd.mkdir(parents=True, exist_ok=True)
+    if module == "mstr.train":
+        args = [*args, *without_plots(args)]
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(cwd / "logs", **env),
                           capture_output=True, text=True, timeout=timeout)
 

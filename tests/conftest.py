@@ -31,6 +31,12 @@ SMALL = [
 ]
 
 
+def without_plots(overrides) -> list[str]:
+    """`plots=false` unless the overrides set `plots`: a training run's PNGs cost about a second each
+    (matplotlib), and tests/test_train.py checks them on a run of their own."""
+    return [] if any(str(o).startswith("plots=") for o in overrides) else ["plots=false"]
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared real data (MSTR_DATA_DIR); a missing folder fails the tests that need it."""
@@ -59,8 +65,9 @@ def compose_cfg(tmp_path):
     from mstr.config import compose_config
 
     def _compose(overrides=(), config_name="train", out: Path | None = None):
+        quiet = without_plots(overrides) if config_name == "train" else []
         return compose_config(config_name, [f"paths.output_dir={out or tmp_path / 'run'}",
-                                            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", *overrides])
+                                            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", *quiet, *overrides])
 
     return _compose
 

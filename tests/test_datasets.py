@@ -84,7 +84,7 @@ def test_nsl_maps_all_test_only_attacks():
 
 def test_unsw_single_file_stratified_split(data_dir):
     splits = unsw_nb15.load(data_dir, task="multiclass", test_fraction=0.3, seed=0)
-    (name, test), train = next(iter(splits.tests.items())), splits.train
+    test, train = next(iter(splits.tests.values())), splits.train
     assert len(train) + len(test) == 82_332 and len(test) == 24_700
     assert "only UNSW_NB15_training-set" in splits.notes[0] and "TEST partition" in splits.notes[0]
     total = pd.concat([train.frame["label"], test.frame["label"]]).value_counts()

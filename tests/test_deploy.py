@@ -17,7 +17,6 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from _wandb_records import run_contents
 
 # 8 jobs: temperature x learning rate x data size; the 4 with 100 flows fail when their data is made
 GRID = ["-m", *SMALL, "model=student", "distill=logits", "logger=wandb", "distill.temperature=2,4",
-        "model.optim.lr=0.003,0.01", "data.source.n_flows=3000,100"]
+        "model.optim.lr=0.003,0.01", "data.source.n_flows=3000,100", "plots=true"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_failing_jobs_leave_the_rest_of_the_grid_finished(grid):
 @pytest.mark.slow
 def test_wandb_offline_runs_carry_config_group_and_summary(grid):
     sweep, _ = grid
+    teachers_trained = 0
     for job in sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file()):
         (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
         run = run_contents(run_file)
@@ -57,6 +58,15 @@ def test_wandb_offline_runs_carry_config_group_and_summary(grid):
         for key in ("test/f1", "teacher/test/f1", "val/f1_best", "compression/params_ratio", "best_checkpoint"):
             assert run["summary"][key] == metrics[key]
         assert not run["artifacts"]  # checkpoints only when asked (logger.wandb.log_model=true)
+        # the run's plots beside its numbers (no curves.png of its own: W&B keeps the history)
+        for name in ("confusion_matrix", "roc", "pr"):
+            assert run["summary"][f"plots/{name}/count"] == 1, name
+        assert "plots/curves/count" not in run["summary"]
+        # the job that trained the shared teacher (the others reuse it from the cache) shows its curves
+        trained_teacher = (job / "teacher" / "curves.png").is_file()
+        assert ("plots/teacher_curves/count" in run["summary"]) == trained_teacher
+        teachers_trained += trained_teacher
+    assert teachers_trained >= 1
 
 
 def yaml_config(job):

@@ -42,6 +42,36 @@ def test_fast_dev_run_of_each_mode(compose_cfg, tmp_path, overrides):
         assert 0 < metrics["time/teacher_targets_s"] < metrics["time/train_s"]
 
 
+def test_a_run_writes_its_curves_and_test_report(compose_cfg, tmp_path):
+    """What a user opens after a run: learning curves drawn from the csv history (one row per epoch,
+    the teacher's too), and the test's per-class report, whose numbers are the run's own metrics."""
+    import pandas as pd
+
+    from mstr.jobs.loggers import epoch_history
+
+    metrics = run(compose_cfg([*SMALL, "model=student", "distill=logits", "trainer.max_epochs=3", "plots=true"]))
+    out = tmp_path / "run"
+    for folder in (out, out / "teacher"):
+        history = epoch_history(folder / "csv" / "metrics.csv")
+        assert list(history.index) == [0, 1, 2]
+        assert history[["train/loss_epoch", "val/loss", "val/f1"]].notna().all().all()
+    # the kept checkpoint is the best epoch of the curve
+    assert epoch_history(out / "csv" / "metrics.csv")["val/f1"].max() == pytest.approx(metrics["val/f1_best"])
+    for png in ("curves.png", "teacher/curves.png", "confusion_matrix.png", "roc.png", "pr.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    report = pd.read_csv(out / "per_class.csv").set_index("class")
+    assert report.loc["attack", "recall"] == pytest.approx(metrics["test/recall"], abs=1e-6)
+    assert report.loc["attack", "precision"] == pytest.approx(metrics["test/precision"], abs=1e-6)
+    assert report.loc["benign", "recall"] == pytest.approx(metrics["test/specificity"], abs=1e-6)
+    assert "| attack |" in (out / "per_class.md").read_text()
+
+
+def test_plots_false_writes_none(compose_cfg, tmp_path):
+    run(compose_cfg([*SMALL, "model=student", "distill=none"]))  # the fixture's default: plots=false
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert not list((tmp_path / "run").glob("*.png")) and not (tmp_path / "run" / "per_class.csv").exists()
+
+
 @pytest.mark.slow
 def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint(compose_cfg, tmp_path):
     first = run(compose_cfg([*SMALL, "model=student"], out=tmp_path / "a"))

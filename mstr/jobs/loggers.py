@@ -63,3 +63,19 @@ def _logged_before(row: dict, step: int) -> bool:
         return int(float(row.get("step"))) < step
     except (TypeError, ValueError):
         return False
+
+
+def epoch_history(path: Path):
+    """`csv/metrics.csv` as one row per epoch (a DataFrame indexed by epoch; each column its last value
+    logged in that epoch), or None when the file holds no epoch rows. The CSV logger writes a row per
+    logging call, each with only the values of that call."""
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    rows = pd.read_csv(path)
+    if "epoch" not in rows or rows["epoch"].isna().all():
+        return None
+    history = rows.dropna(subset=["epoch"]).groupby("epoch").last()
+    history.index = history.index.astype(int)
+    return history

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import string
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,12 +85,16 @@ def log_config(logger: Any, cfg: DictConfig) -> None:
     logger.log_hyperparams(flat(config) if is_wandb(logger) else config)
 
 
-def log_final(logger: Any, metrics: dict, step: int) -> None:
-    """The final metrics as the last logged step; in a W&B run's summary all of them, text included."""
+def log_final(logger: Any, metrics: dict, step: int, images: Sequence[Path] = ()) -> None:
+    """The final metrics as the last logged step; in a W&B run's summary all of them, text included,
+    and the run's plots as images (`plots/<name>`, e.g. `plots/confusion_matrix`, `plots/teacher_curves`)."""
     logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
                        step=step)
     if is_wandb(logger):
         logger.experiment.summary.update(metrics)
+        for path in images:
+            name = path.stem if path.parent.name != "teacher" else f"teacher_{path.stem}"
+            logger.log_image(key=f"plots/{name}", images=[str(path)], step=step)
 
 
 def finish_wandb(loggers: list, exit_code: int) -> None:

@@ -134,10 +134,11 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         device = trainer.strategy.root_device
         metrics.update(runner.unseen_type_metrics(final, dm, device))
         if cfg.test and teacher is not None:
-            teacher_results, _ = runner.test_metrics(teacher, dm, device)
+            teacher_results = runner.test_metrics(teacher, dm, device)[0]
             metrics.update({f"teacher/{k}": v for k, v in teacher_results.items()})
+        scored = None
         if cfg.test:
-            results, metrics["time/test_s"] = runner.test_metrics(final, dm, device)
+            results, metrics["time/test_s"], scored = runner.test_metrics(final, dm, device)
             metrics.update(results)
         if cfg.test and cfg.novelty.fpr > 0:
             metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
@@ -148,8 +149,9 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         metrics.update(dm.facts)
         metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
         metrics["best_checkpoint"] = runner.best_checkpoint(trainer) or ""
+        images = _write_plots(cfg, out_dir, scored, dm.class_names) if cfg.plots else []
         for lg in loggers:
-            tracking.log_final(lg, metrics, trainer.global_step)
+            tracking.log_final(lg, metrics, trainer.global_step, images)
     except BaseException as err:
         exit_code = err.exit_code if isinstance(err, Interrupted) else 1
         raise
@@ -158,6 +160,28 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
     return metrics
+
+
+def _write_plots(cfg: DictConfig, out_dir: Path, scored, classes: list[str]) -> list[Path]:
+    """curves.png from the run's csv history (and the teacher's, teacher/curves.png), and the test's
+    per-class report and plots (as mstr.evaluate writes them); returns the PNGs written. Before
+    metrics.json, so a run that has metrics.json has them."""
+    from mstr import plots
+    from mstr.class_report import write_reports
+    from mstr.jobs.loggers import epoch_history
+
+    selection = cfg.callbacks.get("model_checkpoint") or {}
+    monitor, mode = selection.get("monitor", "val/f1"), selection.get("mode", "max")
+    # the teacher trained on the way keeps a csv history of its own (one from the cache has none here)
+    for folder, title in ((out_dir, cfg.model.role), (out_dir / "teacher", "teacher")):
+        history = epoch_history(folder / "csv" / "metrics.csv")
+        if history is not None:
+            plots.learning_curves(history, folder / "curves.png", f"{title} on {cfg.data.name}", monitor, mode)
+        elif folder == out_dir:
+            log.info("no curves.png: the run kept no csv history (add logger=csv)")
+    if scored is not None:
+        write_reports({"0.5": scored}, classes, out_dir)
+    return sorted(out_dir.glob("*.png")) + sorted((out_dir / "teacher").glob("*.png"))
 
 
 def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
@@ -173,7 +197,7 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
         log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
         return {}
     gate = fit_gate(dm, fpr)
-    results, _ = runner.test_metrics(GatedDetector(final.model, gate), dm)
+    results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0]
     torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
     columns = len(gate.columns)
     return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,

@@ -15,7 +15,7 @@ Teacher and student differ only in `BackboneConfig` values. The model declares i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import torch

@@ -54,13 +54,6 @@ def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
     return {**results, **subset_metrics(sets, subsets or {})}
 
 
-def evaluate_tests(model: torch.nn.Module, loaders: dict[str, DataLoader], num_classes: int,
-                   subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
-    """`score_sets` of the model's predictions on each test loader (by test set name)."""
-    return score_sets({name: predict(model, loader) for name, loader in loaders.items()}, num_classes,
-                      subsets=subsets)
-
-
 def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[str, np.ndarray]):
     """(predicted class, label, mask) over the test sets that have a mask, concatenated."""
     names = [n for n in scored if n in masks]

@@ -24,7 +24,7 @@ from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
 from mstr.training.checkpoint import load_classifier
 from mstr.training.distill import DistillationModule
-from mstr.training.evaluation import evaluate_tests, predict
+from mstr.training.evaluation import predict, score_sets
 from mstr.training.module import FlowClassifier
 from mstr.training.signature import check_resumable, check_signature
 from mstr.training.tree_teacher import BoosterTeacher, booster_file, fit_tree_teacher
@@ -96,11 +96,13 @@ def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:
     return load_classifier(path) if path else module.eval()
 
 
-def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tuple[dict[str, float], float]:
-    """(test metrics, seconds), scored on `device` (the one training used)."""
+def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tuple[dict[str, float], float, dict]:
+    """(test metrics, seconds, {test set: (probabilities, labels)}), scored on `device` (the one
+    training used)."""
     start = time.perf_counter()
-    results = evaluate_tests(model.to(device), dm.test_loaders(), dm.num_classes, dm.test_subsets())
-    return results, time.perf_counter() - start
+    scored = {name: predict(model.to(device), loader) for name, loader in dm.test_loaders().items()}
+    results = score_sets(scored, dm.num_classes, subsets=dm.test_subsets())
+    return results, time.perf_counter() - start, scored
 
 
 def unseen_type_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> dict[str, float]:

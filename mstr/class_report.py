@@ -1,0 +1,62 @@
+"""What a scored test set looks like to a reader: per-class precision / recall / F1 (CSV and markdown)
+and the PNG plots (confusion matrix, ROC, precision-recall), written by `mstr.evaluate` and, at the end
+of training, by `mstr.train`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path) -> str:
+    """Per-class CSV/markdown for every (test set, decision threshold) and the plots; returns the
+    markdown. Probabilities of a tuned decision are already moved so that 0.5 applies."""
+    from mstr import plots
+    from mstr.training.evaluation import each_and_all
+
+    rows, markdown = [], []
+    for decision, scored in decisions.items():
+        for name, (probs, labels) in each_and_all(scored).items():
+            name, probs, labels = name or "test", probs.numpy(), labels.numpy()
+            predicted = probs.argmax(axis=1)
+            per_class = per_class_rows(labels, predicted, classes)
+            rows += [{"set": name, "threshold": decision, **row} for row in per_class]
+            markdown.append(_markdown(f"{name}, decision threshold {decision}", per_class))
+            suffix = ("" if name == "test" else f"_{_safe(name)}") + ("" if decision == "0.5" else "_tuned")
+            plots.confusion(confusion_matrix(labels, predicted, labels=range(len(classes))), classes,
+                            out_dir / f"confusion_matrix{suffix}.png", f"{name} (threshold {decision})")
+            if decision == "0.5":  # curves do not depend on the threshold
+                plots.roc_and_pr(probs, labels, classes, out_dir / f"roc{suffix}.png",
+                                 out_dir / f"pr{suffix}.png", name)
+    pd.DataFrame(rows).to_csv(out_dir / "per_class.csv", index=False)
+    text = "\n\n".join(markdown) + "\n"
+    (out_dir / "per_class.md").write_text(text)
+    return text
+
+
+def per_class_rows(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[dict]:
+    """classification_report's rows: each class, then macro and support-weighted averages."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=range(len(classes)), zero_division=0)
+    rows = [{"class": c, "precision": p, "recall": r, "f1": f, "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
+    weights = support / max(support.sum(), 1)
+    for name, w in (("macro avg", np.full(len(classes), 1 / len(classes))), ("weighted avg", weights)):
+        rows.append({"class": name, "precision": float(precision @ w), "recall": float(recall @ w),
+                     "f1": float(f1 @ w), "support": int(support.sum())})
+    return rows
+
+
+def _markdown(title: str, rows: list[dict]) -> str:
+    lines = [f"### {title}", "", "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']:,} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
