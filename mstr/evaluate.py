@@ -1,5 +1,6 @@
-"""`python -m mstr.evaluate ckpt_path=PATH [data=...] [threshold=tune]`: score a checkpoint on a data
-config it is compatible with (same features, classes and window; checked before scoring).
+"""`python -m mstr.evaluate ckpt_path=PATH [data=...] [threshold=tune]`: score a checkpoint on the data
+its run was trained on (`<run>/.hydra/config.yaml`), or on a data config it is compatible with (same
+features, classes and window; checked before scoring).
 
 The data goes through the checkpoint's own fitted preprocessing, not a new fit. Written to the run
 dir: `metrics.json` (training's names: `test/f1`, ..., `test_<name>/...` per test set, `val/...`),
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError, DataError
+from mstr.jobs.rundir import CHECKPOINT_HINT, checkpoint_file
 
 log = logging.getLogger("mstr.evaluate")
 register_resolvers()
@@ -36,25 +38,24 @@ THRESHOLDS = ("default", "tune")
 
 
 def run(cfg: DictConfig) -> dict:
-    """Score `cfg.ckpt_path` on `cfg.data`; returns the metrics (also in `metrics.json`)."""
-    ckpt = cfg.get("ckpt_path")
-    if not ckpt or not Path(str(ckpt)).is_file():
-        raise ConfigError(f"ckpt_path={ckpt}: give an existing checkpoint file, e.g. "
-                          "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
+    """Score `cfg.ckpt_path` on `cfg.data` (null: its run's own); returns the metrics (also in `metrics.json`)."""
+    ckpt = checkpoint_file(cfg.get("ckpt_path"))
+    if ckpt is None:
+        raise ConfigError(f"ckpt_path={cfg.get('ckpt_path')}: {CHECKPOINT_HINT}")
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
     from hydra.utils import instantiate
 
+    from mstr.class_report import write_reports
     from mstr.data.preprocessing import FlowPreprocessor
     from mstr.jobs.report import print_table, write_json
     from mstr.scoring import at_threshold, tune_threshold
     from mstr.training.checkpoint import load_classifier
-    from mstr.class_report import write_reports
+    from mstr.training.evaluation import predict, score, score_sets
     from mstr.training.export import run_data_config
     from mstr.training.signature import check_signature
-    from mstr.training.evaluation import predict, score, score_sets
 
     out_dir = Path(cfg.paths.output_dir)
     model = load_classifier(ckpt).to(torch.device(cfg.device))
@@ -70,21 +71,23 @@ def run(cfg: DictConfig) -> dict:
         cfg.seed = int(trained_on.get("seed", 0))
     # the checkpoint's own preprocessing makes the features (a fresh fit would scale by this data's
     # statistics and may one-hot another category set); the DataModule checks that the classes agree
-    dm = instantiate(cfg.data, _partial_=True)(preprocessor=prep)
+    data_cfg = cfg.data if cfg.get("data") is not None else training_data(ckpt, cfg)
+    dm = instantiate(data_cfg, _partial_=True)(preprocessor=prep)
     try:
         dm.setup()
-    except DataError as err:  # most often: the data config left at its default, not the checkpoint's
+    except DataError as err:  # most often: another data config than the checkpoint's
         trained_with = run_data_config(ckpt)
         name = trained_with.data.get("name") if trained_with is not None else None
-        if name is None or name == cfg.data.get("name"):
+        if name is None or name == data_cfg.get("name"):
             raise
-        raise DataError(f"{err}; {ckpt} was trained with data={name}: add data={name}") from None
+        raise DataError(f"{err}; {ckpt} was trained with data={name}: leave data= out to score on its "
+                        f"own data, or add data={name}") from None
     check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
     if cfg.threshold == "tune" and not same_rows:
-        raise ConfigError(f"threshold=tune: {cfg.data.name}'s train + validation rows are not the ones {ckpt} "
-                          "learnt from, so its validation split may hold rows the model trained on; give the "
-                          "training run's data config (its .hydra/config.yaml) or a fixed threshold")
+        raise ConfigError(f"threshold=tune: {data_cfg.name}'s train + validation rows are not the ones {ckpt} "
+                          "learnt from, so its validation split may hold rows the model trained on; leave data= "
+                          "out (the training run's own data config) or use a fixed threshold")
     if cfg.threshold == "tune" and trained_on.get("val_rows") != dm.val_rows:
         raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
                           f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
@@ -116,9 +119,26 @@ def run(cfg: DictConfig) -> dict:
                     "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
-    print_table(metrics, f"{Path(str(ckpt)).name} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print_table(metrics, f"{Path(str(ckpt)).name} on {data_cfg.name} -> {out_dir / 'metrics.json'}")
     print(report)
     return metrics
+
+
+def training_data(ckpt, cfg: DictConfig) -> DictConfig:
+    """The data config of the checkpoint's own run (`<run>/.hydra/config.yaml`), read from this
+    command's `paths.data_dir` (where the data is now) and carved with its seed (the checkpoint's)."""
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import run_data_config
+
+    trained_with = run_data_config(ckpt)
+    if trained_with is None:
+        raise ConfigError(f"{ckpt}: no run config beside it (<run>/.hydra/config.yaml) says what data it was "
+                          "trained on; give the data to score on: data=<name>, e.g. data=nsl_kdd")
+    OmegaConf.update(trained_with, "paths.data_dir", cfg.paths.data_dir, force_add=True)
+    OmegaConf.update(trained_with, "seed", cfg.seed, force_add=True)
+    log.info("data: %s, as the checkpoint's run read it (data=<name> scores on another)", trained_with.data.name)
+    return trained_with.data
 
 
 main = hydra_entry("evaluate", run)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
+from mstr.jobs.rundir import CHECKPOINT_HINT, checkpoint_file
 
 log = logging.getLogger("mstr.export")
 register_resolvers()
@@ -22,10 +23,8 @@ register_resolvers()
 
 def check(cfg: DictConfig) -> None:
     """The export's own values, before Hydra makes a run dir and before the checkpoint is read."""
-    ckpt = cfg.get("ckpt_path")
-    if not ckpt or not Path(str(ckpt)).is_file():
-        raise ConfigError(f"ckpt_path={ckpt}: give an existing checkpoint file, e.g. "
-                          "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
+    if checkpoint_file(cfg.get("ckpt_path")) is None:
+        raise ConfigError(f"ckpt_path={cfg.get('ckpt_path')}: {CHECKPOINT_HINT}")
     number = (int, float)
     checks = {
         "threshold": (lambda v: isinstance(v, number) and 0 < v < 1, "a number in (0, 1)"),
@@ -52,7 +51,7 @@ def run(cfg: DictConfig) -> dict:
     from mstr.training.export import export_artifact
 
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "artifact"
-    report = export_artifact(str(cfg.ckpt_path), str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
+    report = export_artifact(str(checkpoint_file(cfg.ckpt_path)), str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
                              float(cfg.parity_tolerance), int(cfg.threads))
     print(f"parity on {report['parity/windows']} real windows: max |exported - pytorch| = "
           f"{report['parity/max_abs_diff_probs']:.3g} (probabilities), {report['parity/max_abs_diff_features']:.3g} "

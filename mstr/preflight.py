@@ -3,7 +3,11 @@ fail here with one line and exit code 2, before any output dir, data read or tra
 
 from __future__ import annotations
 
+import difflib
+import re
+
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
@@ -35,8 +39,9 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
             skip = arg in _FLAGS_WITH_VALUE
             continue
         overrides.append(arg)
+    parsed = []
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = _parse(overrides)
         # Sweeps are checked per job; here only the fixed overrides are composed.
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
@@ -50,9 +55,9 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
                 try:
                     job_cfgs.append((job, compose(config_name=config_name, overrides=job)))
                 except (HydraException, OmegaConfBaseException) as err:
-                    raise ConfigError(f"sweep job {_swept(job, sweeps)}: {_first_line(err)}") from None
+                    raise ConfigError(f"sweep job {_swept(job, sweeps)}: {_one_line(err, config_name, parsed)}") from None
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(_first_line(err)) from None
+        raise ConfigError(_one_line(err, config_name, parsed)) from None
     if check_values:
         validate(cfg)
         for job, job_cfg in job_cfgs:
@@ -61,6 +66,17 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
             except ConfigError as err:
                 raise ConfigError(f"sweep job {_swept(job, sweeps)}: {err}") from None
     return cfg
+
+
+def _parse(overrides: list[str]) -> list:
+    """The parsed overrides; one that is not valid override syntax is named in a one-line error."""
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            parser.parse_override(line)
+        except HydraException as err:
+            raise ConfigError(f"{line}: {str(err).splitlines()[0]}; see `--help` for the override syntax") from None
+    return parser.parse_overrides(overrides)
 
 
 def is_multirun(argv: list[str]) -> bool:
@@ -83,9 +99,49 @@ def _swept(job: list[str], sweeps: list[str]) -> str:
     return " ".join(o for o in job if o.split("=", 1)[0] in keys)
 
 
-def _first_line(err: Exception) -> str:
+def _one_line(err: Exception, config_name: str, parsed=()) -> str:
+    """Hydra's error as one line that keeps what tells the user what to type: a group's options (and
+    the closest one) for an unknown choice, the closest key for an unknown key."""
     text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__ + ": see `--help`"
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", first)
+    listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
+    if missing and listed:
+        options = [line.strip() for line in listed.group(1).splitlines()
+                   if line.strip() and not line.strip().startswith("_")]  # _name: a base the others extend
+        group, name = missing.groups()
+        return f"{group}={name}: no such config; options: {', '.join(options)}{_did_you_mean(name, options)}"
     cause = err.__cause__ or err.__context__
-    if cause is not None and str(cause).strip():
-        text = f"{text} ({str(cause).strip().splitlines()[0]})"
-    return text.splitlines()[0] if text else type(err).__name__ + ": see `--help`"
+    unknown = re.search(r"Key '([^']+)' is not in struct\s+full_key: (\S+)", str(cause or ""))
+    overridden = re.match(r"Could not override '([^']+)'", first)
+    if unknown and overridden:
+        key, (leaf, full_key) = overridden.group(1), unknown.groups()
+        parent = full_key.rpartition(".")[0]  # the first part of the key that the config lacks
+        return (f"{key}: no such key{_did_you_mean(leaf, _keys_at(parent, config_name, parsed), parent)} "
+                f"(a new key is added with +{key}=...)")
+    if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] != first:
+        first = f"{first} ({str(cause).strip().splitlines()[0]})"
+    return first
+
+
+def _keys_at(parent: str, config_name: str, parsed) -> list[str]:
+    """The keys under `parent` in the config as the command line's group choices compose it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    groups = [o.input_line for o in parsed if not o.is_sweep_override() and "." not in o.key_or_group
+              and not o.input_line.startswith(("+", "~"))]
+    try:
+        if GlobalHydra.instance().is_initialized():  # a sweep job's error: inside preflight's own context
+            node = compose(config_name=config_name, overrides=groups)
+        else:
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                node = compose(config_name=config_name, overrides=groups)
+        node = OmegaConf.select(node, parent) if parent else node
+    except (HydraException, OmegaConfBaseException):
+        return []
+    return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+
+
+def _did_you_mean(name: str, candidates: list[str], parent: str = "") -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""

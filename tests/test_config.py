@@ -79,10 +79,21 @@ def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
         preflight([override], "train")
 
 
-@pytest.mark.parametrize("override", ["data=nope", "distill.temprature=4", "model.backbone.widths=[8,"])
-def test_unknown_keys_groups_and_syntax_errors_are_config_errors(override):
-    with pytest.raises(ConfigError):
-        preflight([override], "train")
+@pytest.mark.parametrize("overrides, message", [
+    (["data=nope"], "data=nope: no such config; options: cic_ids2017, flows, nsl_kdd, synthetic, unsw_nb15"),
+    (["model=studnet"], "model=studnet: no such config; options: student, student_small, teacher; did you mean student?"),
+    (["distill.temprature=4"], "distill.temprature: no such key; did you mean distill.temperature? "
+                               "(a new key is added with +distill.temprature=...)"),
+    (["modle.lr=1"], "modle.lr: no such key; did you mean model? "),
+    # the keys offered are those of the group chosen on the same command line
+    (["data=nsl_kdd", "data.varient=20percent"], "data.varient: no such key; did you mean data.variant? "),
+    (["trainer.max_epochs=2", "model.backbone.widths=[8,"], "model.backbone.widths=[8,: no viable alternative at "
+                                                            "input '[8,'; see `--help` for the override syntax"),
+])
+def test_unknown_keys_groups_and_syntax_errors_say_what_to_type(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        preflight(overrides, "train")
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
 def test_cli_bad_value_is_one_line_exit_2_no_traceback_no_output_dir(tmp_path):

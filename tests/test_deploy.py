@@ -660,13 +660,22 @@ def test_an_input_header_without_the_models_columns_names_the_file():
         parser.parse("a,c\n", 1)
 
 
-def test_evaluate_left_on_the_default_data_says_which_data_the_checkpoint_was_trained_with(nsl, tmp_path):
+def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, tmp_path):
+    """No data=: the data config of the checkpoint's run (NSL-KDD, its 20% variant), so the test numbers
+    are training's own; a run dir stands for its best checkpoint. Another data config that does not
+    fit says which one the checkpoint was trained with."""
     from mstr.errors import DataError
     from mstr.evaluate import run
 
+    run_dir = nsl["ckpt"].parent.parent
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    scored = run(_compose("evaluate", [f"ckpt_path={run_dir}", f"paths.output_dir={tmp_path / 'own'}"]))
+    for key in ("test/acc", "test/auroc", "test/novel_attack_recall"):
+        assert scored[key] == pytest.approx(trained[key], abs=1e-6), key
+    assert scored["audit/checkpoint_dev_rows_match"] is True
     with pytest.raises(DataError, match=r"missing column\(s\) .* and \d+ more .* was trained with data=nsl_kdd: "
-                                        r"add data=nsl_kdd$"):
-        run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", f"paths.output_dir={tmp_path}"]))
+                                        r"leave data= out to score on its own data, or add data=nsl_kdd$"):
+        run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", "data=synthetic", f"paths.output_dir={tmp_path}"]))
 
 
 def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):

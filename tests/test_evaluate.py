@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from mstr.errors import ConfigError
 
-TINY = ["data.source.n_flows=3000"]
+TINY = ["data=synthetic", "data.source.n_flows=3000"]
 
 
 def _compose(config_name: str, out: Path, overrides: list[str]):
@@ -80,6 +80,25 @@ def test_metrics_reports_and_plots(trained, tmp_path):
     assert default.loc["benign", "support"] + default.loc["attack", "support"] == 900  # 30% of 3,000
     assert default.loc["attack", "recall"] == pytest.approx(saved["test/recall"], abs=1e-6)
     assert "| attack |" in (tmp_path / "per_class.md").read_text()
+
+
+def test_without_data_it_scores_on_the_data_its_run_trained_on(trained, tmp_path):
+    """The run's .hydra/config.yaml says the data (here 3,000 generated flows, not the config's default
+    30,000), and a run dir stands for its best checkpoint; a checkpoint alone must be told the data."""
+    import shutil
+
+    from mstr.evaluate import run
+
+    ckpt, train_metrics = trained
+    metrics = run(_compose("evaluate", tmp_path / "own", [f"ckpt_path={ckpt.parent.parent}"]))
+    for name in ("acc", "auroc", "f1"):
+        assert metrics[f"test/{name}"] == pytest.approx(train_metrics[f"test/{name}"], abs=1e-6)
+    assert metrics["audit/checkpoint_dev_rows_match"] is True
+    alone = tmp_path / "alone.ckpt"
+    shutil.copy(ckpt, alone)
+    with pytest.raises(ConfigError, match=r"alone.ckpt: no run config beside it .* give the data to score on: "
+                                          r"data=<name>"):
+        run(_compose("evaluate", tmp_path / "alone", [f"ckpt_path={alone}"]))
 
 
 def test_threshold_is_tuned_on_validation_never_on_test(trained, tmp_path):

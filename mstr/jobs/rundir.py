@@ -1,5 +1,5 @@
-"""Run-dir bookkeeping for resumption: which config a dir belongs to, which dirs an unfinished run can
-continue in, and a lock so that no two jobs ever write into one dir."""
+"""Run-dir bookkeeping: which config a dir belongs to, which dirs an unfinished run can continue in, a
+lock so that no two jobs ever write into one dir, and a run dir given where a checkpoint is asked for."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ CONFIG_KEY_FILE = "config_key.txt"
 LOCK_FILE = ".lock"
 # Keys that may differ between a run and its resumption.
 _RESUME_KEYS = ("resume", "ckpt_path")
+
+
+def checkpoint_file(value) -> Optional[Path]:
+    """`ckpt_path` as a user gives it: a checkpoint file, or a run dir (its `checkpoints/best.ckpt`);
+    None when it is neither."""
+    if not value:
+        return None
+    path = Path(str(value))
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    return path if path.is_file() else None
+
+
+CHECKPOINT_HINT = ("give an existing checkpoint file or its run dir, e.g. "
+                   "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
 
 
 def config_key(cfg) -> str:
