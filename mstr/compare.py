@@ -3,7 +3,7 @@ tracking server.
 
 Each DIR is a run dir (`metrics.json` + `.hydra/config.yaml`), a multirun dir (`-m`: one job dir
 each) or a sweep dir (`mstr.sweep`: `<out>/<study>`); dirs are searched for run dirs below them.
-Writes to `<out>/compare/` (default: the first DIR) and prints:
+Writes to `<out>/compare/` (default: the DIR, or the common folder of several) and prints:
   runs.md, runs.csv   every run, sorted by the metric, with the hyperparameters that vary between
                       runs and the main results (failed or unfinished runs last, with their status)
   <metric>_vs_<hyperparameter>.png   one per varied hyperparameter
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -74,17 +75,42 @@ def read_run(run_dir: Path) -> dict:
     except DataError as err:
         status = f"unreadable: {err}"
         print(f"warning: {err}; the run is listed as unreadable", file=sys.stderr)
-    return {"dir": run_dir, "status": status, "config": flat(config), "metrics": metrics}
+    return {"dir": run_dir, "status": status, "config": _resolved(config), "metrics": metrics}
+
+
+def _resolved(config: dict) -> dict:
+    """The flat config with its interpolations (`${trainer.max_epochs}`) as the run resolved them,
+    where they resolve outside the run (not `${hydra:...}`: those stay as written)."""
+    from omegaconf import OmegaConf
+
+    raw = flat(config)
+    try:
+        tree = OmegaConf.create(config)
+    except Exception:  # not a config OmegaConf takes: shown as written
+        return raw
+    resolved = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and "${" in value:
+            try:
+                found = OmegaConf.select(tree, key, throw_on_resolution_failure=True)
+            except Exception:
+                found = None
+            value = value if found is None else OmegaConf.to_container(found, resolve=True) \
+                if OmegaConf.is_config(found) else found
+        resolved[key] = value
+    return resolved
 
 
 def varied(runs: list[dict]) -> list[str]:
-    """Config keys whose values differ between runs (one value missing counts as a difference)."""
+    """Config keys whose values differ between the runs that have them. A key only some runs have
+    comes with a group choice that differs (`distill=none` has no `distill.temperature`): the choice
+    is the varied key, not every key of the group."""
     keys = sorted({k for run in runs for k in run["config"]})
     out = []
     for key in keys:
         if any(key.startswith(prefix) or key == prefix for prefix in IGNORED):
             continue
-        values = {json.dumps(run["config"].get(key), sort_keys=True, default=str) for run in runs}
+        values = {json.dumps(run["config"][key], sort_keys=True, default=str) for run in runs if key in run["config"]}
         if len(values) > 1:
             out.append(key)
     return out
@@ -119,9 +145,15 @@ def table(runs: list[dict], metric: str, params: list[str], root: Path) -> tuple
     rows = []
     for run in runs:
         name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else str(run["dir"])
-        rows.append([name or ".", run["metrics"].get(metric), *(run["config"].get(p) for p in params),
+        rows.append([name if name != "." else run["dir"].name, run["metrics"].get(metric),
+                     *(_setting(run["config"].get(p)) for p in params),
                      *(run["metrics"].get(c) for c in results), run["status"]])
     return header, rows
+
+
+def _setting(value: Any) -> Any:
+    """A hyperparameter as it was set (2 and 4.0 alike as 2 and 4), not rounded like a metric."""
+    return f"{value:g}" if isinstance(value, float) else value
 
 
 def write_tables(out: Path, header: list[str], rows: list[list[Any]]) -> tuple[Path, Path, str]:
@@ -251,7 +283,9 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     import matplotlib
 
     matplotlib.use("Agg")
-    root = dirs[0]
+    # names are relative to the dirs' common folder, and the outputs go there unless --out says
+    root = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath([d.resolve() for d in dirs]))
+    dirs = dirs if len(dirs) == 1 else [d.resolve() for d in dirs]
     runs, skipped = [], []
     for run_dir in find_runs(dirs):
         try:
@@ -294,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="val/f1_best", help="sort key, a metrics.json name (default val/f1_best)")
     parser.add_argument("--minimize", action="store_true", help="lower is better (e.g. val/loss)")
     parser.add_argument("--teacher-metric", default="test/f1", help="compared in teacher_vs_student.png")
-    parser.add_argument("--out", type=Path, help="write <out>/compare/ (default: the first dir)")
+    parser.add_argument("--out", type=Path, help="write <out>/compare/ (default: the dir, or the common folder of several)")
     args = parser.parse_args(argv)
     try:
         result = compare(args.dirs, args.metric, args.minimize, args.out, args.teacher_metric)

@@ -159,3 +159,19 @@ def validate(cfg: DictConfig) -> None:
     ckpt_path = _get(cfg, "ckpt_path")
     if ckpt_path not in (None, "last") and not Path(str(ckpt_path)).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (use ckpt_path=last to resume the run dir)")
+    _check_data_source(cfg)
+
+
+def _check_data_source(cfg: DictConfig) -> None:
+    """A named dataset's own `check` (its folder, its enumerated settings), so that a data root left
+    unset or a misspelt variant stops the command line, not a run that has made its dir."""
+    import importlib
+
+    target = str(_get(cfg, "data.source._target_", ""))
+    module, _, _ = target.rpartition(".")
+    if not module.startswith("mstr.data.datasets."):
+        return
+    check = getattr(importlib.import_module(module), "check", None)
+    if check is not None:
+        source = OmegaConf.to_container(cfg.data.source, resolve=True)
+        check(**{k: v for k, v in source.items() if not k.startswith("_")})

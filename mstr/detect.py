@@ -70,7 +70,7 @@ def check_writable(path: str | Path, option: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export) or checkpoint (.ckpt)")
-    parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin, or a pcap")
+    parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin (the default), or a pcap")
     parser.add_argument("--follow", action="store_true", help="keep reading a growing file, and the new file "
                         "when it is rotated or truncated (as tail -F)")
     parser.add_argument("--all", action="store_true", help="write every verdict, not only alerts")
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).exists():
             raise DataError(f"{args.input}: no such input file")
+        if args.input == "-" and sys.stdin.isatty():  # likely no --input given: say what it waits for
+            print(f"reading {spec['input']['format']} flow lines from the terminal (--input FILE reads a file); "
+                  "Ctrl-D ends", file=sys.stderr, flush=True)
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
         live = not regular or args.follow or pcap
         block = (args.on_full or ("drop" if live else "block")) == "block"

@@ -41,7 +41,7 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
         overrides.append(arg)
     parsed = []
     try:
-        parsed = _parse(overrides)
+        parsed = _parse(overrides, config_name)
         # Sweeps are checked per job; here only the fixed overrides are composed.
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
@@ -68,10 +68,13 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
     return cfg
 
 
-def _parse(overrides: list[str]) -> list:
+def _parse(overrides: list[str], config_name: str) -> list:
     """The parsed overrides; one that is not valid override syntax is named in a one-line error."""
     parser = OverridesParser.create()
     for line in overrides:
+        if "=" not in line and not line.startswith("~"):
+            hint = f"; a checkpoint or run dir is given as ckpt_path={line}" if config_name in ("evaluate", "export") else ""
+            raise ConfigError(f"{line}: not an override (key=value){hint}")
         try:
             parser.parse_override(line)
         except HydraException as err:

@@ -322,3 +322,26 @@ def test_compare_stops_with_one_line_on_unreadable_runs_or_an_unwritable_out(tmp
             main(args)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
+    """`compare run_a run_b`: runs named from their common folder, where the outputs go; settings shown as
+    set (2 and 4.0 as 2 and 4) with interpolations resolved; a group chosen differently (distill=none has
+    no temperature) is one varied key, not every key of the group."""
+    from mstr.compare import main
+
+    distilled = ("trainer: {max_epochs: 5}\ndistill: {method: logits, temperature: 4.0, alpha: 0.5, "
+                 "teacher_max_epochs: '${trainer.max_epochs}'}\n")
+    _run_dir(tmp_path / "runs", "a", distilled, '{"val/f1_best": 0.8}')
+    _run_dir(tmp_path / "runs", "b", distilled.replace("4.0", "2"), '{"val/f1_best": 0.9}')
+    _run_dir(tmp_path / "runs", "c", "trainer: {max_epochs: 5}\ndistill: {method: none}\n", '{"val/f1_best": 0.7}')
+    runs = tmp_path / "runs"
+    assert main([str(runs / "a"), str(runs / "b"), str(runs / "c")]) == 0
+    capsys.readouterr()
+    lines = (runs / "compare" / "runs.md").read_text().splitlines()
+    assert lines[0].split("|")[1:-1] == [" run ", " val/f1_best ", " distill.method ", " distill.temperature ", " status "]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["b", "a", "c"]
+    assert [line.split("|")[4].strip() for line in lines[2:]] == ["2", "4", ""]
+    from mstr.compare import read_run
+
+    assert read_run(runs / "a")["config"]["distill.teacher_max_epochs"] == 5

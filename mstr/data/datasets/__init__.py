@@ -9,6 +9,7 @@ training split only. Every loader builds its tables with `make_table`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -46,6 +47,18 @@ class DatasetSplits:
     def temporal(self) -> bool:
         """The rows have time order: validation is cut by time and windows follow it."""
         return self.holdout != STRATIFIED
+
+
+def dataset_folder(data_dir, folder_name: str, fetch_name: str) -> Path:
+    """`data_dir/folder_name`, or a one-line error that says where the data root comes from and how
+    to fill it (`python -m mstr.data.fetch <fetch_name>`)."""
+    folder = Path(str(data_dir)).expanduser() / folder_name
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; the data root (paths.data_dir={data_dir}: the environment "
+                        f"variable MSTR_DATA_DIR, else ./data) must hold {folder_name}/: set MSTR_DATA_DIR to the "
+                        f"folder that holds it, or download it there: python -m mstr.data.fetch {fetch_name} "
+                        f"--root {data_dir}")
+    return folder
 
 
 def check_task(task: str, key: str = "data.task") -> None:

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.datasets import DatasetSplits, check_task, dataset_folder, make_table
 from mstr.data.readers import read_table, resolve_paths
 from mstr.data.splits import PER_CLASS_TIME, hold_out
 from mstr.data.table import FlowTable, concat_tables
@@ -45,6 +45,17 @@ CATEGORICAL = ["Protocol"]
 LABEL, TIME, GROUP, CLASS = "Label", "Timestamp", "Src IP", "Class"
 
 
+def check(data_dir: str | Path, task: str = "binary", files=None, test_fraction: float = 0.3, **_) -> Path:
+    """The settings that can be checked before any file is read (also by `mstr.preflight`); the folder
+    (which must exist only when `files` does not name the files)."""
+    check_task(task)
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+    if files is None:
+        return dataset_folder(data_dir, "cic_ids2017_improved", "cic_ids2017")
+    return Path(data_dir).expanduser() / "cic_ids2017_improved"
+
+
 def load(
     data_dir: str | Path,
     task: str = "binary",
@@ -53,10 +64,7 @@ def load(
     **_,
 ) -> DatasetSplits:
     """All CSVs in data_dir/cic_ids2017_improved (or `files`: paths, folders or globs)."""
-    check_task(task)
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
-    folder = Path(data_dir).expanduser() / "cic_ids2017_improved"
+    folder = check(data_dir, task, files, test_fraction)
     entries = [folder] if files is None else [files] if isinstance(files, str) else list(files)
     paths = sorted({p for entry in entries for p in resolve_paths(_under(folder, entry), PATTERNS)})
     notes: list[str] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.datasets import DatasetSplits, check_task, dataset_folder, make_table
 from mstr.data.readers import read_table
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
@@ -43,6 +43,14 @@ CATEGORY = {"normal": "normal"} | {
 TRAIN_FILES = {"full": "KDDTrain+", "20percent": "KDDTrain+_20Percent"}
 
 
+def check(data_dir: str | Path, task: str = "binary", variant: str = "full", **_) -> Path:
+    """The settings that can be checked before any file is read (also by `mstr.preflight`); the folder."""
+    check_task(task)
+    if variant not in TRAIN_FILES:
+        raise ConfigError(f"data.variant={variant!r} is not one of {list(TRAIN_FILES)}")
+    return dataset_folder(data_dir, "nsl_kdd", "nsl_kdd")
+
+
 def load(
     data_dir: str | Path,
     task: str = "binary",
@@ -55,10 +63,7 @@ def load(
     A `test_files` entry is a name looked up in data_dir/nsl_kdd (with .txt or .txt.gz) or a path
     to a file of the same format, e.g. a user's own KDDTest-21.txt.
     """
-    check_task(task)
-    if variant not in TRAIN_FILES:
-        raise ConfigError(f"data.variant={variant!r} is not one of {list(TRAIN_FILES)}")
-    folder = Path(data_dir).expanduser() / "nsl_kdd"
+    folder = check(data_dir, task, variant)
     notes: list[str] = []
     train = _load_file(_find(folder, TRAIN_FILES[variant]), task, notes)
     tests = {}

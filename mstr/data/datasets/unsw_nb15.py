@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.datasets import DatasetSplits, check_task, dataset_folder, make_table
 from mstr.data.readers import read_table
 from mstr.data.splits import stratified_holdout
 from mstr.data.table import FlowTable
@@ -26,6 +26,12 @@ NOT_FEATURES = {"id", "attack_cat", "label"}
 PAPER_ROWS = {175_341: "train", 82_332: "test"}
 
 
+def check(data_dir: str | Path, task: str = "binary", **_) -> Path:
+    """The settings that can be checked before any file is read (also by `mstr.preflight`); the folder."""
+    check_task(task)
+    return dataset_folder(data_dir, "unsw_nb15", "unsw_nb15")
+
+
 def load(
     data_dir: str | Path,
     task: str = "binary",
@@ -34,8 +40,7 @@ def load(
     **_,
 ) -> DatasetSplits:
     """Train/test tables from the partition files in data_dir/unsw_nb15 (see the module doc)."""
-    check_task(task)
-    folder = Path(data_dir).expanduser() / "unsw_nb15"
+    folder = check(data_dir, task)
     found = [p for p in (_find(folder, name) for name in NAMES) if p is not None]
     if not found:
         raise DataError(
