@@ -29,8 +29,10 @@ def print_table(metrics: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    # folded, never cut with an ellipsis: a path or a long metric name must stay readable in a narrow
+    # terminal or a log file (rich assumes 80 columns where there is no terminal)
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     for key in sorted(k for k in metrics if not k.startswith("audit/")):
         value = metrics[key]
         if isinstance(value, float):

@@ -24,6 +24,19 @@ warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that end
 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
+class _LightningNotes(logging.Filter):
+    """Lightning's tips for its cloud services, and its note that `limit_*_batches=1.0` (our trainer
+    configs' explicit default) uses 100% of the batches: printed on every fit, nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("💡 Tip") or "=1.0)` was configured so 100%" in message)
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_LightningNotes())
+
+
 def run(cfg: DictConfig) -> dict:
     """Everything one job does; returns the flattened final metrics (also in `metrics.json`).
 

@@ -247,8 +247,9 @@ def export_artifact(ckpt: str | Path, fmt: str, out: Path, data_cfg: Optional[Di
         reference = torch_scorer(model, threads)(windows)
         report = {"parity/windows": len(windows), "parity/max_abs_diff_probs": float(np.abs(exported - reference).max()),
                   "parity/max_abs_diff_features": encoder_difference(spec, rows), "parity/tolerance": tolerance}
-        log.info("parity on %d real windows: max |exported - pytorch| = %.3g (probabilities), features %.3g",
-                 len(windows), report["parity/max_abs_diff_probs"], report["parity/max_abs_diff_features"])
+        log.info("parity on %d real windows: max |exported - pytorch| = %.3g (probabilities), %.3g (features); "
+                 "tolerance %g", len(windows), report["parity/max_abs_diff_probs"],
+                 report["parity/max_abs_diff_features"], tolerance)
         if report["parity/max_abs_diff_probs"] > tolerance or report["parity/max_abs_diff_features"] > tolerance:
             raise DataError(f"{ckpt}: exported detector differs from PyTorch by "
                             f"{report['parity/max_abs_diff_probs']:.3g} (probabilities) / "
