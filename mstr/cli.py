@@ -30,6 +30,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         sweeping = multirun.in_multirun()
         if sweeping:
             multirun.start_job(cfg)
+        multirun.clear_failure(cfg)  # a job resumed in its dir starts without the last try's error
         try:
             run(cfg)
         except Interrupted as err:
@@ -37,10 +38,11 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except Exception as err:
             if sweeping:
                 multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
-            elif (cause := user_error(err)) is not None:
+                return
+            multirun.record_failure(cfg, err)  # the run dir says how it ended
+            if (cause := user_error(err)) is not None:
                 report_and_exit(cause)
-            else:
-                raise
+            raise
 
     # Hydra names the job (and its log file) after the task's module: the entry point's (the caller's),
     # not this one's nor the job's.

@@ -345,3 +345,22 @@ def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
     from mstr.compare import read_run
 
     assert read_run(runs / "a")["config"]["distill.teacher_max_epochs"] == 5
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_path, capsys):
+    """A data error after Hydra made the run dir: one line and exit 2 as ever, and `job_error.json` in
+    the dir, so that compare shows the run as failed with its error, not as unfinished."""
+    from mstr.compare import main
+
+    empty = tmp_path / "flows.csv"
+    empty.write_text("src,dst,bytes,label\n")
+    run_dir = tmp_path / "runs" / "bad"
+    proc = run_cli("mstr.train", ["data=flows", f"data.path={empty}", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f"error: {empty}: has a header but no data rows"
+    assert json.loads((run_dir / "job_error.json").read_text()) == {"error": f"{empty}: has a header but no data rows",
+                                                                   "user_error": True}
+    _run_dir(tmp_path / "runs", "good", "lr: 0.1\n", '{"val/f1_best": 0.7}')
+    assert main([str(tmp_path / "runs")]) == 0
+    rows = (tmp_path / "runs" / "compare" / "runs.md").read_text().splitlines()[2:]
+    assert rows[-1].startswith("| bad |") and f"failed: {empty}: has a header but no data rows" in rows[-1]

@@ -59,18 +59,31 @@ def start_job(cfg: DictConfig) -> None:
 
 def job_failed(cfg: DictConfig, err: Exception) -> None:
     """Record a failed job in its dir; the sweep goes on."""
+    err = user_error(err) or err
+    message = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, MstrError):
+        log.error("job failed: %s", message)
+    else:
+        log.exception("job failed: %s: %s", type(err).__name__, message)
+    record_failure(cfg, err)
+
+
+def record_failure(cfg: DictConfig, err: Exception) -> None:
+    """`<job dir>/job_error.json`: the error that ended the job, so that `mstr.compare` lists the dir as
+    failed, with it, and not as a run still going."""
     from mstr.jobs.report import write_json
 
     err = user_error(err) or err
     message = " ".join(str(err).split()) or type(err).__name__
     is_user_error = isinstance(err, MstrError)
-    if is_user_error:
-        log.error("job failed: %s", message)
-    else:
-        log.exception("job failed: %s: %s", type(err).__name__, message)
-    write_json(Path(cfg.paths.output_dir) / ERROR_FILE,
-               {"error": message if is_user_error else f"{type(err).__name__}: {message}",
-                "user_error": is_user_error})
+    out_dir = Path(str(cfg.paths.output_dir))
+    if out_dir.is_dir():
+        write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: {message}",
+                                          "user_error": is_user_error})
+
+
+def clear_failure(cfg: DictConfig) -> None:
+    (Path(str(cfg.paths.output_dir)) / ERROR_FILE).unlink(missing_ok=True)
 
 
 class FailedJobs(Callback):
