@@ -1,5 +1,6 @@
-"""`python -m mstr.baselines [data=...] [baselines.models=[...]]`: the classic models a detector is
-compared against, on exactly the splits and preprocessing the networks get.
+"""`python -m mstr.baselines [data=... | run=<training run dir>] [baselines.models=[...]]`: the classic
+models a detector is compared against, on exactly the splits and preprocessing the networks get
+(`run=`: those of that run, its data config and seed).
 
 Each model sees the features of one flow: row i of a split is the newest flow of window i, so this
 is the window-1 view of the same `FlowDataModule` (train / val / test, preprocessing fit on train).
@@ -13,12 +14,14 @@ test. Models:
     lightgbm       gradient boosting, early stopping on validation
     xgboost        gradient boosting (hist), early stopping on validation
 
-Example:
+Examples:
     python -m mstr.baselines data=nsl_kdd 'baselines.models=[majority,stump,lightgbm]'
+    python -m mstr.baselines run=outputs/train/runs/<run>   # beside a run of experiment=nsl_kdd
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
@@ -27,6 +30,7 @@ from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
 
+log = logging.getLogger("mstr.baselines")
 register_resolvers()
 
 
@@ -58,6 +62,10 @@ def checked(cfg: DictConfig) -> tuple[list[str], int]:
         raise ConfigError(f"baselines.models={models!r}: give a list of names, e.g. baselines.models=[majority,lightgbm]")
     models = [str(m) for m in models]
     check_peers(models)
+    run = cfg.get("run")
+    if run and not (Path(str(run)) / ".hydra" / "config.yaml").is_file():
+        raise ConfigError(f"run={run}: not a training run dir (no .hydra/config.yaml in it); give "
+                          "run=outputs/train/runs/<run>, or data=<name> without run=")
     n_jobs = cfg.baselines.n_jobs
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
         raise ConfigError(f"baselines.n_jobs={n_jobs!r}: give the threads of the forest and the boosters, "
@@ -81,15 +89,22 @@ def run(cfg: DictConfig) -> dict:
 
     models, n_jobs = checked(cfg)  # before reading any data
     out_dir = Path(cfg.paths.output_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = instantiate(cfg.data)
+    data_cfg, seed = cfg.data, int(cfg.seed)
+    if cfg.get("run"):  # the data config and seed of a training run: its splits and preprocessing
+        from mstr.training.export import trained_on
+
+        trained_with = trained_on(cfg.run, cfg.paths.data_dir)
+        data_cfg, seed = trained_with.data, int(trained_with.seed)
+        log.info("data: %s with seed %d, as the run %s read it", data_cfg.name, seed, cfg.run)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dm = instantiate(data_cfg)
     dm.setup()
-    results = run_peers(dm, models, int(cfg.seed), n_jobs)
+    results = run_peers(dm, models, seed, n_jobs)
     metrics = {f"{model}/{k}": v for model, values in results.items() for k, v in values.items()}
     metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
     write_json(out_dir / "metrics.json", metrics)
-    _print_comparison(results, f"baselines on {cfg.data.name} (test) -> {out_dir / 'metrics.json'}")
+    _print_comparison(results, f"baselines on {data_cfg.name} (test) -> {out_dir / 'metrics.json'}")
     return metrics
 
 

@@ -125,18 +125,15 @@ def run(cfg: DictConfig) -> dict:
 
 
 def training_data(ckpt, cfg: DictConfig) -> DictConfig:
-    """The data config of the checkpoint's own run (`<run>/.hydra/config.yaml`), read from this
-    command's `paths.data_dir` (where the data is now) and carved with its seed (the checkpoint's)."""
-    from omegaconf import OmegaConf
+    """The data config of the checkpoint's own run (`<run>/.hydra/config.yaml`), read where the run read
+    it (or from this command's `paths.data_dir` where that is gone) and carved with this command's seed
+    (the checkpoint's unless given)."""
+    from mstr.training.export import trained_on
 
-    from mstr.training.export import run_data_config
-
-    trained_with = run_data_config(ckpt)
+    trained_with = trained_on(ckpt, cfg.paths.data_dir, cfg.seed)
     if trained_with is None:
         raise ConfigError(f"{ckpt}: no run config beside it (<run>/.hydra/config.yaml) says what data it was "
                           "trained on; give the data to score on: data=<name>, e.g. data=nsl_kdd")
-    OmegaConf.update(trained_with, "paths.data_dir", cfg.paths.data_dir, force_add=True)
-    OmegaConf.update(trained_with, "seed", cfg.seed, force_add=True)
     log.info("data: %s, as the checkpoint's run read it (data=<name> scores on another)", trained_with.data.name)
     return trained_with.data
 

@@ -100,8 +100,9 @@ def test_train_evaluate_and_baselines(name, sliced_root, tmp_path):
     assert evaluated["audit/dev_rows_fingerprint"] == trained["audit/dev_rows_fingerprint"]
     assert {"confusion_matrix.png", "roc.png", "pr.png"} <= {p.name for p in (tmp_path / "eval").glob("*.png")}
 
+    # the peers on the run's own data config (run=): no data settings to repeat
     peers = run_baselines(compose_config("baselines", [
-        f"paths.output_dir={tmp_path / 'peers'}", *common, "baselines.n_jobs=1",
+        f"paths.output_dir={tmp_path / 'peers'}", f"run={tmp_path / 'train'}", "baselines.n_jobs=1",
         "baselines.models=[majority,logreg]"]))
     assert peers["majority/test/auroc"] == pytest.approx(0.5)
     assert peers["logreg/test/auroc"] > 0.8 and peers["logreg/test/acc"] > peers["majority/test/acc"]

@@ -35,8 +35,10 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
-    """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt`, if it is there."""
-    path = Path(ckpt).resolve().parent.parent / ".hydra" / "config.yaml"
+    """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt` (or of the run dir
+    `ckpt`), if it is there."""
+    run_dir = Path(ckpt).resolve() if Path(ckpt).is_dir() else Path(ckpt).resolve().parent.parent
+    path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return None
     try:
@@ -45,6 +47,25 @@ def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
         log.warning("%s: cannot be read (%s: %s)", path, type(err).__name__, " ".join(str(err).split())[:120])
         return None
     return cfg if isinstance(cfg, DictConfig) and "data" in cfg else None
+
+
+def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None) -> Optional[DictConfig]:
+    """The config of the run at `run` (its dir, or a checkpoint in it), reading its data where the run
+    did, or from `data_dir` where that folder is gone (another machine), and, with `seed`, carving with
+    it; its `.data` is the data config the run trained on, its `.seed` the seed. None when the run's
+    config is not there."""
+    trained_with = run_data_config(run)
+    if trained_with is None:
+        return None
+    try:
+        own = OmegaConf.select(trained_with, "paths.data_dir", throw_on_resolution_failure=True)
+    except Exception:  # an interpolation that does not resolve here
+        own = None
+    if not (own and Path(str(own)).expanduser().is_dir()):
+        OmegaConf.update(trained_with, "paths.data_dir", data_dir, force_add=True)
+    if seed is not None:
+        OmegaConf.update(trained_with, "seed", seed, force_add=True)
+    return trained_with
 
 
 def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[str, Any]:
