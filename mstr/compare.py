@@ -9,6 +9,7 @@ Writes to `<out>/compare/` (default: the DIR, or the common folder of several) a
   <metric>_vs_<hyperparameter>.png   one per varied hyperparameter
   parallel_coordinates.png           every varied hyperparameter and the metric, a line per run
   teacher_vs_student.png             distilled runs: the teacher's test metric against the student's
+  <metric>_per_epoch.png             the metric per epoch, a line per run (runs with a csv history)
 Sorting by a validation metric (the default) is model selection; test columns are reported, not chosen on.
 """
 
@@ -144,11 +145,16 @@ def table(runs: list[dict], metric: str, params: list[str], root: Path) -> tuple
     header = ["run", metric, *params, *results, "status"]
     rows = []
     for run in runs:
-        name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else str(run["dir"])
-        rows.append([name if name != "." else run["dir"].name, run["metrics"].get(metric),
+        rows.append([_name(run, root), run["metrics"].get(metric),
                      *(_setting(run["config"].get(p)) for p in params),
                      *(run["metrics"].get(c) for c in results), run["status"]])
     return header, rows
+
+
+def _name(run: dict, root: Path) -> str:
+    """A run as the table and plots name it: its dir relative to the compared folder."""
+    name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else str(run["dir"])
+    return name if name != "." else run["dir"].name
 
 
 def _setting(value: Any) -> Any:
@@ -249,6 +255,38 @@ def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], m
     return path
 
 
+def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: bool) -> Optional[Path]:
+    """The metric per epoch (`val/f1` for `val/f1_best`), a line per run, from each run's csv history:
+    how the runs got where the table ranks them. None when no run kept a history of it."""
+    import matplotlib.pyplot as plt
+
+    from mstr.jobs.loggers import epoch_history
+
+    per_epoch = metric.removesuffix("_best")
+    curves = []
+    for run in runs:
+        history = epoch_history(run["dir"] / "csv" / "metrics.csv")
+        if history is not None and per_epoch in history and history[per_epoch].notna().any():
+            curves.append((run, history[per_epoch].dropna()))
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for run, series in curves:
+        ax.plot(series.index, series.to_numpy(), marker="o", markersize=2.5, lw=1.2, label=_name(run, root))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(per_epoch)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"{per_epoch} per epoch ({len(curves)} runs; {'lower' if minimize else 'higher'} is better)")
+    if len(curves) <= 12:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / f"{_safe(per_epoch)}_per_epoch.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -257,8 +295,7 @@ def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> P
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.scatter(teacher, student, s=40, color="tab:orange", zorder=3)
     for run, x, y in zip(runs, teacher, student):
-        name = str(run["dir"].relative_to(root)) if run["dir"].is_relative_to(root) else run["dir"].name
-        ax.annotate(name or ".", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(_name(run, root), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     low = min(teacher + student)
     high = max(teacher + student)
     pad = (high - low) * 0.1 or 0.05
@@ -315,6 +352,9 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     files += [plot_metric_vs(target, scored, metric, p) for p in plotted]
     if plotted:
         files.append(plot_parallel(target, scored, metric, plotted, minimize))
+    curves = plot_curves(target, runs, metric, root, minimize)
+    if curves is not None:
+        files.append(curves)
     distilled = [r for r in scored if _number(r["metrics"].get(f"teacher/{teacher_metric}")) is not None
                  and _number(r["metrics"].get(teacher_metric)) is not None]
     if distilled:

@@ -345,6 +345,21 @@ def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
     from mstr.compare import read_run
 
     assert read_run(runs / "a")["config"]["distill.teacher_max_epochs"] == 5
+    assert not (runs / "compare" / "val_f1_per_epoch.png").exists()  # no run kept a csv history
+
+
+def test_compare_draws_the_metric_per_epoch_of_runs_with_a_history(tmp_path, capsys):
+    from mstr.compare import compare
+
+    for name, f1 in (("a", [0.5, 0.7, 0.8]), ("b", [0.6, 0.9])):
+        _run_dir(tmp_path, name, "lr: 0.1\n" if name == "a" else "lr: 0.2\n", f'{{"val/f1_best": {max(f1)}}}')
+        (tmp_path / name / "csv").mkdir()
+        rows = [f"{epoch},{10 * (epoch + 1)},{value}," for epoch, value in enumerate(f1)]
+        rows += [f"{epoch},{10 * (epoch + 1)},,0.{9 - epoch}" for epoch in range(len(f1))]  # other calls' rows
+        (tmp_path / name / "csv" / "metrics.csv").write_text("epoch,step,val/f1,train/loss_epoch\n" + "\n".join(rows))
+    result = compare([tmp_path])
+    assert tmp_path / "compare" / "val_f1_per_epoch.png" in result["files"]
+    assert (tmp_path / "compare" / "val_f1_per_epoch.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
