@@ -30,7 +30,7 @@ from mstr.jobs.tracking import flat
 
 RESULT_COLUMNS = ("test/f1", "test/acc", "teacher/test/f1", "model/params", "time/train_s", "time/train_windows_per_s")
 # never hyperparameters: where things are written, how a run was resumed, its W&B grouping
-IGNORED = ("paths.", "hydra.", "resume", "ckpt_path", "group", "tags", "logger.")
+IGNORED = ("paths.", "hydra.", "resume", "ckpt_path", "group", "tags", "logger.", "callbacks.optuna_pruning.")
 
 
 def find_runs(dirs: list[Path]) -> list[Path]:
@@ -61,8 +61,8 @@ def _mapping(path: Path, parse) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{"dir", "status" (finished | failed: <error> | unfinished | unreadable: <file>), "config" (flat),
-    "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
+    """{"dir", "status" (finished | failed: <error> | unfinished | unreadable: <file>), "config" (flat,
+    interpolations resolved), "derived" (the keys set by interpolation), "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
     or job_error.json that cannot be read lists the run as unreadable, with a warning."""
     config = _mapping(run_dir / ".hydra" / "config.yaml", yaml.safe_load)
     metrics: dict = {}
@@ -76,7 +76,8 @@ def read_run(run_dir: Path) -> dict:
     except DataError as err:
         status = f"unreadable: {err}"
         print(f"warning: {err}; the run is listed as unreadable", file=sys.stderr)
-    return {"dir": run_dir, "status": status, "config": _resolved(config), "metrics": metrics}
+    derived = {key for key, value in flat(config).items() if isinstance(value, str) and "${" in value}
+    return {"dir": run_dir, "status": status, "config": _resolved(config), "derived": derived, "metrics": metrics}
 
 
 def _resolved(config: dict) -> dict:
@@ -105,11 +106,14 @@ def _resolved(config: dict) -> dict:
 def varied(runs: list[dict]) -> list[str]:
     """Config keys whose values differ between the runs that have them. A key only some runs have
     comes with a group choice that differs (`distill=none` has no `distill.temperature`): the choice
-    is the varied key, not every key of the group."""
+    is the varied key, not every key of the group. Keys set by interpolation (`${paths.output_dir}/...`,
+    `${trainer.max_epochs}`) vary with their source, which is listed if it is a hyperparameter."""
     keys = sorted({k for run in runs for k in run["config"]})
     out = []
     for key in keys:
         if any(key.startswith(prefix) or key == prefix for prefix in IGNORED):
+            continue
+        if any(key in run.get("derived", ()) for run in runs):  # `${...}` of another key: varies with it
             continue
         values = {json.dumps(run["config"][key], sort_keys=True, default=str) for run in runs if key in run["config"]}
         if len(values) > 1:

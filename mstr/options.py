@@ -15,4 +15,5 @@ DISTILL_METHODS = ("logits", "features", "attention", "combined")  # distill.met
 TREE_TEACHERS = ("xgboost", "lightgbm")
 DISTILL_TEACHERS = ("network", *TREE_TEACHERS)     # distill.teacher
 DISTILL_AUGMENTS = ("none", "mixup", "swap")       # distill.augment
+BEST_VAL_METRICS = ("acc", "f1", "auroc")          # val/<name>_best in metrics.json: what a sweep may optimise
 PEERS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")  # baselines.models

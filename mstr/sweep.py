@@ -25,6 +25,7 @@ no trial completed and a trial crashed otherwise; 128 + N when stopped by signal
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import shlex
@@ -39,6 +40,7 @@ from typing import Optional
 import yaml
 
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt, user_error
+from mstr.options import BEST_VAL_METRICS
 
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
@@ -81,6 +83,12 @@ def load_spec(path: Path) -> dict:
     if not str(spec["metric"]).startswith("val/"):
         raise ConfigError(f"{path}: metric={spec['metric']!r}: optimise a validation metric (val/...), "
                           "never a test one")
+    # what a run's metrics.json holds of validation (val/unseen_type_recall with data.val_unseen_types)
+    metrics = [*(f"val/{name}_best" for name in BEST_VAL_METRICS), "val/unseen_type_recall"]
+    if spec["metric"] not in metrics:
+        close = difflib.get_close_matches(str(spec["metric"]), metrics, n=1)
+        raise ConfigError(f"{path}: metric={spec['metric']!r}: not a validation metric a run reports; one of "
+                          f"{metrics}" + (f"; did you mean {close[0]}?" if close else ""))
     if spec.get("direction", "maximize") not in ("maximize", "minimize"):
         raise ConfigError(f"{path}: direction={spec['direction']!r}: must be maximize or minimize")
     if not isinstance(spec["params"], dict):
@@ -180,6 +188,31 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
         except (ImportError, SQLAlchemyError) as err:  # no driver, no server, no such file
             raise ConfigError(f"storage {url!r}: cannot open it ({str(err).splitlines()[0]})") from None
         return optuna.create_study(storage=storage, load_if_exists=True, **study)
+
+
+def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[str]) -> None:
+    """A study is resumed only with the settings it was started with (fixed overrides, searched
+    parameters, metric), and the trial dirs under `<out>/<study>` are its own: a study whose settings
+    differ, or an earlier study's trial dirs, are refused (one line), never mixed into the results."""
+    import json
+
+    settings = json.loads(json.dumps({"overrides": [*spec.get("overrides", []), *extra], "params": spec["params"],
+                                      "metric": spec["metric"]}, default=str))
+    started = study.user_attrs.get("settings")
+    if started is None:
+        study.set_user_attr("settings", settings)
+    elif started != settings:
+        key = next(k for k in settings if settings[k] != started.get(k))
+        raise ConfigError(f"study {spec['study_name']} in {url} was started with {key} {started.get(key)}, not "
+                          f"{settings[key]}: give another --out (or --storage) for a new study, or the same "
+                          "settings to resume it")
+    own = {Path(t.user_attrs["run_dir"]).name for t in study.get_trials(deepcopy=False) if "run_dir" in t.user_attrs}
+    folder = out / spec["study_name"]
+    stale = sorted(d.name for d in folder.glob("trial*") if d.is_dir() and d.name not in own)
+    if stale:
+        more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+        raise ConfigError(f"{folder / stale[0]}{more}: trial dirs of another study (not in "
+                          f"{url or 'this in-memory study'}); give another --out, or move them away")
 
 
 def seed_sampler(study, spec: dict, worker_index: int) -> None:
@@ -421,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.addFilter(CauseLoggedAlready())
         lock_path = args.out / f"{spec['study_name']}.lock"
         study = open_study(spec, url, args.heartbeat, lock_path)
+        check_study(study, spec, args.overrides, args.out, url)
         if args.workers > 1:
             code = start_workers(_without(argv, "--workers"), args.workers)
         else:

@@ -158,6 +158,45 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
     assert not any((tmp_path / "out" / "pruned" / f"trial{t.number:04d}" / "metrics.json").exists() for t in trials)
 
 
+def test_a_distilled_trial_reports_its_students_epochs_not_its_teachers(tmp_path):
+    """The trial's pruning callback watches the student: the teacher trained on the way (here 3 epochs,
+    the student 2) reports nothing to the trial, so the pruner judges the student's own epochs."""
+    from mstr.jobs.loggers import epoch_history
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "distilled", pruner={"name": "NopPruner"},
+                 overrides=["model=student", "distill=logits", *SMALL, "trainer.max_epochs=2",
+                            "distill.teacher_max_epochs=3", f"paths.teacher_cache_dir={tmp_path / 'teachers'}"])
+    assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 0
+    (trial,) = _trials(tmp_path, "distilled")
+    run_dir = tmp_path / "out" / "distilled" / "trial0000"
+    student = epoch_history(run_dir / "csv" / "metrics.csv")["val/f1"]
+    teacher = epoch_history(run_dir / "teacher" / "csv" / "metrics.csv")["val/f1"]
+    # the study's metric, val/f1_best: the best val/f1 so far, after each of the student's epochs
+    assert len(teacher) == 3 and trial.intermediate_values == pytest.approx(student.cummax().to_dict())
+
+
+def test_a_study_resumes_only_with_its_own_settings_and_trial_dirs(tmp_path, capsys):
+    from mstr.sweep import main
+
+    out = ["--out", str(tmp_path / "out")]
+    assert main([_spec(tmp_path), "--n-trials", "1", *out]) == 0
+    capsys.readouterr()
+    for args, message in (
+            # another fixed override: another study, never mixed into this one's results
+            (["--n-trials", "2", "data.batch_size=128", *out], "study tiny in sqlite:///"),
+            # in memory, a new study: trial0000 is the other study's
+            (["--n-trials", "1", "--storage", "none", *out], "tiny/trial0000: trial dirs of another study")):
+        with pytest.raises(SystemExit) as stop:
+            main([_spec(tmp_path), *args])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert "was started with overrides" in err or "trial dirs" in err
+    assert len(_trials(tmp_path)) == 1  # nothing ran
+    assert main([_spec(tmp_path), "--n-trials", "2", *out]) == 0  # the same settings resume it
+    assert len(_trials(tmp_path)) == 2
+
+
 def test_a_sweep_checks_its_overrides_before_any_trial(tmp_path, capsys):
     from mstr.sweep import main
 
@@ -242,6 +281,9 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
      "params.model.optim.lr: `low <= high` must hold"),  # every trial would fail
     (None, ["--storage", "bogus://x"], "storage 'bogus://x': Can't load plugin"),
     (None, ["--n-trials", "0"], "--n-trials=0: must be an integer >= 1"),  # not the spec's 20
+    ({"metric": "val/f1_bst"}, [], "metric='val/f1_bst': not a validation metric a run reports; one of "
+                                   "['val/acc_best', 'val/f1_best', 'val/auroc_best', 'val/unseen_type_recall']; "
+                                   "did you mean val/f1_best?"),  # else every trial trains, then fails
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
     from mstr.sweep import main

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from mstr.models import build_backbone
+from mstr.options import BEST_VAL_METRICS
 from mstr.training.losses import build_task_loss
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
@@ -72,7 +73,7 @@ class FlowClassifier(pl.LightningModule):
         values = compute_with_fpr(self.val_metrics)
         self.val_metrics.reset()
         if not self.trainer.sanity_checking:
-            for name in ("acc", "f1", "auroc"):
+            for name in BEST_VAL_METRICS:
                 self.val_best[name] = max(self.val_best.get(name, float("-inf")), values[f"val/{name}"])
                 values[f"val/{name}_best"] = self.val_best[name]
         self.log("val/f1", values.pop("val/f1"), prog_bar=True)

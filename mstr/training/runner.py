@@ -191,7 +191,10 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
     if resuming:
         step = int(check_resumable(last, module).get("global_step", 0))
         log.info("teacher: resuming %s", last)
-    trainer = build_trainer(cfg.trainer, cfg.callbacks, loggers(step),
+    # An Optuna trial's pruning callback watches the student it sweeps: the teacher's epochs would be
+    # reported to the trial (and pruned on) as the student's.
+    callbacks = {name: c for name, c in (cfg.callbacks or {}).items() if name != "optuna_pruning"}
+    trainer = build_trainer(cfg.trainer, callbacks, loggers(step),
                             teacher_dir / "checkpoints", max_epochs=cfg.distill.teacher_max_epochs,
                             default_root_dir=str(teacher_dir))
     fit(module, dm, trainer, str(last) if resuming else None)
