@@ -34,7 +34,7 @@ log = logging.getLogger("mstr.baselines")
 register_resolvers()
 
 
-def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
+def _print_comparison(results: dict[str, dict[str, float]], title: str, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -48,6 +48,7 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
     for model, values in results.items():
         table.add_row(model, *(f"{values[f'test/{m}']:.4f}" for m in METRIC_NAMES), f"{values['time/fit_s']:.1f}")
     Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
+    print(f"-> {path}", flush=True)  # whole, on its own line: to copy or grep
 
 
 def checked(cfg: DictConfig) -> tuple[list[str], int]:
@@ -104,7 +105,7 @@ def run(cfg: DictConfig) -> dict:
     metrics.update(dm.facts)
     metrics.update({f"audit/{k}": v for k, v in dm.audit.items()})
     write_json(out_dir / "metrics.json", metrics)
-    _print_comparison(results, f"baselines on {data_cfg.name} (test) -> {out_dir / 'metrics.json'}")
+    _print_comparison(results, f"baselines on {data_cfg.name} (test)", out_dir / "metrics.json")
     return metrics
 
 

@@ -259,9 +259,11 @@ def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], m
     return path
 
 
-def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: bool) -> Optional[Path]:
-    """The metric per epoch (`val/f1` for `val/f1_best`), a line per run, from each run's csv history:
-    how the runs got where the table ranks them. None when no run kept a history of it."""
+def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: bool,
+                params: list[str]) -> Optional[Path]:
+    """The metric per epoch (`val/f1` for `val/f1_best`), a line per run (named with its varied
+    `params`), from each run's csv history: how the runs got where the table ranks them. None when
+    no run kept a history of it."""
     import matplotlib.pyplot as plt
 
     from mstr.jobs.loggers import epoch_history
@@ -276,7 +278,11 @@ def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: 
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for run, series in curves:
-        ax.plot(series.index, series.to_numpy(), marker="o", markersize=2.5, lw=1.2, label=_name(run, root))
+        settings = ", ".join(f"{p.rsplit('.', 1)[-1]}={_setting(run['config'].get(p))}" for p in params[:3])
+        label = f"{_name(run, root)} ({settings})" if settings else _name(run, root)
+        ax.plot(series.index, series.to_numpy(), marker="o", markersize=2.5, lw=1.2, label=label)
+    last = max(int(series.index.max()) for _, series in curves)
+    ax.set_xlim(-0.5, last + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel(per_epoch)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -356,7 +362,7 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     files += [plot_metric_vs(target, scored, metric, p) for p in plotted]
     if plotted:
         files.append(plot_parallel(target, scored, metric, plotted, minimize))
-    curves = plot_curves(target, runs, metric, root, minimize)
+    curves = plot_curves(target, runs, metric, root, minimize, params)
     if curves is not None:
         files.append(curves)
     distilled = [r for r in scored if _number(r["metrics"].get(f"teacher/{teacher_metric}")) is not None

@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> dict:
                     "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
-    print_table(metrics, f"{Path(str(ckpt)).name} on {data_cfg.name} -> {out_dir / 'metrics.json'}")
+    print_table(metrics, f"{Path(str(ckpt)).name} on {data_cfg.name}", out_dir / "metrics.json")
     print(report)
     return metrics
 

@@ -22,9 +22,10 @@ def _jsonable(value):
     return str(value)
 
 
-def print_table(metrics: dict, title: str) -> None:
-    """The metrics on the terminal; `audit/...` entries stay in metrics.json (the DataModule logs the
-    leakage audit as its own line)."""
+def print_table(metrics: dict, title: str, path: Path | None = None) -> None:
+    """The metrics on the terminal, then the file they are in (`path`) on a line of its own, whole, to
+    copy or grep; `audit/...` entries stay in metrics.json (the DataModule logs the leakage audit as
+    its own line)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -41,3 +42,5 @@ def print_table(metrics: dict, title: str) -> None:
             text = str(value)
         table.add_row(key, text)
     Console().print(table)
+    if path is not None:
+        print(f"-> {path}", flush=True)

@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
         if resume and done.is_file():
             metrics = json.loads(done.read_text())
             log.info("%s finished before: nothing to resume", out_dir)
-            print_table(metrics, f"finished run -> {done}")
+            print_table(metrics, "finished run", done)
             return metrics
         if cfg.ckpt_path == "last" and not resume_checkpoints(out_dir):
             raise MstrError(f"ckpt_path=last: {out_dir} holds no checkpoints/last.ckpt (nor teacher/checkpoints/"
@@ -123,7 +123,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         teacher, source, _ = runner.obtain_teacher(cfg, dm, teacher_dir, Path(cfg.paths.teacher_cache_dir),
                                                    lambda step: [csv_logger(teacher_dir, step)], resume=resume)
         metrics.update({f"teacher/model/{k}": v for k, v in teacher.cost(dm.window).items()})
-        metrics["teacher/source"] = source
+        # a path (a cached teacher's may be relative to where the run started): absolute, to open it later
+        metrics["teacher/source"] = str(Path(source).resolve()) if Path(source).is_file() else source
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the student starts the same either way
 
     module = runner.build_module(cfg.model, cfg.loss, dm, teacher, cfg.distill if distilling else None)
@@ -171,7 +172,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     finally:
         tracking.finish_wandb(loggers, exit_code)
     write_json(out_dir / "metrics.json", metrics)
-    print_table(metrics, f"{cfg.model.role} on {cfg.data.name} -> {out_dir / 'metrics.json'}")
+    print_table(metrics, f"{cfg.model.role} on {cfg.data.name}", out_dir / "metrics.json")
     return metrics
 
 
@@ -191,7 +192,7 @@ def _write_plots(cfg: DictConfig, out_dir: Path, scored, classes: list[str]) -> 
         if history is not None:
             plots.learning_curves(history, folder / "curves.png", f"{title} on {cfg.data.name}", monitor, mode)
         elif folder == out_dir:
-            log.info("no curves.png: the run kept no csv history (add logger=csv)")
+            log.info("no curves.png: the run kept no csv history (keep one beside W&B: 'logger=[csv,wandb]')")
     if scored is not None:
         write_reports({"0.5": scored}, classes, out_dir)
     return sorted(out_dir.glob("*.png")) + sorted((out_dir / "teacher").glob("*.png"))
