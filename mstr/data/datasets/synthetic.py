@@ -201,6 +201,11 @@ def load(task: str = "binary", n_flows: int = 30_000, attack_share: float = 0.1,
         raise ConfigError(f"data.source.test_fraction={test_fraction}: must be in (0, 1)")
     frame = generate_flows(n_flows, attack_share, days, n_hosts, seed)
     notes = [f"synthetic traffic: {len(frame)} flows, seed {seed}, newest {test_fraction:.0%} is the test split"]
+    share = float((frame["label"] != "benign").mean())
+    if share > 1.5 * attack_share:  # every kind has at least two episodes of its full size
+        notes.append(f"synthetic traffic: {share:.0%} of the {len(frame)} flows are attacks, not the "
+                     f"{attack_share:.0%} asked (data.source.attack_share): each attack kind comes in at least two "
+                     "whole episodes; about 20,000 flows or more give the share asked")
     table = make_table(frame, classes=frame["label"], is_benign=(frame["label"] == "benign").to_numpy(),
                        benign=("benign",), task=task, numeric=NUMERIC, categorical=CATEGORICAL,
                        source="synthetic", notes=notes, time_col="ts", group_col="src_host")
