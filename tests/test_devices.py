@@ -26,12 +26,12 @@ def test_ddp_on_two_cpu_processes_trains_teacher_and_student_and_scores_on_rank_
     assert metrics["time/train_windows_per_s"] > 0
     # rank zero scored every test row, unsynced and unduplicated: the same numbers as scoring the
     # best checkpoint here, in one process
+    from mstr.training import runner
     from mstr.training.checkpoint import load_classifier
-    from mstr.training.evaluation import evaluate_tests
 
     dm = instantiate(compose_cfg([*SMALL, "model=student"]).data)
     dm.setup()
-    again = evaluate_tests(load_classifier(metrics["best_checkpoint"]), dm.test_loaders(), dm.num_classes)
+    again = runner.test_metrics(load_classifier(metrics["best_checkpoint"]), dm)[0]
     for key, value in again.items():
         assert metrics[key] == pytest.approx(value, abs=1e-6), key
 
