@@ -526,17 +526,22 @@ def test_window_context_is_bounded_and_causal():
     assert list(context.groups) == ["c", "a"] and context.evicted == 1
 
 
-def test_encoder_matches_preprocessor_with_bins_frequent_values_and_unknown_categories(small_synthetic_dm):
+def test_encoder_matches_preprocessor_with_bins_frequent_values_unknown_categories_and_gaps(small_synthetic_dm):
+    """Gaps (missing, infinite) too: a live record's get the training median as every split's did in
+    training (a gap scored as the training mean made export refuse any model of data with gaps)."""
     from mstr.data.preprocessing import FlowPreprocessor
-    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.features import FeatureEncoder, repair
 
     train = small_synthetic_dm.tables["train"]
     prep = FlowPreprocessor.fit(train, numeric_bins=6, frequent_values=4)
     assert prep.frequent_values  # synthetic flows repeat ports and packet counts
     test = small_synthetic_dm.tables["test_synthetic"].take(np.arange(400))
     test.frame.loc[:20, "service"] = "never-seen"
+    test.frame.loc[30:60, prep.numeric_cols[0]] = np.nan
+    test.frame.loc[61:70, prep.numeric_cols[-1]] = np.inf
     encoder = FeatureEncoder(json.loads(json.dumps(prep.to_dict())))  # through JSON, as in an artifact
-    numeric = test.frame[prep.numeric_cols].to_numpy(dtype=np.float64)
+    numeric, repaired = repair(test.frame[prep.numeric_cols].to_numpy(dtype=np.float64))  # as detect reads them
+    assert repaired.sum() == 41
     cats = test.frame[prep.categorical_cols].astype(str).values.tolist()
     np.testing.assert_array_equal(encoder.encode(numeric, cats), prep.transform(test))
 

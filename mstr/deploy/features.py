@@ -6,8 +6,9 @@ bins, frequent-value indicators, one-hot with an unknown bucket), so a record sc
 same row did in training; export checks that on real rows and `tests/test_deploy.py` on random ones.
 Kept apart from `FlowPreprocessor` so that a deployed detector needs no pandas.
 
-Missing or infinite numbers in a live record cannot use the training file's column median (the reader's
-repair), so they get the training mean (0 after scaling) and are counted as repaired.
+Missing or infinite numbers in a live record get the column's training median, as every split did in
+training (`fill`), and are counted as repaired; preprocessing fitted before medians were kept (format 1)
+gives them the training mean (0 after scaling).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class FeatureEncoder:
         self.center = np.asarray(prep["center"], dtype=np.float64)
         self.scale = np.asarray(prep["scale"], dtype=np.float64)
         self.clip = float(prep["clip"])
+        fill = prep.get("fill") or []
+        self.fill = np.asarray(fill, dtype=np.float64) if len(fill) == len(self.numeric_cols) else None
         index = {c: j for j, c in enumerate(self.numeric_cols)}
         # Every column's bins (and frequent values) laid end to end, in feature order: one array
         # operation encodes them all, where a loop over columns cost a detector a tenth of its time.
@@ -71,11 +74,13 @@ class FeatureEncoder:
         list of category texts per row."""
         rows, k = len(categories), len(self.numeric_cols)
         numeric = np.asarray(numeric, dtype=np.float64).reshape(rows, k)
+        if self.fill is not None:
+            numeric = np.where(np.isnan(numeric), self.fill, numeric)  # training's medians, as training filled
         raw = numeric
         numeric = np.where(self.log_mask, np.log1p(np.maximum(numeric, 0.0)), numeric)
         scaled = np.clip((numeric - self.center) / self.scale, -self.clip, self.clip)
         out = np.zeros((rows, self.num_features), dtype=np.float32)
-        out[:, :k] = np.where(np.isnan(scaled), 0.0, scaled)  # missing -> the training mean
+        out[:, :k] = np.where(np.isnan(scaled), 0.0, scaled)  # format 1 (no medians): the training mean
         if len(self.bin_cols):
             passed = np.clip((numeric[:, self.bin_cols] - self.bin_lower) / self.bin_width, 0.0, 1.0)
             out[:, k:k + len(self.bin_cols)] = np.nan_to_num(passed)
