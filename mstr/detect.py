@@ -57,6 +57,11 @@ def open_detector(model: str, threads: int, max_groups: int):
     return Detector(torch_scorer(NewestFlowOnly.of(module), threads), spec, max_groups), spec
 
 
+def _starts_with(path: str, magic: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(magic)) == magic
+
+
 def check_writable(path: str | Path, option: str) -> None:
     """Refuse an output path that cannot be written before any flow is read: failing at the end would
     lose the whole run's work."""
@@ -108,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
+        if regular and not pcap and _starts_with(args.input, b"PAR1"):
+            raise DataError(f"{args.input}: a parquet file; mstr.detect reads flow lines ({spec['input']['format']} "
+                            "here): write the flows as CSV with the same columns, e.g. pandas.read_parquet(path)"
+                            ".to_csv(out, index=False)")
         if args.input != "-" and Path(args.input).is_dir():
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).exists():

@@ -381,6 +381,40 @@ def zeek(tmp_path_factory):
     return {"ckpt": ckpt, "artifact": root / "artifact", "root": root}
 
 
+@pytest.mark.slow
+def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_training(tmp_path):
+    """Flows in TSV files (found by the name, no data.format) with missing numbers, as real logs have:
+    the export passes its parity check (gaps get the training medians on both sides), the artifact reads
+    TSV lines, and its scores are training's; a parquet file is refused with one line."""
+    from mstr.data.datasets.flows import load
+    from mstr.data.datasets.synthetic import generate_flows
+
+    frame = generate_flows(4000, seed=5)
+    frame.loc[frame.index % 17 == 0, "duration"] = np.nan
+    frame.loc[frame.index % 23 == 0, "fwd_bytes"] = np.nan
+    cut = int(len(frame) * 0.7)
+    frame.iloc[:cut].to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    frame.iloc[cut:].to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    data = ["data=flows", f"data.path={tmp_path / 'train.tsv'}", f"data.test_path={tmp_path / 'test.tsv'}",
+            "data.time_col=ts", "data.group_col=src_host"]
+    ckpt = train_run(tmp_path / "run", data)
+    report = export(ckpt, tmp_path / "artifact")
+    assert report["parity/max_abs_diff_features"] <= 1e-6
+    from mstr.deploy.artifact import load_artifact
+
+    assert load_artifact(tmp_path / "artifact").spec["input"]["format"] == "tsv"
+    test = load(path=str(tmp_path / "train.tsv"), test_path=str(tmp_path / "test.tsv"), time_col="ts",
+                group_col="src_host").tests["test"]
+    result = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "test.tsv"), "--all")
+    assert result.returncode == 0, result.stderr
+    scores = [v["score"] for v in verdicts(result.stdout)]
+    np.testing.assert_allclose(scores, training_scores(ckpt, test, window=8), atol=1e-5)
+    frame.iloc[cut:].to_parquet(tmp_path / "test.parquet")
+    refused = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "test.parquet"))
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'test.parquet'}: a parquet file; mstr.detect reads flow lines (tsv here)")
+
+
 def test_detect_zeek_log_with_host_windows_like_training(zeek):
     from mstr.data.datasets.flows import load
 

@@ -216,7 +216,8 @@ class FlowDataModule(pl.LightningDataModule):
         detector needs to read the same input, kept in the checkpoint so that `mstr.detect` does not
         have to read the training data again."""
         train = self.tables["train"]
-        return {"time_col": train.time_col, "group_col": train.group_col, "read_as": train.read_as}
+        return {"time_col": train.time_col, "group_col": train.group_col, "read_as": train.read_as,
+                "file_format": train.file_format}
 
     # ---- loaders -----------------------------------------------------------------------------
     def _loader(self, dataset: FlowWindowDataset, train: bool) -> DataLoader:

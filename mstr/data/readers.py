@@ -215,13 +215,17 @@ def read_table(
     if fmt not in (None, *FORMATS):
         raise DataError(f"{path}: unknown data.format '{format}'; use one of {list(FORMATS)}")
     if fmt == "parquet" or (fmt is None and _looks_parquet(path)):
-        return _read_parquet(path)
-    scan = _scan(path, max_line_bytes)
-    fmt = fmt or infer_format(path, scan.head)
-    if fmt == "zeek":
-        return _read_zeek(path, scan)
-    sep = delimiter or ("\t" if fmt == "tsv" else ",")
-    return _read_delimited(path, scan, fmt, sep, header, duplicate_columns)
+        frame, fmt = _read_parquet(path), "parquet"
+    else:
+        scan = _scan(path, max_line_bytes)
+        fmt = fmt or infer_format(path, scan.head)
+        if fmt == "zeek":
+            frame = _read_zeek(path, scan)
+        else:
+            sep = delimiter or ("\t" if fmt == "tsv" else ",")
+            frame = _read_delimited(path, scan, fmt, sep, header, duplicate_columns)
+    frame.attrs["file_format"] = fmt  # what a detector of this data must read (mstr.training.export)
+    return frame
 
 
 def _looks_parquet(path: Path) -> bool:

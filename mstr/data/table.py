@@ -34,7 +34,8 @@ class FlowTable:
     group_col: Optional[str] = None
     family_col: Optional[str] = None
     strata_col: Optional[str] = None
-    read_as: Optional[str] = None  # the file format the rows were read as, where a loader infers it
+    read_as: Optional[str] = None  # the column layout (flows preset) the rows were read as, where inferred
+    file_format: Optional[str] = None  # csv | tsv | parquet | zeek: the files the rows came from, where known
     benign: Sequence[str] = ("benign",)
     source: str = "<memory>"
 

@@ -87,7 +87,9 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
         spec.update(format="cicflowmeter", aliases=dict(PRESETS["cicflowmeter"].aliases))
     elif name == "flows":
         preset = columns["read_as"] or "generic"
-        fmt = preset if preset != "generic" else ("tsv" if data_cfg.get("format") == "tsv" else "csv")
+        # generic columns: the delimiter of the files trained on (parquet's columns arrive as CSV lines)
+        tsv = data_cfg.get("format") == "tsv" or columns.get("file_format") == "tsv"
+        fmt = preset if preset != "generic" else ("tsv" if tsv else "csv")
         spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=data_cfg.get("delimiter"))
     return spec
 

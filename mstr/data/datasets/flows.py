@@ -121,7 +121,7 @@ def load(
         raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
     notes: list[str] = []
     paths = resolve_paths(path, PATTERNS)
-    frame, preset_name = _read_files(paths, format, delimiter, notes)
+    frame, preset_name, file_format = _read_files(paths, format, delimiter, notes)
     preset = PRESETS[preset_name]
     source = str(paths[0]) if len(paths) == 1 else f"{path} ({len(paths)} files)"
     roles = _roles(frame, preset, source, label_col, time_col, group_col, _names(categorical_cols),
@@ -129,14 +129,14 @@ def load(
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
     table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
     holdout = TIME if roles.time is not None else STRATIFIED
-    table.read_as = preset_name  # what an exported detector must read (mstr.training.export)
+    table.read_as, table.file_format = preset_name, file_format  # what a detector must read (mstr.training.export)
     if test_path is not None:
         tests = {}
         for file in resolve_paths(test_path, PATTERNS):
             name = _stem(file)
             if name in tests:
                 raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
-            test_frame, _ = _read_files([file], format or preset_name, delimiter, notes)
+            test_frame, _, _ = _read_files([file], format or preset_name, delimiter, notes)
             tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes)
         train = table
     else:
@@ -152,8 +152,9 @@ def load(
 
 
 def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
-                notes: list[str]) -> tuple[pd.DataFrame, str]:
-    """All files as one frame (same columns required) and the preset they were read with.
+                notes: list[str]) -> tuple[pd.DataFrame, str, Optional[str]]:
+    """All files as one frame (same columns required), the preset they were read with and the file
+    format (csv, tsv, parquet, zeek) of the first.
 
     A repeated column name keeps its first copy (the original CIC CSVs repeat `Fwd Header Length`);
     the reader's note says so.
@@ -178,7 +179,7 @@ def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
             raise DataError(f"{path}: columns differ from {paths[0]} (extra {extra}, missing "
                             f"{lacking}); give files of one layout in data.path")
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True), preset_name
+    return pd.concat(frames, ignore_index=True), preset_name, frames[0].attrs.get("file_format")
 
 
 def _detect(columns: Sequence[str]) -> str:
