@@ -213,6 +213,20 @@ def test_generic_csv_with_delimiter_and_errors(tmp_path):
         flows.load(str(path), delimiter=";", benign="ok")
 
 
+def test_addresses_and_source_ports_among_the_features_are_named(tmp_path):
+    """A generic layout's host addresses and source ports would teach a model this capture's hosts: the
+    loader names them (a destination port is a service, a fair feature; the group column is no feature)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"Src IP": rng.choice(["10.0.0.1", "10.0.0.2"], 300), "dst": rng.choice(["a", "b"], 300),
+                          "sport": rng.integers(1024, 65535, 300), "dport": rng.choice([22, 80], 300),
+                          "host": rng.choice(["h1", "h2"], 300), "bytes": rng.integers(0, 999, 300),
+                          "label": rng.choice(["benign", "scan"], 300)})
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    splits = flows.load(str(tmp_path / "mine.csv"), group_col="host")
+    (note,) = [n for n in splits.notes if "look like host addresses" in n]
+    assert "['Src IP', 'dst', 'sport']" in note and "data.drop_cols=[Src IP,dst,sport]" in note
+
+
 def test_data_flows_config_trains_end_to_end_shapes(cic_csv, compose_cfg):
     from hydra.utils import instantiate
 
@@ -223,3 +237,20 @@ def test_data_flows_config_trains_end_to_end_shapes(cic_csv, compose_cfg):
     x, y = next(iter(dm.test_loaders()["test"]))
     assert x.shape[1:] == (4, dm.num_features) and len(y) == len(x)
     assert dm.audit["preprocessing_fit_rows"] == len(dm.tables["train"])
+
+
+def test_a_validation_carve_of_one_class_is_warned_about(tmp_path, compose_cfg, caplog):
+    """Attacks in episodes, the newest flows all benign: a time carve gives a validation set that cannot
+    choose a checkpoint, and the run says so."""
+    import logging
+
+    from hydra.utils import instantiate
+
+    n = 1000
+    frame = pd.DataFrame({"when": np.arange(n) * 1.0, "bytes": np.arange(n) % 97,
+                          "label": ["scan" if 100 <= i < 300 else "benign" for i in range(n)]})
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    dm = instantiate(compose_cfg(["data=flows", f"data.path={tmp_path / 'mine.csv'}", "data.time_col=when"]).data)
+    with caplog.at_level(logging.WARNING, logger="mstr.data.datamodule"):
+        dm.setup()
+    assert any("validation holds only ['benign'] flows" in r.getMessage() for r in caplog.records)

@@ -17,6 +17,7 @@ seeded, `temporal` is False and a window can only be the flow itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -38,6 +39,11 @@ DEFAULT_BENIGN = ("benign", "normal")  # compared case-insensitively
 ID_COLUMNS = {"id", "uid", "flow id", "flow_id"}  # lower-case; row / flow identifiers in any layout
 LABEL_LIKE = {"label", "class", "attack", "attack_cat", "detailed-label", "attempted category"}
 HIGH_CARDINALITY = 1000  # distinct text values beyond which a "category" is an identifier
+# Names (lower-case, letters and digits only) of host addresses and source ports: as features they
+# identify this capture's hosts and connections, not their traffic (a destination port is a service).
+ADDRESS_LIKE = {"src", "dst", "srcip", "dstip", "sip", "dip", "saddr", "daddr", "srcaddr", "dstaddr", "sourceip",
+                "destinationip", "ipsrc", "ipdst", "idorigh", "idresph", "clientip", "serverip", "srcport",
+                "sport", "sourceport", "idorigp", "clientport"}
 MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
 _MISSING = {"", "-", "(empty)", "nan", "none"}
 
@@ -246,6 +252,11 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
             text.append(col)
     if text:
         notes.append(f"{source}: non-numeric column(s) {text} are categorical")
+    addresses = [c for c in features if re.sub(r"[^a-z0-9]", "", c.lower()) in ADDRESS_LIKE]
+    if addresses:
+        notes.append(f"{source}: column(s) {addresses} look like host addresses or source ports, and are "
+                     "features: a model that reads them learns this capture's hosts, not their traffic; drop "
+                     f"them with data.drop_cols=[{','.join(addresses)}] (data.group_col may still name the host)")
     roles = Roles(label, numeric, list(dict.fromkeys([*forced, *text])), time, group)
     if not roles.numeric and not roles.categorical:
         raise DataError(f"{source}: no feature columns left after dropping {sorted(dropped - {None})}")
