@@ -191,3 +191,24 @@ def test_columns_ordered_by_dependence_put_related_columns_side_by_side():
         for j in range(i + 1, 4):
             expected = normalized_mutual_info_score(codes[i], codes[j]) if 3 not in (i, j) else 0.0
             assert nmi[i, j] == pytest.approx(expected, abs=1e-12) and nmi[j, i] == nmi[i, j]
+
+
+@pytest.mark.parametrize("stamps, seconds_apart", [
+    (["2017-07-03T08:55:58", "2017-07-03T08:56:00.5"], [2.5]),                    # ISO 8601
+    (["2026-03-29T01:59:00+01:00", "2026-03-29T03:01:00+02:00"], [120.0]),        # across a DST switch
+    (["3/7/2017 8:55", "3/7/2017 8:57", "13/7/2017 8:57"], [120.0, 864_000.0]),   # day-first (CIC)
+    (["06/30/2017 11:59:00 PM", "07/01/2017 12:01:00 AM"], [120.0]),              # month-first (US)
+])
+def test_time_texts_keep_their_order(stamps, seconds_apart):
+    """A time column orders flows (the split, the windows): offsets that change, and dates read day- or
+    month-first by the whole column, never row by row."""
+    from mstr.data.readers import to_seconds
+
+    assert np.diff(to_seconds(pd.Series(stamps), "t", "f.csv")).tolist() == pytest.approx(seconds_apart)
+
+
+def test_time_texts_of_both_date_orders_are_an_error_naming_the_row():
+    from mstr.data.readers import to_seconds
+
+    with pytest.raises(DataError, match=r"f.csv: time column 't' mixes day-first and month-first dates \(data row 2"):
+        to_seconds(pd.Series(["30/06/2017 23:59", "06/30/2017 00:01"]), "t", "f.csv")

@@ -474,15 +474,30 @@ def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     if numbers.notna().all():
         return numbers.to_numpy(dtype=np.float64)
     text = values.astype(str).str.strip()
-    try:
-        stamps = pd.to_datetime(text, format="ISO8601")
+    try:  # utc: offsets that change within the file (a capture across a daylight-saving switch) compare right
+        stamps = pd.to_datetime(text, format="ISO8601", utc=True)
     except (ValueError, TypeError):
-        stamps = pd.to_datetime(text, format="mixed", dayfirst=True, errors="coerce")
+        stamps = pd.to_datetime(text, format="mixed", dayfirst=_day_first(text, col, source), errors="coerce",
+                                utc=True)
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
                         f"{values.iloc[row]!r}, not a time; fix or remove that row")
-    if stamps.dt.tz is not None:
-        stamps = stamps.dt.tz_convert(None)
+    stamps = stamps.dt.tz_convert(None)
     return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+
+
+def _day_first(text: pd.Series, col: str, source: str) -> bool:
+    """Whether dates written a/b/yyyy are day-first, decided for the whole column: a day above 12 in
+    the first place says day-first (CICFlowMeter, the original CIC CSVs), in the second month-first
+    (US style); a date that fits both is read the column's way, never row by row. Neither: day-first."""
+    parts = text.str.extract(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}").dropna().astype(int)
+    if parts.empty:
+        return True
+    first, second = (parts[0] > 12).any(), (parts[1] > 12).any()
+    if first and second:
+        row = int(parts.index[(parts[1] > 12).to_numpy()][0])
+        raise DataError(f"{source}: time column {col!r} mixes day-first and month-first dates (data row "
+                        f"{row + 1}: {text.iloc[row]!r}); write its dates one way, e.g. ISO 8601")
+    return not second
