@@ -166,7 +166,7 @@ BAD_INPUTS = [
     ("truncated gzip", "a.csv.gz", _gz(_ROWS)[:5000], ["truncated or corrupt gzip"]),
     ("gzip bad crc", "a.csv.gz", _gz(b"x,y\n1,2\n")[:-8] + b"\0" * 8, ["corrupt gzip"]),
     ("duplicate columns", "a.csv", b"x,y,x\n1,2,3\n", ["duplicate", "'x'"]),
-    ("semicolon delimiter", "a.csv", b"x;y;z\n1;2;3\n", ["';'", "data.delimiter"]),
+    ("semicolon delimiter", "a.csv", b"x;y;z\n1;2;3\n", ["'data.delimiter=\";\"'"]),  # typed as the shell needs
     ("tab in csv", "a.csv", b"x\ty\n1\t2\n", ["tab", "data.format=tsv"]),
     ("comma in tsv", "a.tsv", b"x,y\n1,2\n", ["','", "data.format=csv"]),
     ("NUL garbage", "a.csv", b"x,y\n1,2\n\x00\x01\x02garbage", ["NUL", "line 3"]),

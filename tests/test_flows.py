@@ -211,6 +211,10 @@ def test_generic_csv_with_delimiter_and_errors(tmp_path):
     frame.to_csv(path, sep=";", index=False)
     with pytest.raises(DataError, match="column 'bytes' data row 124 holds '12,5'"):
         flows.load(str(path), delimiter=";", benign="ok")
+    frame["bytes"] = [f"{v},5" for v in range(400)]  # every number with a decimal comma: not 400 categories
+    frame.to_csv(path, sep=";", index=False)
+    with pytest.raises(DataError, match=r"column 'bytes' holds numbers written with a decimal comma \('0,5'\)"):
+        flows.load(str(path), delimiter=";", benign="ok")
 
 
 def test_addresses_and_source_ports_among_the_features_are_named(tmp_path):

@@ -249,7 +249,7 @@ def _check_delimiter(path: Path, scan: _Scan, fmt: str, sep: str) -> None:
         if cand != sep and first.count(cand) >= 1:
             hint = "data.format=tsv" if cand == "\t" else "data.format=csv"
             if cand not in ("\t", ","):
-                hint += f" and data.delimiter='{cand}'"
+                hint += f" and 'data.delimiter=\"{cand}\"'"  # as a shell passes it to Hydra
             raise DataError(
                 f"{path}: read as {fmt} with delimiter {_DELIMITER_NAMES.get(sep, repr(sep))} this "
                 f"gives a single column, but the first line is {_DELIMITER_NAMES[cand]}-separated; "

@@ -249,6 +249,12 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
             values = frame[col]
             if pd.to_numeric(values, errors="coerce").notna().sum() >= MOSTLY_NUMERIC * values.notna().sum():
                 raise  # a few text cells in a column of numbers: a broken row, not a category
+            comma = values.dropna().astype(str).str.fullmatch(r"\s*-?\d+,\d+\s*")
+            if len(comma) and comma.mean() >= 0.5:  # a decimal comma: numbers one-hot encoded as texts
+                example = values.dropna().astype(str)[comma].iloc[0]
+                raise DataError(f"{source}: column {col!r} holds numbers written with a decimal comma "
+                                f"({example!r}); mstr reads '.' decimals: save the file again with them, e.g. "
+                                "pandas.read_csv(path, sep=';', decimal=',').to_csv(out, index=False)")
             text.append(col)
     if text:
         notes.append(f"{source}: non-numeric column(s) {text} are categorical")
