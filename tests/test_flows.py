@@ -258,3 +258,19 @@ def test_a_validation_carve_of_one_class_is_warned_about(tmp_path, compose_cfg, 
     with caplog.at_level(logging.WARNING, logger="mstr.data.datamodule"):
         dm.setup()
     assert any("validation holds only ['benign'] flows" in r.getMessage() for r in caplog.records)
+
+
+def test_a_class_is_one_class_whatever_the_case_of_its_label(tmp_path):
+    """'DoS' in one file and 'DOS' or 'dos' in another (or the same): one class, spelt as training's
+    files mostly spell it; before, a test file's 'benign' was a label never seen in training."""
+    rng = np.random.default_rng(0)
+
+    def write(name, labels):
+        pd.DataFrame({"bytes": rng.integers(0, 999, len(labels)), "label": labels}).to_csv(tmp_path / name, index=False)
+
+    write("train.csv", ["Benign "] * 200 + ["DoS"] * 80 + ["DOS"] * 20 + ["Botnet"] * 100)
+    write("test.csv", ["benign"] * 50 + ["dos"] * 30 + ["BOTNET"] * 20)
+    splits = flows.load(str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"), task="multiclass")
+    assert sorted(set(splits.train.labels)) == ["Benign", "Botnet", "DoS"]
+    assert sorted(set(splits.tests["test"].labels)) == ["Benign", "Botnet", "DoS"]
+    assert any("['DOS'] read as ['DoS']" in n for n in splits.notes)

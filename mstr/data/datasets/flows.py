@@ -133,7 +133,8 @@ def load(
     roles = _roles(frame, preset, source, label_col, time_col, group_col, _names(categorical_cols),
                    _names(drop_cols), notes)
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
-    table = _table(frame, roles, task, benign_names, source, notes, require_benign=True)
+    spellings = _spellings(_labels(frame, roles), source, notes)
+    table = _table(frame, roles, task, benign_names, source, notes, spellings, require_benign=True)
     holdout = TIME if roles.time is not None else STRATIFIED
     table.read_as, table.file_format = preset_name, file_format  # what a detector must read (mstr.training.export)
     if test_path is not None:
@@ -143,7 +144,7 @@ def load(
             if name in tests:
                 raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
             test_frame, _, _ = _read_files([file], format or preset_name, delimiter, notes)
-            tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes)
+            tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes, spellings)
         train = table
     else:
         train, test = _split(table, holdout, test_fraction, seed, notes)
@@ -274,16 +275,36 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
     return roles
 
 
+def _labels(frame: pd.DataFrame, roles: Roles) -> pd.Series:
+    labels = _text(frame[roles.label])
+    if roles.label == "detailed-label" and "label" in frame.columns:
+        labels = labels.fillna(_text(frame["label"]))  # CTU logs leave it "-" on benign flows
+    return labels
+
+
+def _spellings(labels: pd.Series, source: str, notes: list[str]) -> dict[str, str]:
+    """One spelling per class whatever its case ('DoS', 'DOS'): the training files' most frequent, which
+    test files' labels are read as too (the binary task's benign names match in any case alike)."""
+    counts = labels.dropna().value_counts()
+    chosen: dict[str, str] = {}
+    for label in counts.index:  # most frequent first
+        chosen.setdefault(label.lower(), label)
+    merged = sorted(label for label in counts.index if chosen[label.lower()] != label)
+    if merged:
+        notes.append(f"{source}: label(s) {merged[:5]} read as {[chosen[m.lower()] for m in merged[:5]]}: one class "
+                     "whatever the case")
+    return chosen
+
+
 def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], source: str,
-           notes: list[str], require_benign: bool = False) -> FlowTable:
-    """One FlowTable with the given roles: labels mapped for the task, values repaired."""
+           notes: list[str], spellings: dict[str, str], require_benign: bool = False) -> FlowTable:
+    """One FlowTable with the given roles: labels mapped for the task (classes spelt as `spellings`
+    says), values repaired."""
     needed = [roles.label, *roles.numeric, *roles.categorical, *filter(None, [roles.time, roles.group])]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} that the training files have")
-    labels = _text(frame[roles.label])
-    if roles.label == "detailed-label" and "label" in frame.columns:
-        labels = labels.fillna(_text(frame["label"]))  # CTU logs leave it "-" on benign flows
+    labels = _labels(frame, roles).map(lambda v: v if v is None else spellings.get(v.lower(), v))
     frame = frame[needed].copy()
     for col in [*roles.categorical, *filter(None, [roles.group])]:
         frame[col] = _text(frame[col]).fillna("").astype(str)
