@@ -409,6 +409,9 @@ def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_traini
     assert result.returncode == 0, result.stderr
     scores = [v["score"] for v in verdicts(result.stdout)]
     np.testing.assert_allclose(scores, training_scores(ckpt, test, window=8), atol=1e-5)
+    frame.iloc[cut:].drop(columns=["src_host"]).to_csv(tmp_path / "hostless.tsv", sep="\t", index=False)
+    hostless = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "hostless.tsv"), "--all")
+    assert hostless.returncode == 0 and "no 'src_host' column, so the flows form one window stream" in hostless.stderr
     frame.iloc[cut:].to_parquet(tmp_path / "test.parquet")
     refused = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "test.parquet"))
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(

@@ -63,6 +63,8 @@ class LineParser:
         self.encoder = encoder
         self.aliases = dict(source.get("aliases") or {})
         self.time_col, self.group_col = source.get("time_col"), source.get("group_col")
+        self.windowed = int(spec.get("window", 1)) > 1  # a flow is scored with its host's earlier flows
+        self.said_no_group = False
         self.clean = cleans_categories(source)
         self.delimiter = "\t" if self.format in ("tsv", "zeek") else (source.get("delimiter") or ",")
         self.columns: Optional[list[str]] = list(source["columns"]) if source.get("columns") else None
@@ -88,6 +90,10 @@ class LineParser:
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
+        if self.windowed and self.group_col and self.group_col not in self.columns and not self.said_no_group:
+            self.said_no_group = True
+            log.warning("%s: no %r column, so the flows form one window stream, not one per host as in training: "
+                        "scores differ from the model's on the same flows", self.source, self.group_col)
         # Where a record's values sit in a line's fields. A repeated name is read from its first copy, as
         # training's reader keeps it (the original CIC-IDS2017 CSVs repeat `Fwd Header Length`).
         position: dict[str, int] = {}
