@@ -39,9 +39,12 @@ def open_detector(model: str, threads: int, max_groups: int):
     """(Detector, spec) from an artifact folder (ONNX Runtime / TorchScript) or a checkpoint (PyTorch)."""
     from mstr.deploy.artifact import is_artifact, load_artifact
     from mstr.deploy.runtime import artifact_scorer, torch_scorer
+    from mstr.jobs.rundir import checkpoint_file
     from mstr.deploy.stream import Detector
 
     path = Path(model)
+    if path.is_dir() and not is_artifact(path) and checkpoint_file(path) is not None:
+        path = checkpoint_file(path)  # a training run dir: its best checkpoint, as evaluate and export read it
     if path.is_dir() or is_artifact(path):
         artifact = load_artifact(path)
         return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec
@@ -76,7 +79,8 @@ def check_writable(path: str | Path, option: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="artifact folder (mstr.export) or checkpoint (.ckpt)")
+    parser.add_argument("--model", required=True, help="artifact folder (mstr.export), checkpoint (.ckpt) or a "
+                        "training run dir (its best checkpoint)")
     parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin (the default), or a pcap")
     parser.add_argument("--follow", action="store_true", help="keep reading a growing file, and the new file "
                         "when it is rotated or truncated (as tail -F)")

@@ -446,7 +446,8 @@ def test_a_checkpoint_scores_without_its_training_data(zeek, tmp_path):
     cfg.data.path = str(tmp_path / "gone" / "train.log")
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     test_log = str(zeek["root"] / "test.log")
-    moved = detect("--model", str(run / "checkpoints" / zeek["ckpt"].name), "--input", test_log, "--all")
+    assert zeek["ckpt"].name == "best.ckpt"
+    moved = detect("--model", str(run), "--input", test_log, "--all")  # a run dir: its best checkpoint
     assert moved.returncode == 0, moved.stderr
     exported = detect("--model", str(zeek["artifact"]), "--input", test_log, "--all")
     got, expected = verdicts(moved.stdout), verdicts(exported.stdout)

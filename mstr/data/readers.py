@@ -58,7 +58,7 @@ def resolve_paths(
         if not found:
             raise DataError(
                 f"{path}: folder holds no file matching {list(patterns)}; "
-                "point data_dir at the folder with the data files"
+                "name the folder that holds the data files"
             )
         return sorted(found)
     if glob.has_magic(text):
@@ -67,7 +67,7 @@ def resolve_paths(
         if not found:
             raise DataError(f"{text}: the pattern matches no file; check the path and the glob")
         return sorted(found)
-    raise DataError(f"{path}: no such file or folder; check data_dir and the file name")
+    raise DataError(f"{path}: no such file or folder; check the path" + _relative_hint(path))
 
 
 # --------------------------------------------------------------------------- raw scan
@@ -94,11 +94,15 @@ def _open_binary(path: Path, gz: bool):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
+def _relative_hint(path: Path) -> str:
+    return "" if path.is_absolute() else f" (relative to {Path.cwd()}, where the command runs)"
+
+
 def _check_file(path: Path) -> None:
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a file; name a file inside it")
     if not path.exists():
-        raise DataError(f"{path}: no such file; check data_dir and the file name")
+        raise DataError(f"{path}: no such file; check the path" + _relative_hint(path))
     if not os.access(path, os.R_OK):
         raise DataError(f"{path}: not readable (permissions)")
 
