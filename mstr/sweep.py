@@ -254,6 +254,14 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
     return cfg, overrides
 
 
+def _trial_log(run_dir: Path) -> logging.Handler:
+    """The process's log lines while a trial runs, also in `<trial dir>/train.log`."""
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
 def check_trials(spec: dict, extra: list[str]) -> None:
     """The overrides every trial shares and the searched keys (at one value of each range), checked
     before any trial: unknown keys and bad values end the sweep with one line, exit 2."""
@@ -275,10 +283,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
 
         run_dir = out / spec["study_name"] / f"trial{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
+        log_file = None
         try:
             cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
             save_run_config(cfg, run_dir)  # the layout of a Hydra run dir, before the run can fail
             (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            log_file = _trial_log(run_dir)  # train.log, as a Hydra run dir has
             metrics = run(cfg)
             if spec["metric"] not in metrics:
                 raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
@@ -293,6 +303,10 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
             trial.set_user_attr("bad_input", cause is not None)  # see exit_code
             log.error("trial %d failed: %s", trial.number, message, exc_info=cause is None)
             raise TrialFailed(message) from err
+        finally:
+            if log_file is not None:
+                logging.getLogger().removeHandler(log_file)
+                log_file.close()
 
     return objective
 
@@ -434,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    logging.getLogger().setLevel(logging.INFO)  # also where a host set up logging first: trials log their runs
     try:
         spec = load_spec(args.spec)
         n_trials = args.n_trials if args.n_trials is not None else spec.get("n_trials", 20)

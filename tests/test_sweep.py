@@ -172,6 +172,7 @@ def test_a_distilled_trial_reports_its_students_epochs_not_its_teachers(tmp_path
     run_dir = tmp_path / "out" / "distilled" / "trial0000"
     student = epoch_history(run_dir / "csv" / "metrics.csv")["val/f1"]
     teacher = epoch_history(run_dir / "teacher" / "csv" / "metrics.csv")["val/f1"]
+    assert "teacher: none given" in (run_dir / "train.log").read_text()  # the trial's log, as a run dir has
     # the study's metric, val/f1_best: the best val/f1 so far, after each of the student's epochs
     assert len(teacher) == 3 and trial.intermediate_values == pytest.approx(student.cummax().to_dict())
 
