@@ -418,6 +418,27 @@ def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_traini
         f"error: {tmp_path / 'test.parquet'}: a parquet file; mstr.detect reads flow lines (tsv here)")
 
 
+@pytest.mark.slow
+def test_a_model_of_the_default_data_scores_the_synthetic_traffic_the_cli_writes(tmp_path):
+    """The quick start's deploy path: train on the default (synthetic) data, export, write new traffic
+    with `python -m mstr.data.datasets.synthetic`, and detect it: every flow scored as training scores it."""
+    from _cli import run_cli
+    from mstr.data.datasets.synthetic import load
+    from mstr.data.table import concat_tables
+
+    ckpt = train_run(tmp_path / "run", [])
+    export(ckpt, tmp_path / "artifact")
+    wrote = run_cli("mstr.data.datasets.synthetic", ["--flows", "3000", "--seed", "9", "--out",
+                                                     str(tmp_path / "traffic.csv")], tmp_path)
+    assert wrote.returncode == 0 and " flows (" in wrote.stderr, wrote.stderr
+    result = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "traffic.csv"), "--all")
+    assert result.returncode == 0, result.stderr
+    table = load(n_flows=3000, seed=9, test_fraction=0.5)
+    every = concat_tables([table.train, table.tests["synthetic"]], "all")
+    np.testing.assert_allclose([v["score"] for v in verdicts(result.stdout)],
+                               training_scores(ckpt, every, window=8), atol=1e-5)
+
+
 def test_detect_zeek_log_with_host_windows_like_training(zeek):
     from mstr.data.datasets.flows import load
 
