@@ -191,6 +191,15 @@ def _axis_values(values: list[Any]) -> tuple[list[float], Optional[list[str]]]:
     return [float(labels.index(_cell(v))) for v in values], labels
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
 
@@ -210,11 +219,7 @@ def plot_metric_vs(out: Path, runs: list[dict], metric: str, param: str) -> Path
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs {param} ({len(runs)} runs)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / f"{_safe(metric)}_vs_{_safe(param)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"{_safe(metric)}_vs_{_safe(param)}.png")
 
 
 def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], minimize: bool) -> Path:
@@ -252,11 +257,7 @@ def plot_parallel(out: Path, runs: list[dict], metric: str, params: list[str], m
     bar.formatter.set_useOffset(False)
     bar.update_ticks()
     ax.set_title(f"parallel coordinates ({len(runs)} runs)")
-    fig.tight_layout()
-    path = out / "parallel_coordinates.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "parallel_coordinates.png")
 
 
 def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: bool,
@@ -290,11 +291,7 @@ def plot_curves(out: Path, runs: list[dict], metric: str, root: Path, minimize: 
     if len(curves) <= 12:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / f"{_safe(per_epoch)}_per_epoch.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"{_safe(per_epoch)}_per_epoch.png")
 
 
 def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> Path:
@@ -317,11 +314,7 @@ def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> P
     ax.set_title(f"teacher vs student ({len(runs)} distilled runs)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "teacher_vs_student.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "teacher_vs_student.png")
 
 
 def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = False,
