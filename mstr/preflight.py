@@ -120,7 +120,8 @@ def _one_line(err: Exception, config_name: str, parsed=()) -> str:
     if unknown and overridden:
         key, (leaf, full_key) = overridden.group(1), unknown.groups()
         parent = full_key.rpartition(".")[0]  # the first part of the key that the config lacks
-        return (f"{key}: no such key{_did_you_mean(leaf, _keys_at(parent, config_name, parsed), parent)} "
+        candidates = _keys_at(parent, config_name, [o for o in parsed if o.key_or_group != key])
+        return (f"{key}: no such key{_did_you_mean(leaf, candidates, parent)} "
                 f"(a new key is added with +{key}=...)")
     if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] != first:
         first = f"{first} ({str(cause).strip().splitlines()[0]})"
@@ -132,7 +133,7 @@ def _keys_at(parent: str, config_name: str, parsed) -> list[str]:
     from omegaconf import DictConfig, OmegaConf
 
     groups = [o.input_line for o in parsed if not o.is_sweep_override() and "." not in o.key_or_group
-              and not o.input_line.startswith(("+", "~"))]
+              and not o.input_line.startswith(("+", "~")) and isinstance(o.value(), str)]
     try:
         if GlobalHydra.instance().is_initialized():  # a sweep job's error: inside preflight's own context
             node = compose(config_name=config_name, overrides=groups)

@@ -85,6 +85,7 @@ def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     (["distill.temprature=4"], "distill.temprature: no such key; did you mean distill.temperature? "
                                "(a new key is added with +distill.temprature=...)"),
     (["modle.lr=1"], "modle.lr: no such key; did you mean model? "),
+    (["seed=1", "plot=false"], "plot: no such key; did you mean plots? "),  # a top-level key
     # the keys offered are those of the group chosen on the same command line
     (["data=nsl_kdd", "data.varient=20percent"], "data.varient: no such key; did you mean data.variant? "),
     (["trainer.max_epochs=2", "model.backbone.widths=[8,"], "model.backbone.widths=[8,: no viable alternative at "
