@@ -158,6 +158,7 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
     assert not any((tmp_path / "out" / "pruned" / f"trial{t.number:04d}" / "metrics.json").exists() for t in trials)
 
 
+@pytest.mark.slow
 def test_a_distilled_trial_reports_its_students_epochs_not_its_teachers(tmp_path):
     """The trial's pruning callback watches the student: the teacher trained on the way (here 3 epochs,
     the student 2) reports nothing to the trial, so the pruner judges the student's own epochs."""
@@ -177,6 +178,7 @@ def test_a_distilled_trial_reports_its_students_epochs_not_its_teachers(tmp_path
     assert len(teacher) == 3 and trial.intermediate_values == pytest.approx(student.cummax().to_dict())
 
 
+@pytest.mark.slow
 def test_a_study_resumes_only_with_its_own_settings_and_trial_dirs(tmp_path, capsys):
     from mstr.sweep import main
 
