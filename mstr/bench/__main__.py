@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
+from mstr.bench.report import machine, write_report
 from mstr.bench.runs import DATASETS, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
         except MstrError as err:
             report_and_exit(err)
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation", *DEPLOYMENT),
                         help=f"{', '.join(DEPLOYMENT)}: see `python -m mstr.bench <name> --help` for their options")
     parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
@@ -188,11 +190,8 @@ def main(argv: list[str] | None = None) -> None:
             table = distill_table(results)
     except MstrError as err:
         report_and_exit(err)
-    command = "python -m mstr.bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = (f"# mstr benchmark: {args.benchmark}\n\n`{command}` (seeds {args.seeds}; mean ± std)\n\n{table}\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.benchmark}.md").write_text(text)
-    print(text)
+    spread = "mean ± std" if len(args.seeds) > 1 else "one seed: no spread"
+    write_report(args.out, args.benchmark, f"Seeds {args.seeds} ({spread}); {machine()}.\n\n{table}\n", argv)
 
 
 if __name__ == "__main__":

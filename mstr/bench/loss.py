@@ -90,7 +90,8 @@ def student_artifact(out: Path, epochs: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
                         "student, or train one)")
     parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])

@@ -8,6 +8,15 @@ import sys
 from pathlib import Path
 
 
+# Other work on the machine when the benchmark started (the one-minute load average, before the benchmark
+# loads the cores itself): shared boxes slow every timing, so a table says what it ran beside.
+LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -17,14 +26,24 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cores} CPU cores ({cpu}), Python {platform.python_version()}"
+    load = "" if LOAD_AT_START is None else f", load average {LOAD_AT_START:.1f} at the start"
+    return f"{_cores()} CPU cores ({cpu}), Python {platform.python_version()}{load}"
 
 
-def write_report(out: Path, name: str, body: str) -> None:
-    """Print the table and write it to `<out>/<name>.md`, headed by its command."""
-    command = "python -m mstr.bench " + " ".join(sys.argv[1:])
-    text = f"# mstr benchmark: {name}\n\n`{command}`\n\n{body}"
+def busy_warning() -> str:
+    """A line for a table made beside other work (load at the start above half the cores), else ""."""
+    if LOAD_AT_START is None or LOAD_AT_START <= 0.5 * _cores():
+        return ""
+    return (f"**The machine was busy when this ran** (load average {LOAD_AT_START:.1f} on {_cores()} cores): its "
+            "timings are slowed, unevenly; compare ratios within this table, or run it again on a quiet machine.\n\n")
+
+
+def write_report(out: Path, name: str, body: str, argv: list[str] | None = None) -> None:
+    """Print the table and write it to `<out>/<name>.md`, headed by its command (and by a warning when
+    the machine was busy), then say where it went."""
+    command = "python -m mstr.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = f"# mstr benchmark: {name}\n\n`{command}`\n\n{busy_warning()}{body}"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(text)
     print(text)
+    print(f"wrote {out / f'{name}.md'}", file=sys.stderr)

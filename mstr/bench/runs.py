@@ -86,8 +86,9 @@ def mean_std(values: list[float]) -> str:
     if not values:
         return "n/a"
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f}"
+    if len(values) == 1:  # one seed has no spread: not a measured ± 0
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {statistics.stdev(values):.4f}"
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:

@@ -82,7 +82,8 @@ def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--reuse", action="store_true", help="reuse finished training runs in --out")
     parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
-                        "architectures, untrained weights: the same speed) and skip the training-time table")
+                        "architectures, untrained weights: the same speed); the training table then holds the "
+                        "peers' fits alone (the peers are fitted either way: they are timed against)")
     args = parser.parse_args(argv)
     from mstr.errors import ConfigError
     from mstr.preflight import preflight
