@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_FAST = ["distill=none", "trainer.max_epochs=1", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
-              "trainer.enable_progress_bar=false", "logger=csv"]
+              "trainer.enable_progress_bar=false", "logger=csv", "plots=false"]
 
 
 def _compose(config_name: str, overrides: list[str]):

@@ -31,7 +31,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("train")
     cfg = _compose("train", out, [*TINY, f"paths.teacher_cache_dir={out / 'teachers'}", "distill=none",
                                   "trainer.enable_progress_bar=false", "trainer.max_epochs=1",
-                                  "trainer.limit_train_batches=3", "logger=csv"])
+                                  "trainer.limit_train_batches=3", "logger=csv", "plots=false"])
     metrics = run(cfg)
     return Path(metrics["best_checkpoint"]), metrics
 
