@@ -224,11 +224,14 @@ def test_addresses_and_source_ports_among_the_features_are_named(tmp_path):
     frame = pd.DataFrame({"Src IP": rng.choice(["10.0.0.1", "10.0.0.2"], 300), "dst": rng.choice(["a", "b"], 300),
                           "sport": rng.integers(1024, 65535, 300), "dport": rng.choice([22, 80], 300),
                           "host": rng.choice(["h1", "h2"], 300), "bytes": rng.integers(0, 999, 300),
-                          "label": rng.choice(["benign", "scan"], 300)})
+                          "local_orig": ["-"] * 300, "label": rng.choice(["benign", "scan"], 300)})
     frame.to_csv(tmp_path / "mine.csv", index=False)
     splits = flows.load(str(tmp_path / "mine.csv"), group_col="host")
     (note,) = [n for n in splits.notes if "look like host addresses" in n]
     assert "['Src IP', 'dst', 'sport']" in note and "data.drop_cols=[Src IP,dst,sport]" in note
+    # a column without a single value (Zeek's local_orig, unset) is no feature
+    assert "local_orig" not in splits.train.numeric_cols and "local_orig" not in splits.train.categorical_cols
+    assert any("dropped column(s) ['local_orig']: no value in any row" in n for n in splits.notes)
 
 
 def test_data_flows_config_trains_end_to_end_shapes(cic_csv, compose_cfg):

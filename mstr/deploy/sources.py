@@ -31,7 +31,8 @@ LINE_FORMATS = ("nsl_kdd", "zeek", "csv", "tsv", "cicflowmeter", "nfstream")
 # Columns that identify a flow in alerts (the 5-tuple and flow ids of the layouts mstr knows), if present.
 IDENT_COLUMNS = ("uid", "Flow ID", "id", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
                  "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "Src IP", "Src Port", "Dst IP",
-                 "Dst Port", "Protocol", "srcip", "sport", "dstip", "dsport", "src_host")
+                 "Dst Port", "Protocol", "srcip", "sport", "dstip", "dsport", "src_host", "src", "dst", "dport",
+                 "saddr", "daddr")
 PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
               b"\x0a\x0d\x0d\x0a")  # libpcap (both byte orders, us / ns) and pcapng
 

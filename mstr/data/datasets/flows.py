@@ -239,13 +239,15 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
     dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents}
     features = [c for c in cols if c not in dropped]
     forced = [c for c in (*preset.categorical, *categorical) if c in features]
-    numeric, text = [], []
+    numeric, text, empty = [], [], []
     for col in features:
         if col in forced:
             continue
         try:
-            coerce_numeric(frame[[col]], [col], source)
-            numeric.append(col)
+            coerced, _ = coerce_numeric(frame[[col]], [col], source)
+            # a column with no value at all (Zeek's local_orig where no local networks are set) says
+            # nothing, and every live flow would count it as a gap repaired
+            (numeric if coerced[col].notna().any() else empty).append(col)
         except DataError:
             values = frame[col]
             if pd.to_numeric(values, errors="coerce").notna().sum() >= MOSTLY_NUMERIC * values.notna().sum():
@@ -259,6 +261,8 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
             text.append(col)
     if text:
         notes.append(f"{source}: non-numeric column(s) {text} are categorical")
+    if empty:
+        notes.append(f"{source}: dropped column(s) {empty}: no value in any row")
     addresses = [c for c in features if re.sub(r"[^a-z0-9]", "", c.lower()) in ADDRESS_LIKE]
     if addresses:
         notes.append(f"{source}: column(s) {addresses} look like host addresses or source ports, and are "
