@@ -26,6 +26,7 @@ ARGS = [
     "model=student", "data.source.n_flows=3000", "data.batch_size=64", "trainer.max_epochs=3",
     "trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
     "distill.teacher_model.backbone.widths=[16,32]", "callbacks.last_checkpoint.every_n_train_steps=2",
+    "plots=false",  # a second of matplotlib a run; tests/test_train.py checks the PNGs
 ]
 STEPS_PER_EPOCH = 6
 

@@ -42,7 +42,7 @@ def _env(tmp: Path, **extra) -> dict:
 
 
 SMALL_CLI = ["data.source.n_flows=3000", "trainer.enable_progress_bar=false", "trainer.max_epochs=1",
-             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "plots=false"]
 
 
 @pytest.fixture(scope="module")
