@@ -21,7 +21,7 @@ case "$DEVICE" in
   *) echo "error: MSTR_CHECK_DEVICE=$DEVICE: must be gpu or cpu" >&2; exit 2 ;;
 esac
 read -r -a EXTRA <<< "${MSTR_CHECK_EXTRA:-}"
-COMMON=(trainer.enable_progress_bar=false "paths.teacher_cache_dir=$OUT/teachers" "${EXTRA[@]}")
+COMMON=(trainer.enable_progress_bar=false plots=false "paths.teacher_cache_dir=$OUT/teachers" "${EXTRA[@]}")
 SYNTHETIC=(data.source.n_flows=10000 trainer.max_epochs=2)  # the teacher trains as many epochs
 : > "$OUT/jobs.tsv"
 
