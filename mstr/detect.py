@@ -39,12 +39,12 @@ def open_detector(model: str, threads: int, max_groups: int):
     """(Detector, spec) from an artifact folder (ONNX Runtime / TorchScript) or a checkpoint (PyTorch)."""
     from mstr.deploy.artifact import is_artifact, load_artifact
     from mstr.deploy.runtime import artifact_scorer, torch_scorer
-    from mstr.jobs.rundir import checkpoint_file
     from mstr.deploy.stream import Detector
+    from mstr.jobs.rundir import checkpoint_file
 
     path = Path(model)
-    if path.is_dir() and not is_artifact(path) and checkpoint_file(path) is not None:
-        path = checkpoint_file(path)  # a training run dir: its best checkpoint, as evaluate and export read it
+    if path.is_dir() and not is_artifact(path):  # a training run dir: its best checkpoint, as evaluate reads it
+        path = checkpoint_file(path) or path
     if path.is_dir() or is_artifact(path):
         artifact = load_artifact(path)
         return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec

@@ -21,9 +21,11 @@ log = logging.getLogger("mstr.export")
 register_resolvers()
 
 
-def check(cfg: DictConfig) -> None:
-    """The export's own values, before Hydra makes a run dir and before the checkpoint is read."""
-    if checkpoint_file(cfg.get("ckpt_path")) is None:
+def check(cfg: DictConfig) -> Path:
+    """The export's own values, before Hydra makes a run dir and before the checkpoint is read; the
+    checkpoint file."""
+    ckpt = checkpoint_file(cfg.get("ckpt_path"))
+    if ckpt is None:
         raise ConfigError(f"ckpt_path={cfg.get('ckpt_path')}: {CHECKPOINT_HINT}")
     number = (int, float)
     checks = {
@@ -38,6 +40,7 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: must be {expected}")
     if cfg.get("out") and Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
         raise ConfigError(f"out={cfg.out}: is a file; give a folder for the artifact")
+    return ckpt
 
 
 def _check_command_line(argv: list[str], cfg) -> list[str]:
@@ -47,11 +50,11 @@ def _check_command_line(argv: list[str], cfg) -> list[str]:
 
 
 def run(cfg: DictConfig) -> dict:
-    check(cfg)
+    ckpt = check(cfg)
     from mstr.training.export import export_artifact
 
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "artifact"
-    report = export_artifact(str(checkpoint_file(cfg.ckpt_path)), str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
+    report = export_artifact(str(ckpt), str(cfg.format), out, cfg, float(cfg.threshold), int(cfg.parity_windows),
                              float(cfg.parity_tolerance), int(cfg.threads))
     print(f"artifact: {out}")  # the parity check's figures are in the log line above and export.json
     (Path(cfg.paths.output_dir) / "export.json").write_text(json.dumps({"artifact": str(out), **report}, indent=1))

@@ -58,19 +58,18 @@ def start_job(cfg: DictConfig) -> None:
 
 
 def job_failed(cfg: DictConfig, err: Exception) -> None:
-    """Record a failed job in its dir; the sweep goes on."""
-    err = user_error(err) or err
-    message = " ".join(str(err).split()) or type(err).__name__
-    if isinstance(err, MstrError):
+    """Record a failed job in its dir and its log; the sweep goes on."""
+    cause, message = record_failure(cfg, err)
+    if isinstance(cause, MstrError):
         log.error("job failed: %s", message)
     else:
-        log.exception("job failed: %s: %s", type(err).__name__, message)
-    record_failure(cfg, err)
+        log.exception("job failed: %s: %s", type(cause).__name__, message)
 
 
-def record_failure(cfg: DictConfig, err: Exception) -> None:
+def record_failure(cfg: DictConfig, err: Exception) -> tuple[Exception, str]:
     """`<job dir>/job_error.json`: the error that ended the job, so that `mstr.compare` lists the dir as
-    failed, with it, and not as a run still going."""
+    failed, with it, and not as a run still going. Returns the error (the user error a wrapper held)
+    and its message on one line."""
     from mstr.jobs.report import write_json
 
     err = user_error(err) or err
@@ -80,6 +79,7 @@ def record_failure(cfg: DictConfig, err: Exception) -> None:
     if out_dir.is_dir():
         write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: {message}",
                                           "user_error": is_user_error})
+    return err, message
 
 
 def clear_failure(cfg: DictConfig) -> None:

@@ -133,8 +133,9 @@ def load(
     roles = _roles(frame, preset, source, label_col, time_col, group_col, _names(categorical_cols),
                    _names(drop_cols), notes)
     benign_names = _names(benign) or list(DEFAULT_BENIGN)
-    spellings = _spellings(_labels(frame, roles), source, notes)
-    table = _table(frame, roles, task, benign_names, source, notes, spellings, require_benign=True)
+    labels = _labels(frame, roles)
+    spellings = _spellings(labels, source, notes)
+    table = _table(frame, roles, task, benign_names, source, notes, _spelt(labels, spellings), require_benign=True)
     holdout = TIME if roles.time is not None else STRATIFIED
     table.read_as, table.file_format = preset_name, file_format  # what a detector must read (mstr.training.export)
     if test_path is not None:
@@ -144,7 +145,11 @@ def load(
             if name in tests:
                 raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
             test_frame, _, _ = _read_files([file], format or preset_name, delimiter, notes)
-            tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes, spellings)
+            missing = [c for c in _needed(roles) if c not in test_frame.columns]
+            if missing:
+                raise DataError(f"{file}: missing column(s) {missing} that the training files have")
+            tests[name] = _table(test_frame, roles, task, benign_names, str(file), notes,
+                                 _spelt(_labels(test_frame, roles), spellings))
         train = table
     else:
         train, test = _split(table, holdout, test_fraction, seed, notes)
@@ -300,15 +305,19 @@ def _spellings(labels: pd.Series, source: str, notes: list[str]) -> dict[str, st
     return chosen
 
 
+def _needed(roles: Roles) -> list[str]:
+    return [roles.label, *roles.numeric, *roles.categorical, *filter(None, [roles.time, roles.group])]
+
+
+def _spelt(labels: pd.Series, spellings: dict[str, str]) -> pd.Series:
+    return labels.map(lambda v: v if v is None else spellings.get(v.lower(), v))
+
+
 def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], source: str,
-           notes: list[str], spellings: dict[str, str], require_benign: bool = False) -> FlowTable:
-    """One FlowTable with the given roles: labels mapped for the task (classes spelt as `spellings`
-    says), values repaired."""
-    needed = [roles.label, *roles.numeric, *roles.categorical, *filter(None, [roles.time, roles.group])]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(f"{source}: missing column(s) {missing} that the training files have")
-    labels = _labels(frame, roles).map(lambda v: v if v is None else spellings.get(v.lower(), v))
+           notes: list[str], labels: pd.Series, require_benign: bool = False) -> FlowTable:
+    """One FlowTable with the given roles (`_needed` columns present) and `labels` (`_labels`, spelt as
+    training's), mapped for the task; values repaired."""
+    needed = _needed(roles)
     frame = frame[needed].copy()
     for col in [*roles.categorical, *filter(None, [roles.group])]:
         frame[col] = _text(frame[col]).fillna("").astype(str)
