@@ -172,3 +172,15 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
     last = captured.err.strip().splitlines()[-1]  # argparse prints its usage first
     assert stop.value.code == 2 and message in last and "Traceback" not in captured.err, captured.err
     assert not (tmp_path / "bench").exists()  # no report, no half-written results
+
+
+def test_each_benchmarks_help_lists_its_own_options_and_no_empty_defaults(capsys):
+    helps = {}
+    for name in ("accuracy", "ablation", "speed", "scale", "loss"):
+        with pytest.raises(SystemExit) as stop:
+            bench_main([name, "--help"])
+        helps[name] = capsys.readouterr().out
+        assert stop.value.code == 0 and f"python -m mstr.bench {name}" in helps[name]
+        assert "(default: None)" not in helps[name] and "(default: False)" not in helps[name], helps[name]
+    assert "--groups" in helps["ablation"] and "--groups" not in helps["accuracy"]
+    assert "--seeds" in helps["accuracy"] and "--threads" in helps["speed"] and "--threads" not in helps["accuracy"]

@@ -28,13 +28,18 @@ from pathlib import Path
 
 from mstr.bench import ablation
 from mstr.bench.report import machine, write_report
-from mstr.bench.runs import DATASETS, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
+from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
 DEPLOYMENT = ("speed", "scale", "loss")  # mstr/bench/<name>.py, each with its own options
+BENCHMARKS = {
+    "accuracy": "teacher, distilled student and student without KD beside the classic peers, over seeds",
+    "distill": "every distillation method against the teacher and the student without KD, with compression columns",
+    "ablation": "each design choice on its own (mstr.bench.ablation), over seeds",
+}
 METRICS = ("acc", "f1", "specificity", "fpr", "auroc", "novel_attack_recall", "fresh_rows_acc")
 
 
@@ -128,6 +133,36 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
     return f"{sum(values) / len(values):,.{digits}f}" if values else "n/a"
 
 
+def _parser() -> argparse.ArgumentParser:
+    """One sub-command per training benchmark, each with only its own options in `--help`; the
+    deployment benchmarks are listed too but parse their own options (dispatched before this)."""
+    defaults = HelpWithDefaults
+    runs = argparse.ArgumentParser(add_help=False)
+    runs.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), help=f"from {list(DATASETS)}")
+    runs.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2], help="one run of each row per seed")
+    runs.add_argument("--epochs", type=at_least(1), default=None, help="student max epochs (default: the experiment's)")
+    runs.add_argument("--teacher-epochs", type=at_least(1), default=None,
+                      help="teacher max epochs (default: the experiment's)")
+    runs.add_argument("--batch-size", type=at_least(1), default=None, help="default: the experiment's")
+    runs.add_argument("--variants", nargs="+", help="only these rows, by run name (student_nokd, student_logits, "
+                                                    "student_logits_lightgbm, ...; as under <out>/runs/<dataset>/)")
+    runs.add_argument("--out", type=Path, default=Path("outputs/bench"),
+                      help="runs under <out>/runs (finished ones are reused), the report <out>/<benchmark>.md")
+    runs.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
+    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=defaults)
+    benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="{" + ",".join(
+        ("accuracy", "distill", "ablation", *DEPLOYMENT)) + "}")
+    for name, summary in BENCHMARKS.items():
+        sub = benchmarks.add_parser(name, parents=[runs], help=summary, description=summary, formatter_class=defaults)
+        if name == "ablation":
+            sub.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
+                             choices=("architecture", "distillation"), help="which rows")
+    for name in DEPLOYMENT:
+        benchmarks.add_parser(name, help=f"the deployed detector: python -m mstr.bench {name} --help")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DEPLOYMENT:
@@ -135,25 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
         except MstrError as err:
             report_and_exit(err)
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("benchmark", choices=("accuracy", "distill", "ablation", *DEPLOYMENT),
-                        help=f"{', '.join(DEPLOYMENT)}: see `python -m mstr.bench <name> --help` for their options")
-    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2])
-    parser.add_argument("--epochs", type=at_least(1), default=None, help="student max epochs (default: the experiment's)")
-    parser.add_argument("--teacher-epochs", type=at_least(1), default=None,
-                        help="teacher max epochs (default: the experiment's)")
-    parser.add_argument("--batch-size", type=at_least(1), default=None, help="default: the experiment's")
-    parser.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
-                        choices=("architecture", "distillation"), help="ablation: which rows")
-    parser.add_argument("--variants", nargs="+", help="only these rows, by run name (student_nokd, student_logits, "
-                                                       "student_logits_lightgbm, ...; as under <out>/runs/<dataset>/)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
-    args = parser.parse_args(argv)
-    if args.benchmark in DEPLOYMENT:
-        parser.error(f"{args.benchmark} comes first, with its own options: python -m mstr.bench {args.benchmark} ...")
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|smaller than the logging).*")
     try:

@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from mstr.bench.report import machine, write_report
-from mstr.bench.runs import markdown
+from mstr.bench.runs import HelpWithDefaults, markdown
 
 log = logging.getLogger("mstr.bench.loss")
 
@@ -91,7 +91,7 @@ def student_artifact(out: Path, epochs: int) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpWithDefaults)
     parser.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
                         "student, or train one)")
     parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])

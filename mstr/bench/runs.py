@@ -97,6 +97,16 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, except where there is none to show (None: the help says
+    what decides it, e.g. the experiment's epochs)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action) if action.help else "(default: %(default)s)"
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). The
     benchmarks' counts (rows, epochs, threads, ...) are checked so, before any work."""

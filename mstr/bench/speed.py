@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from mstr.bench.report import machine, write_report
-from mstr.bench.runs import at_least, markdown
+from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.config import compose_config
 
 log = logging.getLogger("mstr.bench.speed")
@@ -83,7 +83,7 @@ def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpWithDefaults)
     parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
