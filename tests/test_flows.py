@@ -263,6 +263,37 @@ def test_a_validation_carve_of_one_class_is_warned_about(tmp_path, compose_cfg, 
     assert any("validation holds only ['benign'] flows" in r.getMessage() for r in caplog.records)
 
 
+def test_a_per_class_time_split_puts_every_class_in_train_validation_and_test(tmp_path, compose_cfg, caplog):
+    """The same episodic file cut per class by time (data.split=per_class_time): every class on every side,
+    each side's flows of a class later than the side before it; a bad value or no time column: one line."""
+    import logging
+
+    from hydra.utils import instantiate
+
+    n = 1000
+    frame = pd.DataFrame({"when": np.arange(n) * 1.0, "bytes": np.arange(n) % 97,
+                          "label": ["scan" if 100 <= i < 300 else "benign" for i in range(n)]})
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    base = ["data=flows", f"data.path={tmp_path / 'mine.csv'}", "data.time_col=when"]
+    dm = instantiate(compose_cfg([*base, "data.split=per_class_time"]).data)
+    with caplog.at_level(logging.WARNING, logger="mstr.data.datamodule"):
+        dm.setup()
+    assert not any("validation holds only" in r.getMessage() for r in caplog.records)
+    assert dm.holdout == "per_class_time"
+    sides = [dm.tables[s] for s in ("train", "val", "test_test")]
+    times = [{c: s.frame.loc[s.labels == c, "when"].to_numpy() for c in ("benign", "attack")} for s in sides]
+    for cls in ("benign", "attack"):
+        assert all(len(side[cls]) for side in times)
+        assert times[0][cls].max() < times[1][cls].min() and times[1][cls].max() < times[2][cls].min()
+    assert len(times[2]["attack"]) == 60 and len(times[2]["benign"]) == 240  # 30% of each class
+    with pytest.raises(ConfigError, match="data.split='by_host' is not one of"):
+        instantiate(compose_cfg([*base, "data.split=by_host"]).data).setup()
+    frame.drop(columns="when").to_csv(tmp_path / "untimed.csv", index=False)
+    with pytest.raises(ConfigError, match="data.split=per_class_time: .*has no time column"):
+        instantiate(compose_cfg(["data=flows", f"data.path={tmp_path / 'untimed.csv'}",
+                                 "data.split=per_class_time"]).data).setup()
+
+
 def test_a_class_is_one_class_whatever_the_case_of_its_label(tmp_path):
     """'DoS' in one file and 'DOS' or 'dos' in another (or the same): one class, spelt as training's
     files mostly spell it; before, a test file's 'benign' was a label never seen in training."""

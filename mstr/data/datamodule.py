@@ -127,7 +127,7 @@ class FlowDataModule(pl.LightningDataModule):
         if len(in_val) < 2:  # e.g. a time carve that falls between attack episodes
             log.warning("%s: validation holds only %s flows (%d), so val/f1 and val/auroc, and the checkpoint "
                         "and early stop chosen on them, say nothing; give more rows, a larger data.val_fraction, "
-                        "or data without time order (a stratified carve)", val.source, in_val, len(val))
+                        "or, for data=flows, a carve of each class by time (data.split=per_class_time)", val.source, in_val, len(val))
         if self.preprocessor is None:
             self.preprocessor = FlowPreprocessor.fit(train, scaler=self.scaler, max_categories=self.max_categories,
                                                      numeric_bins=self.numeric_bins, bins_from=self.bins_from,

@@ -11,8 +11,11 @@ UNSW's `attack_cat` beside `label`) are dropped in any layout, since they give t
 
 Split: with `test_path`, its files are the test sets (one per file). Otherwise the newest
 `test_fraction` of the flows by time is the test set, so the model is scored on the future of what
-it learnt from; without a time column the rows have no order, so the split is stratified and
-seeded, `temporal` is False and a window can only be the flow itself.
+it learnt from; `split=per_class_time` takes the newest `test_fraction` of each class's flows instead,
+for files that sample each class apart (as this project's CIC-IDS2017 copy does), where one cut would
+leave whole classes on one side. Without a time column the rows have no order, so the split is
+stratified and seeded, `temporal` is False and a window can only be the flow itself. Validation is
+carved from the training flows by the same rule.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pandas as pd
 from mstr.data.datasets import DatasetSplits, check_task, make_table
 from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
 from mstr.data.readers import coerce_numeric, read_table, resolve_paths
-from mstr.data.splits import STRATIFIED, TIME, hold_out
+from mstr.data.splits import HOLDOUTS, STRATIFIED, TIME, hold_out
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 
@@ -113,6 +116,7 @@ def load(
     delimiter: Optional[str] = None,
     task: str = "binary",
     test_fraction: float = 0.3,
+    split: Optional[str] = None,
     seed: int = 0,
     **_,
 ) -> DatasetSplits:
@@ -123,6 +127,9 @@ def load(
     check_task(task)
     if format is not None and format not in FORMATS:
         raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
+    if split is not None and split not in HOLDOUTS:
+        raise ConfigError(f"data.split={split!r} is not one of {list(HOLDOUTS)} (or null: time when the flows "
+                          "have timestamps, else stratified)")
     if test_path is None and not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
     notes: list[str] = []
@@ -136,7 +143,10 @@ def load(
     labels = _labels(frame, roles)
     spellings = _spellings(labels, source, notes)
     table = _table(frame, roles, task, benign_names, source, notes, _spelt(labels, spellings), require_benign=True)
-    holdout = TIME if roles.time is not None else STRATIFIED
+    holdout = split or (TIME if roles.time is not None else STRATIFIED)
+    if holdout != STRATIFIED and roles.time is None:
+        raise ConfigError(f"data.split={holdout}: {source} has no time column to cut by; set data.time_col, "
+                          "or data.split=stratified")
     table.read_as, table.file_format = preset_name, file_format  # what a detector must read (mstr.training.export)
     if test_path is not None:
         tests = {}
@@ -155,8 +165,10 @@ def load(
         train, test = _split(table, holdout, test_fraction, seed, notes)
         tests = {"test": test}
     if holdout == STRATIFIED:
-        notes.append(f"{source}: no time column, so rows have no order and a window can only be "
-                     "the flow itself (data.window=1); set data.time_col if the flows have timestamps")
+        notes.append(f"{source}: no time column, so rows have no order and a window can only be the flow itself "
+                     "(data.window=1); set data.time_col if the flows have timestamps" if roles.time is None else
+                     f"{source}: data.split=stratified cuts rows at random, so a window can only be the flow "
+                     "itself (data.window=1)")
     return DatasetSplits(train=train, tests=tests, holdout=holdout, notes=notes)
 
 
@@ -352,12 +364,13 @@ def _clean(value) -> Optional[str]:
 
 def _split(table: FlowTable, holdout: str, test_fraction: float, seed: int,
            notes: list[str]) -> tuple[FlowTable, FlowTable]:
-    """Newest `test_fraction` by time (the table is put in time order first); without time, a
-    per-class seeded split."""
+    """Newest `test_fraction` by time, of all flows or of each class's (the table is put in time order
+    first); without time, a per-class seeded split."""
     n = len(table)
-    if holdout == TIME:
+    if holdout != STRATIFIED:
         table = table.take(np.argsort(table.frame[table.time_col].to_numpy(), kind="stable"))
-        how = f"the newest {test_fraction:.0%} of flows by {table.time_col!r} are test"
+        how = (f"the newest {test_fraction:.0%} of flows by {table.time_col!r} are test" if holdout == TIME else
+               f"the newest {test_fraction:.0%} of each class's flows by {table.time_col!r} are test")
     else:
         how = f"a stratified split (seed {seed}), {test_fraction:.0%} test"
     train, test = hold_out(table, test_fraction, holdout, seed, kept_source=f"{table.source} train",
