@@ -383,15 +383,18 @@ def zeek(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_training(tmp_path):
-    """Flows in TSV files (found by the name, no data.format) with missing numbers, as real logs have:
-    the export passes its parity check (gaps get the training medians on both sides), the artifact reads
-    TSV lines, and its scores are training's; a parquet file is refused with one line."""
+    """Flows in TSV files (found by the name, no data.format) with missing numbers, as real logs have,
+    and categories spelt "NULL" / "n/a": the export passes its parity check (gaps get the training
+    medians on both sides, those categories stay categories on both), the artifact reads TSV lines, and
+    its scores are training's; a parquet file is refused with one line."""
     from mstr.data.datasets.flows import load
     from mstr.data.datasets.synthetic import generate_flows
 
     frame = generate_flows(4000, seed=5)
     frame.loc[frame.index % 17 == 0, "duration"] = np.nan
     frame.loc[frame.index % 23 == 0, "fwd_bytes"] = np.nan
+    frame.loc[frame.index % 13 == 0, "service"] = "NULL"  # a category text that reads as a gap in a number
+    frame.loc[frame.index % 19 == 0, "conn_state"] = "n/a"  # column: both sides keep it a category value
     cut = int(len(frame) * 0.7)
     frame.iloc[:cut].to_csv(tmp_path / "train.tsv", sep="\t", index=False)
     frame.iloc[cut:].to_csv(tmp_path / "test.tsv", sep="\t", index=False)

@@ -26,6 +26,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from mstr.deploy.features import MISSING_NUMBER
 from mstr.errors import DataError
 
 FORMATS = ("csv", "tsv", "parquet", "zeek")
@@ -33,7 +34,6 @@ MAX_LINE_BYTES = 1 << 20  # 1 MiB: no flow record is anywhere near this long
 CLIP = 1e12  # larger magnitudes are counter garbage and wreck float32 standardisation
 _CANDIDATE_DELIMITERS = (";", "\t", "|", ",")
 _DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
-_NAN_TOKENS = ("", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "-", "(empty)")
 _CHUNK = 1 << 20
 _HEAD_BYTES = 1 << 16
 
@@ -456,7 +456,7 @@ def _to_float(series: pd.Series, col: str, source: str) -> np.ndarray:
         return series.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     text = series.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
-    missing = text.str.lower().isin(_NAN_TOKENS).to_numpy() | series.isna().to_numpy()
+    missing = text.str.lower().isin(MISSING_NUMBER).to_numpy() | series.isna().to_numpy()
     bad = numbers.isna().to_numpy() & ~missing
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

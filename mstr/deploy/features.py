@@ -21,7 +21,11 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 
 CLIP = 1e12  # as mstr.data.readers: larger magnitudes are counter garbage
-MISSING = {"", "-", "(empty)", "nan", "-nan", "+nan", "na", "n/a", "null", "none"}
+# The texts that mean "no value", lower-cased: one list for the training readers (mstr.data) and this
+# encoder, so that a file is read alike in both. A number column knows more spellings than a category
+# column, where "null" or "n/a" may be a real value and training keeps them as categories.
+MISSING_NUMBER = ("", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "-", "(empty)")
+MISSING_CATEGORY = ("", "-", "(empty)", "nan", "none")
 _WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
 _PLAIN = {str, int, float}  # values numpy converts as `float()` would (not bools, bytes or None)
 
@@ -190,7 +194,7 @@ def _number(value: Any, col: str) -> float:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip() if value is not None else ""
-    if text.lower() in MISSING:
+    if text.lower() in MISSING_NUMBER:
         return math.nan
     try:
         return float(text)
@@ -215,6 +219,6 @@ def category(value: Any, clean: bool) -> str:
     text = str(value).strip()
     if not clean:
         return text
-    if text.lower() in MISSING:
+    if text.lower() in MISSING_CATEGORY:
         return ""
     return text.split(".")[0] if _WHOLE_FLOAT.match(text) else text

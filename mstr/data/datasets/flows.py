@@ -33,6 +33,7 @@ from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
 from mstr.data.readers import coerce_numeric, read_table, resolve_paths
 from mstr.data.splits import HOLDOUTS, STRATIFIED, TIME, hold_out
 from mstr.data.table import FlowTable
+from mstr.deploy.features import MISSING_CATEGORY
 from mstr.errors import ConfigError, DataError
 
 FORMATS = ("csv", "tsv", "parquet", "zeek", "cicflowmeter", "nfstream")
@@ -48,7 +49,6 @@ ADDRESS_LIKE = {"src", "dst", "srcip", "dstip", "sip", "dip", "saddr", "daddr", 
                 "destinationip", "ipsrc", "ipdst", "idorigh", "idresph", "clientip", "serverip", "srcport",
                 "sport", "sourceport", "idorigp", "clientport"}
 MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
-_MISSING = {"", "-", "(empty)", "nan", "none"}
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,7 @@ def _text(values: pd.Series) -> pd.Series:
 
 def _clean(value) -> Optional[str]:
     text = None if value is None else str(value).strip()
-    return None if text is None or text.lower() in _MISSING else text
+    return None if text is None or text.lower() in MISSING_CATEGORY else text
 
 
 # --------------------------------------------------------------------------- splitting
