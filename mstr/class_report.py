@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import classification_report, confusion_matrix
 
 
 def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path) -> str:
@@ -40,15 +40,11 @@ def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path)
 
 def per_class_rows(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[dict]:
     """classification_report's rows: each class, then macro and support-weighted averages."""
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=range(len(classes)), zero_division=0)
-    rows = [{"class": c, "precision": p, "recall": r, "f1": f, "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
-    weights = support / max(support.sum(), 1)
-    for name, w in (("macro avg", np.full(len(classes), 1 / len(classes))), ("weighted avg", weights)):
-        rows.append({"class": name, "precision": float(precision @ w), "recall": float(recall @ w),
-                     "f1": float(f1 @ w), "support": int(support.sum())})
-    return rows
+    report = classification_report(labels, predicted, labels=range(len(classes)), target_names=classes,
+                                   output_dict=True, zero_division=0)
+    return [{"class": name, "precision": report[name]["precision"], "recall": report[name]["recall"],
+             "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+            for name in (*classes, "macro avg", "weighted avg")]
 
 
 def _markdown(title: str, rows: list[dict]) -> str:

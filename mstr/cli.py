@@ -29,7 +29,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
 
         sweeping = multirun.in_multirun()
         if sweeping:
-            multirun.start_job(cfg)
+            multirun.spread_over_gpus(cfg)
         multirun.clear_failure(cfg)  # a job resumed in its dir starts without the last try's error
         try:
             run(cfg)

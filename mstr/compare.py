@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import yaml
 
-from mstr.errors import ConfigError, DataError, MstrError, report_and_exit
+from mstr.errors import ConfigError, DataError, MstrError, one_line, report_and_exit
 from mstr.jobs.tracking import flat
 
 RESULT_COLUMNS = ("test/f1", "test/acc", "teacher/test/f1", "model/params", "time/train_s", "time/train_windows_per_s")
@@ -53,7 +53,7 @@ def _mapping(path: Path, parse) -> dict:
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
         mark = getattr(err, "problem_mark", None)  # YAML: what and where, not the quoted text
         reason = (f"{err.problem}, line {mark.line + 1}" if mark is not None and getattr(err, "problem", None)
-                  else " ".join(str(err).split()) or type(err).__name__)
+                  else one_line(err))
         raise DataError(f"{path}: cannot be parsed ({reason[:200]})") from None
     if value is not None and not isinstance(value, dict):
         raise DataError(f"{path}: cannot be parsed (a {type(value).__name__}, not a mapping)")

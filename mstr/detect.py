@@ -50,7 +50,7 @@ def open_detector(model: str, threads: int, max_groups: int):
         return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec
     if not path.is_file():
         raise DataError(f"{path}: no such artifact folder or checkpoint file")
-    if is_artifact(path.parent):  # a file of an artifact (model.onnx, spec.json, ...): the folder is the model
+    if is_artifact(path.parent):  # a file of an artifact (model.onnx, detector.json, ...): the folder is the model
         raise DataError(f"{path}: a file of the artifact {path.parent}; give the folder: --model {path.parent}")
     from mstr.models.newest_flow import NewestFlowOnly
     from mstr.training.export import checkpoint_detector

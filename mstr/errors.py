@@ -71,8 +71,14 @@ def user_error(err: BaseException) -> Optional[MstrError]:
     return None
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none): for stderr, logs and the
+    error records of failed jobs and trials."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def report_and_exit(err: BaseException) -> None:
     """Print a one-line error to stderr and exit with code 2."""
-    message = " ".join(str(err).split())
+    message = one_line(err)
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USAGE)

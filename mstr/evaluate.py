@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> dict:
     from mstr.scoring import at_threshold, tune_threshold
     from mstr.training.checkpoint import load_classifier
     from mstr.training.evaluation import predict, score, score_sets
-    from mstr.training.export import run_data_config
+    from mstr.training.export import run_config
     from mstr.training.signature import check_signature
 
     out_dir = Path(cfg.paths.output_dir)
@@ -76,7 +76,7 @@ def run(cfg: DictConfig) -> dict:
     try:
         dm.setup()
     except DataError as err:  # most often: another data config than the checkpoint's
-        trained_with = run_data_config(ckpt)
+        trained_with = run_config(ckpt)
         name = trained_with.data.get("name") if trained_with is not None else None
         if name is None or name == data_cfg.get("name"):
             raise

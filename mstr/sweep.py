@@ -39,7 +39,7 @@ from typing import Optional
 
 import yaml
 
-from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit, report_interrupt, user_error
+from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt, user_error
 from mstr.options import BEST_VAL_METRICS
 
 log = logging.getLogger("mstr.sweep")
@@ -298,7 +298,7 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except Exception as err:  # a user error and a crash alike: the study goes on
             cause = user_error(err)  # also one that Hydra's instantiate wrapped
             shown = cause or err
-            message = " ".join(str(shown).split()) or type(shown).__name__
+            message = one_line(shown)
             trial.set_user_attr("error", f"{type(shown).__name__}: {message}"[:1000])
             trial.set_user_attr("bad_input", cause is not None)  # see exit_code
             log.error("trial %d failed: %s", trial.number, message, exc_info=cause is None)

@@ -138,7 +138,7 @@ def test_local_gpus_preset_runs_one_job_per_gpu(tmp_path, monkeypatch):
             cfg.trainer.devices = 1
         HydraConfig.instance().set_config(cfg)
         try:
-            multirun.start_job(cfg)
+            multirun.spread_over_gpus(cfg)
         finally:
             HydraConfig.instance().cfg = None
         picked.append(list(cfg.trainer.devices))

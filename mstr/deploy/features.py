@@ -175,7 +175,7 @@ class CategoryTexts(dict):
 
 def repair(numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw numbers [rows, cols] as training's reader leaves them: missing and infinite values NaN (they
-    get the training mean in `encode`), magnitudes clipped at CLIP; and how many values of each row were
+    get the training median in `encode`), magnitudes clipped at CLIP; and how many values of each row were
     missing or infinite."""
     if not numeric.size or np.abs(numeric).max() <= CLIP:  # NaN compares false: the careful step runs
         return numeric, np.zeros(len(numeric), dtype=np.int64)  # only when a value is missing or huge

@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from mstr.errors import MstrError, user_error
+from mstr.errors import MstrError, one_line, user_error
 
 log = logging.getLogger("mstr.jobs.multirun")
 ERROR_FILE = "job_error.json"
@@ -36,15 +36,13 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def start_job(cfg: DictConfig) -> None:
-    """Before a multirun job: forget an earlier attempt's error (a resumed sweep), and give a
-    single-device GPU job GPU (job number mod visible GPUs), so that jobs a parallel launcher runs at
-    the same time train on different GPUs."""
+def spread_over_gpus(cfg: DictConfig) -> None:
+    """Before a multirun job: give a single-device GPU job GPU (job number mod visible GPUs), so that
+    jobs a parallel launcher runs at the same time train on different GPUs."""
     from hydra.core.hydra_config import HydraConfig
 
     from mstr.training.distributed import visible_gpus
 
-    (Path(cfg.paths.output_dir) / ERROR_FILE).unlink(missing_ok=True)
     trainer = cfg.get("trainer") or {}
     if trainer.get("accelerator") not in ("gpu", "cuda") or trainer.get("devices") != 1:
         return
@@ -73,7 +71,7 @@ def record_failure(cfg: DictConfig, err: Exception) -> tuple[Exception, str]:
     from mstr.jobs.report import write_json
 
     err = user_error(err) or err
-    message = " ".join(str(err).split()) or type(err).__name__
+    message = one_line(err)
     is_user_error = isinstance(err, MstrError)
     out_dir = Path(str(cfg.paths.output_dir))
     if out_dir.is_dir():

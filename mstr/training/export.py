@@ -34,7 +34,7 @@ ONNX_OPSET = 17
 EXPORT_FORMATS = ("onnx", "torchscript")
 
 
-def run_data_config(ckpt: str | Path) -> Optional[DictConfig]:
+def run_config(ckpt: str | Path) -> Optional[DictConfig]:
     """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt` (or of the run dir
     `ckpt`), if it is there."""
     run_dir = Path(ckpt).resolve() if Path(ckpt).is_dir() else Path(ckpt).resolve().parent.parent
@@ -54,7 +54,7 @@ def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None) -> Op
     did, or from `data_dir` where that folder is gone (another machine), and, with `seed`, carving with
     it; its `.data` is the data config the run trained on, its `.seed` the seed. None when the run's
     config is not there."""
-    trained_with = run_data_config(run)
+    trained_with = run_config(run)
     if trained_with is None:
         return None
     try:
@@ -117,24 +117,24 @@ def detector_spec(hparams: dict, data_cfg: DictConfig, columns: dict[str, Option
     }
 
 
-def setup_data(ckpt: str | Path, data_cfg: Optional[DictConfig], fallback: Optional[DictConfig],
+def setup_data(ckpt: str | Path, run_cfg: Optional[DictConfig], fallback_cfg: Optional[DictConfig],
                preprocessor: Optional[dict] = None):
-    """(data config, set-up DataModule): the checkpoint's run's config `data_cfg` (`run_data_config`),
-    else `fallback`; with the checkpoint's fitted `preprocessor` (its columns, bins and scalers,
-    whatever the config says)."""
+    """(data config, set-up DataModule) from the data section of the checkpoint's run's config
+    `run_cfg` (`run_config`), else of `fallback_cfg` (a composed config); with the checkpoint's fitted
+    `preprocessor` (its columns, bins and scalers, whatever the config says)."""
     from hydra.utils import instantiate
 
     from mstr.data.preprocessing import FlowPreprocessor
 
-    if data_cfg is None:
-        if fallback is None:
+    if run_cfg is None:
+        if fallback_cfg is None:
             raise DataError(f"{ckpt}: no readable run config with a data section beside it (<run>/.hydra/"
                             "config.yaml), so the input it reads is unknown; export it with python -m mstr.export "
                             "ckpt_path=... data=<its data config>")
-        cfg = fallback
+        cfg = fallback_cfg
     else:
-        log.info("data config of the checkpoint's run: data=%s", data_cfg.data.get("name"))
-        cfg = data_cfg
+        log.info("data config of the checkpoint's run: data=%s", run_cfg.data.get("name"))
+        cfg = run_cfg
     if preprocessor is None:
         dm = instantiate(cfg.data)
     else:
@@ -142,14 +142,14 @@ def setup_data(ckpt: str | Path, data_cfg: Optional[DictConfig], fallback: Optio
     try:
         dm.setup()
     except DataError as err:
-        if data_cfg is not None:
+        if run_cfg is not None:
             raise
         raise DataError(f"{err} (no run config beside {ckpt}, so data={cfg.data.get('name')} was used: "
                         "give the data config the model was trained with, e.g. data=nsl_kdd)") from None
     return cfg.data, dm
 
 
-def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None, threshold: float = 0.5,
+def checkpoint_detector(ckpt: str | Path, fallback_cfg: Optional[DictConfig] = None, threshold: float = 0.5,
                         need_data: bool = True):
     """(backbone module in eval mode, spec, set-up DataModule) for scoring with PyTorch directly.
     Without `need_data` (a detector that only scores its input), the data is not read where the
@@ -162,11 +162,11 @@ def checkpoint_detector(ckpt: str | Path, data_cfg: Optional[DictConfig] = None,
     hp = dict(classifier.hparams)
     if not hp.get("preprocessor"):
         raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
-    run_cfg = run_data_config(ckpt)
+    run_cfg = run_config(ckpt)
     if not need_data and hp.get("input_columns") and run_cfg is not None:
         return classifier.model.eval(), detector_spec(hp, run_cfg.data, hp["input_columns"], threshold), None
     try:
-        data, dm = setup_data(ckpt, run_cfg, data_cfg, hp["preprocessor"])
+        data, dm = setup_data(ckpt, run_cfg, fallback_cfg, hp["preprocessor"])
     except DataError as err:
         if need_data or hp.get("input_columns"):
             raise
@@ -252,16 +252,17 @@ def encoder_difference(spec: dict, table: FlowTable) -> float:
     return float(np.abs(encoder.encode(numeric, cats) - expected).max())
 
 
-def export_artifact(ckpt: str | Path, fmt: str, out: Path, data_cfg: Optional[DictConfig] = None,
+def export_artifact(ckpt: str | Path, fmt: str, out: Path, fallback_cfg: Optional[DictConfig] = None,
                     threshold: float = 0.5, parity_count: int = 2048, tolerance: float = 1e-4,
                     threads: int = 1) -> dict[str, Any]:
-    """Write the artifact to `out` after both parity checks pass; returns the parity report."""
+    """Write the artifact to `out` after both parity checks pass; returns the parity report. The data is
+    the checkpoint's run's, else that of `fallback_cfg` (a composed config)."""
     from mstr.deploy.artifact import MODEL_FILES, load_artifact, write_artifact
     from mstr.deploy.runtime import artifact_scorer, onnx_scorer, torch_scorer, torchscript_scorer
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"format={fmt!r}: must be one of {list(EXPORT_FORMATS)}")
-    model, spec, dm = checkpoint_detector(ckpt, data_cfg, threshold)
+    model, spec, dm = checkpoint_detector(ckpt, fallback_cfg, threshold)
     windows, rows = parity_windows(dm, parity_count)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILES[fmt]

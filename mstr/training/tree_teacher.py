@@ -23,7 +23,7 @@ from torch import nn
 
 from mstr.options import TREE_TEACHERS
 from mstr.errors import DataError
-from mstr.peers import fit_peer, make_peer
+from mstr.peers import fit_on
 
 
 class BoosterTeacher(nn.Module):
@@ -96,9 +96,7 @@ def booster_file(kind: str) -> str:
 def fit_tree_teacher(kind: str, dm, seed: int, n_jobs: int = 2) -> BoosterTeacher:
     """Fit the booster on `dm`'s training rows (the newest flow of each training window), stopping
     early on its validation rows."""
-    train, val = dm.dataset("train"), dm.dataset("val")
-    model = make_peer(kind, seed, n_jobs)
-    fit_peer(kind, model, train.features.numpy(), train.labels.numpy(), val.features.numpy(), val.labels.numpy())
+    model, _ = fit_on(kind, dm, seed, n_jobs)
     if kind == "xgboost":
         booster = model.get_booster()
         best = getattr(model, "best_iteration", None)
