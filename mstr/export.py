@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
+from mstr.deploy.artifact import check_destination
 from mstr.jobs.rundir import CHECKPOINT_HINT, checkpoint_file
 
 log = logging.getLogger("mstr.export")
@@ -38,8 +39,8 @@ def check(cfg: DictConfig) -> Path:
         value = cfg.get(key)
         if isinstance(value, bool) or not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
-    if cfg.get("out") and Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
-        raise ConfigError(f"out={cfg.out}: is a file; give a folder for the artifact")
+    if cfg.get("out"):
+        check_destination(Path(str(cfg.out)))
     return ckpt
 
 

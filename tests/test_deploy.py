@@ -226,6 +226,36 @@ def test_damaged_artifact_is_refused(nsl, tmp_path, damage):
                                               "remove": "missing from the artifact", "spec": "sha256 differs"}[damage] in message
 
 
+def test_an_artifact_replaces_an_older_one_but_never_other_files(nsl, tmp_path):
+    """Written again over an artifact (a re-export), the folder holds the new one alone; a folder that
+    also holds a file of the user's, or is not an artifact at all, is refused and left as it was."""
+    import json
+
+    from mstr.deploy.artifact import load_artifact, write_artifact
+    from mstr.errors import DataError
+
+    older = load_artifact(nsl["artifact"])
+    folder = tmp_path / "art"
+
+    def write(spec):
+        model = tmp_path / "model.onnx"
+        shutil.copy(older.model_path, model)
+        return write_artifact(folder, "onnx", model, spec)
+
+    write(older.spec)
+    write({**older.spec, "threshold": 0.7})
+    assert load_artifact(folder).spec["threshold"] == 0.7
+    assert sorted(p.name for p in folder.iterdir()) == ["detector.json", "manifest.json", "model.onnx"]
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"holds files that are not an mstr artifact's \(notes.txt\)"):
+        write(older.spec)
+    (folder / "notes.txt").unlink()
+    (folder / "manifest.json").unlink()  # the artifact's own names, but no artifact: not ours to delete
+    with pytest.raises(DataError, match="no manifest.json"):
+        write(older.spec)
+    assert json.loads((folder / "detector.json").read_text())["threshold"] == 0.7
+
+
 def _respecced(artifact: Path, folder: Path, edit) -> Path:
     """A copy of `artifact` whose detector.json was edited by `edit(spec)` and its manifest re-hashed, as a
     user editing the spec by hand would: the hashes match, the values must still be checked."""
@@ -310,17 +340,22 @@ def test_export_refuses_bad_requests(nsl, tmp_path):
 @pytest.mark.parametrize("bad, named", [("threshold=abc", "threshold='abc'"), ("threshold=1", "threshold=1"),
                                         ("parity_windows=0", "parity_windows=0"),
                                         ("parity_tolerance=-1", "parity_tolerance=-1"), ("threads=0", "threads=0"),
-                                        ("out=FILE", "is a file")])
+                                        ("out=FILE", "is a file"),
+                                        ("out=NOTES", "holds files that are not an mstr artifact's (notes.txt)")])
 def test_export_values_are_checked_before_the_checkpoint_is_read_or_a_run_dir_made(tmp_path, bad, named):
+    """`out=` a folder of other files (a run dir, the current folder) is refused, never emptied."""
     from _cli import run_cli
 
     ckpt = tmp_path / "any.ckpt"  # never opened: the values fail first
     ckpt.write_text("not a checkpoint")
     (tmp_path / "file").write_text("")
-    proc = run_cli("mstr.export", [f"ckpt_path={ckpt}", bad.replace("FILE", str(tmp_path / "file"))], tmp_path / "cwd")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    bad = bad.replace("FILE", str(tmp_path / "file")).replace("NOTES", str(tmp_path / "notes"))
+    proc = run_cli("mstr.export", [f"ckpt_path={ckpt}", bad], tmp_path / "cwd")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and named in lines[0], proc.stderr
-    assert not (tmp_path / "cwd" / "logs").exists()
+    assert not (tmp_path / "cwd" / "logs").exists() and (tmp_path / "notes" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow

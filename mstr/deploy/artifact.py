@@ -49,11 +49,27 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_destination(folder: Path) -> None:
+    """An artifact may be written to a new or empty folder, or over an older artifact, but never over
+    anything else: an `out=` naming a run dir or the current folder must not delete what it holds."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DataError(f"out={folder}: is a file, not an artifact folder; give another out=")
+    own = {MANIFEST, SPEC, *MODEL_FILES.values()}
+    others = sorted(p.name for p in folder.iterdir() if p.name not in own)
+    if others or (any(folder.iterdir()) and not is_artifact(folder)):
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise DataError(f"out={folder}: holds files that are not an mstr artifact's ({shown or 'no manifest.json'}), "
+                        "and writing the artifact there would delete them; give a new or empty folder, or an "
+                        "artifact folder to replace")
+
+
 def write_artifact(folder: Path, runtime: str, model_file: Path, spec: dict[str, Any]) -> Path:
     """Move `model_file` and write the spec and manifest into `folder` (replacing an older artifact)."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: is a file, not an artifact folder; give another out=")
+    check_destination(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
