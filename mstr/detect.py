@@ -12,8 +12,9 @@ Each alert line: {"flow": its line number in the input (counted on across a foll
 the n-th flow of a pcap), "time", "id": the 5-tuple / flow id columns present, "class", "score":
 P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored, dropped, bad, alerts,
 flows/s) goes to stderr at the end and on SIGINT / SIGTERM, which stop the stream between batches.
-Bad lines are counted and logged, never fatal. The input queue is bounded (`--queue`): a live source
-(stdin, a pipe, `--follow`, a pcap) drops flows when it is full, a file waits (`--on-full` overrides).
+Bad lines are counted and logged, never fatal. The input queue is bounded (`--queue`): when it is full
+the reader waits, so no flow is lost (a pipe's writer or a followed log waits with it); `--on-full drop`
+drops and counts flows instead, for a feed that must never wait, and warns when it starts to.
 
 Examples:
     python -m mstr.export ckpt_path=<run>/checkpoints/best.ckpt format=onnx out=detector
@@ -77,6 +78,21 @@ def check_writable(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: not writable; give another path")
 
 
+def check_distinct(paths: dict[str, str | Path]) -> None:
+    """Refuse two options naming one file (`--output` the `--input` log, `--summary` the `--output`):
+    writing one would wipe what the other reads or holds."""
+    named = [(option, Path(path)) for option, path in paths.items() if path not in (None, "-")]
+    for i, (option, path) in enumerate(named):
+        for other, other_path in named[:i]:
+            try:
+                same = os.path.samefile(path, other_path)
+            except OSError:  # one is not there yet
+                same = path.resolve() == other_path.resolve()
+            if same:
+                raise ConfigError(f"{option} {path}: is the file of {other}, which writing it would wipe; give "
+                                  "another path")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export), checkpoint (.ckpt) or a "
@@ -87,11 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all", action="store_true", help="write every verdict, not only alerts")
     parser.add_argument("--output", default="-", help="where the JSON lines go (default stdout)")
     parser.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime / torch threads of the model; more "
+                        "than the free cores only makes them wait on each other")
     parser.add_argument("--batch-size", type=int, default=256, help="most flows scored in one model call")
     parser.add_argument("--queue", type=int, default=10_000, help="input queue size (flows)")
-    parser.add_argument("--on-full", choices=("drop", "block"), help="a full queue drops flows (default for "
-                        "stdin, --follow and pcaps) or makes the reader wait (default for files)")
+    parser.add_argument("--on-full", choices=("block", "drop"), default="block", help="when the queue is full "
+                        "(detection slower than the input): make the reader wait, so nothing is lost (a pipe's "
+                        "writer or a followed log simply waits), or drop the newest flows and count them, for a "
+                        "feed that must never wait")
     parser.add_argument("--max-groups", type=int, default=100_000, help="hosts whose window context is kept")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             check_writable(args.output, "--output")
         if args.summary:
             check_writable(args.summary, "--summary")
+        check_distinct({"--input": args.input, "--output": args.output, "--summary": args.summary})
         detector, spec = open_detector(args.model, args.threads, args.max_groups)
         regular = args.input != "-" and Path(args.input).is_file()  # not stdin, a pipe or a FIFO
         # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes
@@ -129,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"reading {spec['input']['format']} flow lines from the terminal (--input FILE reads a file); "
                   "Ctrl-D ends", file=sys.stderr, flush=True)
         items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
-        live = not regular or args.follow or pcap
-        block = (args.on_full or ("drop" if live else "block")) == "block"
+        block = args.on_full == "block"
         # line-buffered: an alert is out as soon as it is decided, also through a pipe. A file is opened
         # at the first verdict, so an input refused at its header leaves no empty file (nor empties one).
         if args.output == "-":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -185,6 +186,34 @@ def test_detect_reads_stdin_and_skips_bad_lines(nsl):
     assert "line 101: 4 fields" in result.stderr and "'src_bytes' holds 'lots'" in result.stderr
     followed = detect("--model", str(nsl["artifact"]), "--input", "-", "--follow", stdin=feed)  # a closed pipe ends it
     assert followed.returncode == 0 and "flows seen 302, scored 300" in followed.stderr
+
+
+def test_a_pipe_loses_no_flow_unless_told_to_drop_and_then_says_so(nsl):
+    """A full queue makes stdin wait by default (a one-flow queue: every flow scored; dropping was the
+    default for stdin, and `cat file | detect` lost about half); `--on-full drop` drops, counts and warns."""
+    feed = nsl["lines"].read_text()  # 1,500 KDDTest+ lines
+    waited = detect("--model", str(nsl["artifact"]), "--input", "-", "--all", "--queue", "1", stdin=feed)
+    assert waited.returncode == 0 and "flows seen 1,500, scored 1,500, dropped 0, bad 0" in waited.stderr
+    assert "queue full" not in waited.stderr and len(verdicts(waited.stdout)) == 1500
+    dropped = detect("--model", str(nsl["artifact"]), "--input", "-", "--queue", "1", "--on-full", "drop", stdin=feed)
+    seen = re.search(r"flows seen 1,500, scored ([\d,]+), dropped ([\d,]+), bad 0", dropped.stderr)
+    assert dropped.returncode == 0 and seen, dropped.stderr
+    scored, lost = (int(v.replace(",", "")) for v in seen.groups())
+    assert lost > 0 and scored + lost == 1500 and "queue full: " in dropped.stderr
+
+
+def test_detect_refuses_to_write_over_what_it_reads_or_writes(nsl, tmp_path):
+    log = tmp_path / "flows.txt"
+    shutil.copy(nsl["lines"], log)
+    before = log.read_bytes()
+    for args, named in ((["--input", str(log), "--output", str(log)], "--output"),
+                        (["--input", str(log), "--output", str(tmp_path / "a.jsonl"), "--summary",
+                          str(tmp_path / "a.jsonl")], "--summary"),
+                        (["--input", str(log), "--summary", str(tmp_path / "." / "flows.txt")], "--summary")):
+        result = detect("--model", str(nsl["artifact"]), *args)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and last.startswith(f"error: {named} ") and "writing it would wipe" in last, last
+    assert log.read_bytes() == before and not (tmp_path / "a.jsonl").exists()
 
 
 def test_torchscript_artifact_scores_like_onnx(nsl):
@@ -641,6 +670,23 @@ def test_encoder_matches_preprocessor_with_bins_frequent_values_unknown_categori
     assert repaired.sum() == 41
     cats = test.frame[prep.categorical_cols].astype(str).values.tolist()
     np.testing.assert_array_equal(encoder.encode(numeric, cats), prep.transform(test))
+
+
+def test_a_header_again_mid_stream_names_the_columns_of_the_lines_after_it():
+    """Files joined with `cat a.csv b.csv`, b's columns in another order: b's header is read as a
+    header (it was a bad line, and b's rows were then read in a's column order, silently wrong)."""
+    from mstr.deploy.features import BadRecord, FeatureEncoder
+    from mstr.deploy.sources import LineParser
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": ["p"], "log_cols": [], "center": [0, 0],
+            "scale": [1, 1], "clip": 1e6, "categories": {"p": ["tcp"]}, "feature_names": ["a", "b", "p0", "p1"]}
+    parser = LineParser({"input": {"format": "csv"}, "window": 1}, FeatureEncoder(prep), "joined.csv")
+    lines = ["a,b,p", "1,2,tcp", "3,4,tcp", "b,p,a", "6,tcp,5", "8,udp,7", "a,b", "x,9,tcp"]
+    out = parser.parse_many(list(enumerate(lines, 1)))
+    assert out[0] is None and out[3] is None
+    assert [r.numeric.tolist() for r in out if r is not None and not isinstance(r, Exception)] == [
+        [1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
+    assert isinstance(out[6], BadRecord) and isinstance(out[7], BadRecord)  # neither a header nor b's row
 
 
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():

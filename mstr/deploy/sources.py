@@ -72,6 +72,9 @@ class LineParser:
         self.ident: list[str] = []
         self.numbers = NumberTexts()
         self.category_texts, self.group_texts = CategoryTexts(self.clean), CategoryTexts(True)
+        self.reads_header = self.format not in ("nsl_kdd", "zeek") and self.columns is None
+        self.needed = [*encoder.numeric_cols, *encoder.categorical_cols]
+        self.header_names = {*self.needed, *self.aliases}  # texts a header line holds where values go
         if self.columns:
             self._set_columns(self.columns)
         self.fresh = (self.columns, self.delimiter)  # what a new file of this input starts from
@@ -83,10 +86,14 @@ class LineParser:
         if columns is None:
             self.columns = None
 
+    def _is_header(self, fields: list[str]) -> bool:
+        """A line of the model's column names where data was expected: the header again, as when files
+        with a header each are joined (`cat a.csv b.csv`), perhaps with the columns in another order."""
+        return self.reads_header and set(self.needed) <= {self.aliases.get(f.strip(), f.strip()) for f in fields}
+
     def _set_columns(self, names: list[str]) -> None:
         self.columns = [self.aliases.get(n.strip(), n.strip()) for n in names]
-        needed = [*self.encoder.numeric_cols, *self.encoder.categorical_cols]
-        missing = [c for c in needed if c not in self.columns]
+        missing = [c for c in self.needed if c not in self.columns]
         if missing:
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
@@ -127,9 +134,9 @@ class LineParser:
         except csv.Error as err:  # e.g. a bare \r inside the line: binary junk, a gzip fed as text
             raise BadRecord("a carriage return inside the line (binary data?)" if "\r" in line
                             else f"cannot be split into fields ({err})") from None
-        if self.columns is None:
+        if self.columns is None or self._is_header(fields):
             if self.format == "zeek":
-                raise DataError("Zeek input without a '#fields' header line; is it a conn.log?")
+                raise DataError(f"{self.source}: Zeek input without a '#fields' header line; is it a conn.log?")
             self._set_columns(fields)
             return None
         if self.format == "nsl_kdd":  # the label and difficulty may be absent; more fields is another format
@@ -183,6 +190,8 @@ class LineParser:
             fit = max(len(self.columns) - 2, self.fields_needed) <= len(fields) <= len(self.columns)
         else:
             fit = len(fields) == len(self.columns)
+        if fit and self.reads_header and self.numeric_at and fields[self.numeric_at[0]].strip() in self.header_names:
+            return None  # a name where a number goes: perhaps the header again, which `parse` reads
         return fields if fit else None
 
     def _parse_run(self, run: list[tuple[int, list[str]]]) -> list[Union[Record, BadRecord]]:

@@ -17,6 +17,7 @@ benign one.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ from mstr.errors import DataError
 
 log = logging.getLogger("mstr.detect")
 MAX_LOGGED_BAD = 20
+DROP_WARNING_S = 10.0  # at most one "dropped so far" warning per this many seconds
 _END = object()
 
 
@@ -208,8 +210,10 @@ class StreamRunner:
     a followed log that was rotated, the count goes on across its files)."""
 
     def __init__(self, detector: Detector, parser: LineParser, emit: Callable[[Verdict], None],
-                 queue_size: int = 10_000, batch_size: int = 256, block: bool = True, write_all: bool = False):
+                 queue_size: int = 10_000, batch_size: int = 256, block: bool = True, write_all: bool = False,
+                 warn_drops: bool = True):
         self.detector, self.parser, self.emit = detector, parser, emit
+        self.warn_drops, self._last_drop_warning = warn_drops, -math.inf
         self.queue = FlowQueue(queue_size)
         self.batch_size, self.block, self.write_all = batch_size, block, write_all
         self.summary = Summary()
@@ -221,6 +225,15 @@ class StreamRunner:
         """Stop after the batch in hand is scored and written (a signal handler's call): stopping
         between a verdict written and counted would leave the summary off by one."""
         self.stop_signal = signum
+
+    def _warn_drops(self) -> None:
+        """Say so when flows start to be dropped, and how many every `DROP_WARNING_S` while they are: a
+        detector left running (`--follow`) would otherwise tell only at its end."""
+        now = time.monotonic()
+        if self.warn_drops and now - self._last_drop_warning >= DROP_WARNING_S:
+            self._last_drop_warning = now
+            log.warning("queue full: %s flow(s) dropped so far (detection is slower than the input; --on-full block "
+                        "makes the input wait instead)", f"{self.summary.dropped:,}")
 
     def _read(self, items: Iterable) -> None:
         s = self.summary
@@ -240,6 +253,7 @@ class StreamRunner:
                     self.queue.put((s.received, item), self.stop)
                 elif not self.queue.offer((s.received, item)):
                     s.dropped += 1
+                    self._warn_drops()
         except BaseException as err:  # e.g. an unreadable input: the scoring loop re-raises it
             self.error = err
         finally:
