@@ -518,7 +518,8 @@ def test_detect_zeek_log_with_host_windows_like_training(zeek):
     np.testing.assert_allclose([v["score"] for v in out], expected, atol=1e-5)
     first = out[0]
     assert first["id"]["uid"] == "C0000000" and set(first["id"]) >= {"id.orig_h", "id.resp_p", "proto"}
-    assert isinstance(first["time"], str) and first["class"] in ("benign", "attack")
+    assert isinstance(first["time"], float) and first["class"] in ("benign", "attack")  # Zeek's ts, a number
+    assert isinstance(first["id"]["id.resp_p"], int) and isinstance(first["id"]["id.orig_h"], str)
     # the checkpoint itself (PyTorch, its last block at the newest flow only) scores the same
     from_ckpt = detect("--model", str(zeek["ckpt"]), "--input", str(zeek["root"] / "test.log"), "--all")
     assert from_ckpt.returncode == 0, from_ckpt.stderr
@@ -877,6 +878,9 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
     a, b = verdicts(from_pcap.stdout), verdicts(from_csv.stdout)
     assert len(a) == len(b) == len(flows)
     assert [v["id"]["src_ip"] for v in a] == flows["src_ip"].tolist()
+    # one JSON type per field whatever the input: the pcap's numbers, the CSV's number texts alike
+    assert [(v["time"], v["id"]) for v in a] == [(v["time"], v["id"]) for v in b]
+    assert isinstance(a[0]["id"]["src_port"], int) and isinstance(a[0]["time"], int)
     np.testing.assert_allclose([v["score"] for v in a], [v["score"] for v in b], atol=1e-5)
     assert f"scored {len(flows):,}, dropped 0" in from_pcap.stderr
 
