@@ -35,6 +35,8 @@ from pathlib import Path
 
 from mstr.errors import EXIT_USAGE, ConfigError, DataError, MstrError, report_and_exit
 
+log = logging.getLogger("mstr.detect")
+
 
 def open_detector(model: str, threads: int, max_groups: int):
     """(Detector, spec) from an artifact folder (ONNX Runtime / TorchScript) or a checkpoint (PyTorch)."""
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
                         stream=sys.stderr)
-    from mstr.deploy.inputs import lines, open_text
+    from mstr.deploy.inputs import followed, lines, open_text
     from mstr.deploy.sources import LineParser, is_pcap, pcap_flows
     from mstr.deploy.stream import StreamRunner
 
@@ -143,12 +145,19 @@ def main(argv: list[str] | None = None) -> None:
                             ".to_csv(out, index=False)")
         if args.input != "-" and Path(args.input).is_dir():
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
-        if args.input != "-" and not Path(args.input).exists():
+        if args.input != "-" and not Path(args.input).exists() and not args.follow:
             raise DataError(f"{args.input}: no such input file")
         if args.input == "-" and sys.stdin.isatty():  # likely no --input given: say what it waits for
             print(f"reading {spec['input']['format']} flow lines from the terminal (--input FILE reads a file); "
                   "Ctrl-D ends", file=sys.stderr, flush=True)
-        items = pcap_flows(args.input) if pcap else lines(open_text(args.input), args.follow, args.input)
+        if pcap:
+            if args.follow:
+                log.warning("%s: a pcap is read to its end (--follow reads growing flow logs)", args.input)
+            items = pcap_flows(args.input)
+        elif args.follow and args.input != "-":
+            items = followed(args.input)
+        else:
+            items = lines(open_text(args.input), args.follow, args.input)
         block = args.on_full == "block"
         # line-buffered: an alert is out as soon as it is decided, also through a pipe. A file is opened
         # at the first verdict, so an input refused at its header leaves no empty file (nor empties one).

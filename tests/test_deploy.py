@@ -560,8 +560,9 @@ def test_an_input_refused_at_its_header_leaves_no_output_file(zeek, tmp_path):
 
 
 def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, tmp_path):
-    """`--follow` reads a rotated conn.log as `tail -F` does: the renamed file's successor, a file
-    truncated in place, and a deleted one created again, each from its `#fields` header. The hosts'
+    """`--follow` reads a rotated conn.log as `tail -F` does: a path created after the detector started,
+    the renamed file's successor, a file truncated in place, and a deleted one created again, each from
+    its `#fields` header. The hosts'
     window context goes on across files, so the scores are those of one uninterrupted log."""
     import signal
     import time
@@ -572,8 +573,11 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
     whole = detect("--model", str(zeek["artifact"]), "--input", str(zeek["root"] / "test.log"), "--all")
     expected = [v["score"] for v in verdicts(whole.stdout)][:60]
     log = tmp_path / "conn.log"
-    log.write_text("".join(header + rows[:30]))
     with following(zeek["artifact"], log) as proc:
+        said = [proc.stderr.readline()]  # a path not there yet is waited for, as tail -F waits
+        while "waiting for it to be created" not in said[-1] and said[-1]:
+            said.append(proc.stderr.readline())
+        log.write_text("".join(header + rows[:30]))
         got = [proc.stdout.readline() for _ in range(30)]
         log.rename(tmp_path / "conn.log.1")  # rotation: a new file at the path
         log.write_text("".join(header + rows[30:50]))
@@ -589,7 +593,9 @@ def test_a_followed_log_is_read_across_rotation_truncation_and_recreation(zeek, 
         got += [proc.stdout.readline() for _ in range(5)]
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate()
+    err = "".join(said) + err
     assert proc.returncode == 130, err
+    assert "conn.log: not there yet; waiting for it to be created" in said[-1]
     np.testing.assert_allclose([v["score"] for v in verdicts("".join(got) + out)], expected, atol=1e-5)
     assert "summary: flows seen 60, scored 60, dropped 0, bad 0" in err and "Traceback" not in err
     assert err.count("a new file; reading it from its start") == 2 and "truncated; reading it" in err
@@ -883,6 +889,10 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
     assert isinstance(a[0]["id"]["src_port"], int) and isinstance(a[0]["time"], int)
     np.testing.assert_allclose([v["score"] for v in a], [v["score"] for v in b], atol=1e-5)
     assert f"scored {len(flows):,}, dropped 0" in from_pcap.stderr
+    piped = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(tmp_path / "artifact"), "--input", "-"],
+                           input=pcap.read_bytes(), capture_output=True, cwd=REPO, timeout=300)  # `cat x.pcap |`
+    last = piped.stderr.decode().strip().splitlines()[-1]
+    assert piped.returncode == 2 and "binary data where a nfstream header should be" in last, last
 
 
 def test_full_queue_drops_and_counts_instead_of_blocking(nsl):

@@ -4,7 +4,8 @@ A followed log is read as `tail -F` reads it. Flow logs are rotated: Zeek rename
 every hour and starts a new one, logrotate may truncate in place (copytruncate). At the end of the
 file the path is looked at again; when it names another file (rotation) or a shorter one
 (truncation), reading goes on from that file's start, after a `NewFile` marker that tells the parser
-a header may follow. A path that is gone is waited for, with one warning, until it is created again.
+a header may follow. A path that is gone is waited for, with one warning, until it is created again,
+and so is one that is not there yet when the detector starts (`followed`).
 """
 
 from __future__ import annotations
@@ -125,3 +126,13 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str,
             yield NewFile(change)
             continue
         time.sleep(POLL_S)
+
+
+def followed(path: str) -> Iterator[Union[str, NewFile]]:
+    """`lines(..., follow=True)` of a log path that may not exist yet (a detector started before the
+    logger): waited for, with one warning, as `tail -F` waits."""
+    if not os.path.exists(path):
+        log.warning("%s: not there yet; waiting for it to be created", path)
+        while not os.path.exists(path):
+            time.sleep(POLL_S)
+    yield from lines(open_text(path), True, path)

@@ -95,6 +95,9 @@ class LineParser:
         self.columns = [self.aliases.get(n.strip(), n.strip()) for n in names]
         missing = [c for c in self.needed if c not in self.columns]
         if missing:
+            if any("\x00" in c or "\ufffd" in c for c in self.columns):
+                raise DataError(f"{self.source}: binary data where a {self.format} header should be (a pcap or a "
+                                "compressed file through a pipe?); give a pcap or a gzip file as --input <file>")
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
