@@ -895,9 +895,32 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
     assert piped.returncode == 2 and "binary data where a nfstream header should be" in last, last
 
 
+def test_bad_lines_past_the_first_ones_are_still_reported_with_their_count(nsl, monkeypatch, caplog):
+    """A long stream of bad lines (a followed log gone wrong) does not go quiet after the first
+    MAX_LOGGED_BAD: a line with the count so far follows, at most every WARNING_EVERY_S (0 here)."""
+    import logging
+
+    from mstr.deploy import stream
+    from mstr.deploy.artifact import load_artifact
+    from mstr.deploy.runtime import artifact_scorer
+    from mstr.deploy.sources import LineParser
+
+    art = load_artifact(nsl["artifact"])
+    monkeypatch.setattr(stream, "WARNING_EVERY_S", 0.0)
+    detector = stream.Detector(artifact_scorer(art), art.spec)
+    runner = stream.StreamRunner(detector, LineParser(art.spec, detector.encoder), lambda v: None)
+    good = nsl["lines"].read_text().splitlines(keepends=True)[:10]
+    with caplog.at_level(logging.WARNING, logger="mstr.detect"):
+        summary = runner.run(iter([*good, *["not,a,kdd,line\n"] * 30]))
+    said = [r.getMessage() for r in caplog.records]
+    assert summary.bad == 30 and summary.scored == 10
+    assert sum("; skipped" in m for m in said) == 30 and "(30 bad lines so far)" in said[-1]
+    assert "further bad lines: one every 0 s, with the count" in said[19]
+
+
 def test_full_queue_drops_and_counts_instead_of_blocking(nsl):
-    """A live source never waits: when scoring is slower than arrival the bounded queue drops flows, and
-    every flow is either scored or counted as dropped."""
+    """With `block=False` (`--on-full drop`) a source never waits: when scoring is slower than arrival
+    the bounded queue drops flows, and every flow is either scored or counted as dropped."""
     import time as clock
 
     from mstr.deploy.artifact import load_artifact

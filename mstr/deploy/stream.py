@@ -33,8 +33,8 @@ from mstr.deploy.sources import LineParser, NewFile
 from mstr.errors import DataError
 
 log = logging.getLogger("mstr.detect")
-MAX_LOGGED_BAD = 20
-DROP_WARNING_S = 10.0  # at most one "dropped so far" warning per this many seconds
+MAX_LOGGED_BAD = 20  # bad lines logged each; after them one a WARNING_EVERY_S, with the count so far
+WARNING_EVERY_S = 10.0  # a warning repeated while its cause lasts (drops, bad lines): at most this often
 _END = object()
 
 
@@ -231,6 +231,7 @@ class StreamRunner:
                  warn_drops: bool = True):
         self.detector, self.parser, self.emit = detector, parser, emit
         self.warn_drops, self._last_drop_warning = warn_drops, -math.inf
+        self._last_bad_warning = time.monotonic()  # the first bad lines are logged each (MAX_LOGGED_BAD)
         self.queue = FlowQueue(queue_size)
         self.batch_size, self.block, self.write_all = batch_size, block, write_all
         self.summary = Summary()
@@ -244,10 +245,10 @@ class StreamRunner:
         self.stop_signal = signum
 
     def _warn_drops(self) -> None:
-        """Say so when flows start to be dropped, and how many every `DROP_WARNING_S` while they are: a
+        """Say so when flows start to be dropped, and how many every `WARNING_EVERY_S` while they are: a
         detector left running (`--follow`) would otherwise tell only at its end."""
         now = time.monotonic()
-        if self.warn_drops and now - self._last_drop_warning >= DROP_WARNING_S:
+        if self.warn_drops and now - self._last_drop_warning >= WARNING_EVERY_S:
             self._last_drop_warning = now
             log.warning("queue full: %s flow(s) dropped so far (detection is slower than the input; --on-full block "
                         "makes the input wait instead)", f"{self.summary.dropped:,}")
@@ -322,8 +323,11 @@ class StreamRunner:
             if isinstance(outcome, BadRecord):
                 s.bad += 1
                 if s.bad <= MAX_LOGGED_BAD:
-                    log.warning("line %d: %s; skipped%s", seq, outcome,
-                                " (further bad lines are only counted)" if s.bad == MAX_LOGGED_BAD else "")
+                    log.warning("line %d: %s; skipped%s", seq, outcome, f" (further bad lines: one every "
+                                f"{WARNING_EVERY_S:.0f} s, with the count)" if s.bad == MAX_LOGGED_BAD else "")
+                elif time.monotonic() - self._last_bad_warning >= WARNING_EVERY_S:
+                    self._last_bad_warning = time.monotonic()
+                    log.warning("line %d: %s; skipped (%s bad lines so far)", seq, outcome, f"{s.bad:,}")
             elif outcome is None:
                 s.headers += not isinstance(item, NewFile)
             else:
