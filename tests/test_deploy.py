@@ -316,6 +316,31 @@ def test_hand_edited_spec_with_matching_hashes_is_refused(nsl, tmp_path, edit, n
     assert "export the artifact again" in message
 
 
+def test_the_preprocessings_numbers_in_a_hand_edited_spec_are_checked(nsl, small_synthetic_dm):
+    """Scales, clip, fill values and bin edges that no fit makes (zero or NaN scales, a negative clip,
+    falling edges) are refused by name; they scored silently wrong before (or warned of a division by
+    zero). In-process: the refusal itself goes through detect in the test above."""
+    from mstr.data.preprocessing import FlowPreprocessor
+    from mstr.deploy.artifact import check_spec
+    from mstr.errors import DataError
+
+    prep = json.loads(json.dumps(FlowPreprocessor.fit(small_synthetic_dm.tables["train"], numeric_bins=6).to_dict()))
+    spec = {**json.loads((nsl["artifact"] / "detector.json").read_text()), "preprocessor": prep,
+            "num_features": len(prep["feature_names"])}
+    assert prep["bin_edges"] and prep["fill"]  # bins and medians to spoil
+    column = next(iter(prep["bin_edges"]))
+    edits = {"preprocessor.scale holds a scale <= 0": ("scale", [0.0] * len(prep["scale"])),
+             "preprocessor.center holds a value that is not a finite number": ("center", [float("nan")] * len(prep["center"])),
+             "preprocessor.clip is <= 0": ("clip", -1.0),
+             "preprocessor.fill holds a value that is not a finite number": ("fill", [float("inf")] * len(prep["fill"])),
+             "preprocessor.bin_edges holds edges that do not rise": ("bin_edges", {**prep["bin_edges"],
+                                                                              column: prep["bin_edges"][column][::-1]})}
+    check_spec(Path("detector.json"), spec)  # as exported: passes
+    for named, (key, value) in edits.items():
+        with pytest.raises(DataError, match=re.escape(f"detector.json: {named}; export the artifact again")):
+            check_spec(Path("detector.json"), {**spec, "preprocessor": {**prep, key: value}})
+
+
 @pytest.mark.parametrize("option", ["--output", "--summary"])
 @pytest.mark.parametrize("where", ["no-folder", "a-folder"])
 def test_unwritable_output_paths_are_refused_before_reading_input(nsl, tmp_path, option, where):

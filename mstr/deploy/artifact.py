@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mstr.deploy.features import FeatureEncoder
 from mstr.deploy.sources import LINE_FORMATS
 from mstr.errors import DataError
@@ -169,6 +171,16 @@ def check_spec(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     if layout != encoder.num_features or len(sizes) != 1:
         raise refuse("preprocessor", f"is inconsistent (its columns make {layout} features, its feature_names "
                                      f"{encoder.num_features}, its scalers {sorted(sizes)})")
+    values = {"preprocessor.center": encoder.center, "preprocessor.scale": encoder.scale,
+              "preprocessor.clip": np.array([encoder.clip]), "preprocessor.fill": encoder.fill,
+              "preprocessor.bin_edges": encoder.bin_width, "preprocessor.frequent_values": encoder.frequent_values}
+    for key, array in values.items():
+        if array is not None and not np.isfinite(array).all():
+            raise refuse(key, "holds a value that is not a finite number")
+    for key, what in (("preprocessor.scale", "holds a scale <= 0"), ("preprocessor.clip", "is <= 0"),
+                      ("preprocessor.bin_edges", "holds edges that do not rise")):
+        if (values[key] <= 0).any():
+            raise refuse(key, what)
     if not _integer(spec["num_features"]) or spec["num_features"] != encoder.num_features:
         raise refuse("num_features", f"= {spec['num_features']!r} where the preprocessor makes "
                                      f"{encoder.num_features} features")
