@@ -19,6 +19,10 @@ def _options(group):
 @pytest.mark.parametrize("group", ["data", "model", "distill", "loss", "trainer", "logger", "callbacks",
                                    "paths", "experiment", "debug"])
 def test_every_option_of_every_group_composes(group, compose_cfg):
+    """Each option composes and is what the run gets: its own plain values (not interpolated, not
+    overridden by a later default) land in its group's section."""
+    import yaml
+
     options = _options(group)
     assert options, f"configs/{group}/ is empty"
     for option in options:
@@ -26,6 +30,14 @@ def test_every_option_of_every_group_composes(group, compose_cfg):
         assert cfg.model.role in ("teacher", "student")
         if group == "data":
             assert cfg.data.name == option and cfg.data.source._target_.endswith(f"{option}.load")
+        if group == "distill":
+            assert cfg.distill.method == option
+        if group in ("experiment", "debug"):  # global packages: they set keys of other groups
+            continue
+        own = yaml.safe_load((Path(config_dir()) / group / f"{option}.yaml").read_text()) or {}
+        plain = {k: v for k, v in own.items() if k != "defaults" and not isinstance(v, (dict, list))
+                 and not (isinstance(v, str) and "${" in v)}
+        assert {k: cfg[group][k] for k in plain} == plain, f"{group}={option}"
 
 
 def test_the_default_job_distils_a_student_from_a_teacher_it_trains(compose_cfg):

@@ -66,7 +66,14 @@ def test_compression_report_puts_the_models_back_as_they_were():
 
 
 def test_windows_moved_to_a_device_gather_the_same_batches(small_synthetic_dm):
+    """Every tensor a gather reads goes to the device (the meta device shows it without a GPU; the CUDA
+    run is in test_gpu.py), the original stays where it was, and the same rows come back."""
     dataset = small_synthetic_dm.dataset("train")
+    tensors = ("features", "labels", "_order", "_position", "_run_start", "_offsets")
+    on_meta = dataset.to(torch.device("meta"))
+    assert on_meta is not dataset and all(getattr(on_meta, n).device.type == "meta" for n in tensors)
+    assert all(getattr(dataset, n).device.type == "cpu" for n in tensors)
+    assert [getattr(on_meta, n).shape for n in tensors] == [getattr(dataset, n).shape for n in tensors]
     moved = dataset.to(torch.device("cpu"))
     idx = torch.tensor([0, 5, 17, len(dataset) - 1])
     for a, b in zip(dataset.gather(idx), moved.gather(idx)):
@@ -86,12 +93,24 @@ def test_data_on_device_trains_from_batches_already_on_the_module_device(compose
         seen.append((batch[0].device, self.device))
         return original(self, batch, batch_idx)
 
+    from mstr.data.windows import FlowWindowDataset
+
+    moved_to, to = [], FlowWindowDataset.to
+
+    def recorded(self, device):
+        moved_to.append(torch.device(device))
+        return to(self, device)
+
     pl.LightningModule.on_train_batch_start = spy
+    FlowWindowDataset.to = recorded
     try:
         metrics = run(cfg)
     finally:
         pl.LightningModule.on_train_batch_start = original
+        FlowWindowDataset.to = to
     assert seen and all(batch == module for batch, module in seen)
+    # the fit's splits were moved to the trainer's device (the CPU here), train and validation at least
+    assert len(moved_to) >= 2 and set(moved_to) == {torch.device("cpu")}
     assert metrics["time/train_windows_per_s"] > 0
 
 

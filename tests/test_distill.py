@@ -1,11 +1,12 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mstr.models import build_backbone
 from mstr.training.distill import DistillationModule, method_weights
 from mstr.training.hooks import FeatureCollector, match_stages
-from mstr.training.losses import attention_loss, hint_loss
+from mstr.training.losses import attention_loss, hint_loss, kd_logit_loss
 from mstr.train import run
 
 STUDENT = {"token_dim": 4, "widths": [4, 8]}
@@ -159,8 +160,46 @@ def test_augmented_windows_only_add_teacher_targets(small_synthetic_dm, augment)
                    for i in range(4) for j in range(x.shape[-1]))
     seen = []
     module.forward = lambda inputs: seen.append(len(inputs)) or module.model(inputs)
+    module.eval()  # a deterministic forward for the comparison below
+    module._augmented = lambda batch: augmented  # the windows drawn above
     loss, logits = module.training_loss(x, y)
-    assert seen == [96] and logits.shape == (64, 2) and torch.isfinite(loss)
+    assert seen == [96] and logits.shape == (64, 2)
+    both = torch.cat([x, augmented])  # the KD term over the batch and its synthetic windows, CE over the batch
+    expected = 0.5 * F.cross_entropy(logits, y) + 0.5 * kd_logit_loss(module.model(both), teacher(both), 2.0)
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["features", "attention", "combined"])
+def test_each_methods_terms_add_up_to_the_training_loss(small_synthetic_dm, method):
+    """The objective is the task loss, the alpha-weighted logit term and the weighted mean over matched
+    stages of each map term the method switches on, read from the maps the hooks collected."""
+    dm = small_synthetic_dm
+    teacher = build_backbone(dm.num_features, 2, window=dm.window, **TEACHER).eval()
+    distill = {"method": method, "temperature": 2.0, "alpha": 0.3, "feature_weight": 0.7, "attention_weight": 2.0,
+               "hint_warmup_fraction": 0.0}
+    module = DistillationModule(num_features=dm.num_features, num_classes=2, backbone={**STUDENT, "window": dm.window},
+                                optim={"lr": 1e-2, "weight_decay": 0.0}, loss={"name": "ce"}, teacher=teacher,
+                                distill=distill)
+    module.log = lambda *a, **k: None
+    module.eval()
+    module.on_fit_start()  # the hooks
+    x, y = dm.dataset("train").__getitems__(list(range(64)))
+    loss, logits = module.training_loss(x, y)
+    student_maps, teacher_maps = module._collectors
+    weights = method_weights(distill)
+    expected = F.cross_entropy(logits, y)
+    if weights["alpha"]:
+        expected = (1 - 0.3) * expected + 0.3 * kd_logit_loss(logits, teacher(x), 2.0)
+    pairs = module.pairs
+    if weights["features"]:
+        expected = expected + 0.7 * sum(hint_loss(student_maps[s], teacher_maps[t], proj) for (s, t), proj
+                                        in zip(pairs, module.hint_projections)) / len(pairs)
+    if weights["attention"]:
+        expected = expected + 2.0 * sum(attention_loss(student_maps[s], teacher_maps[t]) for s, t in pairs) / len(pairs)
+    assert weights == {"alpha": 0.3 if method == "combined" else 0.0, "features": 0.0 if method == "attention" else 0.7,
+                       "attention": 0.0 if method == "features" else 2.0}
+    assert torch.allclose(loss, expected, atol=1e-6) and not torch.allclose(loss, F.cross_entropy(logits, y))
+    module.on_fit_end()
 
 
 def test_tree_teacher_needs_the_logit_method():

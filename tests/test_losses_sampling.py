@@ -23,7 +23,7 @@ def test_kd_is_t_squared_times_kl_of_softened_distributions(temperature):
     assert torch.allclose(kd_logit_loss(s, t, temperature), temperature**2 * kl, atol=1e-5)
 
 
-def test_distillation_loss_at_alpha_zero_is_the_task_loss_and_at_one_the_kd_term(small_synthetic_dm):
+def test_distillation_loss_mixes_the_task_loss_and_the_kd_term_by_alpha(small_synthetic_dm):
     from mstr.models import build_backbone
     from mstr.training.distill import DistillationModule
 
@@ -33,13 +33,13 @@ def test_distillation_loss_at_alpha_zero_is_the_task_loss_and_at_one_the_kd_term
                   optim={"lr": 1e-3, "weight_decay": 0.0}, loss={"name": "ce"})
     x, y = dm.dataset("train").__getitems__(list(range(64)))
     torch.manual_seed(0)
-    for alpha in (0.0, 1.0):
+    for alpha in (0.0, 0.25, 1.0):  # (1 - alpha) * CE + alpha * KD: the ends and a mix
         module = DistillationModule(teacher=teacher, distill={"method": "logits", "temperature": 3.0, "alpha": alpha},
                                     **common)
         module.log = lambda *a, **k: None
         module.eval()  # deterministic forward for the comparison
         loss, logits = module.training_loss(x, y)
-        expected = F.cross_entropy(logits, y) if alpha == 0.0 else kd_logit_loss(logits, teacher.eval()(x), 3.0)
+        expected = (1 - alpha) * F.cross_entropy(logits, y) + alpha * kd_logit_loss(logits, teacher.eval()(x), 3.0)
         assert torch.allclose(loss, expected, atol=1e-6)
     assert all(not p.requires_grad for p in teacher.parameters())
     assert not teacher.training
