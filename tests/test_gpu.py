@@ -21,7 +21,7 @@ def test_every_distill_method_trains_and_reports_on_the_gpu(method, compose_cfg)
     from mstr.training.checkpoint import load_classifier
 
     metrics = run(compose_cfg([*SMALL, "trainer=gpu", "model=student", f"distill={method}"]))
-    assert metrics["test/f1"] >= 0 and metrics["time/train_windows_per_s"] > 0
+    assert metrics["test/f1"] > 0.3 and metrics["time/train_windows_per_s"] > 0
     if method != "none":
         assert metrics["compression/params_ratio"] > 1 and "teacher/test/f1" in metrics
     model = load_classifier(metrics["best_checkpoint"])  # written on the GPU, loads on the CPU
