@@ -46,6 +46,31 @@ def test_distillation_loss_mixes_the_task_loss_and_the_kd_term_by_alpha(small_sy
     assert not any(k.startswith("_teacher") or "teacher" in k for k in module.state_dict())
 
 
+@pytest.mark.parametrize("total", [1, 3, 4, 5, 10, 20, 21, 200])
+def test_the_learning_rate_schedule_runs_any_number_of_steps(total):
+    """One-cycle warm-up is at least 2 steps (at 10 steps 10% is one: OneCycleLR divided 0 by 0), and a
+    run of fewer than 4 steps keeps a constant rate; the rate peaks at optim.lr and stays finite."""
+    from types import SimpleNamespace
+
+    from mstr.training.module import MIN_SCHEDULED_STEPS, FlowClassifier
+
+    module = FlowClassifier(num_features=6, num_classes=2, backbone={"token_dim": 2, "widths": [4]},
+                            optim={"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.1}, loss={"name": "ce"})
+    module._trainer = SimpleNamespace(estimated_stepping_batches=total)
+    out = module.configure_optimizers()
+    if total < MIN_SCHEDULED_STEPS:
+        assert isinstance(out, torch.optim.Optimizer)
+        return
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(total):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(np.isfinite(rates)) and 0.0098 < max(rates) <= 0.01
+    assert rates[0] < 0.01 and rates[-1] < 0.01 * 0.01  # warms up from low, anneals to near zero
+
+
 def test_focal_with_gamma_zero_is_cross_entropy_and_downweights_easy_examples():
     logits, target = torch.randn(20, 3), torch.randint(0, 3, (20,))
     assert torch.allclose(FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target), atol=1e-6)

@@ -29,6 +29,7 @@ def _check_metrics(metrics: dict, out: Path):
     ["model=teacher", "debug=fast"],
     ["model=student", "distill=none", "debug=fast"],
     ["model=student", "distill=logits", "debug=fast"],
+    ["model=student", "distill=none", "debug=limit"],  # 10 steps: a one-step warm-up divided by zero
 ])
 def test_fast_dev_run_of_each_mode(compose_cfg, tmp_path, overrides):
     cfg = compose_cfg([*overrides, "data.source.n_flows=3000", "trainer.enable_progress_bar=false"])

@@ -17,6 +17,7 @@ from mstr.training.losses import build_task_loss
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
 CHECKPOINT_FORMAT = 1
+MIN_SCHEDULED_STEPS = 4  # fewer optimiser steps than this train at a constant learning rate
 
 
 class FlowClassifier(pl.LightningModule):
@@ -86,9 +87,12 @@ class FlowClassifier(pl.LightningModule):
         opt = torch.optim.AdamW(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
         if optim.get("scheduler", "onecycle") == "none":
             return opt
-        total = self.trainer.estimated_stepping_batches
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=optim["lr"], total_steps=max(int(total), 1),
-                                                    pct_start=optim.get("warmup_fraction", 0.1))
+        total = int(self.trainer.estimated_stepping_batches)
+        if total < MIN_SCHEDULED_STEPS:  # a handful of steps (debug runs) has no schedule to follow
+            return opt
+        # OneCycleLR divides by each phase's length: a warm-up of one step (10 steps at 10%) is 0 / 0
+        warmup = max(optim.get("warmup_fraction", 0.1), 2 / total)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=optim["lr"], total_steps=total, pct_start=warmup)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---- checkpoints -------------------------------------------------------------------------
