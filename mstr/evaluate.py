@@ -15,17 +15,21 @@ trained on) is refused for tuning.
 
 Examples:
     python -m mstr.evaluate ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt
-    python -m mstr.evaluate ckpt_path=best.ckpt data=nsl_kdd 'data.test_files=[KDDTest+,/data/KDDTest-21.txt]'
+    python -m mstr.evaluate ckpt_path=<run> 'data.test_files=[KDDTest+,KDDTest-21]'   # more test sets of its own data
+    python -m mstr.evaluate ckpt_path=<run> data=nsl_kdd 'data.test_files=[KDDTest+]'  # another data config
     python -m mstr.evaluate ckpt_path=best.ckpt threshold=tune
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
@@ -71,7 +75,7 @@ def run(cfg: DictConfig) -> dict:
         cfg.seed = int(trained_on.get("seed", 0))
     # the checkpoint's own preprocessing makes the features (a fresh fit would scale by this data's
     # statistics and may one-hot another category set); the DataModule checks that the classes agree
-    data_cfg = cfg.data if cfg.get("data") is not None else training_data(ckpt, cfg)
+    data_cfg = cfg.data if cfg.get("data") is not None and "_target_" in cfg.data else training_data(ckpt, cfg)
     dm = instantiate(data_cfg, _partial_=True)(preprocessor=prep)
     try:
         dm.setup()
@@ -134,11 +138,39 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
     if trained_with is None:
         raise ConfigError(f"{ckpt}: no run config beside it (<run>/.hydra/config.yaml) says what data it was "
                           "trained on; give the data to score on: data=<name>, e.g. data=nsl_kdd")
-    log.info("data: %s, as the checkpoint's run read it (data=<name> scores on another)", trained_with.data.name)
-    return trained_with.data
+    data = trained_with.data
+    log.info("data: %s, as the checkpoint's run read it (data=<name> scores on another)", data.name)
+    changes = cfg.get("data")  # data.* overrides without data=<name> (`own_data_overrides`)
+    if not changes:
+        return data
+    OmegaConf.set_struct(trained_with, True)  # a change names a key the run's data config has
+    try:  # merged at the root, where the data config's interpolations (${data.test_files}) point
+        return OmegaConf.merge(trained_with, {"data": changes}).data
+    except ConfigKeyError as err:
+        key = str(err.full_key or err.key).removeprefix("data.")
+        parent = OmegaConf.select(data, key.rpartition(".")[0]) if "." in key else data
+        known = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
+        close = difflib.get_close_matches(key.rpartition(".")[2], known, n=1)
+        where = f"data.{key.rpartition('.')[0]}." if "." in key else "data."
+        hint = f"; did you mean {where}{close[0]}?" if close else ""
+        raise ConfigError(f"data.{key}: no such key in the data config the checkpoint was trained with "
+                          f"({data.name}){hint}") from None
 
 
-main = hydra_entry("evaluate", run)
+def own_data_overrides(argv: list[str]) -> list[str]:
+    """Without `data=<name>`, `data.X=...` changes the checkpoint's run's own data config, which is only
+    read once the job runs: Hydra gets it as `+data.X=...` (its `data` is empty until then)."""
+    if any(arg.lstrip("+~").split("=", 1)[0] == "data" for arg in argv):
+        return argv
+    return [f"+{arg}" if arg.startswith("data.") else arg for arg in argv]
+
+
+_main = hydra_entry("evaluate", run)
+
+
+def main() -> None:
+    sys.argv[1:] = own_data_overrides(sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":

@@ -842,10 +842,11 @@ def test_an_input_header_without_the_models_columns_names_the_file():
 
 def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, tmp_path):
     """No data=: the data config of the checkpoint's run (NSL-KDD, its 20% variant), so the test numbers
-    are training's own; a run dir stands for its best checkpoint. Another data config that does not
+    are training's own, and data.* overrides change that config (before: "no such key", and with + a
+    traceback); a run dir stands for its best checkpoint. Another data config that does not
     fit says which one the checkpoint was trained with."""
-    from mstr.errors import DataError
-    from mstr.evaluate import run
+    from mstr.errors import ConfigError, DataError
+    from mstr.evaluate import own_data_overrides, run
 
     run_dir = nsl["ckpt"].parent.parent
     trained = json.loads((run_dir / "metrics.json").read_text())
@@ -853,6 +854,17 @@ def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, 
     for key in ("test/acc", "test/auroc", "test/novel_attack_recall"):
         assert scored[key] == pytest.approx(trained[key], abs=1e-6), key
     assert scored["audit/checkpoint_dev_rows_match"] is True
+    # data.* without data=<name> changes the run's own data config (20% variant kept): one more test set
+    argv = own_data_overrides([f"ckpt_path={run_dir}", f"data.test_files=[KDDTest+,{nsl['lines']}]"])
+    assert argv[1].startswith("+data.test_files=") and own_data_overrides(["data=nsl_kdd", "data.variant=full"]) == [
+        "data=nsl_kdd", "data.variant=full"]
+    more = run(_compose("evaluate", [*argv, f"paths.output_dir={tmp_path / 'more'}"]))
+    assert more["test_KDDTest+/acc"] == pytest.approx(trained["test/acc"], abs=1e-6), sorted(more)
+    assert 0.3 < more["test_kdd_slice/acc"] <= 1 and more["audit/novel_attack_rows_kdd_slice"] > 0
+    assert more["audit/checkpoint_dev_rows_match"] is True
+    with pytest.raises(ConfigError, match=r"^data.test_filez: no such key in the data config the checkpoint was "
+                                          r"trained with \(nsl_kdd\); did you mean data.test_files\?$"):
+        run(_compose("evaluate", [f"ckpt_path={run_dir}", "+data.test_filez=[KDDTest+]", f"paths.output_dir={tmp_path}"]))
     with pytest.raises(DataError, match=r"missing column\(s\) .* and \d+ more .* was trained with data=nsl_kdd: "
                                         r"leave data= out to score on its own data, or add data=nsl_kdd$"):
         run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", "data=synthetic", f"paths.output_dir={tmp_path}"]))
