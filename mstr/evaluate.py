@@ -22,7 +22,6 @@ Examples:
 
 from __future__ import annotations
 
-import difflib
 import logging
 import sys
 from pathlib import Path
@@ -147,14 +146,13 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
     try:  # merged at the root, where the data config's interpolations (${data.test_files}) point
         return OmegaConf.merge(trained_with, {"data": changes}).data
     except ConfigKeyError as err:
-        key = str(err.full_key or err.key).removeprefix("data.")
-        parent = OmegaConf.select(data, key.rpartition(".")[0]) if "." in key else data
-        known = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
-        close = difflib.get_close_matches(key.rpartition(".")[2], known, n=1)
-        where = f"data.{key.rpartition('.')[0]}." if "." in key else "data."
-        hint = f"; did you mean {where}{close[0]}?" if close else ""
-        raise ConfigError(f"data.{key}: no such key in the data config the checkpoint was trained with "
-                          f"({data.name}){hint}") from None
+        from mstr.preflight import did_you_mean
+
+        parent, _, leaf = f"data.{str(err.full_key or err.key).removeprefix('data.')}".rpartition(".")
+        node = OmegaConf.select(trained_with, parent)
+        known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        raise ConfigError(f"{parent}.{leaf}: no such key in the data config the checkpoint was trained with "
+                          f"({data.name}){did_you_mean(leaf, known, parent)}") from None
 
 
 def own_data_overrides(argv: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ def _one_line(err: Exception, config_name: str, parsed=()) -> str:
         options = [line.strip() for line in listed.group(1).splitlines()
                    if line.strip() and not line.strip().startswith("_")]  # _name: a base the others extend
         group, name = missing.groups()
-        return f"{group}={name}: no such config; options: {', '.join(options)}{_did_you_mean(name, options)}"
+        return f"{group}={name}: no such config; options: {', '.join(options)}{did_you_mean(name, options)}"
     cause = err.__cause__ or err.__context__
     unknown = re.search(r"Key '([^']+)' is not in struct\s+full_key: (\S+)", str(cause or ""))
     overridden = re.match(r"Could not override '([^']+)'", first)
@@ -121,7 +121,7 @@ def _one_line(err: Exception, config_name: str, parsed=()) -> str:
         key, (leaf, full_key) = overridden.group(1), unknown.groups()
         parent = full_key.rpartition(".")[0]  # the first part of the key that the config lacks
         candidates = _keys_at(parent, config_name, [o for o in parsed if o.key_or_group != key])
-        return (f"{key}: no such key{_did_you_mean(leaf, candidates, parent)} "
+        return (f"{key}: no such key{did_you_mean(leaf, candidates, parent)} "
                 f"(a new key is added with +{key}=...)")
     if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] != first:
         first = f"{first} ({str(cause).strip().splitlines()[0]})"
@@ -146,6 +146,6 @@ def _keys_at(parent: str, config_name: str, parsed) -> list[str]:
     return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
 
 
-def _did_you_mean(name: str, candidates: list[str], parent: str = "") -> str:
+def did_you_mean(name: str, candidates: list[str], parent: str = "") -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
