@@ -153,3 +153,24 @@ def test_bad_requests_are_one_line_errors(trained, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "classes: preprocessing ['benign', 'attack'] vs data" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_dir_without_a_best_checkpoint_says_the_run_did_not_get_that_far(tmp_path):
+    """A run stopped during its teacher (or still training) has a dir but no best.ckpt: evaluate, export
+    and detect say so and how to finish it, not that the path does not exist."""
+    from mstr.detect import open_detector
+    from mstr.errors import DataError
+    from mstr.export import run as export
+
+    run_dir = tmp_path / "run"
+    (run_dir / "teacher" / "checkpoints").mkdir(parents=True)
+    (run_dir / "config_key.txt").write_text("0123abcd\n")
+    said = r"this run dir holds no checkpoints/best.ckpt yet: .* train command plus resume=auto"
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: {said}"):
+        _evaluate(run_dir, tmp_path / "evaluate")
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: {said}"):
+        export(_compose("export", tmp_path / "export", [f"ckpt_path={run_dir}"]))
+    with pytest.raises(DataError, match=rf"^--model {run_dir}: {said}"):
+        open_detector(str(run_dir), threads=1, max_groups=10)
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={tmp_path / 'nothing'}: give an existing checkpoint file"):
+        _evaluate(tmp_path / "nothing", tmp_path / "evaluate")

@@ -33,6 +33,20 @@ CHECKPOINT_HINT = ("give an existing checkpoint file or its run dir, e.g. "
                    "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
 
 
+def missing_checkpoint(value) -> str:
+    """Why `value` names no checkpoint, for `checkpoint_file`'s None: a run dir that has not kept a best
+    checkpoint yet (stopped, or still training) is told apart from a wrong path."""
+    if value and is_run_dir(Path(str(value))):
+        return ("this run dir holds no checkpoints/best.ckpt yet: the run stopped (or is still training) before "
+                "its first validation epoch; finish it with its train command plus resume=auto, or give another run")
+    return CHECKPOINT_HINT
+
+
+def is_run_dir(path: Path) -> bool:
+    """A training run's dir: every run writes its config hash first."""
+    return (path / CONFIG_KEY_FILE).is_file()
+
+
 def config_key(cfg) -> str:
     """Hash of a job's composed config, without the keys a resumption adds (`resume`, `ckpt_path`) and
     the output dir. Unresolved, so it is the same in `preflight` and in the job."""
