@@ -107,13 +107,15 @@ def varied(runs: list[dict]) -> list[str]:
     """Config keys whose values differ between the runs that have them. A key only some runs have
     comes with a group choice that differs (`distill=none` has no `distill.temperature`): the choice
     is the varied key, not every key of the group. Keys set by interpolation (`${paths.output_dir}/...`,
-    `${trainer.max_epochs}`) vary with their source, which is listed if it is a hyperparameter."""
+    `${trainer.max_epochs}`) vary with their source, which is listed if it is a hyperparameter; one set
+    by hand in some runs (`distill.teacher_max_epochs=2`) is listed, with the value the others resolved."""
     keys = sorted({k for run in runs for k in run["config"]})
     out = []
     for key in keys:
         if any(key.startswith(prefix) or key == prefix for prefix in IGNORED):
             continue
-        if any(key in run.get("derived", ()) for run in runs):  # `${...}` of another key: varies with it
+        having = [run for run in runs if key in run["config"]]
+        if all(key in run.get("derived", ()) for run in having):  # `${...}` of another key: varies with it
             continue
         values = {json.dumps(run["config"][key], sort_keys=True, default=str) for run in runs if key in run["config"]}
         if len(values) > 1:
