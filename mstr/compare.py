@@ -15,7 +15,6 @@ Sorting by a validation metric (the default) is model selection; test columns ar
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
+from mstr.cli_args import ArgumentParser
 from mstr.errors import ConfigError, DataError, MstrError, one_line, report_and_exit
 from mstr.jobs.tracking import flat
 
@@ -368,7 +368,7 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mstr.compare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m mstr.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run, multirun or sweep dirs")
     parser.add_argument("--metric", default="val/f1_best", help="sort key, a metrics.json name (default val/f1_best)")
     parser.add_argument("--minimize", action="store_true", help="lower is better (e.g. val/loss)")

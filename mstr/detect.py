@@ -25,7 +25,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mstr.cli_args import ArgumentParser
 from mstr.errors import EXIT_USAGE, ConfigError, DataError, MstrError, report_and_exit
 
 log = logging.getLogger("mstr.detect")
@@ -98,7 +98,7 @@ def check_distinct(paths: dict[str, str | Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export), checkpoint (.ckpt) or a "
                         "training run dir (its best checkpoint)")
     parser.add_argument("--input", default="-", help="flow file (gzip ok), - for stdin (the default), or a pcap")

@@ -39,6 +39,7 @@ from typing import Optional
 
 import yaml
 
+from mstr.cli_args import ArgumentParser
 from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt, user_error
 from mstr.options import BEST_VAL_METRICS
 
@@ -435,8 +436,8 @@ def exit_code(study) -> tuple[int, Optional[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m mstr.sweep", description=__doc__.split("\n\n")[0],
-                                     epilog=EXIT_STATUS)
+    parser = ArgumentParser(prog="python -m mstr.sweep", description=__doc__.split("\n\n")[0],
+                            epilog=EXIT_STATUS)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--n-trials", type=int, help="the study's total (default: the spec's n_trials, else 20)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (one per GPU)")

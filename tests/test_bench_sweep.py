@@ -169,9 +169,27 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
     if args == ["--help"]:
         assert stop.value.code == 0 and message in captured.out
         return
-    last = captured.err.strip().splitlines()[-1]  # argparse prints its usage first
-    assert stop.value.code == 2 and message in last and "Traceback" not in captured.err, captured.err
+    lines = captured.err.strip().splitlines()  # one line: argparse's usage block is not printed
+    assert stop.value.code == 2 and len(lines) == 1 and message in lines[0], captured.err
     assert not (tmp_path / "bench").exists()  # no report, no half-written results
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("mstr.detect", ["--modle", "x"], "unknown option --modle; did you mean --model? (see python -m mstr.detect --help)"),
+    ("mstr.bench.__main__", ["accuracy", "--seedz", "1"], "unknown option --seedz; did you mean --seeds?"),
+    ("mstr.compare", ["--metrik", "val/f1", "."], "unknown option --metrik; did you mean --metric?"),
+    ("mstr.sweep", ["sweeps/distill_student.yaml", "--ntrials", "3"], "unknown option --ntrials; did you mean --n-trials?"),
+    ("mstr.data.fetch", ["nsl_kdd", "--rooot", "x"], "unknown option --rooot; did you mean --root?"),
+    ("mstr.compare", [], "the following arguments are required: dirs (see python -m mstr.compare --help)"),
+])
+def test_plain_entry_points_name_a_misspelt_option_in_one_line(module, args, message, capsys):
+    """argparse's usage block and its 'required' complaint about the option a typo hid are one line."""
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(module).main(args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
 
 
 def test_each_benchmarks_help_lists_its_own_options_and_no_empty_defaults(capsys):

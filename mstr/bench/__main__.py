@@ -29,6 +29,7 @@ from pathlib import Path
 from mstr.bench import ablation
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
+from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
 from mstr.errors import MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
@@ -137,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     """One sub-command per training benchmark, each with only its own options in `--help`; the
     deployment benchmarks are listed too but parse their own options (dispatched before this)."""
     defaults = HelpWithDefaults
-    runs = argparse.ArgumentParser(add_help=False)
+    runs = ArgumentParser(add_help=False)
     runs.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), help=f"from {list(DATASETS)}")
     runs.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2], help="one run of each row per seed")
     runs.add_argument("--epochs", type=at_least(1), default=None, help="student max epochs (default: the experiment's)")
@@ -149,8 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--out", type=Path, default=Path("outputs/bench"),
                       help="runs under <out>/runs (finished ones are reused), the report <out>/<benchmark>.md")
     runs.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=defaults)
+    parser = ArgumentParser(prog="python -m mstr.bench", description=__doc__.split("\n\n")[0],
+                            formatter_class=defaults)
     benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="{" + ",".join(
         ("accuracy", "distill", "ablation", *DEPLOYMENT)) + "}")
     for name, summary in BENCHMARKS.items():

@@ -21,7 +21,6 @@ each column and the range of the drops, and a level "drops" when its median does
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import logging
 import os
@@ -34,6 +33,7 @@ import numpy as np
 
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import HelpWithDefaults, markdown
+from mstr.cli_args import ArgumentParser
 
 log = logging.getLogger("mstr.bench.loss")
 
@@ -90,8 +90,8 @@ def student_artifact(out: Path, epochs: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpWithDefaults)
+    parser = ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
+                            formatter_class=HelpWithDefaults)
     parser.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
                         "student, or train one)")
     parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
+from mstr.cli_args import ArgumentParser
 
 MIN_ROWS = 500  # the synthetic generator's least
 
@@ -73,8 +74,8 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench scale", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpWithDefaults)
+    parser = ArgumentParser(prog="python -m mstr.bench scale", description=__doc__.split("\n\n")[0],
+                            formatter_class=HelpWithDefaults)
     parser.add_argument("--rows", nargs="+", type=at_least(MIN_ROWS), default=[1_000_000, 10_000_000])
     parser.add_argument("--batch-size", type=at_least(1), default=4096, help="training batch size")
     parser.add_argument("--threads", type=at_least(1), default=2)

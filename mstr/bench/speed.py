@@ -16,7 +16,6 @@ so the table is one consistent measurement of one machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -29,6 +28,7 @@ import numpy as np
 
 from mstr.bench.report import machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
+from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
 
 log = logging.getLogger("mstr.bench.speed")
@@ -82,8 +82,8 @@ def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpWithDefaults)
+    parser = ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
+                            formatter_class=HelpWithDefaults)
     parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
     parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",

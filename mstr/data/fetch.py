@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Optional
 
+from mstr.cli_args import ArgumentParser
 from mstr.errors import DataError, MstrError, report_and_exit
 
 CHUNK = 1 << 20
@@ -275,8 +276,8 @@ def fetch(name: str, root: Path) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mstr.data.fetch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m mstr.data.fetch", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help=f"one of {sorted(DATASETS)}")
     parser.add_argument("--root", default=os.environ.get("MSTR_DATA_DIR", "data"),
                         help="data root (default: $MSTR_DATA_DIR or ./data)")
