@@ -313,3 +313,20 @@ def test_numeric_csv_roundtrip(tmp_path, frame, gz):
     assert notes == [] or any("clipped" in n for n in notes)
     expected = frame.astype(np.float64).clip(-1e12, 1e12)
     pd.testing.assert_frame_equal(back, expected, check_exact=True)
+
+
+def test_a_missing_data_root_says_where_its_path_came_from(tmp_path, monkeypatch):
+    """From MSTR_DATA_DIR (the default) the fix is the variable; from paths.data_dir=... the override."""
+    from mstr.data.datasets import dataset_folder
+    from mstr.errors import DataError
+
+    monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(DataError, match=r"the data root \(paths.data_dir=.*env: the environment variable "
+                                        r"MSTR_DATA_DIR, else ./data\) must hold nsl_kdd/: set MSTR_DATA_DIR to"):
+        dataset_folder(tmp_path / "env", "nsl_kdd", "nsl_kdd")
+    with pytest.raises(DataError, match=r"^.*given/nsl_kdd: no such folder; the data root \(paths.data_dir=.*given, as "
+                                        r"given\) must hold nsl_kdd/: set paths.data_dir to the folder that holds it, "
+                                        r"or download it there: python -m mstr.data.fetch nsl_kdd --root .*given$"):
+        dataset_folder(tmp_path / "given", "nsl_kdd", "nsl_kdd")
+    (tmp_path / "given" / "nsl_kdd").mkdir(parents=True)
+    assert dataset_folder(tmp_path / "given", "nsl_kdd", "nsl_kdd") == tmp_path / "given" / "nsl_kdd"

@@ -8,6 +8,7 @@ training split only. Every loader builds its tables with `make_table`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -54,9 +55,12 @@ def dataset_folder(data_dir, folder_name: str, fetch_name: str) -> Path:
     to fill it (`python -m mstr.data.fetch <fetch_name>`)."""
     folder = Path(str(data_dir)).expanduser() / folder_name
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder; the data root (paths.data_dir={data_dir}: the environment "
-                        f"variable MSTR_DATA_DIR, else ./data) must hold {folder_name}/: set MSTR_DATA_DIR to the "
-                        f"folder that holds it, or download it there: python -m mstr.data.fetch {fetch_name} "
+        from_env = str(data_dir) == os.environ.get("MSTR_DATA_DIR", "data")  # the default, not an override
+        root = (f"paths.data_dir={data_dir}: the environment variable MSTR_DATA_DIR, else ./data" if from_env
+                else f"paths.data_dir={data_dir}, as given")
+        setting = "MSTR_DATA_DIR" if from_env else "paths.data_dir"
+        raise DataError(f"{folder}: no such folder; the data root ({root}) must hold {folder_name}/: set {setting} "
+                        f"to the folder that holds it, or download it there: python -m mstr.data.fetch {fetch_name} "
                         f"--root {data_dir}")
     return folder
 
