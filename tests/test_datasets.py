@@ -54,6 +54,11 @@ def test_nsl_20percent_binary_and_extra_test_file(tmp_path, data_dir):
     assert set(splits.tests) == {"KDDTest+", "KDDTest-21"}
     assert len(splits.tests["KDDTest-21"]) == 200
     assert int(splits.tests["KDDTest+"].is_attack().sum()) == 12_833
+    same_name = tmp_path / "copy" / "KDDTest+.txt"  # would be test_KDDTest+/... twice: one was silently dropped
+    same_name.parent.mkdir()
+    same_name.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"KDDTest\+.txt: data.test_files names two files 'KDDTest\+'"):
+        nsl_kdd.load(data_dir, variant="20percent", test_files=["KDDTest+", str(same_name)])
 
 
 def test_nsl_unknown_attack_name_is_an_error(tmp_path):
