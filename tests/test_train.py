@@ -129,3 +129,19 @@ def test_the_used_by_command_as_a_subprocess(tmp_path):
     assert (runs[0] / ".hydra" / "config.yaml").is_file()
     assert (runs[0] / "checkpoints" / "best.ckpt").is_file()
     assert "test/f1" in proc.stdout  # the final table
+
+
+def test_the_final_metrics_table_keeps_names_whole_and_folds_long_values(capsys, monkeypatch):
+    """In 80 columns (a log file): every name on one line, a long path folded whole, no line wider."""
+    from mstr.jobs.report import print_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    path = "/runs/2026-12-07_12-07-18_867092_9069/" + "x" * 60 + "/checkpoints/best.ckpt"
+    metrics = {"time/compression/student_throughput_wps": 123456.7, "best_checkpoint": path, "test/acc": 0.5}
+    print_table(metrics, "run", Path("metrics.json"))
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 80
+    for name in metrics:
+        assert any(f"│ {name} " in line for line in lines), name
+    cells = "".join(line.split("│")[2].strip() for line in lines if line.count("│") == 3)
+    assert path in cells and lines[-1] == "-> metrics.json"

@@ -30,17 +30,22 @@ def print_table(metrics: dict, title: str, path: Path | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
+    keys = sorted(k for k in metrics if not k.startswith("audit/"))
     # folded, never cut with an ellipsis: a path or a long metric name must stay readable in a narrow
-    # terminal or a log file (rich assumes 80 columns where there is no terminal)
-    table.add_column("metric", overflow="fold")
-    table.add_column("value", justify="right", overflow="fold")
-    for key in sorted(k for k in metrics if not k.startswith("audit/")):
+    # terminal or a log file (rich assumes 80 columns where there is no terminal); names whole where
+    # they fit, so that a long path value folds instead of the name beside it
+    console = Console()
+    name_width = min(max(map(len, keys), default=6), 48)
+    table.add_column("metric", overflow="fold", min_width=name_width)
+    # the rest of the line, less the 3 borders and the 2 cells' padding
+    table.add_column("value", justify="right", overflow="fold", max_width=max(console.width - name_width - 7, 12))
+    for key in keys:
         value = metrics[key]
         if isinstance(value, float):
             text = f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e6 else f"{value:.4g}"
         else:
             text = str(value)
         table.add_row(key, text)
-    Console().print(table)
+    console.print(table)
     if path is not None:
         print(f"-> {path}", flush=True)
