@@ -112,8 +112,8 @@ def varied(runs: list[dict]) -> list[str]:
     keys = sorted({k for run in runs for k in run["config"]})
     out = []
     for key in keys:
-        if any(key.startswith(prefix) or key == prefix for prefix in IGNORED):
-            continue
+        if any(key.startswith(prefix) or key == prefix for prefix in IGNORED) or key.endswith(("._target_", "._partial_")):
+            continue  # which class a config builds follows its group choice (data.name, model.role)
         having = [run for run in runs if key in run["config"]]
         if all(key in run.get("derived", ()) for run in having):  # `${...}` of another key: varies with it
             continue

@@ -392,10 +392,12 @@ def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
     assert read_run(runs / "a")["config"]["distill.teacher_max_epochs"] == 5
     assert not (runs / "compare" / "val_f1_per_epoch.png").exists()  # no run kept a csv history
     # set by hand in one run, by interpolation in the others: varied, in the table as in the plots
-    _run_dir(runs, "d", distilled.replace("'${trainer.max_epochs}'", "2"), '{"val/f1_best": 0.85}')
+    _run_dir(runs, "d", distilled.replace("'${trainer.max_epochs}'", "2") + "source: {_target_: other.load}\n",
+             '{"val/f1_best": 0.85}')
+    (runs / "a" / ".hydra" / "config.yaml").write_text(distilled + "source: {_target_: mstr.load}\n")
     assert main([str(runs / "a"), str(runs / "b"), str(runs / "c"), str(runs / "d")]) == 0
     header = (runs / "compare" / "runs.md").read_text().splitlines()[0].split("|")[1:-1]
-    assert " distill.teacher_max_epochs " in header
+    assert " distill.teacher_max_epochs " in header and " source._target_ " not in header  # follows a group choice
     assert (runs / "compare" / "val_f1_best_vs_distill.teacher_max_epochs.png").is_file()
 
 
