@@ -719,6 +719,10 @@ def test_a_header_again_mid_stream_names_the_columns_of_the_lines_after_it():
     assert [r.numeric.tolist() for r in out if r is not None and not isinstance(r, Exception)] == [
         [1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
     assert isinstance(out[6], BadRecord) and isinstance(out[7], BadRecord)  # neither a header nor b's row
+    # a column the model does not read ("id") where the first number went: still the header again
+    parser = LineParser({"input": {"format": "csv"}, "window": 1}, FeatureEncoder(prep), "joined.csv")
+    out = parser.parse_many(list(enumerate(["id,a,b,p", "10,1,2,tcp", "a,id,b,p", "5,11,6,tcp"], 1)))
+    assert [r.numeric.tolist() for r in out if r is not None] == [[1.0, 2.0], [5.0, 6.0]]
 
 
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
@@ -982,6 +986,36 @@ def test_full_queue_drops_and_counts_instead_of_blocking(nsl):
     dropping, waiting = outcomes[False], outcomes[True]
     assert dropping.dropped > 0 and dropping.scored + dropping.dropped == dropping.seen == 400
     assert waiting.dropped == 0 and waiting.scored == 400
+
+
+def test_a_header_again_is_never_dropped_from_a_full_queue():
+    """`cat a.csv b.csv | detect --on-full drop`: b's header (columns in another order) used to be
+    dropped like a flow when the queue was full, and b's rows were then read in a's column order."""
+    import time as clock
+
+    from mstr.deploy.sources import LineParser
+    from mstr.deploy.stream import Detector, StreamRunner
+
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    spec = {"input": {"format": "csv"}, "window": 1, "preprocessor": prep, "classes": ["benign", "attack"],
+            "benign": ["benign"], "threshold": 0.5}
+
+    def slow(x):  # P(attack) = 1 where column a holds 1: which column a line's values are read into shows
+        clock.sleep(0.01)
+        attack = (x[:, -1, 0] == 1).astype(np.float32)
+        return np.stack([1 - attack, attack], axis=1)
+
+    lines = ["a,b\n", *["1,0\n"] * 200, "b,a\n", *["1,0\n"] * 200]  # b's rows: a = 0
+    verdicts = []
+    detector = Detector(slow, spec)
+    runner = StreamRunner(detector, LineParser(spec, detector.encoder), verdicts.append, queue_size=4, batch_size=2,
+                          block=False, write_all=True)
+    summary = runner.run(iter(lines))
+    assert summary.dropped > 0 and summary.headers == 2
+    after = [v for v in verdicts if v.flow > 202]
+    assert after and not any(v.alert for v in after)  # read as b's rows: column a holds 0
+    assert all(v.alert for v in verdicts if v.flow <= 201)
 
 
 def test_flow_queue_is_bounded_fifo_and_a_waiting_put_resumes_when_drained():

@@ -91,6 +91,11 @@ class LineParser:
         with a header each are joined (`cat a.csv b.csv`), perhaps with the columns in another order."""
         return self.reads_header and set(self.needed) <= {self.aliases.get(f.strip(), f.strip()) for f in fields}
 
+    def may_be_header(self, line: str) -> bool:
+        """Whether a line the input would drop holds the model's column names (a header again); asked
+        only of lines about to be dropped, from the reader thread (it reads nothing `parse` changes)."""
+        return self._is_header(line.rstrip("\r\n").split(self.delimiter))
+
     def _set_columns(self, names: list[str]) -> None:
         self.columns = [self.aliases.get(n.strip(), n.strip()) for n in names]
         missing = [c for c in self.needed if c not in self.columns]
@@ -205,6 +210,9 @@ class LineParser:
             if len(run) > 1:  # careful path with its errors, while the others still convert together
                 return [outcome for entry in run for outcome in self._parse_run([entry])]
             seq, fields = run[0]
+            if self._is_header(fields):  # the header again, with a column the model does not read where
+                self._set_columns(fields)  # the first number went (`_plain_fields` only knows the names it reads)
+                return []
             return [_or_error(self.record, self._values(fields), seq)]
         numeric, repaired = repair(numeric)
         texts, hosts = self.category_texts.bound(), self.group_texts.bound()

@@ -221,8 +221,9 @@ class FlowQueue:
 class StreamRunner:
     """Runs one input through a `Detector`. A reader thread only moves input items (lines, pcap flows)
     into a bounded queue; the caller's thread parses, scores and emits, so the queue fills exactly when
-    detection is slower than arrival. `block=False` then drops the newest item (a live source cannot
-    wait), `block=True` makes the reader wait (a file can). Header and comment lines are never dropped.
+    detection is slower than arrival. `block=True` (the default) then makes the reader wait, and with it
+    the input; `block=False` drops the newest item, for a feed that must never wait. Header and comment
+    lines, also a header repeated mid-stream, are never dropped.
     A verdict's `flow` is the item's position in the input: its line number, or the n-th pcap flow (in
     a followed log that was rotated, the count goes on across its files)."""
 
@@ -270,6 +271,9 @@ class StreamRunner:
                 if self.block or header:
                     self.queue.put((s.received, item), self.stop)
                 elif not self.queue.offer((s.received, item)):
+                    if isinstance(item, str) and self.parser.may_be_header(item):  # `cat a.csv b.csv`: b's
+                        self.queue.put((s.received, item), self.stop)  # columns name the lines after it
+                        continue
                     s.dropped += 1
                     self._warn_drops()
         except BaseException as err:  # e.g. an unreadable input: the scoring loop re-raises it
