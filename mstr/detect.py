@@ -43,13 +43,13 @@ def open_detector(model: str, threads: int, max_groups: int):
     from mstr.deploy.artifact import is_artifact, load_artifact
     from mstr.deploy.runtime import artifact_scorer, torch_scorer
     from mstr.deploy.stream import Detector
-    from mstr.jobs.rundir import checkpoint_file, is_run_dir, missing_checkpoint
+    from mstr.jobs.rundir import checkpoint_file, run_without_checkpoint
 
     path = Path(model)
     if path.is_dir() and not is_artifact(path):  # a training run dir: its best checkpoint, as evaluate reads it
         path = checkpoint_file(path) or path
-        if path.is_dir() and is_run_dir(path):
-            raise DataError(f"--model {model}: {missing_checkpoint(model)}")
+    if not path.is_file() and (why := run_without_checkpoint(path)) is not None:
+        raise DataError(f"--model {model}: {why}")
     if path.is_dir() or is_artifact(path):
         artifact = load_artifact(path)
         return Detector(artifact_scorer(artifact, threads), artifact.spec, max_groups), artifact.spec

@@ -164,6 +164,7 @@ def test_a_run_dir_without_a_best_checkpoint_says_the_run_did_not_get_that_far(t
 
     run_dir = tmp_path / "run"
     (run_dir / "teacher" / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir()
     (run_dir / "config_key.txt").write_text("0123abcd\n")
     said = r"this run dir holds no checkpoints/best.ckpt yet: .* train command plus resume=auto"
     with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: {said}"):
@@ -172,5 +173,14 @@ def test_a_run_dir_without_a_best_checkpoint_says_the_run_did_not_get_that_far(t
         export(_compose("export", tmp_path / "export", [f"ckpt_path={run_dir}"]))
     with pytest.raises(DataError, match=rf"^--model {run_dir}: {said}"):
         open_detector(str(run_dir), threads=1, max_groups=10)
+    best = run_dir / "checkpoints" / "best.ckpt"  # the form the README shows
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={best}: {said}"):
+        _evaluate(best, tmp_path / "evaluate")
+    with pytest.raises(DataError, match=rf"^--model {best}: {said}"):
+        open_detector(str(best), threads=1, max_groups=10)
+    (run_dir / "metrics.json").write_text("{}")  # finished, yet no best.ckpt: debug=fast keeps none
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: this run finished without keeping a best "
+                                          r"checkpoint \(a debug=fast run keeps none\)"):
+        _evaluate(run_dir, tmp_path / "evaluate")
     with pytest.raises(ConfigError, match=rf"^ckpt_path={tmp_path / 'nothing'}: give an existing checkpoint file"):
         _evaluate(tmp_path / "nothing", tmp_path / "evaluate")

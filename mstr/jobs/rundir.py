@@ -34,12 +34,25 @@ CHECKPOINT_HINT = ("give an existing checkpoint file or its run dir, e.g. "
 
 
 def missing_checkpoint(value) -> str:
-    """Why `value` names no checkpoint, for `checkpoint_file`'s None: a run dir that has not kept a best
-    checkpoint yet (stopped, or still training) is told apart from a wrong path."""
-    if value and is_run_dir(Path(str(value))):
-        return ("this run dir holds no checkpoints/best.ckpt yet: the run stopped (or is still training) before "
-                "its first validation epoch; finish it with its train command plus resume=auto, or give another run")
-    return CHECKPOINT_HINT
+    """Why `value` names no checkpoint, for `checkpoint_file`'s None."""
+    return run_without_checkpoint(value) or CHECKPOINT_HINT
+
+
+def run_without_checkpoint(value) -> Optional[str]:
+    """Why a run dir (or its `checkpoints/best.ckpt`) holds no best checkpoint: a run that finished
+    without one (`debug=fast` keeps none) or one that has not got that far; None for a path that is no
+    run's."""
+    path = Path(str(value)) if value else None
+    run = path if path is not None and is_run_dir(path) else (
+        path.parent.parent if path is not None and path.parent.name == "checkpoints" and is_run_dir(path.parent.parent)
+        else None)
+    if run is None:
+        return None
+    if (run / "metrics.json").is_file():
+        return ("this run finished without keeping a best checkpoint (a debug=fast run keeps none); train one "
+                "without debug=fast, or give another run")
+    return ("this run dir holds no checkpoints/best.ckpt yet: the run stopped (or is still training) before its "
+            "first validation epoch; finish it with its train command plus resume=auto, or give another run")
 
 
 def is_run_dir(path: Path) -> bool:
