@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
@@ -153,6 +153,20 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
         known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
         raise ConfigError(f"{parent}.{leaf}: no such key in the data config the checkpoint was trained with "
                           f"({data.name}){did_you_mean(leaf, known, parent)}") from None
+    except OmegaConfBaseException as err:  # e.g. a mapping where the run's config holds a list
+        key = next((k for k in changes if not _merges(data.get(k), changes[k])), next(iter(changes)))
+        held = data.get(key)
+        kind = "a list" if isinstance(held, ListConfig) else "a mapping" if isinstance(held, DictConfig) else "a value"
+        raise ConfigError(f"data.{key}: the data config the checkpoint was trained with ({data.name}) holds {kind} "
+                          f"there ({str(err).splitlines()[0]})") from None
+
+
+def _merges(old, new) -> bool:
+    try:
+        OmegaConf.merge({"v": old}, {"v": new})
+        return True
+    except OmegaConfBaseException:
+        return False
 
 
 def own_data_overrides(argv: list[str]) -> list[str]:

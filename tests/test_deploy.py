@@ -869,6 +869,9 @@ def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, 
     with pytest.raises(ConfigError, match=r"^data.test_filez: no such key in the data config the checkpoint was "
                                           r"trained with \(nsl_kdd\); did you mean data.test_files\?$"):
         run(_compose("evaluate", [f"ckpt_path={run_dir}", "+data.test_filez=[KDDTest+]", f"paths.output_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match=r"^data.test_files: the data config the checkpoint was trained with "
+                                          r"\(nsl_kdd\) holds a list there"):  # was a traceback
+        run(_compose("evaluate", [f"ckpt_path={run_dir}", "+data.test_files.0=b", f"paths.output_dir={tmp_path}"]))
     with pytest.raises(DataError, match=r"missing column\(s\) .* and \d+ more .* was trained with data=nsl_kdd: "
                                         r"leave data= out to score on its own data, or add data=nsl_kdd$"):
         run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", "data=synthetic", f"paths.output_dir={tmp_path}"]))
