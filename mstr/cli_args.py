@@ -14,24 +14,36 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:
-        # A misspelt option is the error to name, also where argparse first finds a required one missing.
-        options = _options(self)
-        for arg in getattr(self, "_given", []):
+        given = getattr(self, "_given", [])
+        subs = _subcommands(self)
+        chosen = next((i for i, arg in enumerate(given) if arg in subs), None)
+        command = f"{self.prog} {given[chosen]}" if chosen is not None else self.prog
+        own = _options(self)
+        known = own + (_options(subs[given[chosen]]) if chosen is not None else [])
+        # A misspelt option is the error to name, also where argparse first finds a required one missing;
+        # a sub-command's option typed before the sub-command, or after another one, is named as such.
+        for i, arg in enumerate(given):
             flag = arg.split("=", 1)[0]
-            if flag.startswith("--") and not any(o.startswith(flag) for o in options):
-                close = difflib.get_close_matches(flag, options, n=1)
+            here = known if chosen is not None and i > chosen else own
+            if not flag.startswith("--") or any(o.startswith(flag) for o in here):
+                continue
+            owners = [name for name, sub in subs.items() if any(o.startswith(flag) for o in _options(sub))]
+            if owners and (chosen is None or i < chosen):
+                message = f"{flag} goes after the sub-command: {self.prog} {'|'.join(owners)} {flag} ..."
+            elif owners:
+                message = f"{flag} is not an option of {given[chosen]} but of {', '.join(owners)}"
+            else:
+                close = difflib.get_close_matches(flag, here, n=1)
                 message = f"unknown option {flag}" + (f"; did you mean {close[0]}?" if close else "")
-                break
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+            break
+        print(f"error: {message} (see {command} --help)", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return {name: sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()}
+
+
 def _options(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string of the parser and of its sub-commands' parsers."""
-    found = []
-    for action in parser._actions:
-        found += action.option_strings
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found += _options(sub)
-    return found
+    return [o for action in parser._actions for o in action.option_strings]

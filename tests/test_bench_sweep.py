@@ -176,7 +176,11 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
 
 @pytest.mark.parametrize("module, args, message", [
     ("mstr.detect", ["--modle", "x"], "unknown option --modle; did you mean --model? (see python -m mstr.detect --help)"),
-    ("mstr.bench.__main__", ["accuracy", "--seedz", "1"], "unknown option --seedz; did you mean --seeds?"),
+    ("mstr.bench.__main__", ["accuracy", "--seedz", "1"],
+     "unknown option --seedz; did you mean --seeds? (see python -m mstr.bench accuracy --help)"),
+    ("mstr.bench.__main__", ["--datasets", "nsl_kdd", "distill"],  # the flat parser of before took this order
+     "--datasets goes after the sub-command: python -m mstr.bench accuracy|distill|ablation --datasets ..."),
+    ("mstr.bench.__main__", ["accuracy", "--groups", "architecture"], "--groups is not an option of accuracy but of ablation"),
     ("mstr.compare", ["--metrik", "val/f1", "."], "unknown option --metrik; did you mean --metric?"),
     ("mstr.sweep", ["sweeps/distill_student.yaml", "--ntrials", "3"], "unknown option --ntrials; did you mean --n-trials?"),
     ("mstr.data.fetch", ["nsl_kdd", "--rooot", "x"], "unknown option --rooot; did you mean --root?"),
