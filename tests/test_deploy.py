@@ -551,6 +551,7 @@ def test_detect_zeek_log_with_host_windows_like_training(zeek):
     np.testing.assert_allclose([v["score"] for v in verdicts(from_ckpt.stdout)], expected, atol=1e-5)
 
 
+@pytest.mark.slow  # processes of the entry points, 10-14 s
 def test_a_checkpoint_scores_without_its_training_data(zeek, tmp_path):
     """A checkpoint keeps what a detector needs of its training data (time and group columns, the
     format read), so `mstr.detect --model <ckpt>` runs where the training log is gone."""

@@ -262,6 +262,7 @@ def test_a_sweep_refuses_a_searched_key_that_does_not_exist(tmp_path, capsys):
     assert exit_info.value.code == 2 and "temprature" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # processes of the entry points, 10-14 s
 def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     # Without the study's lock, two processes creating the schema at once fail about half the time
     # (a table "already exists"); four at once nearly always.
