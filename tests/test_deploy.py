@@ -484,6 +484,8 @@ def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_traini
     frame.loc[frame.index % 23 == 0, "fwd_bytes"] = np.nan
     frame.loc[frame.index % 13 == 0, "service"] = "NULL"  # a category text that reads as a gap in a number
     frame.loc[frame.index % 19 == 0, "conn_state"] = "n/a"  # column: both sides keep it a category value
+    frame.loc[frame.index % 29 == 0, "bwd_bytes"] = np.inf  # filled with the median on both sides (export's
+    frame.loc[frame.index % 31 == 0, "bwd_bytes"] = -np.inf  # check clipped them: every such export refused)
     cut = int(len(frame) * 0.7)
     frame.iloc[:cut].to_csv(tmp_path / "train.tsv", sep="\t", index=False)
     frame.iloc[cut:].to_csv(tmp_path / "test.tsv", sep="\t", index=False)
@@ -724,6 +726,29 @@ def test_a_header_again_mid_stream_names_the_columns_of_the_lines_after_it():
     parser = LineParser({"input": {"format": "csv"}, "window": 1}, FeatureEncoder(prep), "joined.csv")
     out = parser.parse_many(list(enumerate(["id,a,b,p", "10,1,2,tcp", "a,id,b,p", "5,11,6,tcp"], 1)))
     assert [r.numeric.tolist() for r in out if r is not None] == [[1.0, 2.0], [5.0, 6.0]]
+
+
+def test_a_verdict_names_the_host_column_the_windows_follow_and_a_tsv_preset_keeps_its_tab():
+    """`data.group_col=host`: the host is in each alert's `id` (it named only the 5-tuple columns it
+    knew); CICFlowMeter columns in a TSV file: the artifact reads tabs (it read commas, so its own
+    training file was refused)."""
+    from omegaconf import OmegaConf
+
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+    from mstr.training.export import input_spec
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": [], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a"]}
+    parser = LineParser({"input": {"format": "csv", "group_col": "host"}, "window": 4}, FeatureEncoder(prep), "f.csv")
+    out = parser.parse_many(list(enumerate(["host,Dst Port,a", "10.0.0.7,443,1"], 1)))
+    assert out[1].ident == {"host": "10.0.0.7", "Dst Port": "443"}
+    columns = {"time_col": "Timestamp", "group_col": "Src IP", "read_as": "cicflowmeter", "file_format": "tsv"}
+    spec = input_spec(OmegaConf.create({"name": "flows", "format": None, "delimiter": None}), columns)
+    assert spec["format"] == "cicflowmeter" and spec["delimiter"] == "\t"
+    spec = input_spec(OmegaConf.create({"name": "flows", "format": None, "delimiter": None}),
+                      {**columns, "file_format": "csv"})
+    assert spec["delimiter"] is None
 
 
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():

@@ -91,6 +91,11 @@ class LineParser:
         with a header each are joined (`cat a.csv b.csv`), perhaps with the columns in another order."""
         return self.reads_header and set(self.needed) <= {self.aliases.get(f.strip(), f.strip()) for f in fields}
 
+    def _ident(self, names) -> list[str]:
+        """The columns that name a flow in its verdict: the 5-tuple / flow id ones present, and the host
+        column the model's windows follow (`data.group_col`), whatever it is called."""
+        return list(dict.fromkeys(c for c in (*IDENT_COLUMNS, self.group_col) if c and c in names))
+
     def may_be_header(self, line: str) -> bool:
         """Whether a line the input would drop holds the model's column names (a header again); asked
         only of lines about to be dropped, from the reader thread (it reads nothing `parse` changes)."""
@@ -105,7 +110,7 @@ class LineParser:
                                 "compressed file through a pipe?); give a pcap or a gzip file as --input <file>")
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
-        self.ident = [c for c in IDENT_COLUMNS if c in self.columns]
+        self.ident = self._ident(self.columns)
         if self.windowed and self.group_col and self.group_col not in self.columns and not self.said_no_group:
             self.said_no_group = True
             log.warning("%s: no %r column, so the flows form one window stream, not one per host as in training: "
@@ -231,7 +236,7 @@ class LineParser:
     def record(self, values: dict[str, Any], seq: int) -> Record:
         """The record of one flow given as {column: value} (a parsed line, or an NFStream flow)."""
         if self.columns is None and not self.ident:  # flows without a header line: name them by their keys
-            self.ident = [c for c in IDENT_COLUMNS if c in values]
+            self.ident = self._ident(values)
         return self.encoder.parse(values, seq, self.group_col, self.time_col, self.ident, self.clean)
 
     def _zeek_header(self, line: str) -> None:

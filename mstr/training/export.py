@@ -90,7 +90,9 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
         # generic columns: the delimiter of the files trained on (parquet's columns arrive as CSV lines)
         tsv = data_cfg.get("format") == "tsv" or columns.get("file_format") == "tsv"
         fmt = preset if preset != "generic" else ("tsv" if tsv else "csv")
-        spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=data_cfg.get("delimiter"))
+        # a preset's columns in a TSV file (CICFlowMeter's, tab-separated) keep the tab
+        delimiter = data_cfg.get("delimiter") or ("\t" if tsv else None)
+        spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=delimiter)
     return spec
 
 
@@ -241,10 +243,11 @@ def parity_windows(dm, count: int) -> tuple[np.ndarray, FlowTable]:
 def encoder_difference(spec: dict, table: FlowTable) -> float:
     """Max |deploy encoder - FlowPreprocessor.transform| on the raw values of `table`'s rows."""
     from mstr.data.preprocessing import FlowPreprocessor
-    from mstr.deploy.features import FeatureEncoder, category, cleans_categories
+    from mstr.deploy.features import FeatureEncoder, category, cleans_categories, repair
 
     encoder = FeatureEncoder(spec["preprocessor"])
-    numeric = table.frame[encoder.numeric_cols].to_numpy(dtype=np.float64)
+    # as the detector's sources hand them over: infinities and gaps to be filled, huge values clipped
+    numeric, _ = repair(table.frame[encoder.numeric_cols].to_numpy(dtype=np.float64))
     clean = cleans_categories(spec["input"])
     texts = table.frame[encoder.categorical_cols].astype(str).itertuples(index=False)
     cats = [[category(v, clean) for v in row] for row in texts]
