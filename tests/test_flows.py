@@ -308,3 +308,8 @@ def test_a_class_is_one_class_whatever_the_case_of_its_label(tmp_path):
     assert sorted(set(splits.train.labels)) == ["Benign", "Botnet", "DoS"]
     assert sorted(set(splits.tests["test"].labels)) == ["Benign", "Botnet", "DoS"]
     assert any("['DOS'] read as ['DoS']" in n for n in splits.notes)
+    # a blank label cell (and a short row's missing one) is a row without a label: dropped and counted
+    write("blank.csv", ["Benign"] * 200 + [None] * 3 + ["DoS"] * 97)  # it was a traceback in _spelt
+    splits = flows.load(str(tmp_path / "blank.csv"), task="multiclass")
+    assert len(splits.train) + sum(len(t) for t in splits.tests.values()) == 297
+    assert any("dropped 3 row(s) without a label" in n for n in splits.notes)

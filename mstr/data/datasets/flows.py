@@ -322,7 +322,7 @@ def _needed(roles: Roles) -> list[str]:
 
 
 def _spelt(labels: pd.Series, spellings: dict[str, str]) -> pd.Series:
-    return labels.map(lambda v: v if v is None else spellings.get(v.lower(), v))
+    return labels.map(lambda v: v if pd.isna(v) else spellings.get(v.lower(), v))
 
 
 def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], source: str,
