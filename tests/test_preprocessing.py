@@ -198,6 +198,9 @@ def test_columns_ordered_by_dependence_put_related_columns_side_by_side():
     (["2026-03-29T01:59:00+01:00", "2026-03-29T03:01:00+02:00"], [120.0]),        # across a DST switch
     (["3/7/2017 8:55", "3/7/2017 8:57", "13/7/2017 8:57"], [120.0, 864_000.0]),   # day-first (CIC)
     (["06/30/2017 11:59:00 PM", "07/01/2017 12:01:00 AM"], [120.0]),              # month-first (US)
+    # ISO rows among day-first ones: ISO still (they were read day-first: 2017-07-04 as 7 April)
+    (["2017-07-04 19:36:29", "04/07/2017 07:36:30 PM", "2017-07-05 01:00:00", "13/07/2017 8:00 AM"],
+     [1.0, 19_410.0, 716_400.0]),
 ])
 def test_time_texts_keep_their_order(stamps, seconds_apart):
     """A time column orders flows (the split, the windows): offsets that change, and dates read day- or
@@ -212,3 +215,5 @@ def test_time_texts_of_both_date_orders_are_an_error_naming_the_row():
 
     with pytest.raises(DataError, match=r"f.csv: time column 't' mixes day-first and month-first dates \(data row 2"):
         to_seconds(pd.Series(["30/06/2017 23:59", "06/30/2017 00:01"]), "t", "f.csv")
+    with pytest.raises(DataError, match=r"mixes day-first and month-first dates \(data row 3: '06/30/2017 00:01'\)"):
+        to_seconds(pd.Series(["2017-06-30 23:00", "30/06/2017 23:59", "06/30/2017 00:01"]), "t", "f.csv")

@@ -481,8 +481,14 @@ def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     try:  # utc: offsets that change within the file (a capture across a daylight-saving switch) compare right
         stamps = pd.to_datetime(text, format="ISO8601", utc=True)
     except (ValueError, TypeError):
-        stamps = pd.to_datetime(text, format="mixed", dayfirst=_day_first(text, col, source), errors="coerce",
-                                utc=True)
+        # ISO rows read as ISO: read with the others, dayfirst would turn 2017-07-04 into 7 April
+        iso = text.str.match(r"\d{4}-\d{1,2}-\d{1,2}").to_numpy()
+        stamps = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+        if iso.any():
+            stamps[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True)
+        if not iso.all():
+            stamps[~iso] = pd.to_datetime(text[~iso], format="mixed", dayfirst=_day_first(text[~iso], col, source),
+                                          errors="coerce", utc=True)
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -503,5 +509,5 @@ def _day_first(text: pd.Series, col: str, source: str) -> bool:
     if first and second:
         row = int(parts.index[(parts[1] > 12).to_numpy()][0])
         raise DataError(f"{source}: time column {col!r} mixes day-first and month-first dates (data row "
-                        f"{row + 1}: {text.iloc[row]!r}); write its dates one way, e.g. ISO 8601")
+                        f"{row + 1}: {text.loc[row]!r}); write its dates one way, e.g. ISO 8601")
     return not second
