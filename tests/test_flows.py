@@ -202,8 +202,10 @@ def test_generic_csv_with_delimiter_and_errors(tmp_path):
         flows.load()
     with pytest.raises(DataError, match="no flow is labelled benign.*set data.benign"):
         flows.load(str(path), delimiter=";")
-    with pytest.raises(DataError, match="data.label_col names column 'verdict'"):
+    with pytest.raises(DataError, match="data.label_col names column 'verdict', which is not in the file; columns"):
         flows.load(str(path), delimiter=";", label_col="verdict")
+    with pytest.raises(DataError, match="data.time_col names column 'When', .* did you mean data.time_col='when'"):
+        flows.load(str(path), delimiter=";", benign="ok", time_col="When")
     with pytest.raises(ConfigError, match="data.format='pcap'"):
         flows.load(str(path), format="pcap")
     frame["bytes"] = frame["bytes"].astype(object)

@@ -217,3 +217,21 @@ def test_time_texts_of_both_date_orders_are_an_error_naming_the_row():
         to_seconds(pd.Series(["30/06/2017 23:59", "06/30/2017 00:01"]), "t", "f.csv")
     with pytest.raises(DataError, match=r"mixes day-first and month-first dates \(data row 3: '06/30/2017 00:01'\)"):
         to_seconds(pd.Series(["2017-06-30 23:00", "30/06/2017 23:59", "06/30/2017 00:01"]), "t", "f.csv")
+
+
+def test_categories_past_max_categories_are_said_to_share_the_unknown_one(caplog):
+    """A column of more values than data.max_categories keeps its most frequent ones; the log says how
+    many were folded into the unknown category (they were folded without a word)."""
+    import logging
+
+    table = _table(n=400, services=[f"s{i}" for i in range(10)])
+    with caplog.at_level(logging.INFO, logger="mstr.data.preprocessing"):
+        prep = FlowPreprocessor.fit(table, max_categories=4)
+    assert len(prep.categories["service"]) == 4
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("t.csv: column 'service' has 10 values; the 4 most frequent are "
+                                                 "its categories, the other 6 (")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mstr.data.preprocessing"):
+        FlowPreprocessor.fit(table, max_categories=10)
+    assert not caplog.records

@@ -18,6 +18,7 @@ loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,6 +28,8 @@ from mstr.data.column_order import column_order
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
 from mstr.options import SCALERS
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # 2: numeric gaps filled with training medians (`fill`); 3: frequent-value indicators
 BIN_EDGES = ("quantile", "target")
@@ -100,6 +103,11 @@ class FlowPreprocessor:
         for col in table.categorical_cols:
             counts = table.frame[col].astype(str).value_counts()
             categories[col] = sorted(counts.index[:max_categories].tolist())
+            if len(counts) > max_categories:  # the rest are one "unknown" category, as unseen values are
+                log.info("%s: column %r has %s values; the %d most frequent are its categories, the other %s "
+                         "(%.1f%% of training rows) share the unknown one (data.max_categories)", table.source, col,
+                         f"{len(counts):,}", max_categories, f"{len(counts) - max_categories:,}",
+                         100 * counts.iloc[max_categories:].sum() / counts.sum())
         prep = cls(
             numeric_cols=list(table.numeric_cols), categorical_cols=list(table.categorical_cols),
             log_cols=[c for c, m in zip(table.numeric_cols, log_mask) if m],

@@ -251,9 +251,10 @@ def _check_delimiter(path: Path, scan: _Scan, fmt: str, sep: str) -> None:
         return
     for cand in _CANDIDATE_DELIMITERS:
         if cand != sep and first.count(cand) >= 1:
-            hint = "data.format=tsv" if cand == "\t" else "data.format=csv"
-            if cand not in ("\t", ","):
-                hint += f" and 'data.delimiter=\"{cand}\"'"  # as a shell passes it to Hydra
+            # the delimiter alone where that is all that differs: data.format=csv would also drop a
+            # preset's column roles (CICFlowMeter's) for the generic ones
+            hint = "data.format=tsv" if cand == "\t" else (
+                "data.format=csv" if cand == "," else f"'data.delimiter=\"{cand}\"'")  # as a shell passes it to Hydra
             raise DataError(
                 f"{path}: read as {fmt} with delimiter {_DELIMITER_NAMES.get(sep, repr(sep))} this "
                 f"gives a single column, but the first line is {_DELIMITER_NAMES[cand]}-separated; "

@@ -20,6 +20,7 @@ carved from the training flows by the same rule.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +242,9 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
              *(("data.categorical_cols", c) for c in categorical), *(("data.drop_cols", c) for c in drop)]
     for key, col in named:
         if col is not None and col not in cols:
-            raise DataError(f"{source}: {key} names column {col!r}, which is not in the file; "
+            close = difflib.get_close_matches(col, cols, n=1, cutoff=0.6)
+            hint = f"did you mean {key}={close[0]!r}? " if close else ""
+            raise DataError(f"{source}: {key} names column {col!r}, which is not in the file; {hint}"
                             f"columns are {cols[:25]}{'...' if len(cols) > 25 else ''}")
     label = label_col or next((c for c in preset.label if c in cols), None)
     if label is None:
