@@ -533,6 +533,7 @@ def test_a_model_of_the_default_data_scores_the_synthetic_traffic_the_cli_writes
                                training_scores(ckpt, every, window=8), atol=1e-5)
 
 
+@pytest.mark.slow  # a detect process over a Zeek log, 6 s
 def test_detect_zeek_log_with_host_windows_like_training(zeek):
     from mstr.data.datasets.flows import load
 
