@@ -108,7 +108,7 @@ def test_a_killed_sweep_resumes_to_the_full_count(tmp_path):
     assert any(dead.params for dead in stale)
 
 
-@pytest.mark.slow  # a sweep process, 5 s
+@pytest.mark.slow  # waits out Optuna's heartbeat grace period, 5 s
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() stands in for a worker
 def test_a_trial_whose_worker_died_before_its_first_heartbeat_runs_again(tmp_path):
     """Optuna finds a dead trial by its late heartbeat; one killed before its first has none, and
