@@ -33,7 +33,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError, DataError
-from mstr.jobs.rundir import checkpoint_file, missing_checkpoint
+from mstr.jobs.rundir import given_checkpoint
 
 log = logging.getLogger("mstr.evaluate")
 register_resolvers()
@@ -42,9 +42,7 @@ THRESHOLDS = ("default", "tune")
 
 def run(cfg: DictConfig) -> dict:
     """Score `cfg.ckpt_path` on `cfg.data` (null: its run's own); returns the metrics (also in `metrics.json`)."""
-    ckpt = checkpoint_file(cfg.get("ckpt_path"))
-    if ckpt is None:
-        raise ConfigError(f"ckpt_path={cfg.get('ckpt_path')}: {missing_checkpoint(cfg.get('ckpt_path'))}")
+    ckpt = given_checkpoint(cfg.get("ckpt_path"))
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():

@@ -16,7 +16,7 @@ from mstr.cli import hydra_entry
 from mstr.config import register_resolvers
 from mstr.errors import ConfigError
 from mstr.deploy.artifact import check_destination
-from mstr.jobs.rundir import checkpoint_file, missing_checkpoint
+from mstr.jobs.rundir import given_checkpoint
 
 log = logging.getLogger("mstr.export")
 register_resolvers()
@@ -25,9 +25,7 @@ register_resolvers()
 def check(cfg: DictConfig) -> Path:
     """The export's own values, before Hydra makes a run dir and before the checkpoint is read; the
     checkpoint file."""
-    ckpt = checkpoint_file(cfg.get("ckpt_path"))
-    if ckpt is None:
-        raise ConfigError(f"ckpt_path={cfg.get('ckpt_path')}: {missing_checkpoint(cfg.get('ckpt_path'))}")
+    ckpt = given_checkpoint(cfg.get("ckpt_path"))
     number = (int, float)
     checks = {
         "threshold": (lambda v: isinstance(v, number) and 0 < v < 1, "a number in (0, 1)"),

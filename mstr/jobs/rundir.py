@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from mstr.errors import MstrError
+from mstr.errors import ConfigError, MstrError
 
 CONFIG_KEY_FILE = "config_key.txt"
 LOCK_FILE = ".lock"
@@ -33,20 +33,24 @@ CHECKPOINT_HINT = ("give an existing checkpoint file or its run dir, e.g. "
                    "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
 
 
-def missing_checkpoint(value) -> str:
-    """Why `value` names no checkpoint, for `checkpoint_file`'s None."""
-    return run_without_checkpoint(value) or CHECKPOINT_HINT
+def given_checkpoint(value) -> Path:
+    """`ckpt_path` as given to evaluate / export: the checkpoint file it names, else a ConfigError saying
+    why there is none (`run_without_checkpoint`, or how to name one)."""
+    ckpt = checkpoint_file(value)
+    if ckpt is None:
+        raise ConfigError(f"ckpt_path={value}: {run_without_checkpoint(value) or CHECKPOINT_HINT}")
+    return ckpt
 
 
 def run_without_checkpoint(value) -> Optional[str]:
     """Why a run dir (or its `checkpoints/best.ckpt`) holds no best checkpoint: a run that finished
     without one (`debug=fast` keeps none) or one that has not got that far; None for a path that is no
     run's."""
-    path = Path(str(value)) if value else None
-    run = path if path is not None and is_run_dir(path) else (
-        path.parent.parent if path is not None and path.parent.name == "checkpoints" and is_run_dir(path.parent.parent)
-        else None)
-    if run is None:
+    if not value:
+        return None
+    path = Path(str(value))
+    run = path if is_run_dir(path) else path.parent.parent if path.parent.name == "checkpoints" else None
+    if run is None or not is_run_dir(run):
         return None
     if (run / "metrics.json").is_file():
         return ("this run finished without keeping a best checkpoint (a debug=fast run keeps none); train one "

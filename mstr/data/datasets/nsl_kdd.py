@@ -69,10 +69,11 @@ def load(
     tests = {}
     for entry in test_files or ["KDDTest+"]:
         path = _find(folder, entry)
-        if _stem(path) in tests:  # its metrics would be one name: test_<name>/...
-            raise DataError(f"{path}: data.test_files names two files {_stem(path)!r}; give each file once, or "
+        name = _stem(path)
+        if name in tests:  # its metrics would be one name: test_<name>/...
+            raise DataError(f"{path}: data.test_files names two files {name!r}; give each file once, or "
                             "rename one of them")
-        tests[_stem(path)] = _load_file(path, task, notes)
+        tests[name] = _load_file(path, task, notes)
     return DatasetSplits(train=train, tests=tests, notes=notes)
 
 
