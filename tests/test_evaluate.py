@@ -184,3 +184,30 @@ def test_a_run_dir_without_a_best_checkpoint_says_the_run_did_not_get_that_far(t
         _evaluate(run_dir, tmp_path / "evaluate")
     with pytest.raises(ConfigError, match=rf"^ckpt_path={tmp_path / 'nothing'}: give an existing checkpoint file"):
         _evaluate(tmp_path / "nothing", tmp_path / "evaluate")
+
+
+def test_metrics_a_set_cannot_define_are_left_out_not_reported_as_zero(caplog):
+    """A capture of benign traffic alone has no attack recall or AUROC: torchmetrics says 0 for both,
+    which reads as a detector that misses everything; they are left out, with a warning saying why."""
+    from sklearn.metrics import roc_auc_score
+
+    from mstr.training.evaluation import score
+
+    probs = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.8, 0.2]])
+    benign_only = score(probs, torch.tensor([0, 0, 0]), 2, "test_capture/")
+    assert set(benign_only) == {"test_capture/acc", "test_capture/precision", "test_capture/specificity",
+                                "test_capture/fpr"}
+    assert benign_only["test_capture/specificity"] == pytest.approx(2 / 3)
+    assert benign_only["test_capture/precision"] == 0.0  # one flow flagged, wrongly: defined, and 0
+    assert "no attack flows" in caplog.text and "recall, f1, auroc" in caplog.text
+    attacks_only = score(probs, torch.tensor([1, 1, 1]), 2, "test/")
+    assert {"test/specificity", "test/fpr", "test/auroc"}.isdisjoint(attacks_only)
+    assert attacks_only["test/recall"] == pytest.approx(1 / 3)
+    both = score(probs, torch.tensor([0, 1, 0]), 2, "test/")
+    assert both["test/auroc"] == 1.0 and both["test/f1"] == 1.0
+    # multi-class: the macro AUROC over the classes the set holds, not a 0 for the absent one
+    probs3 = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1]])
+    labels3 = torch.tensor([0, 1, 1, 0])
+    expected = (roc_auc_score(labels3 == 0, probs3[:, 0]) + roc_auc_score(labels3 == 1, probs3[:, 1])) / 2
+    assert score(probs3, labels3, 3, "test/")["test/auroc"] == pytest.approx(expected)
+    assert "test/auroc" not in score(probs3, torch.tensor([2, 2, 2, 2]), 3, "test/")

@@ -3,13 +3,18 @@ together and over each on its own."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torchmetrics.functional.classification import multiclass_auroc
 
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
+
+log = logging.getLogger("mstr.evaluation")
 
 Scored = tuple[torch.Tensor, torch.Tensor]  # (probabilities [N, C], labels [N])
 
@@ -35,7 +40,36 @@ def score(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: s
     CPU tensors over a GPU-only backend."""
     metrics = detection_metrics(num_classes, prefix, sync_on_compute=False)
     metrics.update(scores_for(probs, num_classes), labels)
-    return compute_with_fpr(metrics)
+    with warnings.catch_warnings():  # torchmetrics' warning of a missing class: `without_undefined` says it
+        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
+        return without_undefined(compute_with_fpr(metrics), probs, labels, num_classes, prefix)
+
+
+def without_undefined(values: dict[str, float], probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                      prefix: str) -> dict[str, float]:
+    """Leaves out the metrics that the rows cannot define, where torchmetrics would report 0 (an AUROC
+    of 0 reads as a perfectly inverted model): on a set without attack flows recall, F1 and AUROC (and
+    precision, when nothing was flagged either); without benign flows specificity, FPR and AUROC.
+    A multi-class AUROC is the mean over the classes the set holds."""
+    present = torch.bincount(labels, minlength=num_classes) > 0
+    undefined = []
+    if num_classes == 2:
+        if not present[1]:
+            undefined += ["recall", "f1", "auroc"] + ([] if (probs.argmax(-1) == 1).any() else ["precision"])
+        if not present[0]:
+            undefined += ["specificity", "fpr", "auroc"]
+    elif present.sum() < 2:
+        undefined.append("auroc")
+    elif not present.all():
+        per_class = multiclass_auroc(probs, labels, num_classes, average="none")
+        values[f"{prefix}auroc"] = float(per_class[present].mean())
+    if undefined:
+        held = ("no attack flows" if not present[1] else "no benign flows") if num_classes == 2 \
+            else "flows of one class only"
+        names = list(dict.fromkeys(undefined))
+        log.warning("%s: the set holds %s, so %s %s undefined and left out", prefix.rstrip("/"), held,
+                    ", ".join(names), "is" if len(names) == 1 else "are")
+    return {k: v for k, v in values.items() if k.removeprefix(prefix) not in undefined}
 
 
 def each_and_all(sets: dict[str, Scored]) -> dict[Optional[str], Scored]:
