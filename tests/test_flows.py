@@ -265,6 +265,33 @@ def test_a_validation_carve_of_one_class_is_warned_about(tmp_path, compose_cfg, 
     assert any("validation holds only ['benign'] flows" in r.getMessage() for r in caplog.records)
 
 
+def test_binary_flows_cut_by_attack_type_and_report_the_types_training_never_had(cic_rows, tmp_path, compose_cfg):
+    """A binary model of a file with several attack names: the per-class cut keeps each attack type on
+    every side (by benign/attack alone, 30 rows of a rare type could all land in one split), the names
+    are never a feature, and a test file's attack type absent from training is scored on its own."""
+    from hydra.utils import instantiate
+
+    rare = cic_rows[cic_rows["Label"] == "DDoS"].head(30)
+    train_rows = pd.concat([cic_rows[cic_rows["Label"] != "DDoS"], rare], ignore_index=True)
+    train_rows.to_csv(tmp_path / "train.csv", index=False)
+    base = ["data=flows", f"data.path={tmp_path / 'train.csv'}", "data.window=1"]
+    dm = instantiate(compose_cfg([*base, "data.split=per_class_time"]).data)
+    dm.setup()
+    sides = [dm.tables[s] for s in ("train", "val", "test_test")]
+    for side in sides:
+        assert set(side.labels) == {"benign", "attack"} and "label_name" not in side.feature_cols
+        assert (side.frame["label_name"] == "DDoS").sum() >= 1
+    assert dm.test_subsets()["novel_attack"]["test"].sum() == 0  # every test type was trained on
+    cic_rows[cic_rows["Label"] != "DDoS"].to_csv(tmp_path / "train.csv", index=False)
+    cic_rows[cic_rows["Label"] != "Portscan"].tail(600).to_csv(tmp_path / "unseen.csv", index=False)
+    dm = instantiate(compose_cfg([*base, f"data.test_path={tmp_path / 'unseen.csv'}"]).data)
+    dm.setup()
+    test = dm.tables["test_unseen"]
+    novel = dm.test_subsets()["novel_attack"]["unseen"]
+    assert novel.sum() == (test.frame["label_name"] == "DDoS").sum() == 400
+    assert not novel[test.frame["label_name"].to_numpy() == "BENIGN"].any()
+
+
 def test_a_per_class_time_split_puts_every_class_in_train_validation_and_test(tmp_path, compose_cfg, caplog):
     """The same episodic file cut per class by time (data.split=per_class_time): every class on every side,
     each side's flows of a class later than the side before it; a bad value or no time column: one line."""

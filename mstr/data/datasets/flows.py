@@ -15,7 +15,8 @@ it learnt from; `split=per_class_time` takes the newest `test_fraction` of each 
 for files that sample each class apart (as this project's CIC-IDS2017 copy does), where one cut would
 leave whole classes on one side. Without a time column the rows have no order, so the split is
 stratified and seeded, `temporal` is False and a window can only be the flow itself. Validation is
-carved from the training flows by the same rule.
+carved from the training flows by the same rule. Under the binary task "class" in those cuts is the
+file's own label (the attack type), kept beside benign/attack and never a feature.
 """
 
 from __future__ import annotations
@@ -344,9 +345,18 @@ def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], sour
                         f"{roles.label!r}; labels found are {found[:10]}: set data.benign to the "
                         "label(s) of normal traffic")
     benign_names = tuple(sorted(set(labels[is_benign].tolist()))) or tuple(benign)
+    # the binary task keeps each flow's own label (the attack type) beside benign/attack, never as an
+    # input: per-class and stratified cuts follow it, so a rare attack type is on every side, and the
+    # test report singles out the attack types training never had
+    kept = None
+    if task == "binary":
+        kept = "label_name"
+        while kept in needed:
+            kept = f"_{kept}"
     return make_table(frame, classes=labels, is_benign=is_benign, benign=benign_names, task=task,
                       numeric=roles.numeric, categorical=roles.categorical, source=source, notes=notes,
-                      label_col=roles.label, time_col=roles.time, group_col=roles.group)
+                      label_col=roles.label, time_col=roles.time, group_col=roles.group,
+                      strata_col=kept, family_col=kept)
 
 
 def _text(values: pd.Series) -> pd.Series:
