@@ -31,6 +31,20 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("mstr_pid", lambda: os.getpid(), use_cache=True)
     if not OmegaConf.has_resolver("mstr_visible_gpus"):  # ${mstr_visible_gpus:MINIMUM}
         OmegaConf.register_new_resolver("mstr_visible_gpus", _visible_gpu_count, use_cache=True)
+    if not OmegaConf.has_resolver("mstr_config_groups"):  # --help's list (configs/hydra/default.yaml)
+        OmegaConf.register_new_resolver("mstr_config_groups", config_groups)
+
+
+def config_groups() -> str:
+    """Each config group and its options, one line a group, as `--help` shows them: Hydra's own list
+    would also offer the bases that options extend (`data/_datamodule.yaml`), which are not options."""
+    root = Path(config_dir())
+    lines = []
+    for group in sorted(d for d in root.iterdir() if d.is_dir() and d.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml") if not f.name.startswith("_"))
+        if options:
+            lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
 
 
 def _visible_gpu_count(minimum: int = 0) -> int:

@@ -144,3 +144,15 @@ def test_an_installed_wheel_carries_its_configs(tmp_path):
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "name: nsl_kdd" in proc.stdout
+
+
+def test_help_lists_each_group_with_its_options_and_no_bases():
+    """`--help` offers what `group=option` accepts: `data/_datamodule.yaml` is a base that every data
+    option extends, and `data=_datamodule` is no dataset."""
+    out = subprocess.run([sys.executable, "-m", "mstr.train", "--help"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    groups = dict(line.split(": ", 1) for line in out.split("== Config ==")[0].splitlines() if ": " in line)
+    assert groups["data"] == "cic_ids2017, flows, nsl_kdd, synthetic, unsw_nb15"
+    assert groups["model"] == ", ".join(_options("model")) and "hydra" not in groups
+    assert set(groups) == {d.name for d in Path(config_dir()).iterdir() if d.is_dir()} - {"hydra"}
+    assert "seed: 0" in out.split("== Config ==")[1]
