@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
                         stream=sys.stderr)
     from mstr.deploy.inputs import followed, lines, open_text
-    from mstr.deploy.sources import LineParser, is_pcap, pcap_flows
+    from mstr.deploy.sources import PCAP_SUFFIXES, LineParser, is_pcap, pcap_flows
     from mstr.deploy.stream import StreamRunner
 
     runner = None
@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).exists() and not args.follow:
             raise DataError(f"{args.input}: no such input file")
+        if args.follow and not Path(args.input).exists() and Path(args.input).suffix.lower() in PCAP_SUFFIXES:
+            # waited for, it would be read as text lines, or as a pcap cut at the packets written so far
+            raise DataError(f"{args.input}: not there yet, and a pcap is read once, to its end (--follow waits "
+                            "for growing flow logs); run without --follow once the capture is written")
         if args.input == "-" and sys.stdin.isatty():  # likely no --input given: say what it waits for
             print(f"reading {spec['input']['format']} flow lines from the terminal (--input FILE reads a file); "
                   "Ctrl-D ends", file=sys.stderr, flush=True)

@@ -910,6 +910,13 @@ def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):
                                                                            "flow file, - for stdin, or a pcap"]
 
 
+def test_a_followed_pcap_that_is_not_there_yet_is_refused_not_waited_for_and_read_as_text(nsl, tmp_path):
+    proc = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "later.pcap"), "--follow")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'later.pcap'}: not there yet, and a pcap is read once, to its end (--follow waits for "
+        "growing flow logs); run without --follow once the capture is written"]
+
+
 def test_deploy_imports_neither_lightning_nor_hydra(nsl):
     code = f"""
 import sys, numpy as np

@@ -35,6 +35,7 @@ IDENT_COLUMNS = ("uid", "Flow ID", "id", "id.orig_h", "id.orig_p", "id.resp_h", 
                  "saddr", "daddr")
 PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
               b"\x0a\x0d\x0d\x0a")  # libpcap (both byte orders, us / ns) and pcapng
+PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")  # for a path with no bytes yet to sniff
 
 
 class NewFile(NamedTuple):
