@@ -67,6 +67,9 @@ def checked(cfg: DictConfig) -> tuple[list[str], int]:
     if run and not (Path(str(run)) / ".hydra" / "config.yaml").is_file():
         raise ConfigError(f"run={run}: not a training run dir (no .hydra/config.yaml in it); give "
                           "run=outputs/train/runs/<run>, or data=<name> without run=")
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: must be an integer >= 0")
     n_jobs = cfg.baselines.n_jobs
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
         raise ConfigError(f"baselines.n_jobs={n_jobs!r}: give the threads of the forest and the boosters, "

@@ -10,8 +10,8 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
-from mstr.options import (CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS, DISTILL_TEACHERS,
-                          LOSSES, ROLES, SAMPLERS, SCHEDULERS, TASKS, TREE_TEACHERS)
+from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
+                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS)
 
 
 def config_dir() -> str:
@@ -88,6 +88,17 @@ def _one_of(names) -> str:
     return ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
+def _integer(minimum: int):
+    """A check that a value is a whole number >= `minimum` (true / false are not numbers here)."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _number(low: float, high: float = float("inf"), high_open: bool = False):
+    """A check that a value is a number in [low, high] (or [low, high) with `high_open`)."""
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and low <= v and (v < high if high_open else v <= high))
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject config values that cannot work, naming the key (fails before any data is read)."""
     role = _get(cfg, "model.role")
@@ -155,8 +166,34 @@ def validate(cfg: DictConfig) -> None:
         "seed": (_get(cfg, "seed", 0), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                  "an integer >= 0"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "plots": (_get(cfg, "plots", True), lambda v: isinstance(v, bool), "true or false"),
+        "trainer.min_epochs": (_get(cfg, "trainer.min_epochs", 0), _integer(0), "an integer >= 0"),
+        "trainer.log_every_n_steps": (_get(cfg, "trainer.log_every_n_steps", 1), _integer(1), "an integer >= 1"),
+        "data.eval_batch_size": (_get(cfg, "data.eval_batch_size", 1), _integer(1), "an integer >= 1"),
+        "data.num_workers": (_get(cfg, "data.num_workers", 0), _integer(0), "an integer >= 0"),
+        "data.max_categories": (_get(cfg, "data.max_categories", 1), _integer(1),
+                                "an integer >= 1 (values one-hot per categorical column; the rest share one)"),
+        "data.scaler": (_get(cfg, "data.scaler", SCALERS[0]), lambda v: v in SCALERS, _one_of(SCALERS)),
+        "data.numeric_bins": (_get(cfg, "data.numeric_bins", 0), lambda v: _integer(0)(v) and v != 1,
+                              "0 (off) or the number of bins (>= 2)"),
+        "data.bins_from": (_get(cfg, "data.bins_from", BINS_FROM[0]), lambda v: v in BINS_FROM, _one_of(BINS_FROM)),
+        "data.frequent_values": (_get(cfg, "data.frequent_values", 0), _integer(0),
+                                 "0 (off) or how many values per column (>= 1)"),
+        "loss.label_smoothing": (_get(cfg, "loss.label_smoothing", 0.0), _number(0.0, 1.0, high_open=True),
+                                 "a number in [0, 1)"),
+        "loss.gamma": (_get(cfg, "loss.gamma", 0.0), _number(0.0), "a number >= 0"),
+        "callbacks.early_stopping.patience": (_get(cfg, "callbacks.early_stopping.patience", 0), _integer(0),
+                                              "an integer >= 0 (validation epochs without improvement)"),
+        "callbacks.progress_bar.refresh_rate": (_get(cfg, "callbacks.progress_bar.refresh_rate", 1), _integer(0),
+                                                "an integer >= 0 (steps between redraws; 0: no bar)"),
+        "callbacks.last_checkpoint.every_n_train_steps": (
+            _get(cfg, "callbacks.last_checkpoint.every_n_train_steps", 0), _integer(0),
+            "an integer >= 0 (0: at epoch ends only)"),
     }
+    for key in ("plots", "test", "data.on_device", "trainer.deterministic", "trainer.enable_progress_bar"):
+        checks[key] = (_get(cfg, key, False), lambda v: isinstance(v, bool), "true or false")
+    if method != "none" and _get(cfg, "distill.teacher", "network") == "network":
+        checks["distill.teacher_max_epochs"] = (_get(cfg, "distill.teacher_max_epochs", 1), _integer(1),
+                                                "an integer >= 1")
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")

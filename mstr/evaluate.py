@@ -45,7 +45,13 @@ def run(cfg: DictConfig) -> dict:
     ckpt = given_checkpoint(cfg.get("ckpt_path"))
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(str(cfg.device))
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={cfg.device}: use device=cpu or device=cuda (cuda:N: GPU N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
     from hydra.utils import instantiate
 
@@ -59,7 +65,7 @@ def run(cfg: DictConfig) -> dict:
     from mstr.training.signature import check_signature
 
     out_dir = Path(cfg.paths.output_dir)
-    model = load_classifier(ckpt).to(torch.device(cfg.device))
+    model = load_classifier(ckpt).to(device)
     hp = model.hparams
     if not hp.get("preprocessor"):
         raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")

@@ -7,6 +7,7 @@ TASKS = ("binary", "multiclass")
 ROLES = ("teacher", "student")
 SAMPLERS = ("none", "weighted", "sqrt")            # data.sampler
 SCALERS = ("standard", "minmax")                   # data.scaler
+BINS_FROM = ("quantile", "target")                 # data.bins_from
 COLUMN_ORDERS = ("data", "dependence", "shuffled")  # data.column_order
 LOSSES = ("ce", "focal")                           # loss.name
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")       # loss.class_weights

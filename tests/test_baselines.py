@@ -139,7 +139,8 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
     for bad, message in (("baselines.n_jobs=0", "baselines.n_jobs=0: give the threads"),
                          ("baselines.n_jobs=two", "a nonzero integer (-1: all cores)"),
                          ("baselines.models=svm", "baselines.models=['svm']: choose from"),
-                         ("baselines.models=3", "give a list of names, e.g. baselines.models=[majority")):
+                         ("baselines.models=3", "give a list of names, e.g. baselines.models=[majority"),
+                         ("seed=-5", "seed=-5: must be an integer >= 0")):  # was numpy's traceback
         monkeypatch.setattr(sys, "argv", ["mstr.baselines", "data=nsl_kdd", bad, "baselines.models=[random_forest]"
                                           if "n_jobs" in bad else "baselines.n_jobs=1"])
         with pytest.raises(SystemExit) as stop:

@@ -82,13 +82,32 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.backbone.feature_kernels=[2]", "model.backbone: invalid backbone setting(s): feature_kernels=[2]"),
     ("distill.teacher_model.backbone.dropout=1.5", "distill.teacher_model.backbone: invalid backbone setting(s): "
                                                    "dropout=1.5"),
+    # each of these went through to the run (a traceback there, or a silently odd run)
+    ("data.eval_batch_size=0", "data.eval_batch_size=0: must be an integer >= 1"),
+    ("data.num_workers=-1", "data.num_workers=-1: must be an integer >= 0"),
+    ("data.max_categories=-1", "data.max_categories=-1: must be an integer >= 1"),
+    ("data.scaler=robust", "data.scaler='robust': must be standard or minmax"),
+    ("data.numeric_bins=1", "data.numeric_bins=1: must be 0 (off) or the number of bins (>= 2)"),
+    ("data.bins_from=tree", "data.bins_from='tree': must be quantile or target"),
+    ("data.frequent_values=-1", "data.frequent_values=-1"),
+    ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5: must be a number in [0, 1)"),
+    ("loss.label_smoothing=abc", "loss.label_smoothing='abc'"),
+    ("loss=focal loss.gamma=-1", "loss.gamma=-1: must be a number >= 0"),
+    ("test=maybe", "test='maybe': must be true or false"),
+    ("model.backbone.residual=maybe", "invalid backbone setting(s): residual='maybe' (must be true or false)"),
+    ("trainer.min_epochs=-1", "trainer.min_epochs=-1"),
+    ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0"),
+    ("callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience=-1"),
+    ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
+    ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
+    ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
 ])
 def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     if key is None:
         preflight([override], "train")
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
-        preflight([override], "train")
+        preflight(override.split(), "train")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -156,3 +175,21 @@ def test_help_lists_each_group_with_its_options_and_no_bases():
     assert groups["model"] == ", ".join(_options("model")) and "hydra" not in groups
     assert set(groups) == {d.name for d in Path(config_dir()).iterdir() if d.is_dir()} - {"hydra"}
     assert "seed: 0" in out.split("== Config ==")[1]
+
+
+def test_a_trainer_or_callback_value_lightning_refuses_is_one_line_naming_its_section(compose_cfg, tmp_path):
+    """Values only Lightning can judge (an accelerator this machine lacks, devices=0, a negative batch
+    limit) are named under their config key, not Hydra's wrapped traceback."""
+    from mstr.training.runner import build_trainer
+
+    for override, message in (("trainer.devices=0", r"^trainer: `Trainer\(devices=0\)` value is not a valid input"),
+                              ("trainer.limit_train_batches=-1", r"^trainer: You have passed invalid value -1 for "
+                                                                 r"limit_train_batches"),
+                              ("trainer.accelerator=tpu", r"^trainer: Requirement 'torch_xla")):
+        cfg = compose_cfg([override])
+        with pytest.raises(ConfigError, match=message):
+            build_trainer(cfg.trainer, cfg.callbacks, [], tmp_path)
+    cfg = compose_cfg([])
+    cfg.callbacks.model_checkpoint.mode = "sideways"
+    with pytest.raises(ConfigError, match=r"^callbacks.model_checkpoint: .*sideways"):
+        build_trainer(cfg.trainer, cfg.callbacks, [], tmp_path)

@@ -66,7 +66,7 @@ def test_nsl_unknown_attack_name_is_an_error(tmp_path):
     (tmp_path / "nsl_kdd").mkdir()
     (tmp_path / "nsl_kdd" / "KDDTrain+.txt").write_text(",".join(row) + "\n")
     with pytest.raises(DataError, match="martian_attack.*data row 1"):
-        nsl_kdd.load(tmp_path, test_files=[])
+        nsl_kdd.load(tmp_path)
 
 
 def test_nsl_row_of_too_few_fields_is_named_not_taken_for_an_unknown_label(tmp_path):
@@ -74,7 +74,7 @@ def test_nsl_row_of_too_few_fields_is_named_not_taken_for_an_unknown_label(tmp_p
     (tmp_path / "nsl_kdd").mkdir()
     (tmp_path / "nsl_kdd" / "KDDTrain+.txt").write_text("\n".join([",".join(row), ",".join(row[:7]), ",".join(row)]))
     with pytest.raises(DataError, match="data row 2 has too few fields"):
-        nsl_kdd.load(tmp_path, test_files=[])
+        nsl_kdd.load(tmp_path)
 
 
 def test_nsl_maps_all_test_only_attacks():

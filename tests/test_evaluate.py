@@ -146,6 +146,9 @@ def test_bad_requests_are_one_line_errors(trained, tmp_path):
         _evaluate(Path("null"), tmp_path)
     with pytest.raises(ConfigError, match="threshold='best'"):
         _evaluate(ckpt, tmp_path, "threshold=best")
+    for device in ("foo", "mps"):  # torch's own error (a traceback), or a device this command cannot use
+        with pytest.raises(ConfigError, match=rf"^device={device}: use device=cpu or device=cuda"):
+            _evaluate(ckpt, tmp_path, f"device={device}")
     env = {**os.environ, "MSTR_LOG_DIR": str(tmp_path / "logs")}
     proc = subprocess.run([sys.executable, "-m", "mstr.evaluate", f"ckpt_path={ckpt}", *TINY,
                            "data.task=multiclass"], capture_output=True, text=True, env=env, timeout=120)

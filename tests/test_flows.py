@@ -342,3 +342,32 @@ def test_a_class_is_one_class_whatever_the_case_of_its_label(tmp_path):
     splits = flows.load(str(tmp_path / "blank.csv"), task="multiclass")
     assert len(splits.train) + sum(len(t) for t in splits.tests.values()) == 297
     assert any("dropped 3 row(s) without a label" in n for n in splits.notes)
+
+
+def test_one_column_in_two_roles_and_rows_cut_short_are_refused_naming_them(cic_csv, tmp_path):
+    """A column given as both label and time (or time where the layout's host column is) was read twice
+    and crashed; a row with fewer fields than the header (a file cut off mid-row) was read with its
+    missing cells empty: a label cut to "BENI" becomes a class of its own."""
+    with pytest.raises(ConfigError, match=r"column 'Label' is both data.label_col \(the layout's default\) "
+                                          r"and data.time_col; give each role a column of its own"):
+        flows.load(str(cic_csv), time_col="Label")
+    with pytest.raises(ConfigError, match=r"column 'Src IP' is both data.time_col and data.group_col "
+                                          r"\(the layout's default\)"):
+        flows.load(str(cic_csv), time_col="Src IP")
+    text = cic_csv.read_text()
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text.rstrip("\n")[:-40])  # the last row cut inside its last fields
+    fields = text.splitlines()[0].count(",") + 1
+    with pytest.raises(DataError, match=rf"cut.csv: data row 2000 has \d+ fields where the header has {fields} "
+                                        r"\(a truncated file, or a broken line\); fix or remove that row"):
+        flows.load(str(cut))
+    lines = text.splitlines()
+    lines[5] = ",".join(lines[5].split(",")[:10])
+    (tmp_path / "short.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"short.csv: data row 5 has 10 fields"):
+        flows.load(str(tmp_path / "short.csv"))
+    lines = text.splitlines()
+    lines[3] = lines[3].replace("DDoS", "").replace("BENIGN", "")  # an empty label cell is a field still
+    (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n")
+    splits = flows.load(str(tmp_path / "blank.csv"))  # dropped as unlabelled, as before
+    assert len(splits.train) + len(splits.tests["test"]) == 1999

@@ -27,12 +27,11 @@ import pandas as pd
 from mstr.data.column_order import column_order
 from mstr.data.table import FlowTable
 from mstr.errors import ConfigError, DataError
-from mstr.options import SCALERS
+from mstr.options import BINS_FROM, SCALERS
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # 2: numeric gaps filled with training medians (`fill`); 3: frequent-value indicators
-BIN_EDGES = ("quantile", "target")
 
 
 @dataclass
@@ -67,10 +66,12 @@ class FlowPreprocessor:
         `seed` shuffles it for "shuffled")."""
         if scaler not in SCALERS:
             raise ConfigError(f"data.scaler={scaler!r}: must be one of {list(SCALERS)}")
+        if not isinstance(max_categories, int) or isinstance(max_categories, bool) or max_categories < 1:
+            raise ConfigError(f"data.max_categories={max_categories!r}: must be an integer >= 1")
         if not isinstance(numeric_bins, int) or numeric_bins < 0 or numeric_bins == 1:
             raise ConfigError(f"data.numeric_bins={numeric_bins!r}: 0 (off) or the number of bins (>= 2)")
-        if bins_from not in BIN_EDGES:
-            raise ConfigError(f"data.bins_from={bins_from!r}: must be one of {list(BIN_EDGES)}")
+        if bins_from not in BINS_FROM:
+            raise ConfigError(f"data.bins_from={bins_from!r}: must be one of {list(BINS_FROM)}")
         if not isinstance(frequent_values, int) or isinstance(frequent_values, bool) or frequent_values < 0:
             raise ConfigError(f"data.frequent_values={frequent_values!r}: 0 (off) or how many values per column (>= 1)")
         if len(table) == 0:

@@ -318,8 +318,32 @@ def _read_delimited(
         raise _pandas_error(path, err) from None
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows")
+    if header:
+        _refuse_short_rows(path, scan, sep, len(names), quoted=True)
     frame.attrs["notes"] = notes
     return frame
+
+
+def _refuse_short_rows(path: Path, scan: _Scan, sep: str, n_fields: int, quoted: bool, comment: str = "") -> None:
+    """A row with fewer fields than the header (a file cut off mid-row, a broken line) is read by pandas
+    with the missing cells empty: a label cut to "BENI" would become a class of its own, and the cells
+    would be filled with medians. Refused, naming the row. Lines with quotes (whose separators may be
+    inside a quoted cell) are left to the parser."""
+    separator = sep.encode()
+    row = 0
+    with _open_binary(path, scan.gz) as fh:
+        next(fh, None)  # the header
+        for line in fh:
+            line = line.rstrip(b"\r\n")
+            if not line.strip() or (comment and line.startswith(comment.encode())):
+                continue
+            row += 1
+            if quoted and b'"' in line:
+                continue
+            fields = line.count(separator) + 1
+            if fields < n_fields:
+                raise DataError(f"{path}: data row {row} has {fields} fields where the header has {n_fields} "
+                                "(a truncated file, or a broken line); fix or remove that row")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -393,6 +417,7 @@ def _read_zeek(path: Path, scan: _Scan) -> pd.DataFrame:
         raise _pandas_error(path, err) from None
     first = frame[fields[0]].astype(str)
     frame = frame[~first.str.startswith("#")].reset_index(drop=True)  # e.g. the '#close' trailer
+    _refuse_short_rows(path, scan, sep, len(fields), quoted=False, comment="#")
     if frame.empty:
         raise DataError(f"{path}: Zeek log has headers but no records")
     for name, typ in zip(fields, types):

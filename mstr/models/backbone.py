@@ -66,6 +66,8 @@ class BackboneConfig:
             "head_hidden": (lambda v: v >= 0, "an integer >= 0"),
             "readout_channels": (lambda v: v >= 0, "an integer >= 0"),
             "dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+            "row_branch": (lambda v: isinstance(v, bool), "true or false"),
+            "residual": (lambda v: isinstance(v, bool), "true or false"),
         }
         bad = []
         for name, (ok, expected) in rules.items():

@@ -17,8 +17,10 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
+from mstr.errors import ConfigError
 from mstr.options import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
@@ -68,8 +70,22 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig, loggers: l
         if str(cb_cfg["_target_"]).endswith("ProgressBar") and not overrides.get(
                 "enable_progress_bar", trainer_cfg.get("enable_progress_bar", True)):
             continue  # Lightning refuses a progress bar callback with the bar switched off
-        callbacks.append(instantiate(cb_cfg))
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
+        callbacks.append(_built(f"callbacks.{name}", cb_cfg))
+    return _built("trainer", trainer_cfg, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def _built(key: str, cfg: DictConfig, **kwargs):
+    """`instantiate`, with a value Lightning (or a callback) refuses named in one line under its config key
+    instead of Hydra's wrapped traceback."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        refused = (ValueError, TypeError, ImportError, MisconfigurationException)
+        if not isinstance(err.__cause__, refused):
+            raise
+        raise ConfigError(f"{key}: {' '.join(str(err.__cause__).split())}") from None
 
 
 def best_checkpoint(trainer: pl.Trainer) -> Optional[str]:

@@ -253,6 +253,8 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
                         f"data.label_col to the column holding each flow's class")
     time = time_col or (preset.time if preset.time in cols else None)
     group = group_col or (preset.group if preset.group in cols else None)
+    _check_distinct_roles(source, [("data.label_col", label, label_col), ("data.time_col", time, time_col),
+                                   ("data.group_col", group, group_col)])
     leaks = [c for c in cols if c != label and c.lower() in LABEL_LIKE]
     if leaks:
         notes.append(f"{source}: dropped {leaks}: label columns besides {label!r} give the answer away")
@@ -319,6 +321,17 @@ def _spellings(labels: pd.Series, source: str, notes: list[str]) -> dict[str, st
         notes.append(f"{source}: label(s) {merged[:5]} read as {[chosen[m.lower()] for m in merged[:5]]}: one class "
                      "whatever the case")
     return chosen
+
+
+def _check_distinct_roles(source: str, roles: list[tuple[str, Optional[str], Optional[str]]]) -> None:
+    """One column, one role: a label that is also the time, or a host column read as time, would be
+    read twice as two things. `roles`: (key, column, the value given for it, None where inferred)."""
+    for i, (key, col, given) in enumerate(roles):
+        for other, other_col, other_given in roles[i + 1:]:
+            if col is not None and col == other_col:
+                how = lambda k, g: k if g is not None else f"{k} (the layout's default)"  # noqa: E731
+                raise ConfigError(f"{source}: column {col!r} is both {how(key, given)} and {how(other, other_given)}; "
+                                  "give each role a column of its own")
 
 
 def _needed(roles: Roles) -> list[str]:

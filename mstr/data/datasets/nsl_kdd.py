@@ -43,11 +43,14 @@ CATEGORY = {"normal": "normal"} | {
 TRAIN_FILES = {"full": "KDDTrain+", "20percent": "KDDTrain+_20Percent"}
 
 
-def check(data_dir: str | Path, task: str = "binary", variant: str = "full", **_) -> Path:
+def check(data_dir: str | Path, task: str = "binary", variant: str = "full",
+          test_files: Optional[Sequence[str]] = None, **_) -> Path:
     """The settings that can be checked before any file is read (also by `mstr.preflight`); the folder."""
     check_task(task)
     if variant not in TRAIN_FILES:
         raise ConfigError(f"data.variant={variant!r} is not one of {list(TRAIN_FILES)}")
+    if test_files is not None and not isinstance(test_files, str) and len(test_files) == 0:
+        raise ConfigError("data.test_files=[]: name at least one test file, or leave the key out (KDDTest+)")
     return dataset_folder(data_dir, "nsl_kdd", "nsl_kdd")
 
 
@@ -63,11 +66,11 @@ def load(
     A `test_files` entry is a name looked up in data_dir/nsl_kdd (with .txt or .txt.gz) or a path
     to a file of the same format, e.g. a user's own KDDTest-21.txt.
     """
-    folder = check(data_dir, task, variant)
+    folder = check(data_dir, task, variant, test_files)
     notes: list[str] = []
     train = _load_file(_find(folder, TRAIN_FILES[variant]), task, notes)
     tests = {}
-    for entry in test_files or ["KDDTest+"]:
+    for entry in [test_files] if isinstance(test_files, str) else test_files or ["KDDTest+"]:
         path = _find(folder, entry)
         name = _stem(path)
         if name in tests:  # its metrics would be one name: test_<name>/...
