@@ -95,10 +95,32 @@ def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
             load_weights_only(value)
 
 
+def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
+    """A `hydra.run.dir` that holds another run is refused before Hydra writes this job's config into it:
+    the dir would then show one run's config beside another's results (and checkpoints). Another config's
+    run is refused; so is a finished run of this config, unless the job is its resumption (which reports it)."""
+    given = next((a.split("=", 1)[1] for a in argv if _key_of(a) == "hydra.run.dir"), None)
+    if cfg is None or given is None or is_multirun(argv):
+        return
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key, is_run_dir
+
+    run_dir = Path(given.strip("'\""))
+    if not is_run_dir(run_dir):
+        return
+    if (run_dir / CONFIG_KEY_FILE).read_text().strip() != config_key(cfg):
+        raise ConfigError(f"hydra.run.dir={run_dir}: holds a run of another config (see its .hydra/config.yaml); "
+                          "give a new dir, or leave hydra.run.dir out")
+    resumes = cfg.get("resume") == "auto" or cfg.get("ckpt_path") == "last"
+    if not resumes and (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"hydra.run.dir={run_dir}: holds a finished run of this config (metrics.json); give a "
+                          "new dir, or leave hydra.run.dir out")
+
+
 def _prepare(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
-    """Before Hydra starts: checkpoints named on the command line are read safely, and a resumption
-    finds its run dir."""
+    """Before Hydra starts: checkpoints named on the command line are read safely, a run dir given is
+    checked to be this job's, and a resumption finds its run dir."""
     _check_checkpoint_files(cfg)
+    _check_given_run_dir(argv, cfg)
     return _locate_resume(argv, cfg)
 
 

@@ -348,3 +348,29 @@ def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path
         assert find_resumable(tmp_path, "k1") == older
     assert find_resumable(tmp_path, "k1") == busy
     assert find_resumable(tmp_path, "k3") is None
+
+
+def test_a_run_dir_given_that_holds_another_run_is_refused_before_hydra_writes_into_it(tmp_path, compose_cfg):
+    """Hydra writes the job's `.hydra/config.yaml` as it starts: pointed at a finished run (or at a run
+    of another config), the dir then showed one config beside another run's results."""
+    from mstr.config import compose_config
+    from mstr.errors import ConfigError
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key
+    from mstr.train import _prepare
+
+    args = ["model=student", "distill=none", "seed=3"]
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / CONFIG_KEY_FILE).write_text(config_key(compose_config("train", args)) + "\n")
+    given = f"hydra.run.dir={run_dir}"
+    assert _prepare([*args, given], compose_config("train", args)) == [*args, given]  # unfinished: starts again
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a finished run of this config \(metrics.json\); give a new dir"):
+        _prepare([*args, given], compose_config("train", args))
+    resume = [*args, "resume=auto", given]  # its resumption reports it
+    assert _prepare(resume, compose_config("train", [*args, "resume=auto"])) == resume
+    other = ["model=student", "distill=none", "seed=4"]
+    for extra in ([], ["resume=auto"]):
+        with pytest.raises(ConfigError, match=r"holds a run of another config \(see its .hydra/config.yaml\)"):
+            _prepare([*other, *extra, given], compose_config("train", [*other, *extra]))
+    assert _prepare([*other, f"hydra.run.dir={tmp_path / 'new'}"], compose_config("train", other))
