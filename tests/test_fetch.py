@@ -132,3 +132,46 @@ def test_manual_datasets_say_where_to_get_them_and_where_to_put_them(tmp_path):
     with pytest.raises(DataError, match=r"unknown dataset 'kdd99'; choose from"):
         fetch.fetch("kdd99", tmp_path)
     assert "research.unsw.edu.au" in fetch.DATASETS["unsw_nb15"].manual
+
+
+def test_a_failed_fetch_leaves_the_folder_as_it_was_and_a_bad_mirror_or_short_download_says_so(
+        server, tmp_path, monkeypatch):
+    """A dataset of several files whose third fails: the two fetched before it are removed, since a
+    loader would read the folder as the whole dataset (8 of CIC-IDS2017's 16 classes, say); a file
+    that was there before stays. A mirror that is no URL, and a download cut short, are named as such."""
+    served, base = server
+    files = {name: f"{name},1\n".encode() * 100 for name in ("a.csv", "b.csv", "c.csv")}
+    (served / "tiny").mkdir()
+    for name, data in list(files.items())[:2]:
+        (served / "tiny" / name).write_bytes(data)
+    monkeypatch.setitem(fetch.DATASETS, "tiny", fetch.Source(
+        folder="tiny", base_url="unused", files=tuple(fetch.Remote(n, _sha(d)) for n, d in files.items())))
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", base)
+    folder = tmp_path / "data" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(files["a.csv"])  # present and verified before: kept
+    with pytest.raises(DataError, match=r"c.csv: HTTP 404 .*\(the 1 file\(s\) fetched before it were removed\)$"):
+        fetch.fetch("tiny", tmp_path / "data")
+    assert _leftovers(folder) == ["a.csv"]
+    (served / "tiny" / "c.csv").write_bytes(files["c.csv"])
+    assert [line.split()[0] for line in fetch.fetch("tiny", tmp_path / "data")] == ["present", "saved", "saved"]
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", "notaurl")
+    with pytest.raises(DataError, match=r"^MSTR_FETCH_BASE_URL=notaurl: not an http\(s\):// or file:// URL"):
+        fetch.fetch("tiny", tmp_path / "other")
+
+    class _Short(_Quiet):  # says 1,000 bytes, sends 10, closes
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Short)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DataError, match=r"the download ended early \(10 of 1,000 bytes\); try again"):
+            fetch.download(f"http://127.0.0.1:{httpd.server_address[1]}/x.csv", tmp_path / "short" / "x.csv", None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _leftovers(tmp_path / "short") == []

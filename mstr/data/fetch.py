@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -191,8 +192,14 @@ def download(url: str, dest: Path, sha256: Optional[str]) -> str:
     """Fetch `url` into `dest` atomically, refusing content whose sha256 differs; returns it."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, _Staged(dest) as staged:
+            received = 0
             while chunk := response.read(CHUNK):
                 staged.write(chunk)
+                received += len(chunk)
+            expected = response.headers.get("Content-Length")
+            if expected is not None and expected.isdigit() and received < int(expected):
+                raise DataError(f"{url}: the download ended early ({received:,} of {int(expected):,} bytes); "
+                                "try again")
             return staged.commit(sha256, url)
     except urllib.error.HTTPError as err:
         raise DataError(f"{url}: HTTP {err.code} {err.reason}; download it by hand into {dest.parent}") from None
@@ -202,8 +209,9 @@ def download(url: str, dest: Path, sha256: Optional[str]) -> str:
                         f"into {dest.parent}") from None
 
 
-def _extract(archive: Path, members: dict, folder: Path, origin: str) -> list[str]:
-    """Extract the named members (matched by file name, wherever they sit in the zip), verified."""
+def _extract(archive: Path, members: dict, folder: Path, origin: str, fetched: list[Path]) -> list[str]:
+    """Extract the named members (matched by file name, wherever they sit in the zip), verified; each
+    path written is appended to `fetched`."""
     lines = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -218,6 +226,7 @@ def _extract(archive: Path, members: dict, folder: Path, origin: str) -> list[st
                     while chunk := src.read(CHUNK):
                         staged.write(chunk)
                     got = staged.commit(sha256, f"{origin}:{name}")
+                fetched.append(folder / name)
                 lines.append(_saved(folder / name, got, sha256))
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as err:
         raise DataError(f"{origin}: not a readable zip archive ({err})") from None
@@ -242,7 +251,35 @@ def fetch(name: str, root: Path) -> list[str]:
     if not existing.is_dir():
         raise DataError(f"{existing}: is a file, so {folder} cannot be made; give a folder as --root")
     base = os.environ.get("MSTR_FETCH_BASE_URL")
+    if base and urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
+        raise DataError(f"MSTR_FETCH_BASE_URL={base}: not an http(s):// or file:// URL; give the mirror's "
+                        "address, e.g. http://127.0.0.1:8000")
     base = f"{base.rstrip('/')}/{name}" if base else source.base_url
+    fetched: list[Path] = []
+    try:
+        lines = _fetch_files(source, folder, base, fetched)
+    except MstrError as err:
+        # all or nothing: the files fetched before the failure would leave a dataset the loader reads
+        # as complete (8 of CIC-IDS2017's 16 classes, say)
+        for path in fetched:
+            path.unlink(missing_ok=True)
+        undone = f" (the {len(fetched)} file(s) fetched before it were removed)" if fetched else ""
+        raise DataError(f"{err}{undone}") from None
+    if source.manual:
+        instructions = source.manual.format(folder=folder)
+        if not source.files:
+            found = sorted(folder.glob("*.csv*"))
+            if not found:
+                raise DataError(f"{name}: {instructions}")
+            lines.append(f"present {len(found)} CSV file(s) in {folder} (no recorded sha256 to check)")
+        else:
+            lines.append(f"note: {instructions}")
+    return lines
+
+
+def _fetch_files(source, folder: Path, base: str, fetched: list[Path]) -> list[str]:
+    """Each of `source`'s files not yet present and verified in `folder`, downloaded (or extracted) from
+    `base`; the paths written are appended to `fetched` as they are."""
     lines = []
     for remote in source.files:
         wanted = remote.members or {remote.name: remote.sha256}
@@ -253,25 +290,17 @@ def fetch(name: str, root: Path) -> list[str]:
             continue
         url = f"{base}/{urllib.request.pathname2url(remote.name)}"
         if not remote.members:
-            lines.append(_saved(folder / remote.name, download(url, folder / remote.name, remote.sha256),
-                                remote.sha256))
+            got = download(url, folder / remote.name, remote.sha256)
+            fetched.append(folder / remote.name)
+            lines.append(_saved(folder / remote.name, got, remote.sha256))
             continue
         archive = folder / f".{remote.name}.download"
         try:
             download(url, archive, remote.sha256)
-            lines += _extract(archive, remote.members, folder, url)
+            lines += _extract(archive, remote.members, folder, url, fetched)
         finally:
             with contextlib.suppress(OSError):  # the download's own error is the one to report
                 archive.unlink(missing_ok=True)
-    if source.manual:
-        instructions = source.manual.format(folder=folder)
-        if not source.files:
-            found = sorted(folder.glob("*.csv*"))
-            if not found:
-                raise DataError(f"{name}: {instructions}")
-            lines.append(f"present {len(found)} CSV file(s) in {folder} (no recorded sha256 to check)")
-        else:
-            lines.append(f"note: {instructions}")
     return lines
 
 
