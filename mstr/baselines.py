@@ -95,9 +95,10 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     data_cfg, seed = cfg.data, int(cfg.seed)
     if cfg.get("run"):  # the data config and seed of a training run: its splits and preprocessing
+        from mstr.config import given_on_command_line
         from mstr.training.export import trained_on
 
-        trained_with = trained_on(cfg.run, cfg.paths.data_dir)
+        trained_with = trained_on(cfg.run, cfg.paths.data_dir, data_dir_given=given_on_command_line("paths.data_dir"))
         data_cfg, seed = trained_with.data, int(trained_with.seed)
         log.info("data: %s with seed %d, as the run %s read it", data_cfg.name, seed, cfg.run)
     pl.seed_everything(seed, workers=True, verbose=False)

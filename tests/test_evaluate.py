@@ -214,3 +214,19 @@ def test_metrics_a_set_cannot_define_are_left_out_not_reported_as_zero(caplog):
     expected = (roc_auc_score(labels3 == 0, probs3[:, 0]) + roc_auc_score(labels3 == 1, probs3[:, 1])) / 2
     assert score(probs3, labels3, 3, "test/")["test/auroc"] == pytest.approx(expected)
     assert "test/auroc" not in score(probs3, torch.tensor([2, 2, 2, 2]), 3, "test/")
+
+
+def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_folder_still_is(tmp_path):
+    """The run's own data folder wins only over the command's default; `paths.data_dir=` given on
+    evaluate's (or baselines') command line is where the data is read, as the README says."""
+    from mstr.training.export import trained_on
+
+    own, given = tmp_path / "own", tmp_path / "given"
+    own.mkdir()
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text(f"paths:\n  data_dir: {own}\ndata:\n  name: nsl_kdd\n"
+                                                              "seed: 0\n")
+    assert trained_on(tmp_path / "run", str(given)).paths.data_dir == str(own)
+    assert trained_on(tmp_path / "run", str(given), data_dir_given=True).paths.data_dir == str(given)
+    own.rmdir()  # another machine: the command's folder
+    assert trained_on(tmp_path / "run", str(given)).paths.data_dir == str(given)

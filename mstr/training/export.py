@@ -49,11 +49,12 @@ def run_config(ckpt: str | Path) -> Optional[DictConfig]:
     return cfg if isinstance(cfg, DictConfig) and "data" in cfg else None
 
 
-def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None) -> Optional[DictConfig]:
+def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None,
+               data_dir_given: bool = False) -> Optional[DictConfig]:
     """The config of the run at `run` (its dir, or a checkpoint in it), reading its data where the run
-    did, or from `data_dir` where that folder is gone (another machine), and, with `seed`, carving with
-    it; its `.data` is the data config the run trained on, its `.seed` the seed. None when the run's
-    config is not there."""
+    did, or from `data_dir` where that folder is gone (another machine) or where the command line said
+    so (`data_dir_given`), and, with `seed`, carving with it; its `.data` is the data config the run
+    trained on, its `.seed` the seed. None when the run's config is not there."""
     trained_with = run_config(run)
     if trained_with is None:
         return None
@@ -61,7 +62,7 @@ def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None) -> Op
         own = OmegaConf.select(trained_with, "paths.data_dir", throw_on_resolution_failure=True)
     except Exception:  # an interpolation that does not resolve here
         own = None
-    if not (own and Path(str(own)).expanduser().is_dir()):
+    if data_dir_given or not (own and Path(str(own)).expanduser().is_dir()):
         OmegaConf.update(trained_with, "paths.data_dir", data_dir, force_add=True)
     if seed is not None:
         OmegaConf.update(trained_with, "seed", seed, force_add=True)
