@@ -335,6 +335,14 @@ def test_the_preprocessings_numbers_in_a_hand_edited_spec_are_checked(nsl, small
              "preprocessor.fill holds a value that is not a finite number": ("fill", [float("inf")] * len(prep["fill"])),
              "preprocessor.bin_edges holds edges that do not rise": ("bin_edges", {**prep["bin_edges"],
                                                                               column: prep["bin_edges"][column][::-1]})}
+    # column lists that disagree with the feature names: a column's value read into another's place
+    edits.update({
+        "preprocessor.numeric_cols do not match the first feature_names, in order": (
+            "numeric_cols", prep["numeric_cols"][::-1]),
+        "preprocessor.log_cols name column(s) ['nonexistent'] that are not numeric_cols": ("log_cols", ["nonexistent"]),
+        "preprocessor.column_order is not an order of the numeric and categorical columns": (
+            "column_order", prep["column_order"][:-1] or ["nonexistent"]),
+        "preprocessor.scaler = 'foo': must be one of ['standard', 'minmax']": ("scaler", "foo")})
     check_spec(Path("detector.json"), spec)  # as exported: passes
     for named, (key, value) in edits.items():
         with pytest.raises(DataError, match=re.escape(f"detector.json: {named}; export the artifact again")):

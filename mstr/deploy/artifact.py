@@ -29,6 +29,7 @@ import numpy as np
 from mstr.deploy.features import FeatureEncoder
 from mstr.deploy.sources import LINE_FORMATS
 from mstr.errors import DataError
+from mstr.options import SCALERS
 
 ARTIFACT_FORMAT = 1
 MANIFEST, SPEC = "manifest.json", "detector.json"
@@ -171,6 +172,10 @@ def check_spec(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     if layout != encoder.num_features or len(sizes) != 1:
         raise refuse("preprocessor", f"is inconsistent (its columns make {layout} features, its feature_names "
                                      f"{encoder.num_features}, its scalers {sorted(sizes)})")
+    try:
+        _check_column_names(spec["preprocessor"], refuse)
+    except (KeyError, TypeError) as err:
+        raise refuse("preprocessor", f"is damaged ({type(err).__name__}: {err})") from None
     values = {"preprocessor.center": encoder.center, "preprocessor.scale": encoder.scale,
               "preprocessor.clip": np.array([encoder.clip]), "preprocessor.fill": encoder.fill,
               "preprocessor.bin_edges": encoder.bin_width, "preprocessor.frequent_values": encoder.frequent_values}
@@ -185,6 +190,23 @@ def check_spec(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
         raise refuse("num_features", f"= {spec['num_features']!r} where the preprocessor makes "
                                      f"{encoder.num_features} features")
     return spec
+
+
+def _check_column_names(prep: dict[str, Any], refuse) -> None:
+    """The preprocessor's column lists agree with its feature names (numeric columns first, in order)
+    and with each other, so an edited list cannot feed a column's value into another column's place,
+    which the counts alone would pass."""
+    numeric, categorical, names = prep["numeric_cols"], prep["categorical_cols"], prep["feature_names"]
+    if list(names[:len(numeric)]) != list(numeric):
+        raise refuse("preprocessor.numeric_cols", "do not match the first feature_names, in order")
+    if not set(prep["log_cols"]) <= set(numeric):
+        raise refuse("preprocessor.log_cols", f"name column(s) {sorted(set(prep['log_cols']) - set(numeric))} "
+                                              "that are not numeric_cols")
+    order = prep.get("column_order") or []
+    if order and sorted(order) != sorted([*numeric, *categorical]):
+        raise refuse("preprocessor.column_order", "is not an order of the numeric and categorical columns")
+    if prep.get("scaler") not in SCALERS:
+        raise refuse("preprocessor.scaler", f"= {prep.get('scaler')!r}: must be one of {list(SCALERS)}")
 
 
 def _strings(value: Any) -> bool:
