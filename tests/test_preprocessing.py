@@ -35,6 +35,10 @@ def test_unknown_categories_go_to_the_unknown_bucket():
     x = prep.transform(_table(services=("ssh",)))
     unknown = prep.feature_names.index("service=<unknown>")
     assert (x[:, unknown] == 1).all() and x[:, 2:].sum() == len(x)
+    # and a report can say so: which column, how many rows, what value
+    assert prep.outside_categories(_table(services=("ssh",))) == {"service": (200, "ssh")}
+    assert prep.outside_categories(_table(services=("http", "ssh")))["service"][1] == "ssh"
+    assert prep.outside_categories(_table()) == {}
 
 
 def test_state_round_trips_through_json_and_rejects_newer_formats():

@@ -138,6 +138,10 @@ class FlowDataModule(pl.LightningDataModule):
                             f"{self.data_classes}; use the data config (and data.task) the model was trained with")
         for key, table in self.tables.items():
             self._datasets[key] = FlowWindowDataset.from_table(table, self.preprocessor, self.window)
+            if key != "train":  # training's own folded values are logged by the fit
+                for col, (rows, example) in self.preprocessor.outside_categories(table).items():
+                    log.info("%s: column %r: %d row(s) hold a value outside its categories from training (e.g. "
+                             "%r), read as its unknown category", table.source, col, rows, example)
         # attacks of a type the development rows (train + validation) never show: the test of
         # generalisation to new attacks (KDDTest+ holds 17 such types)
         development = concat_tables([train, val], f"{train.source} + validation")

@@ -179,6 +179,18 @@ class FlowPreprocessor:
             parts.append(np.eye(len(vocab) + 1, dtype=np.float32)[codes])
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def outside_categories(self, table: FlowTable) -> dict[str, tuple[int, str]]:
+        """{categorical column: (rows, an example value)} of the rows whose value is not among the column's
+        fitted categories (never in training, or folded by `max_categories`): each is read as the unknown
+        category, which a report should say (a new protocol or service in test traffic)."""
+        found = {}
+        for col in self.categorical_cols:
+            values = table.frame[col].astype(str)
+            outside = ~values.isin(self.categories[col]).to_numpy()
+            if outside.any():
+                found[col] = (int(outside.sum()), str(values[outside].iloc[0]))
+        return found
+
     def encode_labels(self, table: FlowTable) -> np.ndarray:
         """Class indices; a label absent from training is an error (the model has no output for it)."""
         index = {c: i for i, c in enumerate(self.classes)}
