@@ -371,3 +371,16 @@ def test_one_column_in_two_roles_and_rows_cut_short_are_refused_naming_them(cic_
     (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n")
     splits = flows.load(str(tmp_path / "blank.csv"))  # dropped as unlabelled, as before
     assert len(splits.train) + len(splits.tests["test"]) == 1999
+
+
+def test_a_file_that_is_not_utf8_is_read_as_windows_1252_and_says_so(tmp_path, caplog):
+    import logging
+
+    accented = "s\xe9rvice"
+    rows = "".join(f"{i},{accented if i == 3 else 'http'},{'attack' if i % 4 == 0 else 'benign'}\n" for i in range(40))
+    (tmp_path / "old.csv").write_bytes(("bytes,service,label\n" + rows).encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="mstr.data.readers"):
+        splits = flows.load(str(tmp_path / "old.csv"))
+    assert "old.csv: not UTF-8 text: read as Windows-1252" in caplog.text
+    services = set(splits.train.frame["service"]) | set(splits.tests["test"].frame["service"])
+    assert services == {"http", accented}  # the byte 0xe9 read as the letter it is in that code page

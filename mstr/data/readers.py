@@ -17,6 +17,7 @@ import csv
 import glob
 import gzip
 import io
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import pandas as pd
 
 from mstr.deploy.features import MISSING_NUMBER
 from mstr.errors import DataError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "tsv", "parquet", "zeek")
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: no flow record is anywhere near this long
@@ -222,6 +225,9 @@ def read_table(
         frame, fmt = _read_parquet(path), "parquet"
     else:
         scan = _scan(path, max_line_bytes)
+        if scan.encoding == "cp1252":
+            log.warning("%s: not UTF-8 text: read as Windows-1252; if names or categories look wrong, save it "
+                        "again as UTF-8", path)
         fmt = fmt or infer_format(path, scan.head)
         if fmt == "zeek":
             frame = _read_zeek(path, scan)
