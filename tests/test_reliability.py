@@ -241,6 +241,15 @@ def test_an_interrupted_run_ends_with_the_same_metrics_as_an_uninterrupted_one(i
     # the curves were kept across the restarts: the epoch-end rows of every epoch, as in the uninterrupted
     # run (rows logged but not yet flushed when SIGKILL came are lost, e.g. an epoch's first learning rate)
     assert _epoch_rows(run / "teacher/csv/metrics.csv") == _epoch_rows(reference["run"] / "teacher/csv/metrics.csv")
+    # the training throughput counts every stretch, not the last one alone (its state rides in last.ckpt)
+    counted = [_throughput_state(r / "checkpoints" / "last.ckpt") for r in (run, reference["run"])]
+    assert counted[0]["windows"] == counted[1]["windows"] > 0 and counted[0]["seconds"] > 0
+    assert "time/train_windows_per_s" in metrics
+
+
+def _throughput_state(ckpt: Path) -> dict:
+    states = torch.load(ckpt, map_location="cpu", weights_only=True)["callbacks"]
+    return next(v for k, v in states.items() if k.startswith("TrainingThroughput"))
 
 
 @pytest.mark.slow

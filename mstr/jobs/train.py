@@ -90,7 +90,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     from mstr.jobs.loggers import csv_logger, make_loggers
     from mstr.jobs.report import print_table, write_json
     from mstr.training import runner
-    from mstr.training.callbacks import throughput_metrics
+    from mstr.training.callbacks import earlier_fit_s, throughput_metrics
     from mstr.training.checkpoint import read_checkpoint
     from mstr.training.signature import check_resumable
 
@@ -135,7 +135,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     exit_code = 0
     try:
         trainer = runner.build_trainer(cfg.trainer, cfg.callbacks, loggers, out_dir / "checkpoints")
-        metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path)
+        # a resumed run's time is that of all its stretches (the callback's state in the checkpoint)
+        metrics["time/train_s"] = runner.fit(module, dm, trainer, ckpt_path) + earlier_fit_s(trainer)
         metrics.update(throughput_metrics(trainer))
         if teacher is not None:
             # inside the fit: the teacher's logits on every training window, computed once (teacher cost)

@@ -19,8 +19,25 @@ class TrainingThroughput(Callback):
     def __init__(self) -> None:
         self.windows = 0
         self.seconds = 0.0
+        self.earlier_fit_s = 0.0  # a resumed run: the fit's wall time before it was interrupted
         self._since: Optional[float] = None  # start of the running stretch of training
         self._paused = False  # validation interrupted a training epoch
+        self._fit_start: Optional[float] = None
+
+    def state_dict(self) -> dict[str, float]:
+        """Kept in every checkpoint, so that a run resumed from one counts the windows and seconds of the
+        stretch before the interruption: its figures are those of the whole training, not of its end."""
+        now = time.perf_counter()
+        running = now - self._since if self._since is not None else 0.0
+        fit = now - self._fit_start if self._fit_start is not None else 0.0
+        return {"windows": self.windows, "seconds": self.seconds + running, "fit_s": self.earlier_fit_s + fit}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.windows, self.seconds = int(state["windows"]), float(state["seconds"])
+        self.earlier_fit_s = float(state.get("fit_s", 0.0))
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
 
     def _pause(self) -> bool:
         if self._since is None:
@@ -49,6 +66,11 @@ class TrainingThroughput(Callback):
     @property
     def windows_per_s(self) -> Optional[float]:
         return self.windows / self.seconds if self.seconds > 0 and self.windows else None
+
+
+def earlier_fit_s(trainer: pl.Trainer) -> float:
+    """The training wall time a resumed fit had spent before its interruption (0 for a fresh fit)."""
+    return next((c.earlier_fit_s for c in trainer.callbacks if isinstance(c, TrainingThroughput)), 0.0)
 
 
 def throughput_metrics(trainer: pl.Trainer) -> dict[str, float]:
