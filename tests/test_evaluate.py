@@ -181,6 +181,11 @@ def test_a_run_dir_without_a_best_checkpoint_says_the_run_did_not_get_that_far(t
         _evaluate(best, tmp_path / "evaluate")
     with pytest.raises(DataError, match=rf"^--model {best}: {said}"):
         open_detector(str(best), threads=1, max_groups=10)
+    (run_dir / "job_error.json").write_text(json.dumps({"error": "x.csv: data row 3 has 2 fields", "user_error": True}))
+    with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: this run failed before it kept a best checkpoint "
+                                          r"\(x.csv: data row 3 has 2 fields\); fix that and train again$"):
+        _evaluate(run_dir, tmp_path / "evaluate")
+    (run_dir / "job_error.json").unlink()
     (run_dir / "metrics.json").write_text("{}")  # finished, yet no best.ckpt: debug=fast keeps none
     with pytest.raises(ConfigError, match=rf"^ckpt_path={run_dir}: this run finished without keeping a best "
                                           r"checkpoint \(a debug=fast run keeps none\)"):

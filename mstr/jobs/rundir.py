@@ -55,6 +55,12 @@ def run_without_checkpoint(value) -> Optional[str]:
     if (run / "metrics.json").is_file():
         return ("this run finished without keeping a best checkpoint (a debug=fast run keeps none); train one "
                 "without debug=fast, or give another run")
+    try:  # written by mstr.jobs.multirun.record_failure (here by name: jobs/ imports nothing of the CLI's)
+        failure = json.loads((run / "job_error.json").read_text()).get("error")
+    except (OSError, ValueError, AttributeError):
+        failure = None
+    if failure:
+        return f"this run failed before it kept a best checkpoint ({failure}); fix that and train again"
     return ("this run dir holds no checkpoints/best.ckpt yet: the run stopped (or is still training) before its "
             "first validation epoch; finish it with its train command plus resume=auto, or give another run")
 
