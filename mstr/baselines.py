@@ -80,6 +80,12 @@ def checked(cfg: DictConfig) -> tuple[list[str], int]:
 def _check_command_line(argv: list[str], cfg) -> list[str]:
     if cfg is not None:  # None for --help and the like; a sweep's jobs are checked again in `run`
         checked(cfg)
+        keys = [arg.lstrip("+~").split("=", 1)[0] for arg in argv]
+        overridden = [k for k in keys if k in ("seed", "data") or k.startswith("data.")]
+        if cfg.get("run") and overridden:
+            # the run's own data config and seed are read in its place: the value given would be ignored
+            raise ConfigError(f"{overridden[0]} with run=: the peers take the run's own data config and seed; "
+                              f"leave {overridden[0]} out, or give data=<name> (and seed) without run=")
     return argv
 
 

@@ -147,6 +147,19 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
             main()
         err = capsys.readouterr().err
         assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    run_dir = tmp_path / "run" / ".hydra"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    for extra in ("seed=4", "data=synthetic", "data.window=1"):  # silently ignored before
+        key = extra.split("=")[0]
+        monkeypatch.setattr(sys, "argv", ["mstr.baselines", f"run={tmp_path / 'run'}", extra])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith(f"error: {key} with run=: the peers take the run's own"), err
+    (tmp_path / "run" / ".hydra" / "config.yaml").unlink()
+    (tmp_path / "run" / ".hydra").rmdir()
+    (tmp_path / "run").rmdir()
     assert list(tmp_path.iterdir()) == []  # no run dir, no log
     cfg = compose_cfg(["baselines.models=majority", "baselines.n_jobs=-1"], "baselines", out=tmp_path)
     assert checked(cfg) == (["majority"], -1)  # a single name is a list of one
