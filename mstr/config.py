@@ -35,15 +35,17 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("mstr_config_groups", config_groups)
 
 
-def config_groups() -> str:
-    """Each config group and its options, one line a group, as `--help` shows them: Hydra's own list
-    would also offer the bases that options extend (`data/_datamodule.yaml`), which are not options."""
+def config_groups(config_name: str = "train") -> str:
+    """The config groups the entry config `config_name` composes, each with its options, one line a
+    group, as `--help` shows them: Hydra's own list would offer every group of the folder (evaluate's
+    `model=`, which it has no use for) and the bases that options extend (`data/_datamodule.yaml`)."""
     root = Path(config_dir())
+    defaults = OmegaConf.load(root / f"{config_name}.yaml").get("defaults", [])
+    composed = [str(k) for entry in defaults if isinstance(entry, DictConfig) for k in entry]
     lines = []
-    for group in sorted(d for d in root.iterdir() if d.is_dir() and d.name != "hydra"):
-        options = sorted(f.stem for f in group.glob("*.yaml") if not f.name.startswith("_"))
-        if options:
-            lines.append(f"{group.name}: {', '.join(options)}")
+    for group in sorted(g for g in composed if g != "hydra" and (root / g).is_dir()):
+        options = sorted(f.stem for f in (root / group).glob("*.yaml") if not f.name.startswith("_"))
+        lines.append(f"{group}: {', '.join(options)}")
     return "\n".join(lines)
 
 

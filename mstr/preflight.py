@@ -123,6 +123,11 @@ def _one_line(err: Exception, config_name: str, parsed=()) -> str:
         candidates = _keys_at(parent, config_name, [o for o in parsed if o.key_or_group != key])
         return (f"{key}: no such key{did_you_mean(leaf, candidates, parent)} "
                 f"(a new key is added with +{key}=...)")
+    no_group = re.match(r"Could not override '([^'.]+)'\. No match in the defaults list", first)
+    if no_group:  # a group this entry point does not compose (evaluate's model=: the checkpoint says)
+        group = no_group.group(1)
+        return (f"{group}=...: python -m mstr.{config_name} has no {group} setting (a checkpoint carries its own "
+                f"model and training settings); see its --help for what it takes")
     if cause is not None and str(cause).strip() and str(cause).strip().splitlines()[0] != first:
         first = f"{first} ({str(cause).strip().splitlines()[0]})"
     return first

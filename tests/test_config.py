@@ -175,6 +175,13 @@ def test_help_lists_each_group_with_its_options_and_no_bases():
     assert groups["model"] == ", ".join(_options("model")) and "hydra" not in groups
     assert set(groups) == {d.name for d in Path(config_dir()).iterdir() if d.is_dir()} - {"hydra"}
     assert "seed: 0" in out.split("== Config ==")[1]
+    # an entry point offers the groups it composes: evaluate's model comes from the checkpoint
+    out = subprocess.run([sys.executable, "-m", "mstr.evaluate", "--help"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert [line.split(":")[0] for line in out.split("== Config ==")[0].splitlines() if ": " in line] == ["data", "paths"]
+    with pytest.raises(ConfigError, match=r"^model=...: python -m mstr.evaluate has no model setting \(a checkpoint "
+                                          r"carries its own model and training settings\)"):
+        preflight(["ckpt_path=x.ckpt", "model=teacher"], "evaluate", check_values=False)
 
 
 def test_a_trainer_or_callback_value_lightning_refuses_is_one_line_naming_its_section(compose_cfg, tmp_path):
