@@ -329,7 +329,8 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     root = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath([d.resolve() for d in dirs]))
     dirs = dirs if len(dirs) == 1 else [d.resolve() for d in dirs]
     runs, skipped = [], []
-    for run_dir in find_runs(dirs):
+    found = find_runs(dirs)
+    for run_dir in found:
         try:
             runs.append(read_run(run_dir))
         except DataError as err:  # not a run we can describe: the others are compared
@@ -340,6 +341,9 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
         print(f"warning: {err}; the run is skipped", file=sys.stderr)
     if not runs:
         raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (a run dir holds .hydra/config.yaml)")
+    for top in dirs:  # a dir given beside others that holds no run: a wrong path, most likely
+        if not any(d == top or top in d.parents for d in found):
+            print(f"warning: {top}: no runs there (a run dir holds .hydra/config.yaml)", file=sys.stderr)
     if not any(metric in r["metrics"] for r in runs):
         raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
     scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]  # NaN: in the table, not ranked
@@ -360,6 +364,10 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     curves = plot_curves(target, runs, metric, root, minimize, params)
     if curves is not None:
         files.append(curves)
+    teachers = [r for r in runs if any(k.startswith("teacher/") for k in r["metrics"])]
+    if teachers and not any(f"teacher/{teacher_metric}" in r["metrics"] for r in teachers):
+        raise ConfigError(f"--teacher-metric {teacher_metric}: no distilled run has teacher/{teacher_metric} in "
+                          "metrics.json (e.g. test/f1, test/acc)")
     distilled = [r for r in scored if _number(r["metrics"].get(f"teacher/{teacher_metric}")) is not None
                  and _number(r["metrics"].get(teacher_metric)) is not None]
     if distilled:
@@ -380,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     except MstrError as err:
         report_and_exit(err)
     print(result["table"])
-    print(f"\n{result['runs']} runs; varied: {', '.join(result['varied']) or 'nothing'}")
+    print(f"\n{result['runs']} run{'' if result['runs'] == 1 else 's'}; varied: {', '.join(result['varied']) or 'nothing'}")
     for path in result["files"]:
         print(f"wrote {path}")
     return 0

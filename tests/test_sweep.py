@@ -403,6 +403,24 @@ def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
     assert (runs / "compare" / "val_f1_best_vs_distill.teacher_max_epochs.png").is_file()
 
 
+def test_compare_says_which_dir_holds_no_run_and_which_teacher_metric_no_run_has(tmp_path, capsys):
+    """A dir given beside real ones that holds no run was skipped without a word (a mistyped path), and a
+    --teacher-metric no distilled run has silently drew no teacher plot."""
+    from mstr.compare import main
+
+    _run_dir(tmp_path / "runs", "a", "lr: 0.1\n", '{"val/f1_best": 0.8, "test/f1": 0.8, "teacher/test/f1": 0.9}')
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "runs"), str(tmp_path / "empty")]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {tmp_path / 'empty'}: no runs there" in captured.err
+    assert "\n1 run; varied: nothing" in captured.out
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "runs"), "--teacher-metric", "test/bogus"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: --teacher-metric test/bogus: no distilled run has "
+                                                   "teacher/test/bogus in metrics.json")
+
+
 def test_compare_draws_the_metric_per_epoch_of_runs_with_a_history(tmp_path, capsys):
     from mstr.compare import compare
 
