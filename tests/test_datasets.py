@@ -335,3 +335,15 @@ def test_a_missing_data_root_says_where_its_path_came_from(tmp_path, monkeypatch
         dataset_folder(tmp_path / "given", "nsl_kdd", "nsl_kdd")
     (tmp_path / "given" / "nsl_kdd").mkdir(parents=True)
     assert dataset_folder(tmp_path / "given", "nsl_kdd", "nsl_kdd") == tmp_path / "given" / "nsl_kdd"
+
+
+def test_nsl_a_folder_or_an_empty_file_where_kddtrain_belongs_is_named_as_such(tmp_path):
+    from mstr.data.datasets import nsl_kdd
+
+    (tmp_path / "nsl_kdd" / "KDDTrain+.txt").mkdir(parents=True)  # was: "file not found"
+    with pytest.raises(DataError, match=r"KDDTrain\+.txt: is a folder, not the NSL-KDD file"):
+        nsl_kdd.load(tmp_path)
+    (tmp_path / "nsl_kdd" / "KDDTrain+.txt").rmdir()
+    (tmp_path / "nsl_kdd" / "KDDTrain+.txt").write_text("")  # was: "expected a header", which KDD files lack
+    with pytest.raises(DataError, match=r"KDDTrain\+.txt: the file is empty; expected flow records in it$"):
+        nsl_kdd.load(tmp_path)

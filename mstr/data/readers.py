@@ -166,7 +166,7 @@ def _scan(path: Path, max_line_bytes: int) -> _Scan:
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8) :]
     if not head.strip():
-        raise DataError(f"{path}: the file is empty; expected a header and data rows")
+        raise DataError(f"{path}: the file is empty; expected flow records in it")
     control = np.frombuffer(head, dtype=np.uint8)
     control = ((control < 32) & ~np.isin(control, (9, 10, 12, 13))) | (control == 127)
     if control.mean() > 0.01:  # text tables have none; compressed/binary data has ~10 %
@@ -319,7 +319,7 @@ def _read_delimited(
             **kwargs,
         )
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a header and data rows") from None
+        raise DataError(f"{path}: the file is empty; expected flow records in it") from None
     except (pd.errors.ParserError, ValueError) as err:
         raise _pandas_error(path, err) from None
     if frame.empty:
