@@ -101,7 +101,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     data_cfg, seed = cfg.data, int(cfg.seed)
     if cfg.get("run"):  # the data config and seed of a training run: its splits and preprocessing
-        from mstr.config import given_on_command_line
+        from mstr.jobs.multirun import given_on_command_line
         from mstr.training.export import trained_on
 
         trained_with = trained_on(cfg.run, cfg.paths.data_dir, data_dir_given=given_on_command_line("paths.data_dir"))

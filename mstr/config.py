@@ -49,15 +49,6 @@ def config_groups(config_name: str = "train") -> str:
     return "\n".join(lines)
 
 
-def given_on_command_line(key: str) -> bool:
-    """Whether this Hydra job's command line set `key` (False outside a Hydra job: a composed config)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
-
-
 def _visible_gpu_count(minimum: int = 0) -> int:
     from mstr.training.distributed import visible_gpus
 

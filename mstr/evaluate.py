@@ -135,7 +135,7 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
     """The data config of the checkpoint's own run (`<run>/.hydra/config.yaml`), read where the run read
     it (or from this command's `paths.data_dir` where that is gone, or where it is given) and carved with this command's seed
     (the checkpoint's unless given)."""
-    from mstr.config import given_on_command_line
+    from mstr.jobs.multirun import given_on_command_line
     from mstr.training.export import trained_on
 
     trained_with = trained_on(ckpt, cfg.paths.data_dir, cfg.seed, given_on_command_line("paths.data_dir"))

@@ -36,6 +36,15 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def given_on_command_line(key: str) -> bool:
+    """Whether this Hydra job's command line set `key` (False outside a Hydra job: a composed config)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+
+
 def spread_over_gpus(cfg: DictConfig) -> None:
     """Before a multirun job: give a single-device GPU job GPU (job number mod visible GPUs), so that
     jobs a parallel launcher runs at the same time train on different GPUs."""
