@@ -109,9 +109,32 @@ def load_spec(path: Path) -> dict:
         if not isinstance(spec.get(key) or {}, dict):
             raise ConfigError(f"{path}: {key}: a mapping with the class name and its arguments, e.g. {{name: TPESampler}}")
         name = (spec.get(key) or {}).get("name")
+        if spec.get(key) and name is None:
+            raise ConfigError(f"{path}: {key}: missing key 'name' (the class of optuna.{module})")
         if name is not None and not _is_optuna_class(module, name):
             raise ConfigError(f"{path}: {key}.name={name!r}: not a class of optuna.{module}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{path}: seed={seed!r}: must be an integer >= 0")
+    _check_optuna_arguments(path, spec)
     return spec
+
+
+def _check_optuna_arguments(path: Path, spec: dict) -> None:
+    """Build the spec's sampler and pruner once, as the sweep will: an argument they do not take or a
+    value they refuse fails here, before the study's database is created, not as a traceback after."""
+    import optuna
+
+    from mstr.training.pruning import optuna_object
+
+    for key, module, options, seed in (("sampler", "samplers", _sampler(spec), {"seed": 0}),
+                                       ("pruner", "pruners", _pruner(spec), {})):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna_object(module, options, **seed)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: {key}: {one_line(err)}") from None
 
 
 def distribution(p: dict):
@@ -133,6 +156,10 @@ def _is_optuna_class(module: str, name: str) -> bool:
 
 def _pruner(spec: dict) -> dict:
     return dict(spec.get("pruner") or DEFAULT_PRUNER)
+
+
+def _sampler(spec: dict) -> dict:
+    return dict(spec.get("sampler") or {"name": "TPESampler"})
 
 
 def suggest(trial, name: str, p: dict):
@@ -221,8 +248,8 @@ def seed_sampler(study, spec: dict, worker_index: int) -> None:
     that no two draw the same first trials while a rerun of the same history draws the same."""
     from mstr.training.pruning import optuna_object
 
-    seed = int(spec.get("seed", 0)) + 1000 * worker_index + len(study.get_trials(deepcopy=False))
-    study.sampler = optuna_object("samplers", dict(spec.get("sampler") or {"name": "TPESampler"}), seed=seed)
+    seed = spec.get("seed", 0) + 1000 * worker_index + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna_object("samplers", _sampler(spec), seed=seed)
 
 
 def counted(trials) -> int:

@@ -289,6 +289,10 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"metric": "val/f1_bst"}, [], "metric='val/f1_bst': not a validation metric a run reports; one of "
                                    "['val/acc_best', 'val/f1_best', 'val/auroc_best', 'val/unseen_type_recall']; "
                                    "did you mean val/f1_best?"),  # else every trial trains, then fails
+    ({"pruner": {"name": "MedianPruner", "n_startup": 4}}, [],  # not a traceback after the study is made
+     "pruner: MedianPruner.__init__() got an unexpected keyword argument 'n_startup'"),
+    ({"sampler": {"seed": 3}}, [], "sampler: missing key 'name'"),
+    ({"seed": "abc"}, [], "seed='abc': must be an integer >= 0"),
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
     from mstr.sweep import main
