@@ -46,6 +46,8 @@ from mstr.options import BEST_VAL_METRICS
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
+SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
+             "params")
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
 
@@ -67,6 +69,8 @@ class CauseLoggedAlready(logging.Filter):
 
 
 def load_spec(path: Path) -> dict:
+    from mstr.preflight import did_you_mean
+
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep spec (see sweeps/*.yaml)")
     try:
@@ -78,6 +82,10 @@ def load_spec(path: Path) -> dict:
                           "see sweeps/*.yaml") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a sweep spec is a mapping of keys (study_name, metric, params, ...); see sweeps/*.yaml")
+    for key in spec:  # a misspelt key (n_trail) would be ignored, and its default used without a word
+        if key not in SPEC_KEYS:
+            raise ConfigError(f"{path}: {key!r}: not a sweep spec key{did_you_mean(str(key), list(SPEC_KEYS))} "
+                              f"(keys: {', '.join(SPEC_KEYS)})")
     for key in ("study_name", "metric", "params"):
         if key not in spec:
             raise ConfigError(f"{path}: missing key {key!r}")
