@@ -103,6 +103,10 @@ def load_spec(path: Path) -> dict:
     if not isinstance(spec["params"], dict):
         raise ConfigError(f"{path}: params: a mapping of config keys to ranges, e.g. "
                           "{model.optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}}")
+    spec["overrides"] = spec.get("overrides") or []
+    if not isinstance(spec["overrides"], list) or not all(isinstance(o, str) for o in spec["overrides"]):
+        raise ConfigError(f"{path}: overrides={spec['overrides']!r}: must be a list of key=value strings, "
+                          "e.g. [model=student, distill=logits]")  # a string would be read one character at a time
     for name, p in spec["params"].items():
         kind = p.get("type") if isinstance(p, dict) else None
         if kind not in PARAM_TYPES:

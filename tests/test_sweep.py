@@ -293,6 +293,7 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
      "pruner: MedianPruner.__init__() got an unexpected keyword argument 'n_startup'"),
     ({"sampler": {"seed": 3}}, [], "sampler: missing key 'name'"),
     ({"seed": "abc"}, [], "seed='abc': must be an integer >= 0"),
+    ({"overrides": "distill=none"}, [], "overrides='distill=none': must be a list of key=value strings"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
