@@ -303,16 +303,35 @@ def _trial_log(run_dir: Path) -> logging.Handler:
 
 
 def check_trials(spec: dict, extra: list[str]) -> None:
-    """The overrides every trial shares and the searched keys (at one value of each range), checked
+    """The overrides every trial shares and the searched keys (each end of a range, each choice), checked
     before any trial: unknown keys and bad values end the sweep with one line, exit 2."""
     from mstr.preflight import preflight
 
-    sample = [f"{name}={p['choices'][0] if p['type'] == 'categorical' else p['low']}"
-              for name, p in spec["params"].items()]
-    cfg = preflight([*spec.get("overrides", []), *extra, *sample], "train")
+    fixed = [*spec.get("overrides", []), *extra]
+    for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
+        if _key(override) in spec["params"]:
+            where = "the command line" if override in extra else "the spec's overrides"
+            raise ConfigError(f"{override} ({where}): the spec searches {_key(override)} (params), so every trial "
+                              "would replace this value with its own; drop it, or take the key out of params")
+    values = {name: _values(p) for name, p in spec["params"].items()}
+    first = {name: options[0] for name, options in values.items()}
+    cfg = preflight([*fixed, *(f"{k}={v}" for k, v in first.items())], "train")
+    for name, options in values.items():  # the others at their first value: one key changed at a time
+        for value in options[1:]:
+            preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train")
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")
+
+
+def _key(override: str) -> str:
+    """The config key an override sets: `a.b` of `a.b=1`, `+a.b=1`, `~a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _values(p: dict) -> list:
+    """The values of a searched parameter that a check covers: each choice, or each end of the range."""
+    return list(p["choices"]) if p["type"] == "categorical" else [p["low"], p["high"]]
 
 
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):

@@ -19,6 +19,8 @@ from optuna.trial import TrialState
 from _cli import SMALL, cli_env, run_cli
 
 STUDY_OVERRIDES = ["model=student", "distill=none", *SMALL]
+# for a spec that searches data.source.n_flows: a fixed value of a searched key is refused
+FLOWS_SEARCHED = [o for o in STUDY_OVERRIDES if not o.startswith("data.source.n_flows=")]
 
 
 def _spec(tmp_path, name: str = "tiny", **extra) -> str:
@@ -138,7 +140,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
     from mstr.sweep import main
 
     spec = _spec(tmp_path, "failing", sampler={"name": "GridSampler", "search_space": {"data.source.n_flows": [100, 3000]}},
-                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}})
+                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}},
+                 overrides=FLOWS_SEARCHED)
     assert main([spec, "--n-trials", "2", "--out", str(tmp_path / "out")]) == 0
     trials = {t.params["data.source.n_flows"]: t for t in _trials(tmp_path, "failing")}
     assert trials[3000].state == TrialState.COMPLETE
@@ -294,6 +297,13 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"sampler": {"seed": 3}}, [], "sampler: missing key 'name'"),
     ({"seed": "abc"}, [], "seed='abc': must be an integer >= 0"),
     ({"overrides": "distill=none"}, [], "overrides='distill=none': must be a list of key=value strings"),
+    # each end of a range and each choice is checked, not only low and the first choice
+    ({"overrides": ["model=student", "distill=logits"], "params": {"distill.alpha": {"type": "float", "low": 0.1, "high": 5.0}}},
+     [], "distill.alpha=5.0: must be a number in [0, 1]"),
+    ({"params": {"data.sampler": {"type": "categorical", "choices": ["none", "sqrtt"]}}}, [], "data.sampler='sqrtt': must be"),
+    # a fixed value of a searched key would be replaced by every trial's sampled one, without a word
+    (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
+    ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
@@ -324,7 +334,8 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
     records = Records()
     optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
     optuna_failures.addHandler(records)
-    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}})
+    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
+                 overrides=FLOWS_SEARCHED)
     try:
         assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
     finally:
