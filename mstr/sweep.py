@@ -241,8 +241,8 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
     started = study.user_attrs.get("settings")
     if started is None:
         study.set_user_attr("settings", settings)
-    elif started != settings:
-        key = next(k for k in settings if settings[k] != started.get(k))
+    elif _as_they_act(started) != _as_they_act(settings):
+        key = next(k for k in settings if _as_they_act(settings)[k] != _as_they_act(started).get(k))
         raise ConfigError(f"study {spec['study_name']} in {url} was started with {key} {started.get(key)}, not "
                           f"{settings[key]}: give another --out (or --storage) for a new study, or the same "
                           "settings to resume it")
@@ -253,6 +253,13 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
         more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
         raise ConfigError(f"{folder / stale[0]}{more}: trial dirs of another study (not in "
                           f"{url or 'this in-memory study'}); give another --out, or move them away")
+
+
+def _as_they_act(settings: dict) -> dict:
+    """A study's settings as they shape its trials: overrides in any order (the README promises it),
+    the last of one key counting, as in Hydra."""
+    overrides = {_key(o): o for o in settings.get("overrides", [])}
+    return {**settings, "overrides": sorted(overrides.values())}
 
 
 def seed_sampler(study, spec: dict, worker_index: int) -> None:

@@ -204,6 +204,22 @@ def test_a_study_resumes_only_with_its_own_settings_and_trial_dirs(tmp_path, cap
     assert len(_trials(tmp_path)) == 2
 
 
+def test_a_study_resumes_with_its_overrides_in_any_order(tmp_path):
+    """Order is free on the command line: the same overrides in another order resume the study;
+    another value of one is another study."""
+    from mstr.errors import ConfigError
+    from mstr.sweep import check_study
+
+    study = optuna.create_study()
+    spec = {"study_name": "tiny", "overrides": ["model=student"], "params": {}, "metric": "val/f1_best"}
+    check_study(study, spec, ["data.batch_size=128", "seed=1"], tmp_path, None)
+    check_study(study, spec, ["seed=1", "data.batch_size=128"], tmp_path, None)
+    check_study(study, {**spec, "overrides": []}, ["seed=1", "model=student", "data.batch_size=128"], tmp_path, None)
+    for extra in (["seed=2", "data.batch_size=128"], ["seed=1", "data.batch_size=128", "seed=2"]):
+        with pytest.raises(ConfigError, match="was started with overrides"):
+            check_study(study, spec, extra, tmp_path, None)
+
+
 def test_a_sweep_checks_its_overrides_before_any_trial(tmp_path, capsys):
     from mstr.sweep import main
 
