@@ -340,7 +340,8 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
         print(f"warning: {err}; the run is skipped", file=sys.stderr)
     if not runs:
         raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (a run dir holds .hydra/config.yaml)")
-    if not any(metric in r["metrics"] for r in runs):
+    # a metric no finished run has is a typo; with none finished (all failed, say) the table shows why
+    if any(r["metrics"] for r in runs) and not any(metric in r["metrics"] for r in runs):
         raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
     scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]  # NaN: in the table, not ranked
     runs = ranked(runs, metric, minimize)

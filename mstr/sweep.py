@@ -40,7 +40,7 @@ from typing import Optional
 import yaml
 
 from mstr.cli_args import ArgumentParser
-from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt, user_error
+from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt
 from mstr.options import BEST_VAL_METRICS
 
 log = logging.getLogger("mstr.sweep")
@@ -342,6 +342,7 @@ def _values(p: dict) -> list:
 
 
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
+    from mstr.jobs.multirun import record_failure_in
     from mstr.jobs.train import run, save_run_config
 
     def objective(trial) -> float:
@@ -362,12 +363,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except (Interrupted, optuna.TrialPruned):
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
-            cause = user_error(err)  # also one that Hydra's instantiate wrapped
-            shown = cause or err
-            message = one_line(shown)
+            # job_error.json in the trial dir, as a multirun job writes it: compare lists the trial as failed
+            shown, message = record_failure_in(run_dir, err)  # also a user error Hydra's instantiate wrapped
+            bad_input = isinstance(shown, MstrError)
             trial.set_user_attr("error", f"{type(shown).__name__}: {message}"[:1000])
-            trial.set_user_attr("bad_input", cause is not None)  # see exit_code
-            log.error("trial %d failed: %s", trial.number, message, exc_info=cause is None)
+            trial.set_user_attr("bad_input", bad_input)  # see exit_code
+            log.error("trial %d failed: %s", trial.number, message, exc_info=not bad_input)
             raise TrialFailed(message) from err
         finally:
             if log_file is not None:

@@ -364,6 +364,23 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
         "error: study hopeless: no trial completed; 1 failed, trial 0: ConfigError: data.source.n_flows=100")
 
 
+def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_path, capsys):
+    """A failed trial writes job_error.json as a failed multirun job does: compare lists it as failed
+    with its error, not as unfinished, and a sweep whose every trial failed is still a table."""
+    from mstr.compare import main as compare_main
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
+                 overrides=FLOWS_SEARCHED)
+    assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
+    record = json.loads((tmp_path / "out" / "hopeless" / "trial0000" / "job_error.json").read_text())
+    assert record["user_error"] is True and record["error"].startswith("data.source.n_flows=100")
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "out" / "hopeless")]) == 0
+    (row,) = (tmp_path / "out" / "hopeless" / "compare" / "runs.md").read_text().splitlines()[2:]
+    assert row.startswith("| trial0000 |") and "failed: data.source.n_flows=100" in row
+
+
 def _run_dir(root, name: str, config: str, metrics: str | None = None):
     (root / name / ".hydra").mkdir(parents=True)
     (root / name / ".hydra" / "config.yaml").write_text(config)
