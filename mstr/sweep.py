@@ -58,14 +58,20 @@ class TrialFailed(Exception):
 class CauseLoggedAlready(logging.Filter):
     """Optuna logs a failed trial with the traceback of the `TrialFailed` it caught. mstr has logged the
     cause already (one line for bad input, its own traceback for a crash), so Optuna's line stays and
-    its traceback goes. On the logger that writes that line (`optuna.study._optimize`)."""
+    its traceback goes. A trial stopped by SIGINT / SIGTERM (`Interrupted`) is no failure to explain:
+    from then on Optuna's lines go (the traceback, "failed with value None"), and the sweep's last line
+    says what was saved and how to resume. On the logger that writes them (`optuna.study._optimize`)."""
 
     LOGGER = "optuna.study._optimize"
+    stopping = False  # an Interrupted went by: this process is on its way out
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Interrupted):
+            self.stopping = True
+        if isinstance(error, TrialFailed):
             record.exc_info, record.exc_text = None, None
-        return True
+        return not self.stopping
 
 
 def load_spec(path: Path) -> dict:
@@ -532,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         failures = logging.getLogger(CauseLoggedAlready.LOGGER)
-        if not any(isinstance(f, CauseLoggedAlready) for f in failures.filters):
-            failures.addFilter(CauseLoggedAlready())
+        for earlier in [f for f in failures.filters if isinstance(f, CauseLoggedAlready)]:
+            failures.removeFilter(earlier)  # an earlier sweep's interrupt in this process silences none of this one
+        failures.addFilter(CauseLoggedAlready())
         lock_path = args.out / f"{spec['study_name']}.lock"
         study = open_study(spec, url, args.heartbeat, lock_path)
         check_study(study, spec, args.overrides, args.out, url)

@@ -381,6 +381,40 @@ def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_pa
     assert row.startswith("| trial0000 |") and "failed: data.source.n_flows=100" in row
 
 
+def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during a trial: no Optuna traceback nor "failed with value None", only the line saying what
+    was saved and how to resume, and exit 130."""
+    import logging
+    import signal
+
+    import mstr.jobs.train
+    from mstr.errors import Interrupted
+    from mstr.sweep import CauseLoggedAlready, main
+
+    def interrupted(cfg):
+        raise Interrupted(signal.SIGINT, f"{cfg.paths.output_dir}/checkpoints/last.ckpt", saved=True)
+
+    class Records(logging.Handler):
+        seen: list = []
+
+        def emit(self, record):
+            self.seen.append(record)
+
+    monkeypatch.setattr(mstr.jobs.train, "run", interrupted)
+    records = Records()
+    optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
+    optuna_failures.addHandler(records)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main([_spec(tmp_path), "--n-trials", "1", "--out", str(tmp_path / "out")])
+    finally:
+        optuna_failures.removeHandler(records)
+    assert stop.value.code == 130 and records.seen == []
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        f"interrupted by SIGINT: saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt; resume with: ")
+
+
 def _run_dir(root, name: str, config: str, metrics: str | None = None):
     (root / name / ".hydra").mkdir(parents=True)
     (root / name / ".hydra" / "config.yaml").write_text(config)
