@@ -13,8 +13,10 @@ on it (one per GPU when several are visible; on several machines, run the same c
 the same storage). `--n-trials` is the study's total: workers stop when that many trials have ended
 (completed, pruned, or failed with an error: a failing trial is recorded as failed and the study goes
 on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats
-(or never sent one), are marked failed and run again with the same parameters. Trials report the
-metric after every validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
+(or never sent one), are marked failed and run again with the same parameters. A trial stopped by
+SIGINT / SIGTERM saves its last checkpoint and is queued again: the same command continues it there.
+Trials report the metric after every validation epoch, and the pruner stops hopeless ones
+(`mstr.training.pruning`).
 
 Exit status: 0 when the study holds a completed trial (or only pruned ones); 2 for bad input (a spec,
 option, override or storage URL that cannot work, before any trial), and when no trial completed and
@@ -48,6 +50,7 @@ EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
 SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
              "params")
+RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
 
@@ -287,17 +290,18 @@ def counted(trials) -> int:
 
 
 # ---- one trial -----------------------------------------------------------------------------------
-def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str]):
+def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str], resume: bool = False):
     """The composed training config of a trial: spec overrides, command-line overrides, the sampled
-    values, no test scoring, the trial's run dir, the study as W&B group, and (with a database) the
-    pruning callback."""
+    values, no test scoring, the trial's run dir (`resume`: continued from its last checkpoint), the
+    study as W&B group, and (with a database) the pruning callback."""
     from omegaconf import open_dict
 
     from mstr.config import compose_config
 
     sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
     overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
-                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}"]
+                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}",
+                 *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
     if url is not None:
         with open_dict(cfg):
@@ -354,11 +358,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
     def objective(trial) -> float:
         import optuna
 
-        run_dir = out / spec["study_name"] / f"trial{trial.number:04d}"
+        resume_dir = trial.user_attrs.get(RESUME_DIR)  # the rerun of an interrupted trial: see rerun_later
+        run_dir = Path(resume_dir) if resume_dir else out / spec["study_name"] / f"trial{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         log_file = None
         try:
-            cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
+            cfg, overrides = trial_config(spec, extra, trial, run_dir, url, resume=resume_dir is not None)
             save_run_config(cfg, run_dir)  # the layout of a Hydra run dir, before the run can fail
             (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
             log_file = _trial_log(run_dir)  # train.log, as a Hydra run dir has
@@ -366,7 +371,10 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
             if spec["metric"] not in metrics:
                 raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
             return float(metrics[spec["metric"]])
-        except (Interrupted, optuna.TrialPruned):
+        except Interrupted:
+            rerun_later(trial, run_dir)
+            raise
+        except optuna.TrialPruned:
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
             # job_error.json in the trial dir, as a multirun job writes it: compare lists the trial as failed
@@ -382,6 +390,21 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
                 log_file.close()
 
     return objective
+
+
+def rerun_later(trial, run_dir: Path) -> None:
+    """Queue a trial that SIGINT / SIGTERM stopped again, with its parameters and the epochs it reported:
+    the next run of the sweep's command continues it in its dir from the `last.ckpt` saved there (as
+    `resume=auto` does), instead of drawing new parameters. Optuna marks the stopped trial failed, with
+    no error: it does not count toward the study's total, its rerun does."""
+    import optuna
+    from optuna.trial import TrialState
+
+    stopped = trial.study._storage.get_trial(trial._trial_id)
+    trial.study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=stopped.params, distributions=stopped.distributions,
+        intermediate_values=stopped.intermediate_values, user_attrs={RESUME_DIR: str(run_dir)},
+        system_attrs={"failed_trial": stopped.system_attrs.get("failed_trial", stopped.number)}))  # the first one
 
 
 def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> None:

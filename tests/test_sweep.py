@@ -13,6 +13,7 @@ import time
 
 import optuna
 import pytest
+import pytorch_lightning
 import yaml
 from optuna.trial import TrialState
 
@@ -413,6 +414,54 @@ def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
         f"interrupted by SIGINT: saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt; resume with: ")
+
+
+class SigintAt(pytorch_lightning.Callback):
+    """Ctrl-C at a given training step, as a user would press it."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch):
+    """SIGINT mid-trial: the trial is queued again with its parameters, and the next run of the same
+    command continues it in its dir from the last.ckpt it saved, not from scratch with new parameters."""
+    import mstr.jobs.train
+    from mstr.sweep import main
+
+    real_run = mstr.jobs.train.run
+
+    def interrupted_once(cfg):
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.callbacks.sigint = {"_target_": f"{__name__}.SigintAt", "step": 2}
+        monkeypatch.setattr(mstr.jobs.train, "run", real_run)  # the next run of the command: as it is
+        return real_run(cfg)
+
+    monkeypatch.setattr(mstr.jobs.train, "run", interrupted_once)
+    args = [_spec(tmp_path, pruner={"name": "NopPruner"}, overrides=[*STUDY_OVERRIDES, "trainer.max_epochs=2"]),
+            "--n-trials", "1", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 130
+    stopped, queued = _trials(tmp_path)
+    assert stopped.state == TrialState.FAIL and "error" not in stopped.user_attrs
+    assert queued.state == TrialState.WAITING and queued.params == stopped.params
+    run_dir = tmp_path / "out" / "tiny" / "trial0000"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    assert main(args) == 0
+    stopped, rerun = _trials(tmp_path)
+    assert rerun.state == TrialState.COMPLETE and rerun.params == stopped.params
+    assert rerun.system_attrs["failed_trial"] == stopped.number
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["val/f1_best"] == pytest.approx(rerun.value)
+    assert not (tmp_path / "out" / "tiny" / "trial0001").exists()  # the rerun is trial0000's, in its dir
 
 
 def _run_dir(root, name: str, config: str, metrics: str | None = None):
