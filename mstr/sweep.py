@@ -61,7 +61,8 @@ class TrialFailed(Exception):
 class CauseLoggedAlready(logging.Filter):
     """Optuna logs a failed trial with the traceback of the `TrialFailed` it caught. mstr has logged the
     cause already (one line for bad input, its own traceback for a crash), so Optuna's line stays and
-    its traceback goes. A trial stopped by SIGINT / SIGTERM (`Interrupted`) is no failure to explain:
+    its traceback goes. A trial stopped by SIGINT / SIGTERM (`Interrupted`, or `KeyboardInterrupt` where
+    Ctrl-C came before its training) is no failure to explain:
     from then on Optuna's lines go (the traceback, "failed with value None"), and the sweep's last line
     says what was saved and how to resume. On the logger that writes them (`optuna.study._optimize`)."""
 
@@ -70,7 +71,7 @@ class CauseLoggedAlready(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, Interrupted):
+        if isinstance(error, (Interrupted, KeyboardInterrupt)):
             self.stopping = True
         if isinstance(error, TrialFailed):
             record.exc_info, record.exc_text = None, None
@@ -371,7 +372,7 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
             if spec["metric"] not in metrics:
                 raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
             return float(metrics[spec["metric"]])
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):  # the latter: Ctrl-C before its training began
             rerun_later(trial, run_dir)
             raise
         except optuna.TrialPruned:
@@ -575,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
             code = 0
     except MstrError as err:
         report_and_exit(err)
-    except Interrupted as err:
-        report_interrupt(err, shlex.join(["python", "-m", "mstr.sweep", *argv]))
+    except (Interrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: Ctrl-C outside a trial's training
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        report_interrupt(stop, shlex.join(["python", "-m", "mstr.sweep", *argv]))
     if args.worker_index is None:  # the command the user ran, not one of its workers
         print(summary(study, spec))
         outcome, line = exit_code(study)

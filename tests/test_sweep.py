@@ -382,9 +382,10 @@ def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_pa
     assert row.startswith("| trial0000 |") and "failed: data.source.n_flows=100" in row
 
 
-def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("saved", [True, False])  # False: Ctrl-C before the trial's training began
+def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch, saved):
     """Ctrl-C during a trial: no Optuna traceback nor "failed with value None", only the line saying what
-    was saved and how to resume, and exit 130."""
+    was saved and how to resume, and exit 130; the trial is queued again."""
     import logging
     import signal
 
@@ -393,6 +394,8 @@ def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch):
     from mstr.sweep import CauseLoggedAlready, main
 
     def interrupted(cfg):
+        if not saved:
+            raise KeyboardInterrupt
         raise Interrupted(signal.SIGINT, f"{cfg.paths.output_dir}/checkpoints/last.ckpt", saved=True)
 
     class Records(logging.Handler):
@@ -412,8 +415,9 @@ def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch):
         optuna_failures.removeHandler(records)
     assert stop.value.code == 130 and records.seen == []
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
-        f"interrupted by SIGINT: saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt; resume with: ")
+    what = f"saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt" if saved else "no checkpoint"
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"interrupted by SIGINT: {what}")
+    assert [t.state for t in _trials(tmp_path)] == [TrialState.FAIL, TrialState.WAITING]
 
 
 class SigintAt(pytorch_lightning.Callback):
