@@ -344,7 +344,8 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     for top in dirs:  # a dir given beside others that holds no run: a wrong path, most likely
         if not any(d == top or top in d.parents for d in found):
             print(f"warning: {top}: no runs there (a run dir holds .hydra/config.yaml)", file=sys.stderr)
-    if not any(metric in r["metrics"] for r in runs):
+    # a metric no finished run has is a typo; with none finished (all failed, say) the table shows why
+    if any(r["metrics"] for r in runs) and not any(metric in r["metrics"] for r in runs):
         raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
     scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]  # NaN: in the table, not ranked
     runs = ranked(runs, metric, minimize)

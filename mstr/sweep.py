@@ -13,8 +13,10 @@ on it (one per GPU when several are visible; on several machines, run the same c
 the same storage). `--n-trials` is the study's total: workers stop when that many trials have ended
 (completed, pruned, or failed with an error: a failing trial is recorded as failed and the study goes
 on). A killed sweep resumes with the same command: trials cut off by the kill stop sending heartbeats
-(or never sent one), are marked failed and run again with the same parameters. Trials report the
-metric after every validation epoch, and the pruner stops hopeless ones (`mstr.training.pruning`).
+(or never sent one), are marked failed and run again with the same parameters. A trial stopped by
+SIGINT / SIGTERM saves its last checkpoint and is queued again: the same command continues it there.
+Trials report the metric after every validation epoch, and the pruner stops hopeless ones
+(`mstr.training.pruning`).
 
 Exit status: 0 when the study holds a completed trial (or only pruned ones); 2 for bad input (a spec,
 option, override or storage URL that cannot work, before any trial), and when no trial completed and
@@ -40,12 +42,15 @@ from typing import Optional
 import yaml
 
 from mstr.cli_args import ArgumentParser
-from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt, user_error
+from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt
 from mstr.options import BEST_VAL_METRICS
 
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
+SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
+             "params")
+RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
 
@@ -56,17 +61,26 @@ class TrialFailed(Exception):
 class CauseLoggedAlready(logging.Filter):
     """Optuna logs a failed trial with the traceback of the `TrialFailed` it caught. mstr has logged the
     cause already (one line for bad input, its own traceback for a crash), so Optuna's line stays and
-    its traceback goes. On the logger that writes that line (`optuna.study._optimize`)."""
+    its traceback goes. A trial stopped by SIGINT / SIGTERM (`Interrupted`, or `KeyboardInterrupt` where
+    Ctrl-C came before its training) is no failure to explain:
+    from then on Optuna's lines go (the traceback, "failed with value None"), and the sweep's last line
+    says what was saved and how to resume. On the logger that writes them (`optuna.study._optimize`)."""
 
     LOGGER = "optuna.study._optimize"
+    stopping = False  # an Interrupted went by: this process is on its way out
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (Interrupted, KeyboardInterrupt)):
+            self.stopping = True
+        if isinstance(error, TrialFailed):
             record.exc_info, record.exc_text = None, None
-        return True
+        return not self.stopping
 
 
 def load_spec(path: Path) -> dict:
+    from mstr.preflight import did_you_mean
+
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep spec (see sweeps/*.yaml)")
     try:
@@ -78,6 +92,10 @@ def load_spec(path: Path) -> dict:
                           "see sweeps/*.yaml") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a sweep spec is a mapping of keys (study_name, metric, params, ...); see sweeps/*.yaml")
+    for key in spec:  # a misspelt key (n_trail) would be ignored, and its default used without a word
+        if key not in SPEC_KEYS:
+            raise ConfigError(f"{path}: {key!r}: not a sweep spec key{did_you_mean(str(key), list(SPEC_KEYS))} "
+                              f"(keys: {', '.join(SPEC_KEYS)})")
     for key in ("study_name", "metric", "params"):
         if key not in spec:
             raise ConfigError(f"{path}: missing key {key!r}")
@@ -95,6 +113,10 @@ def load_spec(path: Path) -> dict:
     if not isinstance(spec["params"], dict):
         raise ConfigError(f"{path}: params: a mapping of config keys to ranges, e.g. "
                           "{model.optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}}")
+    spec["overrides"] = spec.get("overrides") or []
+    if not isinstance(spec["overrides"], list) or not all(isinstance(o, str) for o in spec["overrides"]):
+        raise ConfigError(f"{path}: overrides={spec['overrides']!r}: must be a list of key=value strings, "
+                          "e.g. [model=student, distill=logits]")  # a string would be read one character at a time
     for name, p in spec["params"].items():
         kind = p.get("type") if isinstance(p, dict) else None
         if kind not in PARAM_TYPES:
@@ -109,9 +131,32 @@ def load_spec(path: Path) -> dict:
         if not isinstance(spec.get(key) or {}, dict):
             raise ConfigError(f"{path}: {key}: a mapping with the class name and its arguments, e.g. {{name: TPESampler}}")
         name = (spec.get(key) or {}).get("name")
+        if spec.get(key) and name is None:
+            raise ConfigError(f"{path}: {key}: missing key 'name' (the class of optuna.{module})")
         if name is not None and not _is_optuna_class(module, name):
             raise ConfigError(f"{path}: {key}.name={name!r}: not a class of optuna.{module}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{path}: seed={seed!r}: must be an integer >= 0")
+    _check_optuna_arguments(path, spec)
     return spec
+
+
+def _check_optuna_arguments(path: Path, spec: dict) -> None:
+    """Build the spec's sampler and pruner once, as the sweep will: an argument they do not take or a
+    value they refuse fails here, before the study's database is created, not as a traceback after."""
+    import optuna
+
+    from mstr.training.pruning import optuna_object
+
+    for key, module, options, seed in (("sampler", "samplers", _sampler(spec), {"seed": 0}),
+                                       ("pruner", "pruners", _pruner(spec), {})):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna_object(module, options, **seed)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: {key}: {one_line(err)}") from None
 
 
 def distribution(p: dict):
@@ -133,6 +178,10 @@ def _is_optuna_class(module: str, name: str) -> bool:
 
 def _pruner(spec: dict) -> dict:
     return dict(spec.get("pruner") or DEFAULT_PRUNER)
+
+
+def _sampler(spec: dict) -> dict:
+    return dict(spec.get("sampler") or {"name": "TPESampler"})
 
 
 def suggest(trial, name: str, p: dict):
@@ -202,8 +251,8 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
     started = study.user_attrs.get("settings")
     if started is None:
         study.set_user_attr("settings", settings)
-    elif started != settings:
-        key = next(k for k in settings if settings[k] != started.get(k))
+    elif _as_they_act(started) != _as_they_act(settings):
+        key = next(k for k in settings if _as_they_act(settings)[k] != _as_they_act(started).get(k))
         raise ConfigError(f"study {spec['study_name']} in {url} was started with {key} {started.get(key)}, not "
                           f"{settings[key]}: give another --out (or --storage) for a new study, or the same "
                           "settings to resume it")
@@ -216,13 +265,20 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
                           f"{url or 'this in-memory study'}); give another --out, or move them away")
 
 
+def _as_they_act(settings: dict) -> dict:
+    """A study's settings as they shape its trials: overrides in any order (the README promises it),
+    the last of one key counting, as in Hydra."""
+    overrides = {_key(o): o for o in settings.get("overrides", [])}
+    return {**settings, "overrides": sorted(overrides.values())}
+
+
 def seed_sampler(study, spec: dict, worker_index: int) -> None:
     """The spec's sampler, seeded apart for each worker and each resumption (the trials so far), so
     that no two draw the same first trials while a rerun of the same history draws the same."""
     from mstr.training.pruning import optuna_object
 
-    seed = int(spec.get("seed", 0)) + 1000 * worker_index + len(study.get_trials(deepcopy=False))
-    study.sampler = optuna_object("samplers", dict(spec.get("sampler") or {"name": "TPESampler"}), seed=seed)
+    seed = spec.get("seed", 0) + 1000 * worker_index + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna_object("samplers", _sampler(spec), seed=seed)
 
 
 def counted(trials) -> int:
@@ -235,17 +291,18 @@ def counted(trials) -> int:
 
 
 # ---- one trial -----------------------------------------------------------------------------------
-def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str]):
+def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str], resume: bool = False):
     """The composed training config of a trial: spec overrides, command-line overrides, the sampled
-    values, no test scoring, the trial's run dir, the study as W&B group, and (with a database) the
-    pruning callback."""
+    values, no test scoring, the trial's run dir (`resume`: continued from its last checkpoint), the
+    study as W&B group, and (with a database) the pruning callback."""
     from omegaconf import open_dict
 
     from mstr.config import compose_config
 
     sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
     overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
-                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}"]
+                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}",
+                 *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
     if url is not None:
         with open_dict(cfg):
@@ -264,29 +321,50 @@ def _trial_log(run_dir: Path) -> logging.Handler:
 
 
 def check_trials(spec: dict, extra: list[str]) -> None:
-    """The overrides every trial shares and the searched keys (at one value of each range), checked
+    """The overrides every trial shares and the searched keys (each end of a range, each choice), checked
     before any trial: unknown keys and bad values end the sweep with one line, exit 2."""
     from mstr.preflight import preflight
 
-    sample = [f"{name}={p['choices'][0] if p['type'] == 'categorical' else p['low']}"
-              for name, p in spec["params"].items()]
-    cfg = preflight([*spec.get("overrides", []), *extra, *sample], "train")
+    fixed = [*spec.get("overrides", []), *extra]
+    for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
+        if _key(override) in spec["params"]:
+            where = "the command line" if override in extra else "the spec's overrides"
+            raise ConfigError(f"{override} ({where}): the spec searches {_key(override)} (params), so every trial "
+                              "would replace this value with its own; drop it, or take the key out of params")
+    values = {name: _values(p) for name, p in spec["params"].items()}
+    first = {name: options[0] for name, options in values.items()}
+    cfg = preflight([*fixed, *(f"{k}={v}" for k, v in first.items())], "train")
+    for name, options in values.items():  # the others at their first value: one key changed at a time
+        for value in options[1:]:
+            preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train")
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")
 
 
+def _key(override: str) -> str:
+    """The config key an override sets: `a.b` of `a.b=1`, `+a.b=1`, `~a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _values(p: dict) -> list:
+    """The values of a searched parameter that a check covers: each choice, or each end of the range."""
+    return list(p["choices"]) if p["type"] == "categorical" else [p["low"], p["high"]]
+
+
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
+    from mstr.jobs.multirun import record_failure_in
     from mstr.jobs.train import run, save_run_config
 
     def objective(trial) -> float:
         import optuna
 
-        run_dir = out / spec["study_name"] / f"trial{trial.number:04d}"
+        resume_dir = trial.user_attrs.get(RESUME_DIR)  # the rerun of an interrupted trial: see rerun_later
+        run_dir = Path(resume_dir) if resume_dir else out / spec["study_name"] / f"trial{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         log_file = None
         try:
-            cfg, overrides = trial_config(spec, extra, trial, run_dir, url)
+            cfg, overrides = trial_config(spec, extra, trial, run_dir, url, resume=resume_dir is not None)
             save_run_config(cfg, run_dir)  # the layout of a Hydra run dir, before the run can fail
             (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
             log_file = _trial_log(run_dir)  # train.log, as a Hydra run dir has
@@ -294,15 +372,18 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
             if spec["metric"] not in metrics:
                 raise ConfigError(f"metric {spec['metric']!r} not in the run's metrics ({sorted(metrics)[:8]}...)")
             return float(metrics[spec["metric"]])
-        except (Interrupted, optuna.TrialPruned):
+        except (Interrupted, KeyboardInterrupt):  # the latter: Ctrl-C before its training began
+            rerun_later(trial, run_dir)
+            raise
+        except optuna.TrialPruned:
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
-            cause = user_error(err)  # also one that Hydra's instantiate wrapped
-            shown = cause or err
-            message = one_line(shown)
+            # job_error.json in the trial dir, as a multirun job writes it: compare lists the trial as failed
+            shown, message = record_failure_in(run_dir, err)  # also a user error Hydra's instantiate wrapped
+            bad_input = isinstance(shown, MstrError)
             trial.set_user_attr("error", f"{type(shown).__name__}: {message}"[:1000])
-            trial.set_user_attr("bad_input", cause is not None)  # see exit_code
-            log.error("trial %d failed: %s", trial.number, message, exc_info=cause is None)
+            trial.set_user_attr("bad_input", bad_input)  # see exit_code
+            log.error("trial %d failed: %s", trial.number, message, exc_info=not bad_input)
             raise TrialFailed(message) from err
         finally:
             if log_file is not None:
@@ -310,6 +391,21 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
                 log_file.close()
 
     return objective
+
+
+def rerun_later(trial, run_dir: Path) -> None:
+    """Queue a trial that SIGINT / SIGTERM stopped again, with its parameters and the epochs it reported:
+    the next run of the sweep's command continues it in its dir from the `last.ckpt` saved there (as
+    `resume=auto` does), instead of drawing new parameters. Optuna marks the stopped trial failed, with
+    no error: it does not count toward the study's total, its rerun does."""
+    import optuna
+    from optuna.trial import TrialState
+
+    stopped = trial.study._storage.get_trial(trial._trial_id)
+    trial.study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=stopped.params, distributions=stopped.distributions,
+        intermediate_values=stopped.intermediate_values, user_attrs={RESUME_DIR: str(run_dir)},
+        system_attrs={"failed_trial": stopped.system_attrs.get("failed_trial", stopped.number)}))  # the first one
 
 
 def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> None:
@@ -466,8 +562,9 @@ def main(argv: list[str] | None = None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         failures = logging.getLogger(CauseLoggedAlready.LOGGER)
-        if not any(isinstance(f, CauseLoggedAlready) for f in failures.filters):
-            failures.addFilter(CauseLoggedAlready())
+        for earlier in [f for f in failures.filters if isinstance(f, CauseLoggedAlready)]:
+            failures.removeFilter(earlier)  # an earlier sweep's interrupt in this process silences none of this one
+        failures.addFilter(CauseLoggedAlready())
         lock_path = args.out / f"{spec['study_name']}.lock"
         study = open_study(spec, url, args.heartbeat, lock_path)
         check_study(study, spec, args.overrides, args.out, url)
@@ -479,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
             code = 0
     except MstrError as err:
         report_and_exit(err)
-    except Interrupted as err:
-        report_interrupt(err, shlex.join(["python", "-m", "mstr.sweep", *argv]))
+    except (Interrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: Ctrl-C outside a trial's training
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        report_interrupt(stop, shlex.join(["python", "-m", "mstr.sweep", *argv]))
     if args.worker_index is None:  # the command the user ran, not one of its workers
         print(summary(study, spec))
         outcome, line = exit_code(study)

@@ -13,12 +13,15 @@ import time
 
 import optuna
 import pytest
+import pytorch_lightning
 import yaml
 from optuna.trial import TrialState
 
 from _cli import SMALL, cli_env, run_cli
 
 STUDY_OVERRIDES = ["model=student", "distill=none", *SMALL]
+# for a spec that searches data.source.n_flows: a fixed value of a searched key is refused
+FLOWS_SEARCHED = [o for o in STUDY_OVERRIDES if not o.startswith("data.source.n_flows=")]
 
 
 def _spec(tmp_path, name: str = "tiny", **extra) -> str:
@@ -138,7 +141,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
     from mstr.sweep import main
 
     spec = _spec(tmp_path, "failing", sampler={"name": "GridSampler", "search_space": {"data.source.n_flows": [100, 3000]}},
-                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}})
+                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}},
+                 overrides=FLOWS_SEARCHED)
     assert main([spec, "--n-trials", "2", "--out", str(tmp_path / "out")]) == 0
     trials = {t.params["data.source.n_flows"]: t for t in _trials(tmp_path, "failing")}
     assert trials[3000].state == TrialState.COMPLETE
@@ -199,6 +203,22 @@ def test_a_study_resumes_only_with_its_own_settings_and_trial_dirs(tmp_path, cap
     assert len(_trials(tmp_path)) == 1  # nothing ran
     assert main([_spec(tmp_path), "--n-trials", "2", *out]) == 0  # the same settings resume it
     assert len(_trials(tmp_path)) == 2
+
+
+def test_a_study_resumes_with_its_overrides_in_any_order(tmp_path):
+    """Order is free on the command line: the same overrides in another order resume the study;
+    another value of one is another study."""
+    from mstr.errors import ConfigError
+    from mstr.sweep import check_study
+
+    study = optuna.create_study()
+    spec = {"study_name": "tiny", "overrides": ["model=student"], "params": {}, "metric": "val/f1_best"}
+    check_study(study, spec, ["data.batch_size=128", "seed=1"], tmp_path, None)
+    check_study(study, spec, ["seed=1", "data.batch_size=128"], tmp_path, None)
+    check_study(study, {**spec, "overrides": []}, ["seed=1", "model=student", "data.batch_size=128"], tmp_path, None)
+    for extra in (["seed=2", "data.batch_size=128"], ["seed=1", "data.batch_size=128", "seed=2"]):
+        with pytest.raises(ConfigError, match="was started with overrides"):
+            check_study(study, spec, extra, tmp_path, None)
 
 
 def test_a_sweep_checks_its_overrides_before_any_trial(tmp_path, capsys):
@@ -289,6 +309,19 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"metric": "val/f1_bst"}, [], "metric='val/f1_bst': not a validation metric a run reports; one of "
                                    "['val/acc_best', 'val/f1_best', 'val/auroc_best', 'val/unseen_type_recall']; "
                                    "did you mean val/f1_best?"),  # else every trial trains, then fails
+    ({"pruner": {"name": "MedianPruner", "n_startup": 4}}, [],  # not a traceback after the study is made
+     "pruner: MedianPruner.__init__() got an unexpected keyword argument 'n_startup'"),
+    ({"sampler": {"seed": 3}}, [], "sampler: missing key 'name'"),
+    ({"seed": "abc"}, [], "seed='abc': must be an integer >= 0"),
+    ({"overrides": "distill=none"}, [], "overrides='distill=none': must be a list of key=value strings"),
+    # each end of a range and each choice is checked, not only low and the first choice
+    ({"overrides": ["model=student", "distill=logits"], "params": {"distill.alpha": {"type": "float", "low": 0.1, "high": 5.0}}},
+     [], "distill.alpha=5.0: must be a number in [0, 1]"),
+    ({"params": {"data.sampler": {"type": "categorical", "choices": ["none", "sqrtt"]}}}, [], "data.sampler='sqrtt': must be"),
+    # a fixed value of a searched key would be replaced by every trial's sampled one, without a word
+    (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
+    ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
+    ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
     from mstr.sweep import main
@@ -318,7 +351,8 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
     records = Records()
     optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
     optuna_failures.addHandler(records)
-    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}})
+    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
+                 overrides=FLOWS_SEARCHED)
     try:
         assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
     finally:
@@ -329,6 +363,109 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
     assert "study hopeless: 1 fail; no trial completed" in captured.out
     assert captured.err.strip().splitlines()[-1].startswith(
         "error: study hopeless: no trial completed; 1 failed, trial 0: ConfigError: data.source.n_flows=100")
+
+
+def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_path, capsys):
+    """A failed trial writes job_error.json as a failed multirun job does: compare lists it as failed
+    with its error, not as unfinished, and a sweep whose every trial failed is still a table."""
+    from mstr.compare import main as compare_main
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
+                 overrides=FLOWS_SEARCHED)
+    assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
+    record = json.loads((tmp_path / "out" / "hopeless" / "trial0000" / "job_error.json").read_text())
+    assert record["user_error"] is True and record["error"].startswith("data.source.n_flows=100")
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "out" / "hopeless")]) == 0
+    (row,) = (tmp_path / "out" / "hopeless" / "compare" / "runs.md").read_text().splitlines()[2:]
+    assert row.startswith("| trial0000 |") and "failed: data.source.n_flows=100" in row
+
+
+@pytest.mark.parametrize("saved", [True, False])  # False: Ctrl-C before the trial's training began
+def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch, saved):
+    """Ctrl-C during a trial: no Optuna traceback nor "failed with value None", only the line saying what
+    was saved and how to resume, and exit 130; the trial is queued again."""
+    import logging
+    import signal
+
+    import mstr.jobs.train
+    from mstr.errors import Interrupted
+    from mstr.sweep import CauseLoggedAlready, main
+
+    def interrupted(cfg):
+        if not saved:
+            raise KeyboardInterrupt
+        raise Interrupted(signal.SIGINT, f"{cfg.paths.output_dir}/checkpoints/last.ckpt", saved=True)
+
+    class Records(logging.Handler):
+        seen: list = []
+
+        def emit(self, record):
+            self.seen.append(record)
+
+    monkeypatch.setattr(mstr.jobs.train, "run", interrupted)
+    records = Records()
+    optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
+    optuna_failures.addHandler(records)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main([_spec(tmp_path), "--n-trials", "1", "--out", str(tmp_path / "out")])
+    finally:
+        optuna_failures.removeHandler(records)
+    assert stop.value.code == 130 and records.seen == []
+    err = capsys.readouterr().err
+    what = f"saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt" if saved else "no checkpoint"
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"interrupted by SIGINT: {what}")
+    assert [t.state for t in _trials(tmp_path)] == [TrialState.FAIL, TrialState.WAITING]
+
+
+class SigintAt(pytorch_lightning.Callback):
+    """Ctrl-C at a given training step, as a user would press it."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch):
+    """SIGINT mid-trial: the trial is queued again with its parameters, and the next run of the same
+    command continues it in its dir from the last.ckpt it saved, not from scratch with new parameters."""
+    import mstr.jobs.train
+    from mstr.sweep import main
+
+    real_run = mstr.jobs.train.run
+
+    def interrupted_once(cfg):
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.callbacks.sigint = {"_target_": f"{__name__}.SigintAt", "step": 2}
+        monkeypatch.setattr(mstr.jobs.train, "run", real_run)  # the next run of the command: as it is
+        return real_run(cfg)
+
+    monkeypatch.setattr(mstr.jobs.train, "run", interrupted_once)
+    args = [_spec(tmp_path, pruner={"name": "NopPruner"}, overrides=[*STUDY_OVERRIDES, "trainer.max_epochs=2"]),
+            "--n-trials", "1", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 130
+    stopped, queued = _trials(tmp_path)
+    assert stopped.state == TrialState.FAIL and "error" not in stopped.user_attrs
+    assert queued.state == TrialState.WAITING and queued.params == stopped.params
+    run_dir = tmp_path / "out" / "tiny" / "trial0000"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    assert main(args) == 0
+    stopped, rerun = _trials(tmp_path)
+    assert rerun.state == TrialState.COMPLETE and rerun.params == stopped.params
+    assert rerun.system_attrs["failed_trial"] == stopped.number
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["val/f1_best"] == pytest.approx(rerun.value)
+    assert not (tmp_path / "out" / "tiny" / "trial0001").exists()  # the rerun is trial0000's, in its dir
 
 
 def _run_dir(root, name: str, config: str, metrics: str | None = None):

@@ -74,15 +74,19 @@ def job_failed(cfg: DictConfig, err: Exception) -> None:
 
 
 def record_failure(cfg: DictConfig, err: Exception) -> tuple[Exception, str]:
-    """`<job dir>/job_error.json`: the error that ended the job, so that `mstr.compare` lists the dir as
-    failed, with it, and not as a run still going. Returns the error (the user error a wrapper held)
-    and its message on one line."""
+    """`<job dir>/job_error.json`: see `record_failure_in`."""
+    return record_failure_in(Path(str(cfg.paths.output_dir)), err)
+
+
+def record_failure_in(out_dir: Path, err: Exception) -> tuple[Exception, str]:
+    """`<out_dir>/job_error.json`: the error that ended the job (or sweep trial), so that `mstr.compare`
+    lists the dir as failed, with it, and not as a run still going. Returns the error (the user error a
+    wrapper held) and its message on one line."""
     from mstr.jobs.report import write_json
 
     err = user_error(err) or err
     message = one_line(err)
     is_user_error = isinstance(err, MstrError)
-    out_dir = Path(str(cfg.paths.output_dir))
     if out_dir.is_dir():
         write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: {message}",
                                           "user_error": is_user_error})
