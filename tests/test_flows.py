@@ -384,3 +384,14 @@ def test_a_file_that_is_not_utf8_is_read_as_windows_1252_and_says_so(tmp_path, c
     assert "old.csv: not UTF-8 text: read as Windows-1252" in caplog.text
     services = set(splits.train.frame["service"]) | set(splits.tests["test"].frame["service"])
     assert services == {"http", accented}  # the byte 0xe9 read as the letter it is in that code page
+
+
+def test_a_quoted_cell_across_lines_is_no_short_row_and_rows_after_it_are_still_counted(tmp_path):
+    from mstr.data.readers import read_table
+
+    text = 'a,b,label\n1,"two\nlines\nof text",benign\n3,"x,y",attack\n5,6,benign\n'
+    (tmp_path / "quoted.csv").write_text(text)
+    assert read_table(tmp_path / "quoted.csv").shape == (3, 3)
+    (tmp_path / "short.csv").write_text(text + "7,8\n")
+    with pytest.raises(DataError, match=r"short.csv: data row 4 has 2 fields where the header has 3"):
+        read_table(tmp_path / "short.csv")

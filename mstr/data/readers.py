@@ -333,19 +333,22 @@ def _read_delimited(
 def _refuse_short_rows(path: Path, scan: _Scan, sep: str, n_fields: int, quoted: bool, comment: str = "") -> None:
     """A row with fewer fields than the header (a file cut off mid-row, a broken line) is read by pandas
     with the missing cells empty: a label cut to "BENI" would become a class of its own, and the cells
-    would be filled with medians. Refused, naming the row. Lines with quotes (whose separators may be
-    inside a quoted cell) are left to the parser."""
+    would be filled with medians. Refused, naming the row. Lines with quotes, and those inside a quoted
+    cell that spans lines (whose separators may be the cell's), are left to the parser."""
     separator = sep.encode()
     row = 0
+    in_cell = False  # inside a quoted cell that a line break split
     with _open_binary(path, scan.gz) as fh:
         next(fh, None)  # the header
         for line in fh:
             line = line.rstrip(b"\r\n")
+            if quoted and (in_cell or b'"' in line):
+                in_cell ^= line.count(b'"') % 2 == 1
+                row += not in_cell and bool(line.strip())
+                continue
             if not line.strip() or (comment and line.startswith(comment.encode())):
                 continue
             row += 1
-            if quoted and b'"' in line:
-                continue
             fields = line.count(separator) + 1
             if fields < n_fields:
                 raise DataError(f"{path}: data row {row} has {fields} fields where the header has {n_fields} "
