@@ -546,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     logging.getLogger().setLevel(logging.INFO)  # also where a host set up logging first: trials log their runs
+    url = ""  # the study's storage, once known (None: in memory, which no later command can resume)
     try:
         spec = load_spec(args.spec)
         n_trials = args.n_trials if args.n_trials is not None else spec.get("n_trials", 20)
@@ -578,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         report_and_exit(err)
     except (Interrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: Ctrl-C outside a trial's training
         stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-        report_interrupt(stop, shlex.join(["python", "-m", "mstr.sweep", *argv]))
+        report_interrupt(stop, shlex.join(["python", "-m", "mstr.sweep", *argv]) if url is not None else None)
     if args.worker_index is None:  # the command the user ran, not one of its workers
         print(summary(study, spec))
         outcome, line = exit_code(study)

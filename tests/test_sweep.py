@@ -418,6 +418,13 @@ def test_an_interrupted_sweep_ends_with_one_line(tmp_path, capsys, monkeypatch, 
     what = f"saved {tmp_path / 'out' / 'tiny' / 'trial0000'}/checkpoints/last.ckpt" if saved else "no checkpoint"
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"interrupted by SIGINT: {what}")
     assert [t.state for t in _trials(tmp_path)] == [TrialState.FAIL, TrialState.WAITING]
+    assert "resume with: python -m mstr.sweep" in err
+    # an in-memory study: nothing a later command could resume, so no command is offered
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path), "--n-trials", "1", "--out", str(tmp_path / "mem"), "--storage", "none"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and err.strip().splitlines()[-1].startswith("interrupted by SIGINT: ")
+    assert "resume with" not in err
 
 
 class SigintAt(pytorch_lightning.Callback):
