@@ -199,14 +199,15 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
             return teacher.model, str(own), True
         log.info("teacher: reusing %s (same data + teacher config)", cached)
         return teacher.model, str(cached), False
-    log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
     module = build_module(cfg.distill.teacher_model, cfg.loss, dm)
     last = teacher_dir / "checkpoints" / "last.ckpt"
     resuming = resume and last.is_file()
     step = None
     if resuming:
         step = int(check_resumable(last, module).get("global_step", 0))
-        log.info("teacher: resuming %s", last)
+        log.info("teacher: resuming the one this run was training, %s", last)
+    else:
+        log.info("teacher: none given (distill.teacher_ckpt=null) and none cached: training one first")
     # An Optuna trial's pruning callback watches the student it sweeps: the teacher's epochs would be
     # reported to the trial (and pruned on) as the student's.
     callbacks = {name: c for name, c in (cfg.callbacks or {}).items() if name != "optuna_pruning"}
