@@ -55,7 +55,9 @@ def report_interrupt(err: Interrupted, resume_command: Optional[str] = None) -> 
     else:
         what = "no checkpoint was saved yet"
     how = f"; resume with: {resume_command}" if resume_command else ""
-    print(f"interrupted by {err.signal_name}: {what}{how}", file=sys.stderr, flush=True)
+    # on a terminal the progress bar's line is still open: the message goes on a line of its own
+    start = "\n" if sys.stderr.isatty() else ""
+    print(f"{start}interrupted by {err.signal_name}: {what}{how}", file=sys.stderr, flush=True)
     sys.exit(err.exit_code)
 
 
