@@ -426,7 +426,7 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
     def objective_unlocked(trial):
         if is_heartbeat_enabled(study._storage):  # a claimed trial has a heartbeat that can go stale
             study._storage.record_heartbeat(trial._trial_id)
-        trial.set_user_attr("worker", os.getpid())  # claimed: see fail_unclaimed_trials
+        trial.set_user_attr("worker", claim(trial.number))  # claimed: see fail_unclaimed_trials
         lock.release()  # the trial is in the study now: the next worker may count it
         return objective(trial)
 
@@ -451,6 +451,16 @@ def work(study, objective, n_trials: int, heartbeat: int, lock_path: Path) -> No
         time.sleep(heartbeat)
 
 
+def claim(number: int) -> str:
+    """A worker's mark on the trial it runs: its process and the trial's number. A retry carries its
+    failed trial's attributes into a trial of another number, and that trial's mark must not count."""
+    return f"{os.getpid()}@{number}"
+
+
+def claimed(trial) -> bool:
+    return str(trial.user_attrs.get("worker", "")).endswith(f"@{trial.number}")
+
+
 def fail_unclaimed_trials(study, grace: float) -> None:
     """Fail, and queue again, the running trials that no worker claimed: a worker killed after Optuna
     created its trial but before the trial's first heartbeat leaves a trial that Optuna never finds
@@ -466,7 +476,7 @@ def fail_unclaimed_trials(study, grace: float) -> None:
     storage = study._storage
     retry = storage.get_heartbeat_stale_trial_callback()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        unclaimed = "worker" not in trial.user_attrs
+        unclaimed = not claimed(trial)
         if unclaimed and datetime.now() - trial.datetime_start > timedelta(seconds=grace):
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and retry is not None:
                 retry(study, storage.get_trial(trial._trial_id))

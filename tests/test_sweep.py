@@ -52,7 +52,7 @@ def test_two_workers_finish_a_four_trial_study(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = _trials(tmp_path)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    assert len({t.user_attrs["worker"].split("@")[0] for t in trials}) == 2  # both workers ran trials
     assert "study tiny: 4 complete; best val/f1_best" in proc.stdout
     for trial in trials:
         run_dir = tmp_path / "out" / "tiny" / f"trial{trial.number:04d}"
@@ -596,3 +596,28 @@ def test_a_run_that_fails_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_
     assert main([str(tmp_path / "runs")]) == 0
     rows = (tmp_path / "runs" / "compare" / "runs.md").read_text().splitlines()[2:]
     assert rows[-1].startswith("| bad |") and f"failed: {empty}: has a header but no data rows" in rows[-1]
+
+
+def test_a_retry_whose_worker_died_before_claiming_it_is_failed_not_waited_on(tmp_path):
+    """Optuna's retry of a stale trial copies the failed trial's attributes, its worker's claim among them:
+    a worker that died after taking the retry, before its first heartbeat, left a trial that looked
+    claimed, that Optuna never finds stale (no heartbeat), and the study waited on it for ever."""
+    import time
+
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from mstr.sweep import claim, fail_unclaimed_trials
+
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=60,
+                         failed_trial_callback=RetryHeartbeatStaleTrialCallback())
+    study = optuna.create_study(storage=storage, study_name="s")
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        earlier, retry = study.ask(), study.ask()
+    earlier.set_user_attr("worker", claim(earlier.number))  # its own claim: Optuna's to find stale
+    retry.set_user_attr("worker", claim(earlier.number))    # copied from the trial it retries
+    time.sleep(0.2)
+    fail_unclaimed_trials(study, grace=0.1)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[earlier.number] == TrialState.RUNNING and states[retry.number] == TrialState.FAIL
+    assert TrialState.WAITING in states.values()  # queued again, with the same parameters
