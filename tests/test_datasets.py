@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mstr.data.datasets import cic_ids2017, nsl_kdd, unsw_nb15
 from mstr.data.readers import coerce_numeric, read_table, resolve_paths
-from mstr.errors import DataError
+from mstr.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------- NSL-KDD
 
@@ -59,6 +59,10 @@ def test_nsl_20percent_binary_and_extra_test_file(tmp_path, data_dir):
     same_name.write_text("".join(lines))
     with pytest.raises(DataError, match=r"KDDTest\+.txt: data.test_files names two files 'KDDTest\+'"):
         nsl_kdd.load(data_dir, variant="20percent", test_files=["KDDTest+", str(same_name)])
+    # one file named as a string is a list of one (it was read a character at a time: "/: is a folder")
+    assert set(nsl_kdd.load(data_dir, variant="20percent", test_files=str(extra)).tests) == {"KDDTest-21"}
+    with pytest.raises(ConfigError, match=r"data.test_files=\[\]: name at least one test file"):
+        nsl_kdd.load(data_dir, variant="20percent", test_files=[])  # was: KDDTest+ without a word
 
 
 def test_nsl_unknown_attack_name_is_an_error(tmp_path):
@@ -323,7 +327,7 @@ def test_numeric_csv_roundtrip(tmp_path, frame, gz):
 def test_a_missing_data_root_says_where_its_path_came_from(tmp_path, monkeypatch):
     """From MSTR_DATA_DIR (the default) the fix is the variable; from paths.data_dir=... the override."""
     from mstr.data.datasets import dataset_folder
-    from mstr.errors import DataError
+    from mstr.errors import ConfigError, DataError
 
     monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DataError, match=r"the data root \(paths.data_dir=.*env: the environment variable "
