@@ -327,7 +327,7 @@ def test_numeric_csv_roundtrip(tmp_path, frame, gz):
 def test_a_missing_data_root_says_where_its_path_came_from(tmp_path, monkeypatch):
     """From MSTR_DATA_DIR (the default) the fix is the variable; from paths.data_dir=... the override."""
     from mstr.data.datasets import dataset_folder
-    from mstr.errors import ConfigError, DataError
+    from mstr.errors import DataError
 
     monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DataError, match=r"the data root \(paths.data_dir=.*env: the environment variable "
