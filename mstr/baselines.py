@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from mstr.cli import hydra_entry
-from mstr.config import register_resolvers
+from mstr.config import override_key, register_resolvers
 from mstr.errors import ConfigError
 
 log = logging.getLogger("mstr.baselines")
@@ -80,7 +80,7 @@ def checked(cfg: DictConfig) -> tuple[list[str], int]:
 def _check_command_line(argv: list[str], cfg) -> list[str]:
     if cfg is not None:  # None for --help and the like; a sweep's jobs are checked again in `run`
         checked(cfg)
-        keys = [arg.lstrip("+~").split("=", 1)[0] for arg in argv]
+        keys = [override_key(arg) for arg in argv]
         overridden = [k for k in keys if k in ("seed", "data") or k.startswith("data.")]
         if cfg.get("run") and overridden:
             # the run's own data config and seed are read in its place: the value given would be ignored

@@ -49,6 +49,11 @@ def config_groups(config_name: str = "train") -> str:
     return "\n".join(lines)
 
 
+def override_key(override: str) -> str:
+    """The config key (or group) a command-line override sets: `a.b` of `a.b=1`, `+a.b=1`, `~a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def _visible_gpu_count(minimum: int = 0) -> int:
     from mstr.training.distributed import visible_gpus
 
@@ -165,8 +170,7 @@ def validate(cfg: DictConfig) -> None:
                                         lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
         "data.val_fraction": (_get(cfg, "data.val_fraction", 0.15),
                               lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
-        "seed": (_get(cfg, "seed", 0), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                 "an integer >= 0"),
+        "seed": (_get(cfg, "seed", 0), _integer(0), "an integer >= 0"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         "trainer.min_epochs": (_get(cfg, "trainer.min_epochs", 0), _integer(0), "an integer >= 0"),
         "trainer.log_every_n_steps": (_get(cfg, "trainer.log_every_n_steps", 1), _integer(1), "an integer >= 1"),

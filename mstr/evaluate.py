@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mstr.cli import hydra_entry
-from mstr.config import register_resolvers
+from mstr.config import override_key, register_resolvers
 from mstr.errors import ConfigError, DataError
 from mstr.jobs.rundir import given_checkpoint
 
@@ -177,7 +177,7 @@ def _merges(old, new) -> bool:
 def own_data_overrides(argv: list[str]) -> list[str]:
     """Without `data=<name>`, `data.X=...` changes the checkpoint's run's own data config, which is only
     read once the job runs: Hydra gets it as `+data.X=...` (its `data` is empty until then)."""
-    if any(arg.lstrip("+~").split("=", 1)[0] == "data" for arg in argv):
+    if any(override_key(arg) == "data" for arg in argv):
         return argv
     return [f"+{arg}" if arg.startswith("data.") else arg for arg in argv]
 

@@ -42,6 +42,7 @@ from typing import Optional
 import yaml
 
 from mstr.cli_args import ArgumentParser
+from mstr.config import override_key
 from mstr.errors import ConfigError, Interrupted, MstrError, one_line, report_and_exit, report_interrupt
 from mstr.options import BEST_VAL_METRICS
 
@@ -251,8 +252,8 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
     started = study.user_attrs.get("settings")
     if started is None:
         study.set_user_attr("settings", settings)
-    elif _as_they_act(started) != _as_they_act(settings):
-        key = next(k for k in settings if _as_they_act(settings)[k] != _as_they_act(started).get(k))
+    elif (now := _as_they_act(settings)) != (then := _as_they_act(started)):
+        key = next(k for k in settings if now[k] != then.get(k))
         raise ConfigError(f"study {spec['study_name']} in {url} was started with {key} {started.get(key)}, not "
                           f"{settings[key]}: give another --out (or --storage) for a new study, or the same "
                           "settings to resume it")
@@ -268,7 +269,7 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
 def _as_they_act(settings: dict) -> dict:
     """A study's settings as they shape its trials: overrides in any order (the README promises it),
     the last of one key counting, as in Hydra."""
-    overrides = {_key(o): o for o in settings.get("overrides", [])}
+    overrides = {override_key(o): o for o in settings.get("overrides", [])}
     return {**settings, "overrides": sorted(overrides.values())}
 
 
@@ -327,9 +328,10 @@ def check_trials(spec: dict, extra: list[str]) -> None:
 
     fixed = [*spec.get("overrides", []), *extra]
     for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
-        if _key(override) in spec["params"]:
+        key = override_key(override)
+        if key in spec["params"]:
             where = "the command line" if override in extra else "the spec's overrides"
-            raise ConfigError(f"{override} ({where}): the spec searches {_key(override)} (params), so every trial "
+            raise ConfigError(f"{override} ({where}): the spec searches {key} (params), so every trial "
                               "would replace this value with its own; drop it, or take the key out of params")
     values = {name: _values(p) for name, p in spec["params"].items()}
     first = {name: options[0] for name, options in values.items()}
@@ -340,11 +342,6 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")
-
-
-def _key(override: str) -> str:
-    """The config key an override sets: `a.b` of `a.b=1`, `+a.b=1`, `~a.b`."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _values(p: dict) -> list:

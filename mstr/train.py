@@ -19,6 +19,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from mstr.cli import hydra_entry
+from mstr.config import override_key
 from mstr.errors import ConfigError
 from mstr.jobs.train import run
 from mstr.preflight import is_multirun
@@ -36,17 +37,13 @@ def _override_value(path: str) -> str:
     return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _key_of(arg: str) -> str:
-    return arg.split("=", 1)[0].lstrip("+~")
-
-
 def _locate_resume(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
     """`resume=auto` / `ckpt_path=last` without a run dir: use the newest unfinished run dir of this config
     (under `<paths.log_dir>/<task_name>/runs/`), by adding `hydra.run.dir=<it>` to the command line."""
     if cfg is None:
         return argv
     wants = cfg.get("resume") == "auto" or cfg.get("ckpt_path") == "last"
-    keys = {_key_of(arg) for arg in argv}
+    keys = {override_key(arg) for arg in argv}
     if not wants:
         return argv
     if is_multirun(argv):
@@ -74,7 +71,7 @@ def _resume_command(argv: list[str]) -> str:
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    args = [a for a in argv if _key_of(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir")]
+    args = [a for a in argv if override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir")]
     if hc.mode == RunMode.MULTIRUN:
         where = f"hydra.sweep.dir={_override_value(str(Path(hc.sweep.dir).resolve()))}"
     else:
@@ -99,7 +96,7 @@ def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
     """A `hydra.run.dir` that holds another run is refused before Hydra writes this job's config into it:
     the dir would then show one run's config beside another's results (and checkpoints). Another config's
     run is refused; so is a finished run of this config, unless the job is its resumption (which reports it)."""
-    given = next((a.split("=", 1)[1] for a in argv if _key_of(a) == "hydra.run.dir"), None)
+    given = next((a.split("=", 1)[1] for a in argv if override_key(a) == "hydra.run.dir"), None)
     if cfg is None or given is None or is_multirun(argv):
         return
     from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key, is_run_dir

@@ -335,7 +335,7 @@ def _refuse_short_rows(path: Path, scan: _Scan, sep: str, n_fields: int, quoted:
     with the missing cells empty: a label cut to "BENI" would become a class of its own, and the cells
     would be filled with medians. Refused, naming the row. Lines with quotes, and those inside a quoted
     cell that spans lines (whose separators may be the cell's), are left to the parser."""
-    separator = sep.encode()
+    separator, comment_prefix = sep.encode(), comment.encode()
     row = 0
     in_cell = False  # inside a quoted cell that a line break split
     with _open_binary(path, scan.gz) as fh:
@@ -346,7 +346,7 @@ def _refuse_short_rows(path: Path, scan: _Scan, sep: str, n_fields: int, quoted:
                 in_cell ^= line.count(b'"') % 2 == 1
                 row += not in_cell and bool(line.strip())
                 continue
-            if not line.strip() or (comment and line.startswith(comment.encode())):
+            if not line.strip() or (comment_prefix and line.startswith(comment_prefix)):
                 continue
             row += 1
             fields = line.count(separator) + 1

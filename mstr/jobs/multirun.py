@@ -42,7 +42,9 @@ def given_on_command_line(key: str) -> bool:
 
     if not HydraConfig.initialized():
         return False
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+    from mstr.config import override_key
+
+    return any(override_key(o) == key for o in HydraConfig.get().overrides.task)
 
 
 def spread_over_gpus(cfg: DictConfig) -> None:

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
-from mstr.errors import ConfigError
+from mstr.errors import ConfigError, one_line
 from mstr.options import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
@@ -85,7 +85,7 @@ def _built(key: str, cfg: DictConfig, **kwargs):
         refused = (ValueError, TypeError, ImportError, MisconfigurationException)
         if not isinstance(err.__cause__, refused):
             raise
-        raise ConfigError(f"{key}: {' '.join(str(err.__cause__).split())}") from None
+        raise ConfigError(f"{key}: {one_line(err.__cause__)}") from None
 
 
 def best_checkpoint(trainer: pl.Trainer) -> Optional[str]:

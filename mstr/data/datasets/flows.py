@@ -326,11 +326,11 @@ def _spellings(labels: pd.Series, source: str, notes: list[str]) -> dict[str, st
 def _check_distinct_roles(source: str, roles: list[tuple[str, Optional[str], Optional[str]]]) -> None:
     """One column, one role: a label that is also the time, or a host column read as time, would be
     read twice as two things. `roles`: (key, column, the value given for it, None where inferred)."""
-    for i, (key, col, given) in enumerate(roles):
-        for other, other_col, other_given in roles[i + 1:]:
+    named = [(col, key if given is not None else f"{key} (the layout's default)") for key, col, given in roles]
+    for i, (col, role) in enumerate(named):
+        for other_col, other_role in named[i + 1:]:
             if col is not None and col == other_col:
-                how = lambda k, g: k if g is not None else f"{k} (the layout's default)"  # noqa: E731
-                raise ConfigError(f"{source}: column {col!r} is both {how(key, given)} and {how(other, other_given)}; "
+                raise ConfigError(f"{source}: column {col!r} is both {role} and {other_role}; "
                                   "give each role a column of its own")
 
 

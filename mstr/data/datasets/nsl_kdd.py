@@ -90,9 +90,9 @@ def _find(folder: Path, entry: str) -> Path:
         path = folder / f"{entry}{suffix}"
         if path.is_file():
             return path
-    folders = [folder / f"{entry}{suffix}" for suffix in (".txt", ".txt.gz") if (folder / f"{entry}{suffix}").is_dir()]
-    if folders:
-        raise DataError(f"{folders[0]}: is a folder, not the NSL-KDD file; put the file itself there")
+    for suffix in (".txt", ".txt.gz"):
+        if (folder / f"{entry}{suffix}").is_dir():
+            raise DataError(f"{folder / entry}{suffix}: is a folder, not the NSL-KDD file; put the file itself there")
     raise DataError(
         f"{folder / entry}.txt(.gz): NSL-KDD file not found; put {entry}.txt or {entry}.txt.gz "
         f"in {folder} or give an absolute path"
