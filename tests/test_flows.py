@@ -395,3 +395,23 @@ def test_a_quoted_cell_across_lines_is_no_short_row_and_rows_after_it_are_still_
     (tmp_path / "short.csv").write_text(text + "7,8\n")
     with pytest.raises(DataError, match=r"short.csv: data row 4 has 2 fields where the header has 3"):
         read_table(tmp_path / "short.csv")
+
+
+def test_a_repeated_column_whose_copy_differs_is_a_warning_naming_it_and_the_rows_lost(tmp_path, caplog):
+    import logging
+
+    from mstr.data.readers import read_table
+
+    for name, copy in (("same", lambda i: i * 2), ("differ", lambda i: i * 2 if i < 7 else 0)):
+        rows = "".join(f"{i},{i * 2},{copy(i)},benign\n" for i in range(10))
+        (tmp_path / f"{name}.csv").write_text("a,size,size,label\n" + rows)
+    with caplog.at_level(logging.INFO, logger="mstr.data.readers"):
+        same = read_table(tmp_path / "same.csv", duplicate_columns="keep_first")
+        assert not caplog.records  # an exact copy: a note, no warning
+        differ = read_table(tmp_path / "differ.csv", duplicate_columns="keep_first")
+    assert list(same.columns) == list(differ.columns) == ["a", "size", "label"]
+    assert differ["size"].tolist() == [i * 2 for i in range(10)]  # the first copy is the one read
+    assert "copies of the first" in same.attrs["notes"][0]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [f"{tmp_path / 'differ.csv'}: column 'size' is repeated and its later copy differs from the "
+                      "first in 3 row(s); only the first is read: rename the copy if both are wanted"]

@@ -281,6 +281,23 @@ def _duplicates(names: Iterable[str]) -> list[str]:
     return dups
 
 
+def _drop_copies(path: Path, frame: pd.DataFrame, copies: dict[str, str], notes: list[str]) -> pd.DataFrame:
+    """Keep the first of each repeated column. A copy equal to the first goes quietly (the original
+    CIC-IDS2017 CSVs repeat `Fwd Header Length`); one that differs is a warning, since its values are lost."""
+    same, differ = [], []
+    for copy, first in copies.items():
+        a, b = frame[first].astype(str), frame[copy].astype(str)
+        rows = int((a != b).sum())
+        (differ if rows else same).append((first, rows))
+    if same:
+        notes.append(f"{path}: dropped repeated column(s) {sorted({n for n, _ in same})}, "
+                     "copies of the first of each")
+    for first, rows in differ:
+        log.warning("%s: column %r is repeated and its later copy differs from the first in %d row(s); "
+                    "only the first is read: rename the copy if both are wanted", path, first, rows)
+    return frame.drop(columns=list(copies))
+
+
 def _read_delimited(
     path: Path, scan: _Scan, fmt: str, sep: str, header: bool, duplicate_columns: str
 ) -> pd.DataFrame:
@@ -294,16 +311,16 @@ def _read_delimited(
             raise DataError(
                 f"{path}: duplicate column name(s) {dups} in the header; rename or remove them"
             )
+        copies: dict[str, str] = {}  # a later copy's read name -> the first copy's name
         if dups:
-            keep, seen, unique = [], set(), []
+            seen, unique = set(), []
             for i, name in enumerate(names):
                 key = name.strip()
                 unique.append(name if key not in seen else f"{name}__dup{i}")
-                if key not in seen:
-                    keep.append(i)
+                if key in seen:
+                    copies[unique[-1]] = next(n for n in names if n.strip() == key)
                 seen.add(key)
-            kwargs.update(names=unique, usecols=keep)
-            notes.append(f"{path}: dropped repeated column(s) {dups}, keeping the first of each")
+            kwargs.update(names=unique)
     try:
         frame = pd.read_csv(
             path,
@@ -326,6 +343,8 @@ def _read_delimited(
         raise DataError(f"{path}: has a header but no data rows")
     if header:
         _refuse_short_rows(path, scan, sep, len(names), quoted=True)
+    if copies:
+        frame = _drop_copies(path, frame, copies, notes)
     frame.attrs["notes"] = notes
     return frame
 
