@@ -383,3 +383,34 @@ def test_a_run_dir_given_that_holds_another_run_is_refused_before_hydra_writes_i
         with pytest.raises(ConfigError, match=r"holds a run of another config \(see its .hydra/config.yaml\)"):
             _prepare([*other, *extra, given], compose_config("train", [*other, *extra]))
     assert _prepare([*other, f"hydra.run.dir={tmp_path / 'new'}"], compose_config("train", other))
+
+
+@pytest.mark.slow
+def test_a_signal_during_an_epochs_validation_stops_after_that_epoch_is_logged(compose_cfg, tmp_path, monkeypatch):
+    """The epoch-end save comes before Lightning logs the epoch's training metrics, and the resumed
+    run starts at the next epoch: a stop at the save lost the epoch's training row for good."""
+    from mstr.errors import Interrupted
+    from mstr.train import run
+    from mstr.training import last_checkpoint as ck
+    from mstr.training.signals import STOP
+
+    original = ck.LastCheckpoint.on_train_epoch_end
+
+    def signal_in_validation(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            STOP.handle(signal.SIGINT, None)  # as if Ctrl-C came while epoch 0 validated
+        return original(self, trainer, pl_module)
+
+    monkeypatch.setattr(ck.LastCheckpoint, "on_train_epoch_end", signal_in_validation)
+    out = tmp_path / "run"
+    cfg = compose_cfg(["distill=none", "data.source.n_flows=2000", "trainer.max_epochs=3",
+                       "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+                       "trainer.enable_progress_bar=false"], out=out)
+    with pytest.raises(Interrupted) as stopped:
+        run(cfg)
+    assert stopped.value.saved and _position(out / "checkpoints" / "last.ckpt") == (1, 0)
+    rows = (out / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert "train/loss_epoch" in header
+    train_rows = [r for r in rows[1:] if r.split(",")[header.index("train/loss_epoch")]]
+    assert [r.split(",")[header.index("epoch")] for r in train_rows] == ["0"]

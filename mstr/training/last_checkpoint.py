@@ -21,7 +21,9 @@ class LastCheckpoint(Checkpoint):
 
     Saved every `every_n_train_steps` optimizer steps (mid-epoch, never on an epoch's last batch, where
     validation follows), at the end of every epoch after validation, early stopping and the best
-    checkpoint have updated, and on SIGINT / SIGTERM at the next of these points. Saves are atomic
+    checkpoint have updated, and on SIGINT / SIGTERM at the next of these points (stopping after an
+    epoch end's save waits until Lightning has logged the epoch: at the next epoch's start, or the end
+    of training). Saves are atomic
     (written aside, then renamed), so a kill never leaves half a file. Besides what Lightning stores
     (weights, optimizer, scheduler, loop progress, callback states), it carries what an exact resume
     also needs: the RNG states, the position in the training order (epoch, batches done), handed to
@@ -93,10 +95,17 @@ class LastCheckpoint(Checkpoint):
         if self._inactive(trainer):
             return
         self._save(trainer, (trainer.current_epoch + 1, 0))
-        self._stop_if_requested(trainer)
+        # Not yet: Lightning logs the epoch's training metrics after these hooks, and the resumed run
+        # starts at the next epoch, so stopping here would lose this epoch's row for good.
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._inactive(trainer):
+            self._stop_if_requested(trainer)  # a request made after the last epoch's save
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         STOP.deferring = False
+        if not self._inactive(trainer):
+            self._stop_if_requested(trainer)  # the last epoch, or early stopping, ended training
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         STOP.deferring = False
