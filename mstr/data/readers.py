@@ -304,6 +304,7 @@ def _read_delimited(
     _check_delimiter(path, scan, fmt, sep)
     kwargs: dict = {}
     notes: list[str] = []
+    copies: dict[str, str] = {}  # a later copy's read name -> the first copy's name
     if header:
         names = _header_names(scan, sep)
         dups = _duplicates(names)
@@ -311,7 +312,6 @@ def _read_delimited(
             raise DataError(
                 f"{path}: duplicate column name(s) {dups} in the header; rename or remove them"
             )
-        copies: dict[str, str] = {}  # a later copy's read name -> the first copy's name
         if dups:
             seen, unique = set(), []
             for i, name in enumerate(names):
