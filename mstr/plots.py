@@ -106,3 +106,29 @@ def learning_curves(history, path: Path, title: str, monitor: str, mode: str) ->
             ax.legend(fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def traffic_loss(levels: list[tuple[float, float, float, float, float]], path: Path, title: str) -> None:
+    """`mstr.bench loss` as curves: one panel per attack share, each part of the loss (dropped unread,
+    benign flagged, attacks missed, in % of the offered flows) and their total against the arrival rate
+    as a multiple of the detector's measured capacity, which is marked. `levels` holds (share, rate
+    factor, dropped, benign flagged, missed) per replayed level."""
+    shares = sorted({level[0] for level in levels})
+    fig = Figure(figsize=(4.2 * len(shares), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(shares), sharey=True))
+    for ax, share in zip(axes, shares):
+        rows = sorted(level[1:] for level in levels if level[0] == share)
+        factor, dropped, flagged, missed = (np.array(column, dtype=float) for column in zip(*rows))
+        for values, label in ((dropped, "dropped unread"), (flagged, "benign flagged"), (missed, "attacks missed")):
+            ax.plot(factor, values, marker="o", markersize=3, label=label)
+        ax.plot(factor, dropped + flagged + missed, marker="o", markersize=3, color="black", label="total loss")
+        ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(factor, [f"{f:g}x" for f in factor], fontsize=8)
+        ax.minorticks_off()
+        ax.set(xlabel="offered flows/s, as a multiple of the capacity", title=f"{share:.0%} attacks")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("% of offered flows")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

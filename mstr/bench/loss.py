@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     capacity = statistics.median(capacities)
     log.info("capacity %.0f flows/s (runs: %s)", capacity, [round(c) for c in capacities])
     rng = np.random.default_rng(args.seed)
-    rows, breaks = [], {}
+    rows, levels, breaks = [], [], {}
     for share in args.shares:
         for factor in args.rates:
             rate = factor * capacity
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             dropped, benign_flagged, missed = (statistics.median(r[k] for r in runs) for k in range(3))
             if dropped and share not in breaks:
                 breaks[share] = rate
+            levels.append((share, factor, dropped, benign_flagged, missed))
             drops = [r[0] for r in runs]
             rows.append([f"{share:.0%}", f"{rate:,.0f} ({factor:g}x)", f"{n:,}", f"{dropped:.2f}",
                          f"{min(drops):.2f}-{max(drops):.2f}", f"{benign_flagged:.2f}", f"{missed:.2f}",
@@ -150,5 +151,9 @@ def main(argv: list[str] | None = None) -> None:
             f"the reader thread), queue {args.queue:,}, batches up to {args.batch_size}; {machine()}.\n"
             f"Capacity (KDDTest+ read as fast as it goes, blocking queue, median of 3): {capacity:,.0f} flows/s "
             f"(parse + encode + score). Each level replayed {args.repeats} times on the same stream; columns "
-            f"are medians. The median drop is above zero: {broke}.\n\n{table}\n")
+            f"are medians. The median drop is above zero: {broke}. Curves: `loss.png`.\n\n{table}\n")
+    from mstr import plots
+
+    plots.traffic_loss(levels, args.out / "loss.png", f"traffic loss of {artifact.folder.name} under attack, "
+                       f"capacity {capacity:,.0f} flows/s")
     write_report(args.out, "loss", text)
