@@ -132,3 +132,28 @@ def traffic_loss(levels: list[tuple[float, float, float, float, float]], path: P
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def speed(measured: dict[tuple[str, str], tuple[float, float, float]], path: Path, title: str) -> None:
+    """`mstr.bench speed` as bars: throughput at a large batch (left) and latency for one flow, p50 and
+    p99 (right), one bar per (model, runtime), log scales since they span orders of magnitude."""
+    names = [f"{model} ({runtime})" for model, runtime in measured]
+    throughput, p50, p99 = (np.array(column, dtype=float) for column in zip(*measured.values()))
+    at = np.arange(len(names))
+    fig = Figure(figsize=(11, 0.45 * len(names) + 1.6))
+    rate_ax, latency_ax = fig.subplots(1, 2, sharey=True)
+    rate_ax.barh(at, throughput, color="tab:blue")
+    rate_ax.set(xscale="log", xlabel="flows/s (more is better)",
+                xlim=(throughput.min() / 3, throughput.max() * 4))
+    for y, value in zip(at, throughput):  # a log axis has no zero for a bar to start from: say the value
+        rate_ax.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    latency_ax.barh(at - 0.2, p50, height=0.4, label="p50", color="tab:green")
+    latency_ax.barh(at + 0.2, p99, height=0.4, label="p99", color="tab:red")
+    latency_ax.set(xscale="log", xlabel="ms for one flow (less is better)")
+    latency_ax.legend(fontsize=8)
+    rate_ax.set_yticks(at, names)
+    rate_ax.invert_yaxis()  # the table's order, top down
+    for ax in (rate_ax, latency_ax):
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title)
+    _save(fig, path)

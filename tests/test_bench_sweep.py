@@ -134,6 +134,7 @@ def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, 
     report = (tmp_path / "speed.md").read_text()
     assert "KDDTest+ (22,544 flows" in report and "| student | ONNX Runtime |" in report
     assert "| lightgbm | " in report and "student, no KD" not in report  # only the peers were trained
+    assert "Bars: `speed.png`" in report and (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow  # a whole benchmark or search

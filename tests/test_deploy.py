@@ -1098,33 +1098,7 @@ def test_loss_benchmark_replays_each_level_and_reports_medians(nsl, tmp_path):
         assert low <= float(dropped) <= high
         assert float(total) == pytest.approx(float(dropped) + float(flagged) + float(missed), abs=0.011)
     assert float(rows[1][3]) > 10  # 8x capacity: most of the stream cannot be inspected
-    assert "Curves: `loss.png`" in text and _png_size(tmp_path / "loss.png")[0] > 300
-
-
-def _png_size(path) -> tuple[int, int]:
-    """(width, height) of a PNG, from its header."""
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n"
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-
-
-def test_the_traffic_loss_plot_has_a_panel_per_attack_share_with_each_part_and_the_total(tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
-
-    from mstr import plots
-
-    drawn = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.update(fig=fig, path=path))
-    levels = [(0.9, 2.0, 55.0, 0.1, 13.0), (0.1, 0.5, 0.0, 2.5, 3.2), (0.1, 2.0, 59.6, 1.0, 1.3),
-              (0.9, 0.5, 0.0, 0.2, 29.2)]
-    plots.traffic_loss(levels, tmp_path / "loss.png", "loss")
-    fig: Figure = drawn["fig"]
-    assert [ax.get_title() for ax in fig.axes] == ["10% attacks", "90% attacks"]
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
-    assert list(lines) == ["dropped unread", "benign flagged", "attacks missed", "total loss"]
-    assert lines["total loss"].get_xdata().tolist() == [0.5, 2.0]  # in rate order, whatever the input's
-    assert lines["total loss"].get_ydata().tolist() == pytest.approx([5.7, 61.9])
-    assert fig.axes[1].get_lines()[1].get_ydata().tolist() == pytest.approx([0.2, 0.1])
+    assert "Curves: `loss.png`" in text and (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

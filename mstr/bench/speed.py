@@ -197,7 +197,10 @@ def main(argv: list[str] | None = None) -> None:
             f"flow(s) for the networks; student {sum(p.numel() for p in student.parameters()):,} parameters"
             f"{', ' + ' '.join(args.student) if args.student else ''}), {args.threads} threads, "
             f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
-            f"{speed}\n\nTraining on {train_name} in the same run:\n\n{training}\n")
+            f"{speed}\n\nBars: `{report}.png`. Training on {train_name} in the same run:\n\n{training}\n")
     (args.out / report).mkdir(parents=True, exist_ok=True)
     (args.out / report / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
+    from mstr import plots
+
+    plots.speed(measured, args.out / f"{report}.png", f"{rows_name}, {args.threads} threads, batch {args.batch}")
     write_report(args.out, report, text)

@@ -1,0 +1,40 @@
+"""The benchmarks' plots: what each panel and series holds (the figure is inspected, not the pixels)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mstr import plots
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> dict:
+    """The figure a plot function saves, caught instead of the file."""
+    saved: dict = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.update(fig=fig, path=path))
+    return saved
+
+
+def test_the_traffic_loss_plot_has_a_panel_per_attack_share_with_each_part_and_the_total(drawn, tmp_path):
+    levels = [(0.9, 2.0, 55.0, 0.1, 13.0), (0.1, 0.5, 0.0, 2.5, 3.2), (0.1, 2.0, 59.6, 1.0, 1.3),
+              (0.9, 0.5, 0.0, 0.2, 29.2)]
+    plots.traffic_loss(levels, tmp_path / "loss.png", "loss")
+    fig = drawn["fig"]
+    assert [ax.get_title() for ax in fig.axes] == ["10% attacks", "90% attacks"]
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
+    assert list(lines) == ["dropped unread", "benign flagged", "attacks missed", "total loss"]
+    assert lines["total loss"].get_xdata().tolist() == [0.5, 2.0]  # in rate order, whatever the input's
+    assert lines["total loss"].get_ydata().tolist() == pytest.approx([5.7, 61.9])
+    assert fig.axes[1].get_lines()[1].get_ydata().tolist() == pytest.approx([0.2, 0.1])
+
+
+def test_the_speed_plot_has_a_bar_per_model_and_runtime_in_the_tables_order(drawn, tmp_path):
+    measured = {("student", "ONNX Runtime"): (855_000.0, 0.037, 0.079),
+                ("xgboost", "predict_proba"): (442_000.0, 0.276, 0.534)}
+    plots.speed(measured, tmp_path / "speed.png", "KDDTest+")
+    rate_ax, latency_ax = drawn["fig"].axes[:2]
+    assert [t.get_text() for t in rate_ax.get_yticklabels()] == ["student (ONNX Runtime)", "xgboost (predict_proba)"]
+    assert [bar.get_width() for bar in rate_ax.patches] == [855_000.0, 442_000.0]
+    p50, p99 = latency_ax.containers
+    assert [bar.get_width() for bar in p50] == [0.037, 0.276] and [bar.get_width() for bar in p99] == [0.079, 0.534]
+    assert rate_ax.get_xscale() == latency_ax.get_xscale() == "log"
