@@ -157,3 +157,30 @@ def speed(measured: dict[tuple[str, str], tuple[float, float, float]], path: Pat
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def ablation(deltas: dict[str, list[tuple[str, list[float], list[float]]]], path: Path, title: str) -> None:
+    """`mstr.bench ablation` as a forest plot, one panel per dataset: each variant's per-seed difference
+    to the default in test accuracy (dots, and their mean ± std) beside its difference in validation F1,
+    the number model selection saw (hollow, mean ± std). A bar that straddles zero is a change inside
+    the seed spread. `deltas` holds, per dataset, (variant, Δ test accuracy per seed, Δ val F1 per seed)."""
+    panels = {name: rows for name, rows in deltas.items() if rows}
+    height = max(len(rows) for rows in panels.values())
+    fig = Figure(figsize=(5.5 * len(panels), 0.45 * height + 1.8))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (dataset, rows) in zip(axes, panels.items()):
+        at = np.arange(len(rows))
+        for y, (_, test, val) in zip(at, rows):
+            ax.plot(test, [y - 0.15] * len(test), "o", color="tab:blue", alpha=0.35, markersize=3)
+            ax.errorbar(np.mean(test), y - 0.15, xerr=np.std(test), fmt="o", color="tab:blue", capsize=3,
+                        label="test accuracy" if y == 0 else None)
+            ax.errorbar(np.mean(val), y + 0.15, xerr=np.std(val), fmt="o", mfc="white", color="tab:orange",
+                        capsize=3, label="validation F1" if y == 0 else None)
+        ax.axvline(0.0, color="grey", linewidth=0.8)
+        ax.set_yticks(at, [name for name, _, _ in rows], fontsize=8)
+        ax.invert_yaxis()  # the table's order, top down
+        ax.set(xlabel="difference to the default student (per seed)", title=dataset)
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

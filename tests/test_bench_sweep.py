@@ -95,6 +95,7 @@ def test_ablation_benchmark_changes_one_thing_per_row(tmp_path):
     assert linear.split("|")[5].strip() in ("0/1", "1/1")  # seeds on which it beats the default
     assert linear.split("|")[16].strip().endswith(("(0/1)", "(1/1)"))  # what validation said, per seed
     assert "val unseen-type recall" not in table  # only for runs with data.val_unseen_types
+    assert "`ablation.png`" in table and (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     # --variants: only the named rows, from the finished runs
     finished = {p: p.stat().st_mtime for p in tmp_path.glob("runs/synthetic/*/seed0/metrics.json")}
     bench_main(["ablation", "--datasets", "synthetic", "--seeds", "0", "--epochs", "1", "--groups", "architecture",

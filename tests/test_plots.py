@@ -38,3 +38,24 @@ def test_the_speed_plot_has_a_bar_per_model_and_runtime_in_the_tables_order(draw
     p50, p99 = latency_ax.containers
     assert [bar.get_width() for bar in p50] == [0.037, 0.276] and [bar.get_width() for bar in p99] == [0.079, 0.534]
     assert rate_ax.get_xscale() == latency_ax.get_xscale() == "log"
+
+
+def test_the_ablation_forest_plot_shows_each_variants_per_seed_differences_to_the_default(drawn, tmp_path):
+    from mstr.bench import ablation
+
+    def run(acc, val):
+        return {"test/acc": acc, "val/f1_best": val}
+
+    results = {"nsl_kdd": {"student_nokd": [run(0.80, 0.990), run(0.82, 0.992)],
+                           "linear stem": [run(0.78, 0.985), run(0.83, 0.991)],
+                           "student_logits": []},  # a variant with no finished run is not drawn
+               "unsw_nb15": {"student_nokd": [run(0.975, 0.978)]}}  # nothing but the default: no panel
+    deltas = ablation.deltas(results)
+    assert deltas["nsl_kdd"] == [("linear stem", pytest.approx([-0.02, 0.01]), pytest.approx([-0.005, -0.001]))]
+    plots.ablation(deltas, tmp_path / "ablation.png", "ablation")
+    (ax,) = drawn["fig"].axes
+    assert ax.get_title() == "nsl_kdd" and [t.get_text() for t in ax.get_yticklabels()] == ["linear stem"]
+    per_seed = ax.get_lines()[0]
+    assert per_seed.get_xdata().tolist() == pytest.approx([-0.02, 0.01])
+    test_mean, val_mean = (container.lines[0].get_xdata()[0] for container in ax.containers)
+    assert test_mean == pytest.approx(-0.005) and val_mean == pytest.approx(-0.003)

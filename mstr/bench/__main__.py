@@ -194,6 +194,12 @@ def main(argv: list[str] | None = None) -> None:
                                      args.seeds, common)[d]
                        for d in args.datasets}
             table = ablation.table(results)
+            drawn = ablation.deltas(results)
+            if any(drawn.values()):
+                from mstr import plots
+
+                plots.ablation(drawn, args.out / "ablation.png", f"each change to the default student, seeds {args.seeds}")
+                table += "\n\nForest plot of the differences to the default: `ablation.png`."
         else:
             methods = ("logits",) if args.benchmark == "accuracy" else DISTILL_METHODS
             results = run_matrix(args.out, args.datasets, _only(_variants(methods), args.variants), args.seeds, common)

@@ -111,6 +111,17 @@ def above(delta: list[float]) -> str:
     return f"{sum(d > 0 for d in delta)}/{len(delta)}"
 
 
+def deltas(results: dict) -> dict[str, list[tuple[str, list[float], list[float]]]]:
+    """Per dataset, each variant's per-seed differences to the default: (label, Δ test accuracy, Δ
+    validation F1), in the table's order (what `mstr.plots.ablation` draws)."""
+    drawn = {}
+    for dataset, by_variant in results.items():
+        base = by_variant.get(DEFAULT.name, [])
+        drawn[dataset] = [(LABELS.get(name, name), paired(runs, base, "test/acc"), paired(runs, base, "val/f1_best"))
+                          for name, runs in by_variant.items() if runs and base and name != DEFAULT.name]
+    return drawn
+
+
 def table(results: dict) -> str:
     """One row per (dataset, variant): metrics as mean ± std; against the default, the per-seed accuracy,
     F1 (macro F1 on a multi-class task, where it is the metric that sees the rare classes) and AUROC
