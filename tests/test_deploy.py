@@ -1164,4 +1164,37 @@ def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot be read further" in result.stderr.strip().splitlines()[-1]
     scored = len(verdicts(result.stdout))
-    assert 0 < scored < 1500 and f"scored {scored:,}" in result.stderr
+    assert 0 < scored < 1500 and f"flows seen {scored + 1:,}, scored {scored:,}, dropped 0, bad 1" in result.stderr
+    assert f"line {scored + 1}: cut short where the input breaks off" in result.stderr  # not lost, not scored
+
+
+def test_the_line_a_truncated_gzip_breaks_off_in_is_a_bad_line_not_lost(tmp_path):
+    """Broken off inside a line, a gzip hands that line over as a `CutLine` (counted bad), not lost nor
+    scored with its last value cut short; broken off at a line's end, every line is whole. Either way the
+    read error follows."""
+    import zlib
+
+    from mstr.deploy.features import BadRecord, FeatureEncoder
+    from mstr.deploy.inputs import lines, open_text
+    from mstr.deploy.sources import CutLine, LineParser
+    from mstr.errors import DataError
+
+    data = gzip.compress("".join(f"{i},{i * 7919 % 10007}\n" for i in range(30000)).encode())
+    cuts = {}
+    for cut in range(len(data) // 2, len(data)):
+        cuts.setdefault(zlib.decompressobj(31).decompress(data[:cut]).endswith(b"\n"), cut)
+        if len(cuts) == 2:
+            break
+    for at_line_end, cut in cuts.items():
+        path = tmp_path / f"cut{cut}.csv.gz"
+        path.write_bytes(data[:cut])
+        whole = zlib.decompressobj(31).decompress(data[:cut]).decode().splitlines(keepends=True)
+        got = []
+        with pytest.raises(DataError, match="cannot be read further"):
+            got.extend(lines(open_text(str(path)), False, str(path)))
+        assert got == (whole if at_line_end else [*whole[:-1], CutLine(whole[-1])])
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    parser = LineParser({"input": {"format": "csv"}, "window": 1}, FeatureEncoder(prep))
+    parsed = parser.parse_many([(1, "a,b\n"), (2, "1,2\n"), (3, CutLine("3,4"))])  # "3,4": perhaps "3,41"
+    assert parsed[0] is None and parsed[1].numeric.tolist() == [1.0, 2.0] and isinstance(parsed[2], BadRecord)
