@@ -25,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -80,6 +81,12 @@ def check_writable(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: folder {path.parent} does not exist; create it or give another path")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"{option} {path}: not writable; give another path")
+    if not os.path.lexists(path):  # made and removed: os.access passes root everywhere, also on a read-only mount
+        try:
+            path.touch()
+            path.unlink()
+        except OSError as err:
+            raise ConfigError(f"{option} {path}: cannot be written ({err.strerror or err}); give another path") from None
 
 
 def check_distinct(paths: dict[str, str | Path]) -> None:
@@ -173,9 +180,14 @@ def main(argv: list[str] | None = None) -> None:
 
         def emit(verdict) -> None:
             nonlocal out
-            if out is None:
-                out = open(args.output, "w", buffering=1)
-            out.write(json.dumps(verdict.to_json(), default=str) + "\n")
+            try:
+                if out is None:
+                    out = open(args.output, "w", buffering=1)
+                out.write(json.dumps(verdict.to_json(), default=str) + "\n")
+            except BrokenPipeError:
+                raise
+            except OSError as err:  # checked at the start; e.g. the disk filled up since
+                raise ConfigError(f"--output {args.output}: cannot be written ({err.strerror or err})") from None
 
         line_parser = LineParser(spec, detector.encoder, "stdin" if args.input == "-" else args.input)
         runner = StreamRunner(detector, line_parser, emit, args.queue, args.batch_size, block, args.all)
@@ -199,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         report_and_exit(err)
     finally:
         if out is not None:
-            out.flush()
+            with contextlib.suppress(OSError):  # every line is flushed as written: a failure was reported there
+                out.flush()
     if out is None:  # the stream ended without a verdict to write: the file still says so
         open(args.output, "w").close()
     summary = runner.summary

@@ -350,14 +350,26 @@ def test_the_preprocessings_numbers_in_a_hand_edited_spec_are_checked(nsl, small
 
 
 @pytest.mark.parametrize("option", ["--output", "--summary"])
-@pytest.mark.parametrize("where", ["no-folder", "a-folder"])
+@pytest.mark.parametrize("where", ["no-folder", "a-folder", "no-files-there"])
 def test_unwritable_output_paths_are_refused_before_reading_input(nsl, tmp_path, option, where):
-    path = tmp_path / "missing" / "out.json" if where == "no-folder" else tmp_path
+    # /proc takes no new files, though os.access lets root (and CI containers run as root) write there
+    path = {"no-folder": tmp_path / "missing" / "out.json", "a-folder": tmp_path,
+            "no-files-there": Path("/proc/mstr-out.json")}[where]
     result = detect("--model", str(nsl["artifact"]), "--input", "-", option, str(path),
                     stdin=nsl["lines"].read_text())
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert "summary:" not in result.stderr  # refused before any flow was read
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {option} {path}: ")
+
+
+def test_an_output_that_fails_mid_stream_ends_with_one_line(nsl):
+    """A write that fails after the start's checks (here /dev/full: the disk filled up) ends the run with
+    one line naming the option, exit 2, not a traceback."""
+    for args in (["--output", "/dev/full"], ["--output", "/dev/full", "--all"]):
+        result = detect("--model", str(nsl["artifact"]), "--input", str(nsl["lines"]), *args)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert last == "error: --output /dev/full: cannot be written (No space left on device)", last
 
 
 def test_lines_with_too_many_fields_are_bad_lines(nsl):
