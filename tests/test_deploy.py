@@ -697,6 +697,21 @@ def test_flows_before_a_refused_header_are_scored_and_counted(zeek, tmp_path):
     assert "summary: flows seen 200, scored 200, dropped 0, bad 0" in result.stderr
 
 
+def test_the_encoder_counts_the_flows_holding_a_category_value_unseen_in_training():
+    from mstr.deploy.features import FeatureEncoder
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": ["p", "s"], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {"p": ["tcp", "udp"], "s": ["http"]},
+            "feature_names": ["a", "p0", "p1", "p2", "s0", "s1"]}
+    encoder = FeatureEncoder(prep)
+    rows = [["tcp", "http"], ["icmp", "http"], ["udp", "dns"], ["sctp", "ssh"], ["udp", "http"]]
+    encoded = encoder.encode(np.zeros((5, 1)), rows)
+    assert encoded[1, 3] == 1 and encoded[2, 5] == 1  # each column's unknown bucket
+    assert encoder.unseen == 3 and encoder.unseen_examples == {"p": "icmp", "s": "dns"}  # flows, not values
+    encoder.encode(np.zeros((1, 1)), [["tcp", "ftp"]])
+    assert encoder.unseen == 4 and encoder.unseen_examples == {"p": "icmp", "s": "dns"}  # the first kept
+
+
 def test_window_context_is_bounded_and_causal():
     from mstr.deploy.stream import WindowContext
 
@@ -1140,6 +1155,9 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
 
     lines = nsl["lines"].read_text().splitlines(keepends=True)
+    fields = lines[60].split(",")
+    fields[2] = "smtp_new"  # a service training never saw: scored, and counted
+    lines[60] = ",".join(fields)
     log = tmp_path / "growing.txt"
     log.write_text("".join(lines[:50]))
     with following(nsl["artifact"], log) as proc:
@@ -1154,6 +1172,7 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     assert [v["flow"] for v in verdicts("".join(got) + out)] == list(range(1, 81))
     assert "summary: flows seen 80, scored 80, dropped 0, bad 0" in err and "Traceback" not in err
     assert "flows/s while scoring: the rest waited for input" in err  # a followed file idles: both rates
+    assert "1 flow(s) with a category value unseen in training (e.g. service 'smtp_new'; scored as" in err
 
 
 def test_pcap_samples_parse_into_nfstream_flows(data_dir):

@@ -139,6 +139,8 @@ class Summary:
     alerts: int = 0
     repaired_values: int = 0
     groups_evicted: int = 0
+    unseen_categories: int = 0  # flows holding a category value training never saw
+    unseen_examples: dict = field(default_factory=dict)  # {column: the first such value}
     seconds: float = 0.0
     busy_seconds: float = 0.0  # of which parsing, scoring and writing (the rest: waiting for input)
     started: float = field(default_factory=time.perf_counter)
@@ -164,7 +166,10 @@ class Summary:
                    if self.scored and 0 < self.busy_seconds < 0.5 * self.seconds else "")
                 + (f", {self.unscored:,} read but not scored (stopped)" if self.unscored else "")
                 + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
-                + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
+                + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else "")
+                + (f", {self.unseen_categories:,} flow(s) with a category value unseen in training (e.g. "
+                   + ", ".join(f"{c} {v!r}" for c, v in list(self.unseen_examples.items())[:3])
+                   + "; scored as its unknown category)" if self.unseen_categories else ""))
 
     def to_json(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers", "refused_at")}
@@ -312,6 +317,7 @@ class StreamRunner:
             self.stop.set()
             s.seconds = time.perf_counter() - s.started
             s.groups_evicted = self.detector.context.evicted
+            s.unseen_categories, s.unseen_examples = self.detector.encoder.unseen, self.detector.encoder.unseen_examples
         if self.error is not None:
             raise self.error
         return s
