@@ -194,9 +194,18 @@ def main(argv: list[str] | None = None) -> None:
         runner = StreamRunner(detector, line_parser, emit, args.queue, args.batch_size, block, args.all)
         # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
         # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.
-        # The stream stops between batches, each batch written and counted whole.
-        signal.signal(signal.SIGINT, lambda signum, frame: runner.request_stop(signum))
-        signal.signal(signal.SIGTERM, lambda signum, frame: runner.request_stop(signum))
+        # The stream stops between batches, each batch written and counted whole. NFStream's pcap reader
+        # is a forked process with these handlers: it must end when signalled, or exit (which terminates
+        # it, then waits for it) hangs once we stop reading its flows (`| head`, Ctrl-C, a refused flow).
+        main_pid = os.getpid()
+
+        def on_signal(signum, frame) -> None:
+            if os.getpid() != main_pid:
+                os._exit(128 + signum)
+            runner.request_stop(signum)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         code = 0
         try:
             runner.run(items)

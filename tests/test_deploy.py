@@ -1006,6 +1006,20 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
                            input=pcap.read_bytes(), capture_output=True, cwd=REPO, timeout=300)  # `cat x.pcap |`
     last = piped.stderr.decode().strip().splitlines()[-1]
     assert piped.returncode == 2 and "binary data where a nfstream header should be" in last, last
+    # a reader that goes away (`| head -2`): the detector ends, and so does NFStream's forked pcap reader,
+    # which once kept our signal handlers, shrugged off the exit's SIGTERM, and was waited for for ever
+    head = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(tmp_path / "artifact"), "--input",
+                             str(pcap), "--all"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert len(verdicts(head.stdout.readline() + head.stdout.readline())) == 2
+        head.stdout.close()
+        assert head.wait(timeout=60) == 0
+    finally:
+        try:
+            os.killpg(head.pid, 9)  # what is left of its process group, after a hang
+        except ProcessLookupError:
+            pass
 
 
 def test_bad_lines_past_the_first_ones_are_still_reported_with_their_count(nsl, monkeypatch, caplog):
