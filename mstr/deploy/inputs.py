@@ -27,21 +27,22 @@ POLL_S = 0.2  # how often a followed log at its end is read again
 
 
 def open_text(path: str) -> IO[str]:
-    """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
-    junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A regular
-    file may be gzip; a pipe, FIFO or device (`/dev/stdin`, `<(zcat ...)`) is read as text, since
-    looking at its first bytes would consume them."""
+    """The input as UTF-8 text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or
+    binary junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A
+    leading byte-order mark is dropped, as training's reader drops it (else it sticks to the first
+    field: a KDD line's duration, a header's first name). A regular file may be gzip; a pipe, FIFO or
+    device (`/dev/stdin`, `<(zcat ...)`) is read as text, since looking at its first bytes would consume them."""
+    text = {"encoding": "utf-8-sig", "errors": "replace", "newline": "\n"}
     if path == "-":
         if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
-            sys.stdin.reconfigure(errors="replace", newline="\n")
+            sys.stdin.reconfigure(**text)
         return sys.stdin
     try:
         gz = False
         if os.path.isfile(path):
             with open(path, "rb") as fh:
                 gz = fh.read(2) == b"\x1f\x8b"
-        return (io.TextIOWrapper(io.BufferedReader(_BreaksAtLineEnd(gzip.open(path))), errors="replace", newline="\n")
-                if gz else open(path, errors="replace", newline="\n"))
+        return io.TextIOWrapper(io.BufferedReader(_BreaksAtLineEnd(gzip.open(path))), **text) if gz else open(path, **text)
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
 
