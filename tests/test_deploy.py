@@ -737,6 +737,32 @@ def test_window_context_is_bounded_and_causal():
     assert list(context.groups) == ["c", "a"] and context.evicted == 1
 
 
+def test_flows_out_of_time_order_are_counted_for_windowed_models():
+    """A host's flow earlier than its newest so far gets other context than training's time-sorted rows:
+    counted, per host, in the summary (numbers only: a date text is not compared). A model of single
+    flows scores alike in any order: nothing to count."""
+    from mstr.deploy.sources import LineParser
+    from mstr.deploy.stream import Detector, StreamRunner, WindowContext
+
+    context = WindowContext(window=2, num_features=1, max_groups=2)
+    times = ["10", "5", "11", "7", "12.5", "2017-07-07 11:59", None, 3]
+    context.windows(np.zeros((8, 1)), ["a", "b", "a", "a", "b", "b", "b", "c"], times)
+    assert context.out_of_order == 1  # a's 7 after its 11 (b's 5 is its first; its texts are not compared)
+    context.windows(np.zeros((2, 1)), ["a", "c"], ["1", "2"])  # c evicted a, and a now evicts b
+    assert context.out_of_order == 2 and context.newest == {"c": 3, "a": 1}  # a's 1: context forgotten with a
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": [], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a"]}
+    lines = ["ts,host,a\n", "1,h1,0\n", "3,h1,0\n", "2,h1,0\n", "1,h2,0\n", "4,h1,0\n"]
+    for window, expected in ((4, 1), (1, 0)):
+        spec = {"input": {"format": "csv", "time_col": "ts", "group_col": "host"}, "window": window,
+                "preprocessor": prep, "classes": ["benign", "attack"], "benign": ["benign"], "threshold": 0.5}
+        detector = Detector(lambda x: np.tile([[0.9, 0.1]], (len(x), 1)), spec)
+        summary = StreamRunner(detector, LineParser(spec, detector.encoder), lambda v: None).run(iter(lines))
+        assert summary.out_of_order == expected and summary.to_json()["out_of_order"] == expected
+        assert ("1 flow(s) out of time order" in summary.line()) == bool(expected)
+
+
 def test_encoder_matches_preprocessor_with_bins_frequent_values_unknown_categories_and_gaps(small_synthetic_dm):
     """Gaps (missing, infinite) too: a live record's get the training median as every split's did in
     training (a gap scored as the training mean made export refuse any model of data with gaps)."""
