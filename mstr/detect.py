@@ -105,6 +105,17 @@ def check_distinct(paths: dict[str, str | Path]) -> None:
                                   "another path")
 
 
+def report(summary, path: Path | None) -> None:
+    """The summary on stderr and, with `--summary`, as JSON in its file: also when the input failed
+    mid-stream, after flows were scored (a truncated gzip), for a pipeline that reads only the file."""
+    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
+    if path:
+        try:
+            path.write_text(json.dumps(summary.to_json(), indent=1))
+        except OSError as err:  # checked at the start; e.g. the disk filled up since
+            report_and_exit(ConfigError(f"--summary {path}: cannot be written ({err.strerror or err})"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m mstr.detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="artifact folder (mstr.export), checkpoint (.ckpt) or a "
@@ -217,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         if runner is not None and runner.summary.scored:  # the input failed mid-stream: say what was done
             # before (none scored: the input was refused at its header, and the reader's count of the
             # lines it read ahead would only mislead)
-            print(f"summary: {runner.summary.line()}", file=sys.stderr, flush=True)
+            report(runner.summary, args.summary)
         report_and_exit(err)
     finally:
         if out is not None:
@@ -226,12 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     if out is None:  # the stream ended without a verdict to write: the file still says so
         open(args.output, "w").close()
     summary = runner.summary
-    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
-    if args.summary:
-        try:
-            args.summary.write_text(json.dumps(summary.to_json(), indent=1))
-        except OSError as err:  # checked at the start; e.g. the disk filled up since
-            report_and_exit(ConfigError(f"--summary {args.summary}: cannot be written ({err.strerror or err})"))
+    report(summary, args.summary)
     if summary.seen == 0 and code == 0:
         print(f"warning: {'stdin' if args.input == '-' else args.input} held no flows", file=sys.stderr)
     if summary.scored == 0 and summary.bad > 0 and code == 0:

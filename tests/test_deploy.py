@@ -1245,11 +1245,13 @@ def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl
     data = gzip.compress(nsl["lines"].read_bytes())
     cut = tmp_path / "cut.txt.gz"
     cut.write_bytes(data[: len(data) // 2])
-    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all")
+    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all", "--summary", str(tmp_path / "s.json"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot be read further" in result.stderr.strip().splitlines()[-1]
     scored = len(verdicts(result.stdout))
     assert 0 < scored < 1500 and f"flows seen {scored + 1:,}, scored {scored:,}, dropped 0, bad 1" in result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())  # the file says what stderr says
+    assert (summary["seen"], summary["scored"], summary["bad"]) == (scored + 1, scored, 1)
     assert f"line {scored + 1}: cut short where the input breaks off" in result.stderr  # not lost, not scored
 
 
