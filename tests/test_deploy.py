@@ -1241,6 +1241,19 @@ def test_pcap_samples_parse_into_nfstream_flows(data_dir):
     assert all(f["bidirectional_packets"] > 0 for f in flows)
 
 
+def test_a_capture_libpcap_refuses_is_one_line_naming_the_file(data_dir, tmp_path):
+    """A pcap cut inside its file header, or of a version libpcap does not read: NFStream raises a
+    ValueError, which was a traceback (exit 1); now a `DataError` naming the file (exit 2)."""
+    from mstr.deploy.sources import pcap_flows
+    from mstr.errors import DataError
+
+    whole = (data_dir / "pcap_samples" / "test7-malicious.pcap").read_bytes()
+    for name, data in (("cut.pcap", whole[:10]), ("other.pcap", whole[:4] + b"\x09\x00\x09\x00" + whole[8:200])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / name}: NFStream cannot read it as a capture (")):
+            list(pcap_flows(tmp_path / name))
+
+
 def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl, tmp_path):
     data = gzip.compress(nsl["lines"].read_bytes())
     cut = tmp_path / "cut.txt.gz"

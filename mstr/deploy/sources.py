@@ -278,5 +278,9 @@ def pcap_flows(path: str | Path) -> Iterator[dict[str, Any]]:
         from nfstream import NFStreamer
     except ImportError:
         raise DataError("reading a pcap needs nfstream: pip install nfstream") from None
-    for flow in NFStreamer(source=str(path)):
-        yield dict(zip(flow.keys(), flow.values()))
+    try:
+        for flow in NFStreamer(source=str(path)):
+            yield dict(zip(flow.keys(), flow.values()))
+    except ValueError as err:  # NFStream's word for a capture libpcap refuses (a cut header, another version)
+        raise DataError(f"{path}: NFStream cannot read it as a capture ({err}); give a whole pcap / pcapng "
+                        "file") from None
