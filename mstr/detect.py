@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).exists() and not args.follow:
             raise DataError(f"{args.input}: no such input file")
+        if args.input == "-" and sys.stdin is None:  # started with it closed (`<&-`, some daemon managers)
+            raise DataError("--input - (the default): stdin is closed; give --input FILE, or pipe the flows in")
         if args.follow and not Path(args.input).exists() and Path(args.input).suffix.lower() in PCAP_SUFFIXES:
             # waited for, it would be read as text lines, or as a pcap cut at the packets written so far
             raise DataError(f"{args.input}: not there yet, and a pcap is read once, to its end (--follow waits "

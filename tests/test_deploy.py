@@ -979,6 +979,14 @@ def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, 
         run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", "data=synthetic", f"paths.output_dir={tmp_path}"]))
 
 
+def test_a_closed_stdin_is_one_line_not_a_traceback(nsl):
+    result = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"])], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.close(0))  # `<&-`
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: --input - (the default): stdin is closed; give "
+                                                      "--input FILE, or pipe the flows in")
+
+
 def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):
     proc = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {tmp_path}: is a folder; give a "
