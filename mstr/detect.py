@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise ConfigError(f"--{key.replace('_', '-')}={getattr(args, key)}: must be >= 1")
         if args.output != "-":
             check_writable(args.output, "--output")
+        if args.summary == Path("-"):  # as --output's "-" reads, not a file named "-" in the current folder
+            raise ConfigError("--summary -: the summary goes to stderr in any case; --summary takes a file path "
+                              "for its JSON")
         if args.summary:
             check_writable(args.summary, "--summary")
         check_distinct({"--input": args.input, "--output": args.output, "--summary": args.summary})

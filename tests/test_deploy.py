@@ -376,6 +376,15 @@ def test_unwritable_output_paths_are_refused_before_reading_input(nsl, tmp_path,
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {option} {path}: ")
 
 
+def test_summary_dash_is_refused_not_a_file_named_dash(nsl, tmp_path):
+    """`--output -` is stdout; `--summary -` wrote a file named "-" in the current folder."""
+    result = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--input",
+                             str(nsl["lines"]), "--summary", "-"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stdout == "" and not (tmp_path / "-").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --summary -: the summary goes to stderr")
+
+
 def test_an_output_that_fails_mid_stream_ends_with_one_line(nsl):
     """A write that fails after the start's checks (here /dev/full: the disk filled up) ends the run with
     one line naming the option, exit 2, not a traceback."""
