@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
             code = 128 + (stop.args[0] if stop.args else signal.SIGINT)
         except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
             sys.stdout = out = open(os.devnull, "w")
+    except KeyboardInterrupt:  # Ctrl-C while the model loads, before the stream's own handlers are set
+        print("interrupted before any flow was read", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except MstrError as err:
         if runner is not None and runner.summary.scored:  # the input failed mid-stream: say what was done
             # before (none scored: the input was refused at its header, and the reader's count of the

@@ -1246,6 +1246,24 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     assert "1 flow(s) with a category value unseen in training (e.g. service 'smtp_new'; scored as" in err
 
 
+def test_ctrl_c_while_the_model_loads_is_one_line_not_a_traceback(nsl):
+    """Ctrl-C before the stream's handlers are set (a checkpoint takes seconds to load: torch,
+    Lightning) raised a KeyboardInterrupt traceback; now one line, exit 130."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(nsl["ckpt"]), "--input",
+                             str(nsl["lines"])], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.monotonic() + 120
+    while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)  # torch is being imported: Python's own SIGINT handler is set, the stream's not yet
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted before any flow was read"
+
+
 def test_pcap_samples_parse_into_nfstream_flows(data_dir):
     from mstr.deploy.sources import is_pcap, pcap_flows
 
