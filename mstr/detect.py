@@ -72,6 +72,20 @@ def _starts_with(path: str, magic: bytes) -> bool:
         return fh.read(len(magic)) == magic
 
 
+def _gzipped_pcap(path: str) -> bool:
+    """A pcap compressed with gzip (`capture.pcap.gz`), which NFStream reads only uncompressed."""
+    import gzip
+    import zlib
+
+    from mstr.deploy.sources import PCAP_MAGIC
+
+    try:
+        with gzip.open(path) as fh:
+            return fh.read(4) in PCAP_MAGIC
+    except (OSError, EOFError, zlib.error):  # not a gzip, or a damaged one: read as lines, which say so
+        return False
+
+
 def check_writable(path: str | Path, option: str) -> None:
     """Refuse an output path that cannot be written before any flow is read: failing at the end would
     lose the whole run's work."""
@@ -160,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         regular = args.input != "-" and Path(args.input).is_file()  # not stdin, a pipe or a FIFO
         # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes
         pcap = regular and is_pcap(args.input)
+        if regular and not pcap and _gzipped_pcap(args.input):  # else read as binary lines, each one bad
+            raise DataError(f"{args.input}: a gzip-compressed capture, which NFStream does not read; gunzip it and "
+                            "give the pcap itself")
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")

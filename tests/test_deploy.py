@@ -1289,6 +1289,17 @@ def test_a_capture_libpcap_refuses_is_one_line_naming_the_file(data_dir, tmp_pat
             list(pcap_flows(tmp_path / name))
 
 
+def test_a_gzipped_pcap_is_named_as_such(nsl, data_dir, tmp_path):
+    """`capture.pcap.gz` was read as text: "binary data where a ... header should be; give a pcap or a gzip
+    file" to a CSV model, which had been given exactly that, and every line a bad line to a KDD model."""
+    pcap = tmp_path / "capture.pcap.gz"
+    pcap.write_bytes(gzip.compress((data_dir / "pcap_samples" / "malicious-ssh-bruteforce.pcap").read_bytes()))
+    result = detect("--model", str(nsl["artifact"]), "--input", str(pcap))
+    assert result.returncode == 2 and result.stdout == "" and "summary:" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"error: {pcap}: a gzip-compressed capture, which NFStream "
+                                                      "does not read; gunzip it and give the pcap itself")
+
+
 def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl, tmp_path):
     data = gzip.compress(nsl["lines"].read_bytes())
     cut = tmp_path / "cut.txt.gz"
