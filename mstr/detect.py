@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     if summary.seen == 0 and code == 0:
         print(f"warning: {'stdin' if args.input == '-' else args.input} held no flows", file=sys.stderr)
     if summary.scored == 0 and summary.bad > 0 and code == 0:
-        print(f"error: none of the {summary.bad} flow(s) could be read as {spec['input']['format']} input; "
+        print(f"error: none of the {summary.bad:,} flow(s) could be read as {spec['input']['format']} input; "
               "check --input against the format the model was trained on", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     sys.exit(code)

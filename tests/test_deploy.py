@@ -395,6 +395,18 @@ def test_an_output_that_fails_mid_stream_ends_with_one_line(nsl):
         assert last == "error: --output /dev/full: cannot be written (No space left on device)", last
 
 
+def test_input_of_another_format_ends_with_one_line_and_exit_2(nsl, data_dir, tmp_path):
+    """UNSW-NB15's CSV fed to an NSL-KDD model: every line is a bad line, counted; then one line saying so
+    (its count written as the summary writes counts), exit 2."""
+    with gzip.open(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", "rt") as fh:
+        (tmp_path / "unsw.csv").write_text("".join(next(fh) for _ in range(1201)))
+    result = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "unsw.csv"))
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert "flows seen 1,201, scored 0, dropped 0, bad 1,201" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: none of the 1,201 flow(s) could be read as nsl_kdd input; "
+                                                      "check --input against the format the model was trained on")
+
+
 def test_lines_with_too_many_fields_are_bad_lines(nsl):
     good = nsl["lines"].read_text().splitlines()[:4]
     feed = [*good[:2], ",".join(map(str, range(1, 51))), good[2] + ",1,2,3", good[3]]  # 50 and 46 fields
