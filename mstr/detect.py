@@ -11,7 +11,8 @@ PyTorch (its run's data config says what it reads; the training data itself is n
 Each alert line: {"flow": its line number in the input (counted on across a followed log's rotations;
 the n-th flow of a pcap), "time", "id": the 5-tuple / flow id columns present, "class", "score":
 P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored, dropped, bad, alerts,
-flows/s) goes to stderr at the end and on SIGINT / SIGTERM, which stop the stream between batches.
+flows/s, flows with a category value unseen in training) goes to stderr at the end and on SIGINT /
+SIGTERM, which stop the stream between batches.
 Bad lines are counted and logged, never fatal. The input queue is bounded (`--queue`): when it is full
 the reader waits, so no flow is lost (a pipe's writer or a followed log waits with it); `--on-full drop`
 drops and counts flows instead, for a feed that must never wait, and warns when it starts to.
@@ -25,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,6 +72,20 @@ def _starts_with(path: str, magic: bytes) -> bool:
         return fh.read(len(magic)) == magic
 
 
+def _gzipped_pcap(path: str) -> bool:
+    """A pcap compressed with gzip (`capture.pcap.gz`), which NFStream reads only uncompressed."""
+    import gzip
+    import zlib
+
+    from mstr.deploy.sources import PCAP_MAGIC
+
+    try:
+        with gzip.open(path) as fh:
+            return fh.read(4) in PCAP_MAGIC
+    except (OSError, EOFError, zlib.error):  # not a gzip, or a damaged one: read as lines, which say so
+        return False
+
+
 def check_writable(path: str | Path, option: str) -> None:
     """Refuse an output path that cannot be written before any flow is read: failing at the end would
     lose the whole run's work."""
@@ -80,6 +96,12 @@ def check_writable(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} {path}: folder {path.parent} does not exist; create it or give another path")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"{option} {path}: not writable; give another path")
+    if not os.path.lexists(path):  # made and removed: os.access passes root everywhere, also on a read-only mount
+        try:
+            path.touch()
+            path.unlink()
+        except OSError as err:
+            raise ConfigError(f"{option} {path}: cannot be written ({err.strerror or err}); give another path") from None
 
 
 def check_distinct(paths: dict[str, str | Path]) -> None:
@@ -95,6 +117,17 @@ def check_distinct(paths: dict[str, str | Path]) -> None:
             if same:
                 raise ConfigError(f"{option} {path}: is the file of {other}, which writing it would wipe; give "
                                   "another path")
+
+
+def report(summary, path: Path | None) -> None:
+    """The summary on stderr and, with `--summary`, as JSON in its file: also when the input failed
+    mid-stream, after flows were scored (a truncated gzip), for a pipeline that reads only the file."""
+    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
+    if path:
+        try:
+            path.write_text(json.dumps(summary.to_json(), indent=1))
+        except OSError as err:  # checked at the start; e.g. the disk filled up since
+            report_and_exit(ConfigError(f"--summary {path}: cannot be written ({err.strerror or err})"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise ConfigError(f"--{key.replace('_', '-')}={getattr(args, key)}: must be >= 1")
         if args.output != "-":
             check_writable(args.output, "--output")
+        if args.summary == Path("-"):  # as --output's "-" reads, not a file named "-" in the current folder
+            raise ConfigError("--summary -: the summary goes to stderr in any case; --summary takes a file path "
+                              "for its JSON")
         if args.summary:
             check_writable(args.summary, "--summary")
         check_distinct({"--input": args.input, "--output": args.output, "--summary": args.summary})
@@ -138,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         regular = args.input != "-" and Path(args.input).is_file()  # not stdin, a pipe or a FIFO
         # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes
         pcap = regular and is_pcap(args.input)
+        if regular and not pcap and _gzipped_pcap(args.input):  # else read as binary lines, each one bad
+            raise DataError(f"{args.input}: a gzip-compressed capture, which NFStream does not read; gunzip it and "
+                            "give the pcap itself")
         if pcap and spec["input"]["format"] != "nfstream":
             raise DataError(f"{args.input}: a pcap needs a model trained on NFStream flows (data=flows "
                             f"data.format=nfstream); this one reads {spec['input']['format']} input")
@@ -149,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{args.input}: is a folder; give a flow file, - for stdin, or a pcap")
         if args.input != "-" and not Path(args.input).exists() and not args.follow:
             raise DataError(f"{args.input}: no such input file")
+        if args.input == "-" and sys.stdin is None:  # started with it closed (`<&-`, some daemon managers)
+            raise DataError("--input - (the default): stdin is closed; give --input FILE, or pipe the flows in")
         if args.follow and not Path(args.input).exists() and Path(args.input).suffix.lower() in PCAP_SUFFIXES:
             # waited for, it would be read as text lines, or as a pcap cut at the packets written so far
             raise DataError(f"{args.input}: not there yet, and a pcap is read once, to its end (--follow waits "
@@ -173,17 +214,31 @@ def main(argv: list[str] | None = None) -> None:
 
         def emit(verdict) -> None:
             nonlocal out
-            if out is None:
-                out = open(args.output, "w", buffering=1)
-            out.write(json.dumps(verdict.to_json(), default=str) + "\n")
+            try:
+                if out is None:
+                    out = open(args.output, "w", buffering=1)
+                out.write(json.dumps(verdict.to_json(), default=str) + "\n")
+            except BrokenPipeError:
+                raise
+            except OSError as err:  # checked at the start; e.g. the disk filled up since
+                raise ConfigError(f"--output {args.output}: cannot be written ({err.strerror or err})") from None
 
         line_parser = LineParser(spec, detector.encoder, "stdin" if args.input == "-" else args.input)
         runner = StreamRunner(detector, line_parser, emit, args.queue, args.batch_size, block, args.all)
         # Both explicitly: a process started with SIGINT ignored (a background job of a script, a parent
         # that ignored it) would otherwise never see Ctrl-C, and Python keeps an inherited SIG_IGN.
-        # The stream stops between batches, each batch written and counted whole.
-        signal.signal(signal.SIGINT, lambda signum, frame: runner.request_stop(signum))
-        signal.signal(signal.SIGTERM, lambda signum, frame: runner.request_stop(signum))
+        # The stream stops between batches, each batch written and counted whole. NFStream's pcap reader
+        # is a forked process with these handlers: it must end when signalled, or exit (which terminates
+        # it, then waits for it) hangs once we stop reading its flows (`| head`, Ctrl-C, a refused flow).
+        main_pid = os.getpid()
+
+        def on_signal(signum, frame) -> None:
+            if os.getpid() != main_pid:
+                os._exit(128 + signum)
+            runner.request_stop(signum)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         code = 0
         try:
             runner.run(items)
@@ -191,28 +246,27 @@ def main(argv: list[str] | None = None) -> None:
             code = 128 + (stop.args[0] if stop.args else signal.SIGINT)
         except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
             sys.stdout = out = open(os.devnull, "w")
+    except KeyboardInterrupt:  # Ctrl-C while the model loads, before the stream's own handlers are set
+        print("interrupted before any flow was read", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except MstrError as err:
         if runner is not None and runner.summary.scored:  # the input failed mid-stream: say what was done
             # before (none scored: the input was refused at its header, and the reader's count of the
             # lines it read ahead would only mislead)
-            print(f"summary: {runner.summary.line()}", file=sys.stderr, flush=True)
+            report(runner.summary, args.summary)
         report_and_exit(err)
     finally:
         if out is not None:
-            out.flush()
+            with contextlib.suppress(OSError):  # every line is flushed as written: a failure was reported there
+                out.flush()
     if out is None:  # the stream ended without a verdict to write: the file still says so
         open(args.output, "w").close()
     summary = runner.summary
-    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
-    if args.summary:
-        try:
-            args.summary.write_text(json.dumps(summary.to_json(), indent=1))
-        except OSError as err:  # checked at the start; e.g. the disk filled up since
-            report_and_exit(ConfigError(f"--summary {args.summary}: cannot be written ({err.strerror or err})"))
+    report(summary, args.summary)
     if summary.seen == 0 and code == 0:
         print(f"warning: {'stdin' if args.input == '-' else args.input} held no flows", file=sys.stderr)
     if summary.scored == 0 and summary.bad > 0 and code == 0:
-        print(f"error: none of the {summary.bad} flow(s) could be read as {spec['input']['format']} input; "
+        print(f"error: none of the {summary.bad:,} flow(s) could be read as {spec['input']['format']} input; "
               "check --input against the format the model was trained on", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     sys.exit(code)

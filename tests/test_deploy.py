@@ -188,6 +188,20 @@ def test_detect_reads_stdin_and_skips_bad_lines(nsl):
     assert followed.returncode == 0 and "flows seen 302, scored 300" in followed.stderr
 
 
+def test_a_byte_order_mark_is_dropped_as_training_drops_it(nsl, tmp_path):
+    """A file saved with a UTF-8 byte-order mark (Windows editors, Excel's CSV): training's reader drops
+    it; the detector read it into the first field, so the first KDD line was a bad line (and a CSV
+    header's first name another name)."""
+    text = "\ufeff" + "".join(nsl["lines"].read_text().splitlines(keepends=True)[:50])
+    (tmp_path / "bom.txt").write_text(text, encoding="utf-8")
+    with gzip.open(tmp_path / "bom.txt.gz", "wt", encoding="utf-8") as fh:
+        fh.write(text)
+    for result in (detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "bom.txt")),
+                   detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "bom.txt.gz")),
+                   detect("--model", str(nsl["artifact"]), "--input", "-", stdin=text)):
+        assert result.returncode == 0 and "flows seen 50, scored 50, dropped 0, bad 0" in result.stderr, result.stderr
+
+
 def test_a_pipe_loses_no_flow_unless_told_to_drop_and_then_says_so(nsl):
     """A full queue makes stdin wait by default (a one-flow queue: every flow scored; dropping was the
     default for stdin, and `cat file | detect` lost about half); `--on-full drop` drops, counts and warns."""
@@ -350,14 +364,47 @@ def test_the_preprocessings_numbers_in_a_hand_edited_spec_are_checked(nsl, small
 
 
 @pytest.mark.parametrize("option", ["--output", "--summary"])
-@pytest.mark.parametrize("where", ["no-folder", "a-folder"])
+@pytest.mark.parametrize("where", ["no-folder", "a-folder", "no-files-there"])
 def test_unwritable_output_paths_are_refused_before_reading_input(nsl, tmp_path, option, where):
-    path = tmp_path / "missing" / "out.json" if where == "no-folder" else tmp_path
+    # /proc takes no new files, though os.access lets root (and CI containers run as root) write there
+    path = {"no-folder": tmp_path / "missing" / "out.json", "a-folder": tmp_path,
+            "no-files-there": Path("/proc/mstr-out.json")}[where]
     result = detect("--model", str(nsl["artifact"]), "--input", "-", option, str(path),
                     stdin=nsl["lines"].read_text())
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert "summary:" not in result.stderr  # refused before any flow was read
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {option} {path}: ")
+
+
+def test_summary_dash_is_refused_not_a_file_named_dash(nsl, tmp_path):
+    """`--output -` is stdout; `--summary -` wrote a file named "-" in the current folder."""
+    result = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"]), "--input",
+                             str(nsl["lines"]), "--summary", "-"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stdout == "" and not (tmp_path / "-").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --summary -: the summary goes to stderr")
+
+
+def test_an_output_that_fails_mid_stream_ends_with_one_line(nsl):
+    """A write that fails after the start's checks (here /dev/full: the disk filled up) ends the run with
+    one line naming the option, exit 2, not a traceback."""
+    for args in (["--output", "/dev/full"], ["--output", "/dev/full", "--all"]):
+        result = detect("--model", str(nsl["artifact"]), "--input", str(nsl["lines"]), *args)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert last == "error: --output /dev/full: cannot be written (No space left on device)", last
+
+
+def test_input_of_another_format_ends_with_one_line_and_exit_2(nsl, data_dir, tmp_path):
+    """UNSW-NB15's CSV fed to an NSL-KDD model: every line is a bad line, counted; then one line saying so
+    (its count written as the summary writes counts), exit 2."""
+    with gzip.open(data_dir / "unsw_nb15" / "UNSW_NB15_training-set.csv.gz", "rt") as fh:
+        (tmp_path / "unsw.csv").write_text("".join(next(fh) for _ in range(1201)))
+    result = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path / "unsw.csv"))
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert "flows seen 1,201, scored 0, dropped 0, bad 1,201" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: none of the 1,201 flow(s) could be read as nsl_kdd input; "
+                                                      "check --input against the format the model was trained on")
 
 
 def test_lines_with_too_many_fields_are_bad_lines(nsl):
@@ -685,6 +732,21 @@ def test_flows_before_a_refused_header_are_scored_and_counted(zeek, tmp_path):
     assert "summary: flows seen 200, scored 200, dropped 0, bad 0" in result.stderr
 
 
+def test_the_encoder_counts_the_flows_holding_a_category_value_unseen_in_training():
+    from mstr.deploy.features import FeatureEncoder
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": ["p", "s"], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {"p": ["tcp", "udp"], "s": ["http"]},
+            "feature_names": ["a", "p0", "p1", "p2", "s0", "s1"]}
+    encoder = FeatureEncoder(prep)
+    rows = [["tcp", "http"], ["icmp", "http"], ["udp", "dns"], ["sctp", "ssh"], ["udp", "http"]]
+    encoded = encoder.encode(np.zeros((5, 1)), rows)
+    assert encoded[1, 3] == 1 and encoded[2, 5] == 1  # each column's unknown bucket
+    assert encoder.unseen == 3 and encoder.unseen_examples == {"p": "icmp", "s": "dns"}  # flows, not values
+    encoder.encode(np.zeros((1, 1)), [["tcp", "ftp"]])
+    assert encoder.unseen == 4 and encoder.unseen_examples == {"p": "icmp", "s": "dns"}  # the first kept
+
+
 def test_window_context_is_bounded_and_causal():
     from mstr.deploy.stream import WindowContext
 
@@ -694,6 +756,32 @@ def test_window_context_is_bounded_and_causal():
     # "c" evicts "b" (least recently seen); "a" keeps its last two flows
     np.testing.assert_array_equal(out, [[0, 0, 1], [0, 0, 2], [0, 1, 3], [0, 0, 4], [1, 3, 5]])
     assert list(context.groups) == ["c", "a"] and context.evicted == 1
+
+
+def test_flows_out_of_time_order_are_counted_for_windowed_models():
+    """A host's flow earlier than its newest so far gets other context than training's time-sorted rows:
+    counted, per host, in the summary (numbers only: a date text is not compared). A model of single
+    flows scores alike in any order: nothing to count."""
+    from mstr.deploy.sources import LineParser
+    from mstr.deploy.stream import Detector, StreamRunner, WindowContext
+
+    context = WindowContext(window=2, num_features=1, max_groups=2)
+    times = ["10", "5", "11", "7", "12.5", "2017-07-07 11:59", None, 3]
+    context.windows(np.zeros((8, 1)), ["a", "b", "a", "a", "b", "b", "b", "c"], times)
+    assert context.out_of_order == 1  # a's 7 after its 11 (b's 5 is its first; its texts are not compared)
+    context.windows(np.zeros((2, 1)), ["a", "c"], ["1", "2"])  # c evicted a, and a now evicts b
+    assert context.out_of_order == 2 and context.newest == {"c": 3, "a": 1}  # a's 1: context forgotten with a
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": [], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a"]}
+    lines = ["ts,host,a\n", "1,h1,0\n", "3,h1,0\n", "2,h1,0\n", "1,h2,0\n", "4,h1,0\n"]
+    for window, expected in ((4, 1), (1, 0)):
+        spec = {"input": {"format": "csv", "time_col": "ts", "group_col": "host"}, "window": window,
+                "preprocessor": prep, "classes": ["benign", "attack"], "benign": ["benign"], "threshold": 0.5}
+        detector = Detector(lambda x: np.tile([[0.9, 0.1]], (len(x), 1)), spec)
+        summary = StreamRunner(detector, LineParser(spec, detector.encoder), lambda v: None).run(iter(lines))
+        assert summary.out_of_order == expected and summary.to_json()["out_of_order"] == expected
+        assert ("1 flow(s) out of time order" in summary.line()) == bool(expected)
 
 
 def test_encoder_matches_preprocessor_with_bins_frequent_values_unknown_categories_and_gaps(small_synthetic_dm):
@@ -912,6 +1000,14 @@ def test_evaluate_scores_on_the_checkpoints_own_data_unless_told_otherwise(nsl, 
         run(_compose("evaluate", [f"ckpt_path={nsl['ckpt']}", "data=synthetic", f"paths.output_dir={tmp_path}"]))
 
 
+def test_a_closed_stdin_is_one_line_not_a_traceback(nsl):
+    result = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(nsl["artifact"])], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.close(0))  # `<&-`
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: --input - (the default): stdin is closed; give "
+                                                      "--input FILE, or pipe the flows in")
+
+
 def test_an_input_that_is_a_folder_is_named_as_such(nsl, tmp_path):
     proc = detect("--model", str(nsl["artifact"]), "--input", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {tmp_path}: is a folder; give a "
@@ -979,6 +1075,20 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
                            input=pcap.read_bytes(), capture_output=True, cwd=REPO, timeout=300)  # `cat x.pcap |`
     last = piped.stderr.decode().strip().splitlines()[-1]
     assert piped.returncode == 2 and "binary data where a nfstream header should be" in last, last
+    # a reader that goes away (`| head -2`): the detector ends, and so does NFStream's forked pcap reader,
+    # which once kept our signal handlers, shrugged off the exit's SIGTERM, and was waited for for ever
+    head = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(tmp_path / "artifact"), "--input",
+                             str(pcap), "--all"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert len(verdicts(head.stdout.readline() + head.stdout.readline())) == 2
+        head.stdout.close()
+        assert head.wait(timeout=60) == 0
+    finally:
+        try:
+            os.killpg(head.pid, 9)  # what is left of its process group, after a hang
+        except ProcessLookupError:
+            pass
 
 
 def test_bad_lines_past_the_first_ones_are_still_reported_with_their_count(nsl, monkeypatch, caplog):
@@ -1129,6 +1239,9 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
 
     lines = nsl["lines"].read_text().splitlines(keepends=True)
+    fields = lines[60].split(",")
+    fields[2] = "smtp_new"  # a service training never saw: scored, and counted
+    lines[60] = ",".join(fields)
     log = tmp_path / "growing.txt"
     log.write_text("".join(lines[:50]))
     with following(nsl["artifact"], log) as proc:
@@ -1143,6 +1256,25 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     assert [v["flow"] for v in verdicts("".join(got) + out)] == list(range(1, 81))
     assert "summary: flows seen 80, scored 80, dropped 0, bad 0" in err and "Traceback" not in err
     assert "flows/s while scoring: the rest waited for input" in err  # a followed file idles: both rates
+    assert "1 flow(s) with a category value unseen in training (e.g. service 'smtp_new'; scored as" in err
+
+
+def test_ctrl_c_while_the_model_loads_is_one_line_not_a_traceback(nsl):
+    """Ctrl-C before the stream's handlers are set (a checkpoint takes seconds to load: torch,
+    Lightning) raised a KeyboardInterrupt traceback; now one line, exit 130."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.detect", "--model", str(nsl["ckpt"]), "--input",
+                             str(nsl["lines"])], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.monotonic() + 120
+    while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)  # torch is being imported: Python's own SIGINT handler is set, the stream's not yet
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted before any flow was read"
 
 
 def test_pcap_samples_parse_into_nfstream_flows(data_dir):
@@ -1157,12 +1289,71 @@ def test_pcap_samples_parse_into_nfstream_flows(data_dir):
     assert all(f["bidirectional_packets"] > 0 for f in flows)
 
 
+def test_a_capture_libpcap_refuses_is_one_line_naming_the_file(data_dir, tmp_path):
+    """A pcap cut inside its file header, or of a version libpcap does not read: NFStream raises a
+    ValueError, which was a traceback (exit 1); now a `DataError` naming the file (exit 2)."""
+    from mstr.deploy.sources import pcap_flows
+    from mstr.errors import DataError
+
+    whole = (data_dir / "pcap_samples" / "test7-malicious.pcap").read_bytes()
+    for name, data in (("cut.pcap", whole[:10]), ("other.pcap", whole[:4] + b"\x09\x00\x09\x00" + whole[8:200])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / name}: NFStream cannot read it as a capture (")):
+            list(pcap_flows(tmp_path / name))
+
+
+def test_a_gzipped_pcap_is_named_as_such(nsl, data_dir, tmp_path):
+    """`capture.pcap.gz` was read as text: "binary data where a ... header should be; give a pcap or a gzip
+    file" to a CSV model, which had been given exactly that, and every line a bad line to a KDD model."""
+    pcap = tmp_path / "capture.pcap.gz"
+    pcap.write_bytes(gzip.compress((data_dir / "pcap_samples" / "malicious-ssh-bruteforce.pcap").read_bytes()))
+    result = detect("--model", str(nsl["artifact"]), "--input", str(pcap))
+    assert result.returncode == 2 and result.stdout == "" and "summary:" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"error: {pcap}: a gzip-compressed capture, which NFStream "
+                                                      "does not read; gunzip it and give the pcap itself")
+
+
 def test_truncated_gzip_input_stops_with_one_line_after_scoring_what_it_read(nsl, tmp_path):
     data = gzip.compress(nsl["lines"].read_bytes())
     cut = tmp_path / "cut.txt.gz"
     cut.write_bytes(data[: len(data) // 2])
-    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all")
+    result = detect("--model", str(nsl["artifact"]), "--input", str(cut), "--all", "--summary", str(tmp_path / "s.json"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot be read further" in result.stderr.strip().splitlines()[-1]
     scored = len(verdicts(result.stdout))
-    assert 0 < scored < 1500 and f"scored {scored:,}" in result.stderr
+    assert 0 < scored < 1500 and f"flows seen {scored + 1:,}, scored {scored:,}, dropped 0, bad 1" in result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())  # the file says what stderr says
+    assert (summary["seen"], summary["scored"], summary["bad"]) == (scored + 1, scored, 1)
+    assert f"line {scored + 1}: cut short where the input breaks off" in result.stderr  # not lost, not scored
+
+
+def test_the_line_a_truncated_gzip_breaks_off_in_is_a_bad_line_not_lost(tmp_path):
+    """Broken off inside a line, a gzip hands that line over as a `CutLine` (counted bad), not lost nor
+    scored with its last value cut short; broken off at a line's end, every line is whole. Either way the
+    read error follows."""
+    import zlib
+
+    from mstr.deploy.features import BadRecord, FeatureEncoder
+    from mstr.deploy.inputs import lines, open_text
+    from mstr.deploy.sources import CutLine, LineParser
+    from mstr.errors import DataError
+
+    data = gzip.compress("".join(f"{i},{i * 7919 % 10007}\n" for i in range(30000)).encode())
+    cuts = {}
+    for cut in range(len(data) // 2, len(data)):
+        cuts.setdefault(zlib.decompressobj(31).decompress(data[:cut]).endswith(b"\n"), cut)
+        if len(cuts) == 2:
+            break
+    for at_line_end, cut in cuts.items():
+        path = tmp_path / f"cut{cut}.csv.gz"
+        path.write_bytes(data[:cut])
+        whole = zlib.decompressobj(31).decompress(data[:cut]).decode().splitlines(keepends=True)
+        got = []
+        with pytest.raises(DataError, match="cannot be read further"):
+            got.extend(lines(open_text(str(path)), False, str(path)))
+        assert got == (whole if at_line_end else [*whole[:-1], CutLine(whole[-1])])
+    prep = {"numeric_cols": ["a", "b"], "categorical_cols": [], "log_cols": [], "center": [0, 0], "scale": [1, 1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a", "b"]}
+    parser = LineParser({"input": {"format": "csv"}, "window": 1}, FeatureEncoder(prep))
+    parsed = parser.parse_many([(1, "a,b\n"), (2, "1,2\n"), (3, CutLine("3,4"))])  # "3,4": perhaps "3,41"
+    assert parsed[0] is None and parsed[1].numeric.tolist() == [1.0, 2.0] and isinstance(parsed[2], BadRecord)

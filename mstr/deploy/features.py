@@ -72,6 +72,10 @@ class FeatureEncoder:
         self.frequent_values = np.concatenate([v for _, v in frequent]) if frequent else np.zeros(0)
         self.vocab = [{v: i for i, v in enumerate(prep["categories"][c])} for c in self.categorical_cols]
         self.num_features = len(prep["feature_names"])
+        # Rows encoded holding a category value training never saw (scored as the column's unknown
+        # category, as training scored such test rows), and the first such value of each column: a
+        # detector's summary says how much traffic the model knows nothing about.
+        self.unseen, self.unseen_examples = 0, {}
 
     def encode(self, numeric: np.ndarray, categories: list[list[str]]) -> np.ndarray:
         """float32 [rows, num_features] from raw numbers [rows, numeric cols] (NaN: missing) and one
@@ -93,10 +97,16 @@ class FeatureEncoder:
             out[:, k:k + len(self.frequent_cols)] = raw[:, self.frequent_cols] == self.frequent_values
             k += len(self.frequent_cols)
         at = np.arange(rows)
+        unseen = np.zeros(rows, dtype=bool)
         for c, vocab in enumerate(self.vocab):
             codes = np.fromiter((vocab.get(row[c], len(vocab)) for row in categories), dtype=np.int64, count=rows)
+            new = codes == len(vocab)
+            if new.any():
+                unseen |= new
+                self.unseen_examples.setdefault(self.categorical_cols[c], categories[int(new.argmax())][c])
             out[at, k + codes] = 1.0
             k += len(vocab) + 1
+        self.unseen += int(unseen.sum())
         return out
 
     def parse(self, values: Mapping[str, Any], seq: int, group_col: Optional[str], time_col: Optional[str],

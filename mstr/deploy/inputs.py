@@ -19,7 +19,7 @@ import time
 import zlib
 from typing import IO, Iterator, Optional, Union
 
-from mstr.deploy.sources import NewFile
+from mstr.deploy.sources import CutLine, NewFile
 from mstr.errors import DataError
 
 log = logging.getLogger("mstr.detect")
@@ -27,23 +27,53 @@ POLL_S = 0.2  # how often a followed log at its end is read again
 
 
 def open_text(path: str) -> IO[str]:
-    """The input as text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or binary
-    junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A regular
-    file may be gzip; a pipe, FIFO or device (`/dev/stdin`, `<(zcat ...)`) is read as text, since
-    looking at its first bytes would consume them."""
+    """The input as UTF-8 text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or
+    binary junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A
+    leading byte-order mark is dropped, as training's reader drops it (else it sticks to the first
+    field: a KDD line's duration, a header's first name). A regular file may be gzip; a pipe, FIFO or
+    device (`/dev/stdin`, `<(zcat ...)`) is read as text, since looking at its first bytes would consume them."""
+    text = {"encoding": "utf-8-sig", "errors": "replace", "newline": "\n"}
     if path == "-":
         if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
-            sys.stdin.reconfigure(errors="replace", newline="\n")
+            sys.stdin.reconfigure(**text)
         return sys.stdin
     try:
         gz = False
         if os.path.isfile(path):
             with open(path, "rb") as fh:
                 gz = fh.read(2) == b"\x1f\x8b"
-        return (gzip.open(path, "rt", errors="replace", newline="\n") if gz
-                else open(path, errors="replace", newline="\n"))
+        return io.TextIOWrapper(io.BufferedReader(_BreaksAtLineEnd(gzip.open(path))), **text) if gz else open(path, **text)
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+class _BreaksAtLineEnd(io.RawIOBase):
+    """A gzip file's bytes whose read error (a truncated or corrupt file) comes at a line's end: broken
+    off inside a line, the read first ends there, so the text layer hands that line over (`lines` counts
+    it bad) instead of losing it, and the next read raises."""
+
+    def __init__(self, gz: gzip.GzipFile):
+        self.gz, self.error, self.at_line_end = gz, None, True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.error is None:
+            try:
+                n = self.gz.readinto1(buffer)  # one read of the file: data before an error is kept
+            except (OSError, EOFError, zlib.error) as err:
+                self.error = err
+                if not self.at_line_end:
+                    return 0
+            else:
+                self.at_line_end = buffer[n - 1] == ord("\n") if n else self.at_line_end
+                return n
+        raise self.error
+
+    def close(self) -> None:
+        self.gz.close()
+        super().close()
 
 
 def _offset(handle: IO[str]) -> Optional[int]:
@@ -74,7 +104,7 @@ def _changed(handle: IO[str], path: str) -> Optional[str]:
     return "truncated" if now.st_size < offset else None
 
 
-def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str, NewFile]]:
+def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str, NewFile, CutLine]]:
     """Lines of a text stream; with `follow`, wait for more at a file's end (a growing log) instead of
     stopping, and go on in the file that replaces it (rotation) or from its start (truncation). Stdin
     (`name` "-"), a pipe or a FIFO ends at its end either way: a closed pipe has nothing more to give."""
@@ -85,6 +115,8 @@ def lines(handle: IO[str], follow: bool, name: str = "-") -> Iterator[Union[str,
         try:
             line = handle.readline()
         except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated gzip
+            if pending:  # the line it broke off in
+                yield CutLine(pending)
             raise DataError(f"{name}: cannot be read further ({err}); the flows before were scored") from None
         if line.endswith("\n"):
             yield pending + line

@@ -45,6 +45,13 @@ class NewFile(NamedTuple):
     change: str
 
 
+class CutLine(NamedTuple):
+    """In an input's lines (`mstr.deploy.inputs`): the start of the line a truncated or corrupt input
+    ends in; a bad line, never a flow whose last value was cut short."""
+
+    text: str
+
+
 def is_pcap(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -182,6 +189,9 @@ class LineParser:
                 continue
             out.extend(self._parse_run(run))  # before a header line can change the columns
             run = []
+            if isinstance(item, CutLine):
+                out.append(BadRecord("cut short where the input breaks off; the rest of the flow is lost"))
+                continue
             try:
                 out.append(_or_error(self.parse if isinstance(item, str) else self.record, item, seq))
             except DataError as err:
@@ -268,5 +278,9 @@ def pcap_flows(path: str | Path) -> Iterator[dict[str, Any]]:
         from nfstream import NFStreamer
     except ImportError:
         raise DataError("reading a pcap needs nfstream: pip install nfstream") from None
-    for flow in NFStreamer(source=str(path)):
-        yield dict(zip(flow.keys(), flow.values()))
+    try:
+        for flow in NFStreamer(source=str(path)):
+            yield dict(zip(flow.keys(), flow.values()))
+    except ValueError as err:  # NFStream's word for a capture libpcap refuses (a cut header, another version)
+        raise DataError(f"{path}: NFStream cannot read it as a capture ({err}); give a whole pcap / pcapng "
+                        "file") from None

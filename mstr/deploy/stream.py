@@ -39,14 +39,18 @@ _END = object()
 
 
 class WindowContext:
-    """The last `window - 1` encoded flows of each of up to `max_groups` groups."""
+    """The last `window - 1` encoded flows of each of up to `max_groups` groups, and the newest time of
+    each: a flow that arrives earlier than its group's newest flow so far is counted (`out_of_order`),
+    since training sorted each group's flows by time and gave it other context. Only times written as
+    numbers (Unix time, Zeek's ts, NFStream's ms) are compared; date texts are not."""
 
     def __init__(self, window: int, num_features: int, max_groups: int = 100_000):
         self.window, self.num_features, self.max_groups = window, num_features, max_groups
         self.groups: OrderedDict[Any, deque] = OrderedDict()
-        self.evicted = 0
+        self.newest: dict[Any, float] = {}
+        self.evicted = self.out_of_order = 0
 
-    def windows(self, features: np.ndarray, groups: list) -> np.ndarray:
+    def windows(self, features: np.ndarray, groups: list, times: Optional[list] = None) -> np.ndarray:
         """[n, window, features]: each flow's window, the flows taken in order (earlier ones of the
         same batch are context of later ones)."""
         out = np.zeros((len(features), self.window, self.num_features), dtype=np.float32)
@@ -58,15 +62,28 @@ class WindowContext:
             if history is None:
                 history = self.groups[group] = deque(maxlen=self.window - 1)
                 if len(self.groups) > self.max_groups:
-                    self.groups.popitem(last=False)
+                    self.newest.pop(self.groups.popitem(last=False)[0], None)
                     self.evicted += 1
             else:
                 self.groups.move_to_end(group)
+            if times is not None and (when := _seconds(times[i])) is not None:
+                if when < self.newest.get(group, when):
+                    self.out_of_order += 1
+                else:
+                    self.newest[group] = when
             if history:
                 out[i, self.window - 1 - len(history):-1] = np.stack(history)
             out[i, -1] = row
             history.append(row)
         return out
+
+
+def _seconds(time: Any) -> Optional[float]:
+    """A time written as a number (or a number), as a float; None for a date text or no time."""
+    try:
+        return float(time)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -115,7 +132,7 @@ class Detector:
 
     def probabilities(self, records: list[Record]) -> np.ndarray:
         features = self.encoder.encode(np.stack([r.numeric for r in records]), [r.categories for r in records])
-        return self.scorer(self.context.windows(features, [r.group for r in records]))
+        return self.scorer(self.context.windows(features, [r.group for r in records], [r.time for r in records]))
 
     def verdicts(self, records: list[Record]) -> list[Verdict]:
         probs = self.probabilities(records)
@@ -139,6 +156,9 @@ class Summary:
     alerts: int = 0
     repaired_values: int = 0
     groups_evicted: int = 0
+    unseen_categories: int = 0  # flows holding a category value training never saw
+    out_of_order: int = 0  # flows earlier than their host's newest flow so far (windowed models)
+    unseen_examples: dict = field(default_factory=dict)  # {column: the first such value}
     seconds: float = 0.0
     busy_seconds: float = 0.0  # of which parsing, scoring and writing (the rest: waiting for input)
     started: float = field(default_factory=time.perf_counter)
@@ -164,7 +184,12 @@ class Summary:
                    if self.scored and 0 < self.busy_seconds < 0.5 * self.seconds else "")
                 + (f", {self.unscored:,} read but not scored (stopped)" if self.unscored else "")
                 + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
-                + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else ""))
+                + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else "")
+                + (f", {self.unseen_categories:,} flow(s) with a category value unseen in training (e.g. "
+                   + ", ".join(f"{c} {v!r}" for c, v in list(self.unseen_examples.items())[:3])
+                   + "; scored as its unknown category)" if self.unseen_categories else "")
+                + (f", {self.out_of_order:,} flow(s) out of time order (earlier than their host's newest flow so far: "
+                   "their window context is not training's time-sorted one)" if self.out_of_order else ""))
 
     def to_json(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("started", "received", "headers", "refused_at")}
@@ -311,7 +336,8 @@ class StreamRunner:
         finally:
             self.stop.set()
             s.seconds = time.perf_counter() - s.started
-            s.groups_evicted = self.detector.context.evicted
+            s.groups_evicted, s.out_of_order = self.detector.context.evicted, self.detector.context.out_of_order
+            s.unseen_categories, s.unseen_examples = self.detector.encoder.unseen, self.detector.encoder.unseen_examples
         if self.error is not None:
             raise self.error
         return s
