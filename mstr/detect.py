@@ -119,6 +119,25 @@ def check_distinct(paths: dict[str, str | Path]) -> None:
                                   "another path")
 
 
+def check_outside_model(model: str, outputs: dict[str, str | Path | None]) -> None:
+    """Refuse an output that would write into the model being run: its checkpoint, a file of its run
+    dir, or anything in an artifact folder (a file there, new or not, is no longer the artifact the
+    manifest describes, and a later `mstr.export` there would refuse the folder)."""
+    from mstr.deploy.artifact import MANIFEST
+
+    root = Path(model).resolve()
+    artifact = (root / MANIFEST).is_file()
+    for option, path in outputs.items():
+        if path in (None, "-"):
+            continue
+        target = Path(path).resolve()
+        inside = root in target.parents
+        if target == root or (inside and (artifact or target.exists())):
+            what = "the artifact folder" if artifact else "the model's files"
+            raise ConfigError(f"{option} {path}: is in {what} of --model {model}, which writing it would damage; "
+                              "give a path outside it")
+
+
 def report(summary, path: Path | None) -> None:
     """The summary on stderr and, with `--summary`, as JSON in its file: also when the input failed
     mid-stream, after flows were scored (a truncated gzip), for a pipeline that reads only the file."""
@@ -170,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.summary:
             check_writable(args.summary, "--summary")
         check_distinct({"--input": args.input, "--output": args.output, "--summary": args.summary})
+        check_outside_model(args.model, {"--output": args.output, "--summary": args.summary})
         detector, spec = open_detector(args.model, args.threads, args.max_groups)
         regular = args.input != "-" and Path(args.input).is_file()  # not stdin, a pipe or a FIFO
         # a pipe or FIFO is never sniffed for a pcap's magic: reading it would consume the first bytes

@@ -230,6 +230,24 @@ def test_detect_refuses_to_write_over_what_it_reads_or_writes(nsl, tmp_path):
     assert log.read_bytes() == before and not (tmp_path / "a.jsonl").exists()
 
 
+def test_detect_refuses_to_write_into_the_model_it_runs(nsl, tmp_path):
+    """`--output detector/model.onnx` overwrote the model (the next load refused its checksum); a new file
+    in the artifact folder changes what the folder is. A checkpoint is refused as an output too."""
+    art = tmp_path / "detector"
+    shutil.copytree(nsl["artifact"], art)
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+    ckpt = tmp_path / "best.ckpt"
+    shutil.copy(nsl["ckpt"], ckpt)
+    for model, args, named in ((art, ["--output", str(art / "model.onnx")], "--output"),
+                               (art, ["--summary", str(art / "summary.json")], "--summary"),
+                               (ckpt, ["--output", str(ckpt)], "--output")):
+        result = detect("--model", str(model), "--input", str(nsl["lines"]), *args)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and last.startswith(f"error: {named} ") and "writing it would damage" in last, last
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    assert ckpt.read_bytes() == Path(nsl["ckpt"]).read_bytes()
+
+
 def test_torchscript_artifact_scores_like_onnx(nsl):
     from mstr.deploy.artifact import load_artifact
     from mstr.deploy.runtime import artifact_scorer
