@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
                         stream=sys.stderr)
     from mstr.deploy.inputs import followed, lines, open_text
-    from mstr.deploy.sources import PCAP_SUFFIXES, LineParser, is_pcap, pcap_flows
+    from mstr.deploy.sources import PCAP_SUFFIXES, LineParser, capture_cut_at, is_pcap, pcap_flows
     from mstr.deploy.stream import StreamRunner
 
     runner = None
@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         if pcap:
             if args.follow:
                 log.warning("%s: a pcap is read to its end (--follow reads growing flow logs)", args.input)
+            cut = capture_cut_at(args.input)
+            if cut is not None:
+                log.warning("%s: the capture breaks off inside a packet at byte %s of %s (a copy taken while it was "
+                            "written?): the packets before are read, the cut one is lost", args.input,
+                            f"{cut:,}", f"{Path(args.input).stat().st_size:,}")
             items = pcap_flows(args.input)
         elif args.follow and args.input != "-":
             items = followed(args.input)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -1089,6 +1090,10 @@ def test_pcap_scored_end_to_end_by_an_nfstream_model(tmp_path, data_dir):
     assert isinstance(a[0]["id"]["src_port"], int) and isinstance(a[0]["time"], int)
     np.testing.assert_allclose([v["score"] for v in a], [v["score"] for v in b], atol=1e-5)
     assert f"scored {len(flows):,}, dropped 0" in from_pcap.stderr
+    (tmp_path / "cut.pcap").write_bytes(pcap.read_bytes()[:300_000])  # a copy taken while it was written
+    cut = detect("--model", str(tmp_path / "artifact"), "--input", str(tmp_path / "cut.pcap"))
+    assert cut.returncode == 0 and "the capture breaks off inside a packet at byte 299,971 of 300,000" in cut.stderr
+    assert "breaks off" not in from_pcap.stderr
     piped = subprocess.run([sys.executable, "-m", "mstr.detect", "--model", str(tmp_path / "artifact"), "--input", "-"],
                            input=pcap.read_bytes(), capture_output=True, cwd=REPO, timeout=300)  # `cat x.pcap |`
     last = piped.stderr.decode().strip().splitlines()[-1]
@@ -1318,6 +1323,30 @@ def test_a_capture_libpcap_refuses_is_one_line_naming_the_file(data_dir, tmp_pat
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DataError, match=re.escape(f"{tmp_path / name}: NFStream cannot read it as a capture (")):
             list(pcap_flows(tmp_path / name))
+
+
+def test_a_capture_cut_inside_a_packet_is_found_by_its_record_headers(data_dir, tmp_path):
+    """libpcap and NFStream read a capture cut mid-packet to the cut without a word; its record headers
+    say where it breaks off (libpcap: 24-byte file header, 16-byte record headers; pcapng: blocks)."""
+    from mstr.deploy.sources import capture_cut_at
+
+    whole = (data_dir / "pcap_samples" / "test7-malicious.pcap").read_bytes()
+    for name, data, expected in (("whole.pcap", whole, None), ("header.pcap", whole[:24], None),
+                                 ("in_record_header.pcap", whole[:30], 24), ("in_packet.pcap", whole[:300_000], 299_971)):
+        (tmp_path / name).write_bytes(data)
+        assert capture_cut_at(tmp_path / name) == expected, name
+
+    def block(kind: int, body: bytes) -> bytes:  # a pcapng block: type, total length, body, total length
+        return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    packet = bytes(60)
+    ng = (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))  # section header, little-endian
+          + block(1, struct.pack("<HHI", 1, 0, 65535))  # interface description: Ethernet
+          + block(6, struct.pack("<IIIII", 0, 0, 0, len(packet), len(packet)) + packet))  # an enhanced packet
+    (tmp_path / "whole.pcapng").write_bytes(ng)
+    (tmp_path / "cut.pcapng").write_bytes(ng[:-10])
+    assert capture_cut_at(tmp_path / "whole.pcapng") is None
+    assert capture_cut_at(tmp_path / "cut.pcapng") == len(ng) - (12 + 20 + len(packet))
 
 
 def test_a_gzipped_pcap_is_named_as_such(nsl, data_dir, tmp_path):

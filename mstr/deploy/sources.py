@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import struct
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -50,6 +52,36 @@ class CutLine(NamedTuple):
     ends in; a bad line, never a flow whose last value was cut short."""
 
     text: str
+
+
+def capture_cut_at(path: str | Path) -> Optional[int]:
+    """Where a capture file breaks off inside a packet (a copy made while it was written, a `head -c`),
+    as a byte offset; None when its last record is whole. libpcap and NFStream read such a file to the
+    cut without a word. Only the record headers are read: libpcap's 16-byte ones (whose third field is
+    the bytes stored), pcapng's blocks (type, total length)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        if magic == PCAP_MAGIC[4]:  # pcapng: the byte order is in the section header's own magic
+            fh.seek(8)
+            order = "<" if fh.read(4) == b"\x4d\x3c\x2b\x1a" else ">"
+            pos, header, length_at = 0, 8, 4
+        elif magic in PCAP_MAGIC:
+            order = "<" if magic in (PCAP_MAGIC[0], PCAP_MAGIC[2]) else ">"
+            pos, header, length_at = 24, 16, 8
+        else:
+            return None
+        while pos < size:
+            fh.seek(pos)
+            head = fh.read(header)
+            if len(head) < header:  # cut inside a record's header
+                return pos
+            length = struct.unpack_from(f"{order}I", head, length_at)[0]
+            record = header + length if header == 16 else length  # a pcapng length counts its header
+            if record < header or pos + record > size:  # a broken length, or cut inside the packet
+                return pos
+            pos += record
+    return None
 
 
 def is_pcap(path: str) -> bool:
