@@ -175,3 +175,26 @@ def test_a_failed_fetch_leaves_the_folder_as_it_was_and_a_bad_mirror_or_short_do
         httpd.shutdown()
         httpd.server_close()
     assert _leftovers(tmp_path / "short") == []
+
+
+def test_a_chunked_download_cut_short_or_a_port_that_is_no_number_is_one_line(tmp_path):
+    """http.client's own errors (no OSError) are the download's one-line error too, and leave nothing."""
+
+    class _CutChunked(_Quiet):  # one chunk, then the connection closes without the last chunk
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"a\r\n0123456789\r\n")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutChunked)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DataError, match=r"x.csv: cannot download \(IncompleteRead\(10 bytes read\)\)"):
+            fetch.download(f"http://127.0.0.1:{httpd.server_address[1]}/x.csv", tmp_path / "cut" / "x.csv", None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _leftovers(tmp_path / "cut") == []
+    with pytest.raises(DataError, match=r"cannot download \(nonnumeric port: 'ab'\)"):
+        fetch.download("http://127.0.0.1:ab/x.csv", tmp_path / "port" / "x.csv", None)

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import gzip
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -203,7 +204,9 @@ def download(url: str, dest: Path, sha256: Optional[str]) -> str:
             return staged.commit(sha256, url)
     except urllib.error.HTTPError as err:
         raise DataError(f"{url}: HTTP {err.code} {err.reason}; download it by hand into {dest.parent}") from None
-    except (urllib.error.URLError, OSError) as err:
+    # http.client's own errors are no OSError: a chunked body cut short (IncompleteRead), a port that
+    # is no number (InvalidURL)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", None) or err
         raise DataError(f"{url}: cannot download ({reason}); check the network or download it by hand "
                         f"into {dest.parent}") from None
