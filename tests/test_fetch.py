@@ -198,3 +198,29 @@ def test_a_chunked_download_cut_short_or_a_port_that_is_no_number_is_one_line(tm
     assert _leftovers(tmp_path / "cut") == []
     with pytest.raises(DataError, match=r"cannot download \(nonnumeric port: 'ab'\)"):
         fetch.download("http://127.0.0.1:ab/x.csv", tmp_path / "port" / "x.csv", None)
+
+
+def test_ctrl_c_removes_the_files_fetched_before_it_and_says_so_in_one_line(server, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the second file's download: the first file goes too (all or nothing, as for an
+    error), and the command ends with one line and exit code 130, not a traceback."""
+    served, base = server
+    files = {name: f"{name},1\n".encode() * 100 for name in ("a.csv", "b.csv")}
+    (served / "tiny").mkdir()
+    for name, data in files.items():
+        (served / "tiny" / name).write_bytes(data)
+    monkeypatch.setitem(fetch.DATASETS, "tiny", fetch.Source(
+        folder="tiny", base_url="unused", files=tuple(fetch.Remote(n, _sha(d)) for n, d in files.items())))
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", base)
+    download = fetch.download
+
+    def ctrl_c_in_b(url, dest, sha256):
+        if dest.name == "b.csv":
+            raise KeyboardInterrupt
+        return download(url, dest, sha256)
+
+    monkeypatch.setattr(fetch, "download", ctrl_c_in_b)
+    with pytest.raises(SystemExit) as stop:
+        fetch.main(["tiny", "--root", str(tmp_path / "data")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted by SIGINT"), lines
+    assert _leftovers(tmp_path / "data" / "tiny") == []

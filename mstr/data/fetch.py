@@ -15,7 +15,7 @@ downloaded: the command says where to get it and which folder to put it in.
     cic_ids2017_sample  the 43,419-flow stratified sample of it that the project's data holds
 
 MSTR_FETCH_BASE_URL=URL fetches `URL/<NAME>/<file>` instead (a local mirror, or a test server).
-Errors are one line on stderr and exit code 2.
+Errors are one line on stderr and exit code 2; Ctrl-C is one line and exit code 130, keeping nothing fetched.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import signal
 import sys
 import tempfile
 import urllib.error
@@ -261,11 +262,13 @@ def fetch(name: str, root: Path) -> list[str]:
     fetched: list[Path] = []
     try:
         lines = _fetch_files(source, folder, base, fetched)
-    except MstrError as err:
-        # all or nothing: the files fetched before the failure would leave a dataset the loader reads
-        # as complete (8 of CIC-IDS2017's 16 classes, say)
+    except (MstrError, KeyboardInterrupt) as err:
+        # all or nothing, Ctrl-C too: the files fetched before the failure would leave a dataset the
+        # loader reads as complete (8 of CIC-IDS2017's 16 classes, say)
         for path in fetched:
             path.unlink(missing_ok=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise
         undone = f" (the {len(fetched)} file(s) fetched before it were removed)" if fetched else ""
         raise DataError(f"{err}{undone}") from None
     if source.manual:
@@ -319,6 +322,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(line)
     except MstrError as err:
         report_and_exit(err)
+    except KeyboardInterrupt:
+        print("interrupted by SIGINT: nothing of this fetch was kept; run it again to fetch the dataset",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     return 0
 
 
