@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     for name in ("seconds", "repeats", "queue", "batch_size", "threads", "epochs"):
-        if getattr(args, name) <= 0:
+        if not getattr(args, name) > 0:  # NaN too
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):
         parser.error("--shares must lie in [0, 1] and --rates be positive")
