@@ -112,12 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):
         parser.error("--shares must lie in [0, 1] and --rates be positive")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    from mstr.data.datasets.nsl_kdd import _find, check
     from mstr.deploy.artifact import load_artifact
 
-    artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
-    data = Path(os.environ.get("MSTR_DATA_DIR", "data")) / "nsl_kdd" / "KDDTest+.txt.gz"
-    with gzip.open(data, "rt") as fh:
+    # KDDTest+ as the nsl_kdd config finds it (.txt or .txt.gz): a missing file is one line before a
+    # student is trained
+    data = _find(check(os.environ.get("MSTR_DATA_DIR", "data")), "KDDTest+")
+    with gzip.open(data, "rt") if data.suffix == ".gz" else open(data) as fh:
         lines = fh.readlines()
+    artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
     attack = np.array([ln.split(",")[41].strip() != "normal" for ln in lines])
     pools = {True: [ln for ln, a in zip(lines, attack) if a], False: [ln for ln, a in zip(lines, attack) if not a]}
     capacities = [replay(artifact, lines, None, args.queue, args.batch_size, args.threads)[0].flows_per_s
