@@ -206,3 +206,15 @@ def test_each_benchmarks_help_lists_its_own_options_and_no_empty_defaults(capsys
         assert "(default: None)" not in helps[name] and "(default: False)" not in helps[name], helps[name]
     assert "--groups" in helps["ablation"] and "--groups" not in helps["accuracy"]
     assert "--seeds" in helps["accuracy"] and "--threads" in helps["speed"] and "--threads" not in helps["accuracy"]
+
+
+@pytest.mark.parametrize("args", [["accuracy", "--datasets", "synthetic"], ["speed", "--no-train"],
+                                  ["scale", "--rows", "500"], ["loss"]])
+def test_an_unwritable_out_stops_a_benchmark_before_any_work(tmp_path, capsys, args):
+    """The report is written at the end: an --out under a file is one line at the start, not a
+    traceback after the runs."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        bench_main([*args, "--out", str(tmp_path / "a_file" / "bench")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and lines[-1].startswith("error: --out ") and "a_file is not a writable folder" in lines[-1]

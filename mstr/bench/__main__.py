@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                 preflight([*DATASETS[dataset], *common], "train")
             except MstrError as err:
                 raise MstrError(f"--override on {dataset}: {err}") from None
+        check_out(args.out)
         if args.benchmark == "ablation":
             results = {d: run_matrix(args.out, [d], _only(ablation.variants(d, tuple(args.groups)), args.variants),
                                      args.seeds, common)[d]

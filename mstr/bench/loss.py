@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, markdown
 from mstr.cli_args import ArgumentParser
 
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):
         parser.error("--shares must lie in [0, 1] and --rates be positive")
+    check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     from mstr.data.datasets.nsl_kdd import _find, check
     from mstr.deploy.artifact import load_artifact

@@ -7,6 +7,8 @@ import platform
 import sys
 from pathlib import Path
 
+from mstr.errors import MstrError
+
 
 # Other work on the machine when the benchmark started (the one-minute load average, before the benchmark
 # loads the cores itself): shared boxes slow every timing, so a table says what it ran beside.
@@ -36,6 +38,14 @@ def busy_warning() -> str:
         return ""
     return (f"**The machine was busy when this ran** (load average {LOAD_AT_START:.1f} on {_cores()} cores): its "
             "timings are slowed, unevenly; compare ratios within this table, or run it again on a quiet machine.\n\n")
+
+
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that cannot be written before any work: the report is written at the end, after
+    minutes or hours of it."""
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise MstrError(f"--out {out}: {existing} is not a writable folder; give another --out")
 
 
 def write_report(out: Path, name: str, body: str, argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(args.rows[0], args.batch_size, args.threads, args.train_batches,
                                  args.score_windows)))
         return
+    check_out(args.out)
     results = []
     for rows in args.rows:
         logging.getLogger("mstr.bench.scale").info("scale: %d rows", rows)

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             preflight([f"experiment={args.experiment}", *overrides], "train")
         except ConfigError as err:
             raise ConfigError(f"{given}: {err}") from None
+    check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     import torch
     from hydra.utils import instantiate
