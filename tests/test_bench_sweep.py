@@ -218,3 +218,34 @@ def test_an_unwritable_out_stops_a_benchmark_before_any_work(tmp_path, capsys, a
         bench_main([*args, "--out", str(tmp_path / "a_file" / "bench")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and lines[-1].startswith("error: --out ") and "a_file is not a writable folder" in lines[-1]
+
+
+def test_ctrl_c_stops_a_benchmark_with_one_line_and_no_report(tmp_path, capsys, monkeypatch):
+    """Ctrl-C mid-benchmark (a scale size's process; a training run, which raises `Interrupted`): one
+    line and exit 128 + signal, not a traceback, and no report; a scale child stopped by the same Ctrl-C
+    exits quietly (its parent says it)."""
+    import signal
+
+    from mstr.bench import __main__ as bench, scale
+    from mstr.errors import Interrupted
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def sigterm_in_a_run(*args):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(scale.subprocess, "run", ctrl_c)
+    monkeypatch.setattr(bench, "run_matrix", sigterm_in_a_run)
+    for args, code, said in ((["scale", "--rows", "500"], 130, "interrupted by SIGINT: no report was written"),
+                             (["accuracy", "--datasets", "synthetic"], 143,
+                              "interrupted by SIGTERM: no report was written; the same command reuses the runs")):
+        with pytest.raises(SystemExit) as stop:
+            bench_main([*args, "--out", str(tmp_path)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == code and len(lines) == 1 and lines[0].startswith(said), lines
+    assert not list(tmp_path.glob("*.md"))
+    monkeypatch.setattr(scale, "measure", ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        scale.main(["--child", "--rows", "500"])
+    assert stop.value.code == 130 and capsys.readouterr().err == ""

@@ -22,6 +22,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -31,7 +32,7 @@ from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
-from mstr.errors import MstrError, report_and_exit
+from mstr.errors import Interrupted, MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
@@ -166,6 +167,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        _run(argv)
+    except (Interrupted, KeyboardInterrupt) as err:
+        # Ctrl-C (SIGTERM too, while a network trains): one line, not a traceback; the report is written
+        # whole at the end, so there is none
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        reuse = "" if argv[:1] and argv[0] in DEPLOYMENT else "; the same command reuses the runs that finished"
+        print(f"interrupted by {stop.signal_name}: no report was written{reuse}", file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+
+
+def _run(argv: list[str]) -> None:
     if argv and argv[0] in DEPLOYMENT:
         try:
             return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -86,8 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if args.child:
-        print(json.dumps(measure(args.rows[0], args.batch_size, args.threads, args.train_batches,
-                                 args.score_windows)))
+        try:
+            print(json.dumps(measure(args.rows[0], args.batch_size, args.threads, args.train_batches,
+                                     args.score_windows)))
+        except KeyboardInterrupt:  # Ctrl-C reached the whole process group: the parent says so, in one line
+            sys.exit(128 + signal.SIGINT)
         return
     check_out(args.out)
     results = []
