@@ -154,6 +154,8 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
     (["accuracy", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
     (["distill", "--teacher-epochs", "-1"], "argument --teacher-epochs: must be an integer >= 1"),
     (["accuracy", "--seeds", "0", "x"], "argument --seeds: must be an integer >= 0, got 'x'"),
+    (["accuracy", "--seeds", "0", "1", "0"], "--seeds 0 1 0: [0] given twice; give each once"),
+    (["distill", "--datasets", "synthetic", "synthetic"], "--datasets synthetic synthetic: ['synthetic'] given twice"),
     (["accuracy", "--datasets", "synthetic", "--override", "bogus.key=1"], "--override on synthetic: bogus.key: no such key"),
     (["speed", "--experiment", "bogus"], "--experiment bogus: experiment=bogus: no such config; options: cic_ids2017, "),
     (["speed", "--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),

@@ -191,6 +191,10 @@ def _run(argv: list[str]) -> None:
         unknown = [d for d in args.datasets if d not in DATASETS]
         if unknown:
             raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS)}")
+        for option, values in (("--datasets", args.datasets), ("--seeds", args.seeds)):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:  # the same run again: its metrics would count twice, a spread of 0 never measured
+                raise MstrError(f"{option} {' '.join(map(str, values))}: {twice} given twice; give each once")
         common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs is not None else []),
                   *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs is not None else []),
                   *([f"data.batch_size={args.batch_size}"] if args.batch_size is not None else []),
