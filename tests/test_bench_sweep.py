@@ -251,3 +251,12 @@ def test_ctrl_c_stops_a_benchmark_with_one_line_and_no_report(tmp_path, capsys, 
     with pytest.raises(SystemExit) as stop:
         scale.main(["--child", "--rows", "500"])
     assert stop.value.code == 130 and capsys.readouterr().err == ""
+
+
+def test_a_missing_data_folder_is_not_blamed_on_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["accuracy", "--datasets", "nsl_kdd", "--out", str(tmp_path / "bench")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and line.startswith("error: ") and "nowhere/nsl_kdd: no such folder" in line
+    assert "--override" not in line  # none was given

@@ -32,7 +32,7 @@ from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
-from mstr.errors import Interrupted, MstrError, report_and_exit
+from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
@@ -204,7 +204,7 @@ def _run(argv: list[str]) -> None:
         for dataset in args.datasets:  # a bad --override: one line, before the first run
             try:
                 preflight([*DATASETS[dataset], *common], "train")
-            except MstrError as err:
+            except ConfigError as err:  # not a DataError: a missing data folder says so itself
                 raise MstrError(f"--override on {dataset}: {err}") from None
         check_out(args.out)
         if args.benchmark == "ablation":
