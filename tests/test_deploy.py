@@ -1143,6 +1143,15 @@ def test_loss_benchmark_finds_kddtest_as_the_data_config_does(nsl, tmp_path, mon
     assert "| 50% |" in (tmp_path / "bench" / "loss.md").read_text()
 
 
+@pytest.mark.slow  # the zeek fixture trains a detector
+def test_loss_benchmark_refuses_a_detector_of_other_lines(zeek, tmp_path, capsys):
+    from mstr.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["loss", "--model", str(zeek["artifact"]), "--out", str(tmp_path)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and "its detector reads zeek lines" in line and "data=nsl_kdd" in line, line
+
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
 

@@ -34,6 +34,7 @@ import numpy as np
 from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, markdown
 from mstr.cli_args import ArgumentParser
+from mstr.errors import MstrError
 
 log = logging.getLogger("mstr.bench.loss")
 
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     with gzip.open(data, "rt") if data.suffix == ".gz" else open(data) as fh:
         lines = fh.readlines()
     artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
+    read = artifact.spec["input"]["format"]
+    if read != "nsl_kdd":  # else its parser refuses KDDTest+'s first line, and blames "the input"
+        raise MstrError(f"--model {args.model}: its detector reads {read} lines, and this benchmark replays "
+                        "KDDTest+: give an artifact of a model trained with data=nsl_kdd")
     attack = np.array([ln.split(",")[41].strip() != "normal" for ln in lines])
     pools = {True: [ln for ln, a in zip(lines, attack) if a], False: [ln for ln, a in zip(lines, attack) if not a]}
     capacities = [replay(artifact, lines, None, args.queue, args.batch_size, args.threads)[0].flows_per_s
