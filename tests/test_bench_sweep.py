@@ -183,6 +183,8 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
     ("mstr.bench.__main__", ["--datasets", "nsl_kdd", "distill"],  # the flat parser of before took this order
      "--datasets goes after the sub-command: python -m mstr.bench accuracy|distill|ablation --datasets ..."),
     ("mstr.bench.__main__", ["accuracy", "--groups", "architecture"], "--groups is not an option of accuracy but of ablation"),
+    ("mstr.bench.__main__", ["acuracy", "--out", "x"],  # the sub-command is what is wrong, not --out's place
+     "argument {accuracy,distill,ablation,speed,scale,loss}: invalid choice: 'acuracy'"),
     ("mstr.compare", ["--metrik", "val/f1", "."], "unknown option --metrik; did you mean --metric?"),
     ("mstr.sweep", ["sweeps/distill_student.yaml", "--ntrials", "3"], "unknown option --ntrials; did you mean --n-trials?"),
     ("mstr.data.fetch", ["nsl_kdd", "--rooot", "x"], "unknown option --rooot; did you mean --root?"),
