@@ -262,3 +262,13 @@ def test_a_missing_data_folder_is_not_blamed_on_override(tmp_path, capsys, monke
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert stop.value.code == 2 and line.startswith("error: ") and "nowhere/nsl_kdd: no such folder" in line
     assert "--override" not in line  # none was given
+
+
+@pytest.mark.slow  # Lightning's start and a synthetic table: ~6 s
+def test_scale_counts_the_windows_it_trained_on_a_split_smaller_than_the_batches():
+    """500 flows cannot fill 10 batches of 4,096 windows (the defaults): µs per training window is over
+    the windows of the one epoch, not over 40,960 that never ran."""
+    from mstr.bench.scale import measure
+
+    result = measure(500, batch_size=4096, threads=1, train_batches=10, score_windows=10)
+    assert result["train_windows"] == result["train_rows"] < 4096
