@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -224,3 +225,46 @@ def test_ctrl_c_removes_the_files_fetched_before_it_and_says_so_in_one_line(serv
     lines = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted by SIGINT"), lines
     assert _leftovers(tmp_path / "data" / "tiny") == []
+
+
+def test_sigterm_mid_download_keeps_nothing(tmp_path, data_dir):
+    """SIGTERM (`timeout`, a scheduler) in the second file: no temporary file, and the first file is
+    removed as well (a folder of one CIC class would read as the dataset); one line, exit 143."""
+    import signal
+    import time
+
+    first = gzip.decompress((data_dir / "cic_ids2017_improved" / "BENIGN_5000.csv.gz").read_bytes())
+
+    class _FirstThenStall(_Quiet):  # the first file whole, the next one a trickle
+        def do_GET(self) -> None:
+            body = first if "BENIGN_5000" in self.path else None
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) if body else 10**8))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+                return
+            with contextlib.suppress(OSError):
+                for _ in range(600):
+                    self.wfile.write(b"x" * 1000)
+                    time.sleep(0.05)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FirstThenStall)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    folder = tmp_path / "cic_ids2017_improved"
+    env = {**os.environ, "MSTR_FETCH_BASE_URL": f"http://127.0.0.1:{httpd.server_address[1]}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.data.fetch", "cic_ids2017_sample", "--root", str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".Botnet") for p in folder.glob(".*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first file is in place, the second one under way
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 143 and err.strip().splitlines() == [
+        "interrupted by SIGTERM: nothing of this fetch was kept; run it again to fetch the dataset"], err
+    assert _leftovers(folder) == []

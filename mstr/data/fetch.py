@@ -15,7 +15,8 @@ downloaded: the command says where to get it and which folder to put it in.
     cic_ids2017_sample  the 43,419-flow stratified sample of it that the project's data holds
 
 MSTR_FETCH_BASE_URL=URL fetches `URL/<NAME>/<file>` instead (a local mirror, or a test server).
-Errors are one line on stderr and exit code 2; Ctrl-C is one line and exit code 130, keeping nothing fetched.
+Errors are one line on stderr and exit code 2; Ctrl-C or SIGTERM is one line and exit code 130 or 143,
+keeping nothing of what was fetched.
 """
 
 from __future__ import annotations
@@ -310,6 +311,10 @@ def _fetch_files(source, folder: Path, base: str, fetched: list[Path]) -> list[s
     return lines
 
 
+def _stop(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signum)  # as Ctrl-C (mstr.detect's convention): the fetch removes what it fetched
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = ArgumentParser(prog="python -m mstr.data.fetch", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -317,15 +322,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--root", default=os.environ.get("MSTR_DATA_DIR", "data"),
                         help="data root (default: $MSTR_DATA_DIR or ./data)")
     args = parser.parse_args(argv)
+    # SIGTERM (`timeout`, a scheduler) would end the process with no cleanup at all: a temporary file and
+    # the files fetched before it left behind
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for line in fetch(args.name, Path(args.root).expanduser()):
             print(line)
     except MstrError as err:
         report_and_exit(err)
-    except KeyboardInterrupt:
-        print("interrupted by SIGINT: nothing of this fetch was kept; run it again to fetch the dataset",
-              file=sys.stderr, flush=True)
-        sys.exit(128 + signal.SIGINT)
+    except KeyboardInterrupt as stop:
+        signum = stop.args[0] if stop.args else signal.SIGINT
+        print(f"interrupted by {signal.Signals(signum).name}: nothing of this fetch was kept; run it again to "
+              "fetch the dataset", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
     return 0
 
 
