@@ -137,11 +137,17 @@ def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, 
 
 
 @pytest.mark.slow  # a whole benchmark or search
-def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
+def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path, monkeypatch):
     """`--experiment`: a data set with windows of 8 flows; the networks score each flow's window (the
-    student as exported, its last block at the newest flow), the peers the same flows alone."""
+    student as exported, its last block at the newest flow), the peers the same flows alone. The
+    exported student's temporary folder is removed."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     bench_main(["speed", "--experiment", "synthetic_multiclass", "--no-train", "--repeats", "1", "--calls", "20",
                 "--student", "model.backbone.widths=[4]", "--out", str(tmp_path)])
+    assert not list((tmp_path / "tmp").rglob("student.*"))
     measured = json.loads((tmp_path / "speed_synthetic_multiclass" / "measured.json").read_text())
     assert len(measured) == 7 and all(flows_per_s > 0 for flows_per_s, _, _ in measured.values())
     report = (tmp_path / "speed_synthetic_multiclass.md").read_text()

@@ -161,17 +161,18 @@ def main(argv: list[str] | None = None) -> None:
     else:
         teacher = load_classifier(teacher_run["best_checkpoint"]).model
         student = load_classifier(student_run["best_checkpoint"]).model
-    tmp = Path(tempfile.mkdtemp())
-    example = torch.from_numpy(windows[:2])
-    export_model(student, "onnx", example, tmp / "student.onnx")
-    export_model(student, "torchscript", example, tmp / "student.ts")
-    models = {  # PyTorch as `mstr.detect --model <checkpoint>` runs it
-        ("teacher", "PyTorch"): (torch_scorer(NewestFlowOnly.of(teacher), args.threads), windows),
-        ("student", "PyTorch"): (torch_scorer(NewestFlowOnly.of(student), args.threads), windows),
-        ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
-        ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
-        **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
-    }
+    with tempfile.TemporaryDirectory() as folder:  # the exported student; its scorers read it into memory
+        tmp = Path(folder)
+        example = torch.from_numpy(windows[:2])
+        export_model(student, "onnx", example, tmp / "student.onnx")
+        export_model(student, "torchscript", example, tmp / "student.ts")
+        models = {  # PyTorch as `mstr.detect --model <checkpoint>` runs it
+            ("teacher", "PyTorch"): (torch_scorer(NewestFlowOnly.of(teacher), args.threads), windows),
+            ("student", "PyTorch"): (torch_scorer(NewestFlowOnly.of(student), args.threads), windows),
+            ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
+            ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
+            **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
+        }
     measured = {}
     for key, (predict, rows) in models.items():
         log.info("timing %s (%s)", *key)
