@@ -278,3 +278,25 @@ def test_scale_counts_the_windows_it_trained_on_a_split_smaller_than_the_batches
 
     result = measure(500, batch_size=4096, threads=1, train_batches=10, score_windows=10)
     assert result["train_windows"] == result["train_rows"] < 4096
+
+
+def test_loss_says_the_lowest_rate_that_drops_whatever_the_order_of_rates(tmp_path, monkeypatch):
+    """A detector that drops from its capacity on (a stand-in for the stream): with --rates given high
+    to low the table still says it breaks at 1x, not at the first rate listed."""
+    from types import SimpleNamespace
+
+    from mstr.bench import loss
+    from mstr.deploy import artifact
+
+    capacity = 1000.0
+
+    def replay(model, lines, rate, *args):
+        dropped = len(lines) if rate and rate >= capacity else 0
+        return SimpleNamespace(dropped=dropped, flows_per_s=capacity), {}
+
+    monkeypatch.setattr(loss, "replay", replay)
+    monkeypatch.setattr(artifact, "load_artifact", lambda folder: SimpleNamespace(
+        folder=folder, spec={"role": "student", "input": {"format": "nsl_kdd"}}))
+    bench_main(["loss", "--model", "stand-in", "--shares", "0.5", "--rates", "4", "1", "0.5", "--repeats", "1",
+                "--out", str(tmp_path)])
+    assert "The median drop is above zero: 50% attacks: from 1,000 flows/s." in (tmp_path / "loss.md").read_text()

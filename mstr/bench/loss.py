@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             runs = [loss_of(*replay(artifact, stream, rate, args.queue, args.batch_size, args.threads), is_attack)
                     for _ in range(args.repeats)]
             dropped, benign_flagged, missed = (statistics.median(r[k] for r in runs) for k in range(3))
-            if dropped and share not in breaks:
-                breaks[share] = rate
+            if dropped:  # the lowest rate that drops, in whatever order --rates came
+                breaks[share] = min(rate, breaks.get(share, rate))
             drops = [r[0] for r in runs]
             rows.append([f"{share:.0%}", f"{rate:,.0f} ({factor:g}x)", f"{n:,}", f"{dropped:.2f}",
                          f"{min(drops):.2f}-{max(drops):.2f}", f"{benign_flagged:.2f}", f"{missed:.2f}",
