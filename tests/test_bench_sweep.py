@@ -160,6 +160,8 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path, monke
     (["accuracy", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
     (["distill", "--teacher-epochs", "-1"], "argument --teacher-epochs: must be an integer >= 1"),
     (["accuracy", "--seeds", "0", "x"], "argument --seeds: must be an integer >= 0, got 'x'"),
+    (["accuracy", "--datasets", "synthetic", "--variants", "student_nokd", "student_logit"],
+     "--variants ['student_logit']: not rows of this benchmark; choose from ['student_nokd', 'student_logits']"),
     (["accuracy", "--seeds", "0", "1", "0"], "--seeds 0 1 0: [0] given twice; give each once"),
     (["distill", "--datasets", "synthetic", "synthetic"], "--datasets synthetic synthetic: ['synthetic'] given twice"),
     (["accuracy", "--datasets", "synthetic", "--override", "bogus.key=1"], "--override on synthetic: bogus.key: no such key"),
@@ -300,3 +302,22 @@ def test_loss_says_the_lowest_rate_that_drops_whatever_the_order_of_rates(tmp_pa
     bench_main(["loss", "--model", "stand-in", "--shares", "0.5", "--rates", "4", "1", "0.5", "--repeats", "1",
                 "--out", str(tmp_path)])
     assert "The median drop is above zero: 50% attacks: from 1,000 flows/s." in (tmp_path / "loss.md").read_text()
+
+
+def test_ablation_variants_are_checked_against_every_datasets_rows(tmp_path, capsys):
+    """`window_16` is a row of the data with time only: asked with NSL-KDD beside, NSL-KDD runs without
+    it; a name that is no dataset's row stops the benchmark before its first run."""
+    from mstr.bench import ablation
+    from mstr.bench.__main__ import _only
+
+    rows = {d: ablation.variants(d, ("architecture",)) for d in ("nsl_kdd", "synthetic")}
+    every = [v for variants in rows.values() for v in variants]
+    assert [v.name for v in _only(rows["nsl_kdd"], ["student_nokd", "window_16"], every)] == ["student_nokd"]
+    assert [v.name for v in _only(rows["synthetic"], ["student_nokd", "window_16"], every)] == [
+        "student_nokd", "window 16"]
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["ablation", "--datasets", "synthetic", "nsl_kdd", "--groups", "architecture",
+                    "--variants", "window_16", "window_61", "--out", str(tmp_path / "bench")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and "--variants ['window_61']: not rows of this benchmark" in line
+    assert not (tmp_path / "bench").exists()

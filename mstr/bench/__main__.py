@@ -50,14 +50,18 @@ def _variants(methods: tuple[str, ...]) -> list[Variant]:
     return [Variant("student_nokd", ("model=student", "distill=none")), *distilled]
 
 
-def _only(variants: list[Variant], names) -> list[Variant]:
-    """The variants named (by their run dir name), all when `names` is None."""
+def _only(variants: list[Variant], names, known: list[Variant] | None = None) -> list[Variant]:
+    """The variants named (by their run dir name), all when `names` is None. A name that is none of
+    `known` (default: `variants`; the ablation's rows of every dataset, some of which only some have) is
+    refused, before the first run."""
     if names is None:
         return variants
-    chosen = [v for v in variants if run_dirname(v.name) in names or v.name in names]
-    if not chosen:
-        raise MstrError(f"--variants {names}: none of this benchmark's rows ({[run_dirname(v.name) for v in variants]})")
-    return chosen
+    known = variants if known is None else known
+    unknown = [n for n in names if not any(n in (v.name, run_dirname(v.name)) for v in known)]
+    if unknown:  # one misspelt name among good ones would silently drop its row
+        raise MstrError(f"--variants {unknown}: not rows of this benchmark; choose from "
+                        f"{list(dict.fromkeys(run_dirname(v.name) for v in known))}")
+    return [v for v in variants if run_dirname(v.name) in names or v.name in names]
 
 
 def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
@@ -208,8 +212,9 @@ def _run(argv: list[str]) -> None:
                 raise MstrError(f"--override on {dataset}: {err}") from None
         check_out(args.out)
         if args.benchmark == "ablation":
-            results = {d: run_matrix(args.out, [d], _only(ablation.variants(d, tuple(args.groups)), args.variants),
-                                     args.seeds, common)[d]
+            rows = {d: ablation.variants(d, tuple(args.groups)) for d in args.datasets}
+            every = [v for variants in rows.values() for v in variants]
+            results = {d: run_matrix(args.out, [d], _only(rows[d], args.variants, every), args.seeds, common)[d]
                        for d in args.datasets}
             table = ablation.table(results)
         else:
