@@ -121,6 +121,10 @@ def test_a_damaged_file_in_place_or_a_root_that_is_a_file_is_one_line(tmp_path, 
     damaged.write_bytes(b"x\n")  # not gzip
     with pytest.raises(DataError, match="KDDTest\\+.txt.gz: cannot be read .*move it away and fetch again"):
         fetch.fetch("nsl_kdd", tmp_path)
+    damaged.unlink()
+    (tmp_path / "nsl_kdd" / "KDDTest+.txt").mkdir()
+    with pytest.raises(DataError, match="KDDTest\\+.txt: is a folder, not the file; move it away and fetch again"):
+        fetch.fetch("nsl_kdd", tmp_path)
     root = tmp_path / "a_file"
     root.write_text("")
     with pytest.raises(DataError, match="a_file: is a file, so .* cannot be made; give a folder as --root"):

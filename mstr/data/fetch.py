@@ -137,6 +137,8 @@ def _sha256(stream: IO[bytes]) -> str:
 def _present(folder: Path, name: str, sha256: Optional[str]) -> Optional[Path]:
     """The file (plain or .gz) if it is there; an error if it is there with other content."""
     for path in (folder / name, folder / f"{name}.gz"):
+        if path.is_dir():  # else the download's rename onto it fails, and the error would blame the network
+            raise DataError(f"{path}: is a folder, not the file; move it away and fetch again")
         if not path.is_file():
             continue
         if sha256 is not None:
