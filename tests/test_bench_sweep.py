@@ -321,3 +321,19 @@ def test_ablation_variants_are_checked_against_every_datasets_rows(tmp_path, cap
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert stop.value.code == 2 and "--variants ['window_61']: not rows of this benchmark" in line
     assert not (tmp_path / "bench").exists()
+
+
+def test_a_report_interrupted_while_written_is_not_left_half_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mstr.bench.report import write_report
+
+    def half_then_ctrl_c(path, text):
+        with open(path, "w") as fh:
+            fh.write(text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path, "speed", "| a | b |\n|---|---|\n" * 100, ["speed"])
+    assert not (tmp_path / "speed.md").exists()

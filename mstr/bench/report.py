@@ -54,6 +54,8 @@ def write_report(out: Path, name: str, body: str, argv: list[str] | None = None)
     command = "python -m mstr.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = f"# mstr benchmark: {name}\n\n`{command}`\n\n{busy_warning()}{body}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.md").write_text(text)
+    tmp = out / f".{name}.md.tmp{os.getpid()}"  # renamed once whole: Ctrl-C mid-write leaves no half report
+    tmp.write_text(text)
+    os.replace(tmp, out / f"{name}.md")
     print(text)
     print(f"wrote {out / f'{name}.md'}", file=sys.stderr)
