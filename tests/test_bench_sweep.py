@@ -337,3 +337,24 @@ def test_a_report_interrupted_while_written_is_not_left_half_written(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         write_report(tmp_path, "speed", "| a | b |\n|---|---|\n" * 100, ["speed"])
     assert not (tmp_path / "speed.md").exists()
+
+
+@pytest.mark.slow  # three data configs composed and set up: ~5 s
+def test_accuracy_peers_are_fitted_again_for_other_data(tmp_path, monkeypatch):
+    """The peers' cache is per seed and data config: with another --override of the data the table's
+    peers are fitted on the new splits, as its networks are, not read from the first run."""
+    from mstr import peers
+    from mstr.bench.__main__ import _peers
+
+    fits = []
+
+    def run_peers(dm, names, seed):
+        fits.append(len(dm.dataset("train")))
+        return {"majority": {"train_rows": fits[-1]}}
+
+    monkeypatch.setattr(peers, "run_peers", run_peers)
+    small, large = (_peers(tmp_path, "synthetic", 0, [f"data.source.n_flows={n}"])["majority"]["train_rows"]
+                    for n in (1000, 3000))
+    assert small < large and len(fits) == 2
+    assert _peers(tmp_path, "synthetic", 0, ["data.source.n_flows=3000"])["majority"]["train_rows"] == large
+    assert len(fits) == 2  # the same data again: the cached fit

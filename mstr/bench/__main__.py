@@ -65,20 +65,24 @@ def _only(variants: list[Variant], names, known: list[Variant] | None = None) ->
 
 
 def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
-    """Peer baselines on the same DataModule (same splits, same preprocessing); cached per seed."""
-    path = out / "runs" / dataset / "peers" / f"seed{seed}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    """Peer baselines on the same DataModule (same splits, same preprocessing); cached per seed and data
+    config (another `--override data...` makes other splits: the peers are fitted again, as the networks are)."""
     from hydra.utils import instantiate
 
+    from mstr.jobs.rundir import config_key
     from mstr.peers import run_peers
 
+    path = out / "runs" / dataset / "peers" / f"seed{seed}.json"
     cfg = compose_config("train", [*DATASETS[dataset], f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
+    data = config_key(cfg.data)
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    if cached.get("data") == data:
+        return cached["results"]
     dm = instantiate(cfg.data)
     dm.setup()
     results = run_peers(dm, PEERS, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
+    path.write_text(json.dumps({"data": data, "results": results}, indent=2))
     return results
 
 
