@@ -358,3 +358,22 @@ def test_accuracy_peers_are_fitted_again_for_other_data(tmp_path, monkeypatch):
     assert small < large and len(fits) == 2
     assert _peers(tmp_path, "synthetic", 0, ["data.source.n_flows=3000"])["majority"]["train_rows"] == large
     assert len(fits) == 2  # the same data again: the cached fit
+
+
+def test_a_finished_speed_or_loss_run_is_reused_only_for_the_same_config(tmp_path, monkeypatch):
+    """`bench speed --reuse` and `bench loss`'s own student: another --epochs is another run, trained."""
+    from mstr.bench.speed import train_run
+    from mstr.jobs import train
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key
+
+    trained = []
+
+    def run(cfg):  # a finished run, as mstr.train leaves it
+        trained.append(cfg.trainer.max_epochs)
+        (tmp_path / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
+        (tmp_path / "metrics.json").write_text(json.dumps({"epochs": cfg.trainer.max_epochs}))
+        return {"epochs": cfg.trainer.max_epochs}
+
+    monkeypatch.setattr(train, "run", run)
+    got = [train_run(tmp_path, "nsl_kdd", ["model=student"], epochs, 512, reuse=True)["epochs"] for epochs in (1, 2, 2)]
+    assert got == [1, 2, 2] and trained == [1, 2]
