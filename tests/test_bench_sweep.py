@@ -165,6 +165,8 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path, monke
     (["accuracy", "--seeds", "0", "1", "0"], "--seeds 0 1 0: [0] given twice; give each once"),
     (["distill", "--datasets", "synthetic", "synthetic"], "--datasets synthetic synthetic: ['synthetic'] given twice"),
     (["accuracy", "--datasets", "synthetic", "--override", "bogus.key=1"], "--override on synthetic: bogus.key: no such key"),
+    (["accuracy", "--datasets", "synthetic", "--override", "model.optim.lr=0.1,0.2"],  # no -m in a benchmark
+     "--override on synthetic: model.optim.lr=0.1,0.2: several values are a sweep; give one value"),
     (["speed", "--experiment", "bogus"], "--experiment bogus: experiment=bogus: no such config; options: cic_ids2017, "),
     (["speed", "--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
     (["scale", "--rows", "-5"], "argument --rows: must be an integer >= 500, got '-5'"),
