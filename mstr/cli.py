@@ -54,7 +54,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
 
     def main() -> None:
         try:
-            cfg = preflight(sys.argv[1:], config_name, check_values=check_values)
+            cfg = preflight(sys.argv[1:], config_name, check_values=check_values,
+                            sweep_hint="add -m (multirun) to run one job each")
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:], cfg)
         except MstrError as err:

@@ -22,7 +22,9 @@ class ArgumentParser(argparse.ArgumentParser):
         known = own + (_options(subs[given[chosen]]) if chosen is not None else [])
         # A misspelt option is the error to name, also where argparse first finds a required one missing;
         # a sub-command's option typed before the sub-command, or after another one, is named as such.
-        for i, arg in enumerate(given):
+        # A first word that is no sub-command is the error itself (argparse names it, with the choices).
+        misspelt_command = bool(subs) and chosen is None and bool(given) and not given[0].startswith("-")
+        for i, arg in enumerate([] if misspelt_command else given):
             flag = arg.split("=", 1)[0]
             here = known if chosen is not None and i > chosen else own
             if not flag.startswith("--") or any(o.startswith(flag) for o in here):

@@ -25,8 +25,9 @@ _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--shell-completion"
 _MAX_SWEEP_JOBS_CHECKED = 256
 
 
-def preflight(argv: list[str], config_name: str, check_values: bool = True):
-    """Returns the composed config of the fixed overrides (None for info flags like --help)."""
+def preflight(argv: list[str], config_name: str, check_values: bool = True, sweep_hint: str = "give one value"):
+    """Returns the composed config of the fixed overrides (None for info flags like --help). `sweep_hint`
+    says what to do with several values for a key outside -m (only Hydra's command lines have -m)."""
     if any(arg in _INFO_FLAGS or arg.split("=")[0] in _INFO_FLAGS for arg in argv):
         return None
     multirun = is_multirun(argv)
@@ -46,7 +47,7 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True):
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
         if sweeps and not multirun:
-            raise ConfigError(f"{sweeps[0]}: several values are a sweep; add -m (multirun) to run one job each")
+            raise ConfigError(f"{sweeps[0]}: several values are a sweep; {sweep_hint}")
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=fixed)
             jobs = _sweep_jobs(parsed) if sweeps and check_values else []

@@ -139,11 +139,17 @@ def test_speed_benchmark_times_every_runtime_and_peer_on_kddtest_rows(tmp_path, 
 
 
 @pytest.mark.slow  # a whole benchmark or search
-def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
+def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path, monkeypatch):
     """`--experiment`: a data set with windows of 8 flows; the networks score each flow's window (the
-    student as exported, its last block at the newest flow), the peers the same flows alone."""
+    student as exported, its last block at the newest flow), the peers the same flows alone. The
+    exported student's temporary folder is removed."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     bench_main(["speed", "--experiment", "synthetic_multiclass", "--no-train", "--repeats", "1", "--calls", "20",
                 "--student", "model.backbone.widths=[4]", "--out", str(tmp_path)])
+    assert not list((tmp_path / "tmp").rglob("student.*"))
     measured = json.loads((tmp_path / "speed_synthetic_multiclass" / "measured.json").read_text())
     assert len(measured) == 7 and all(flows_per_s > 0 for flows_per_s, _, _ in measured.values())
     report = (tmp_path / "speed_synthetic_multiclass.md").read_text()
@@ -156,7 +162,13 @@ def test_speed_benchmark_times_windowed_experiments_flow_by_flow(tmp_path):
     (["accuracy", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
     (["distill", "--teacher-epochs", "-1"], "argument --teacher-epochs: must be an integer >= 1"),
     (["accuracy", "--seeds", "0", "x"], "argument --seeds: must be an integer >= 0, got 'x'"),
+    (["accuracy", "--datasets", "synthetic", "--variants", "student_nokd", "student_logit"],
+     "--variants ['student_logit']: not rows of this benchmark; choose from ['student_nokd', 'student_logits']"),
+    (["accuracy", "--seeds", "0", "1", "0"], "--seeds 0 1 0: [0] given twice; give each once"),
+    (["distill", "--datasets", "synthetic", "synthetic"], "--datasets synthetic synthetic: ['synthetic'] given twice"),
     (["accuracy", "--datasets", "synthetic", "--override", "bogus.key=1"], "--override on synthetic: bogus.key: no such key"),
+    (["accuracy", "--datasets", "synthetic", "--override", "model.optim.lr=0.1,0.2"],  # no -m in a benchmark
+     "--override on synthetic: model.optim.lr=0.1,0.2: several values are a sweep; give one value"),
     (["speed", "--experiment", "bogus"], "--experiment bogus: experiment=bogus: no such config; options: cic_ids2017, "),
     (["speed", "--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
     (["scale", "--rows", "-5"], "argument --rows: must be an integer >= 500, got '-5'"),
@@ -183,6 +195,8 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
     ("mstr.bench.__main__", ["--datasets", "nsl_kdd", "distill"],  # the flat parser of before took this order
      "--datasets goes after the sub-command: python -m mstr.bench accuracy|distill|ablation --datasets ..."),
     ("mstr.bench.__main__", ["accuracy", "--groups", "architecture"], "--groups is not an option of accuracy but of ablation"),
+    ("mstr.bench.__main__", ["acuracy", "--out", "x"],  # the sub-command is what is wrong, not --out's place
+     "argument {accuracy,distill,ablation,speed,scale,loss}: invalid choice: 'acuracy'"),
     ("mstr.compare", ["--metrik", "val/f1", "."], "unknown option --metrik; did you mean --metric?"),
     ("mstr.sweep", ["sweeps/distill_student.yaml", "--ntrials", "3"], "unknown option --ntrials; did you mean --n-trials?"),
     ("mstr.data.fetch", ["nsl_kdd", "--rooot", "x"], "unknown option --rooot; did you mean --root?"),
@@ -208,3 +222,162 @@ def test_each_benchmarks_help_lists_its_own_options_and_no_empty_defaults(capsys
         assert "(default: None)" not in helps[name] and "(default: False)" not in helps[name], helps[name]
     assert "--groups" in helps["ablation"] and "--groups" not in helps["accuracy"]
     assert "--seeds" in helps["accuracy"] and "--threads" in helps["speed"] and "--threads" not in helps["accuracy"]
+
+
+@pytest.mark.parametrize("args", [["accuracy", "--datasets", "synthetic"], ["speed", "--no-train"],
+                                  ["scale", "--rows", "500"], ["loss"]])
+def test_an_unwritable_out_stops_a_benchmark_before_any_work(tmp_path, capsys, args):
+    """The report is written at the end: an --out under a file is one line at the start, not a
+    traceback after the runs."""
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        bench_main([*args, "--out", str(tmp_path / "a_file" / "bench")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and lines[-1].startswith("error: --out ") and "a_file is not a writable folder" in lines[-1]
+
+
+def test_ctrl_c_stops_a_benchmark_with_one_line_and_no_report(tmp_path, capsys, monkeypatch):
+    """Ctrl-C mid-benchmark (a scale size's process; a training run, which raises `Interrupted`): one
+    line and exit 128 + signal, not a traceback, and no report; a scale child stopped by the same Ctrl-C
+    exits quietly (its parent says it)."""
+    import signal
+
+    from mstr.bench import __main__ as bench, scale
+    from mstr.errors import Interrupted
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def sigterm_in_a_run(*args):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(scale.subprocess, "run", ctrl_c)
+    monkeypatch.setattr(bench, "run_matrix", sigterm_in_a_run)
+    for args, code, said in ((["scale", "--rows", "500"], 130, "interrupted by SIGINT: no report was written"),
+                             (["accuracy", "--datasets", "synthetic"], 143,
+                              "interrupted by SIGTERM: no report was written; the same command reuses the runs")):
+        with pytest.raises(SystemExit) as stop:
+            bench_main([*args, "--out", str(tmp_path)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == code and len(lines) == 1 and lines[0].startswith(said), lines
+    assert not list(tmp_path.glob("*.md"))
+    monkeypatch.setattr(scale, "measure", ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        scale.main(["--child", "--rows", "500"])
+    assert stop.value.code == 130 and capsys.readouterr().err == ""
+
+
+def test_a_missing_data_folder_is_not_blamed_on_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["accuracy", "--datasets", "nsl_kdd", "--out", str(tmp_path / "bench")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and line.startswith("error: ") and "nowhere/nsl_kdd: no such folder" in line
+    assert "--override" not in line  # none was given
+
+
+@pytest.mark.slow  # Lightning's start and a synthetic table: ~6 s
+def test_scale_counts_the_windows_it_trained_on_a_split_smaller_than_the_batches():
+    """500 flows cannot fill 10 batches of 4,096 windows (the defaults): µs per training window is over
+    the windows of the one epoch, not over 40,960 that never ran."""
+    from mstr.bench.scale import measure
+
+    result = measure(500, batch_size=4096, threads=1, train_batches=10, score_windows=10)
+    assert result["train_windows"] == result["train_rows"] < 4096
+
+
+def test_loss_says_the_lowest_rate_that_drops_whatever_the_order_of_rates(tmp_path, monkeypatch):
+    """A detector that drops from its capacity on (a stand-in for the stream): with --rates given high
+    to low the table still says it breaks at 1x, not at the first rate listed."""
+    from types import SimpleNamespace
+
+    from mstr.bench import loss
+    from mstr.deploy import artifact
+
+    capacity = 1000.0
+
+    def replay(model, lines, rate, *args):
+        dropped = len(lines) if rate and rate >= capacity else 0
+        return SimpleNamespace(dropped=dropped, flows_per_s=capacity), {}
+
+    monkeypatch.setattr(loss, "replay", replay)
+    monkeypatch.setattr(artifact, "load_artifact", lambda folder: SimpleNamespace(
+        folder=folder, spec={"role": "student", "input": {"format": "nsl_kdd"}}))
+    bench_main(["loss", "--model", "stand-in", "--shares", "0.5", "--rates", "4", "1", "0.5", "--repeats", "1",
+                "--out", str(tmp_path)])
+    assert "The median drop is above zero: 50% attacks: from 1,000 flows/s." in (tmp_path / "loss.md").read_text()
+
+
+def test_ablation_variants_are_checked_against_every_datasets_rows(tmp_path, capsys):
+    """`window_16` is a row of the data with time only: asked with NSL-KDD beside, NSL-KDD runs without
+    it; a name that is no dataset's row stops the benchmark before its first run."""
+    from mstr.bench import ablation
+    from mstr.bench.__main__ import _only
+
+    rows = {d: ablation.variants(d, ("architecture",)) for d in ("nsl_kdd", "synthetic")}
+    every = [v for variants in rows.values() for v in variants]
+    assert [v.name for v in _only(rows["nsl_kdd"], ["student_nokd", "window_16"], every)] == ["student_nokd"]
+    assert [v.name for v in _only(rows["synthetic"], ["student_nokd", "window_16"], every)] == [
+        "student_nokd", "window 16"]
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["ablation", "--datasets", "synthetic", "nsl_kdd", "--groups", "architecture",
+                    "--variants", "window_16", "window_61", "--out", str(tmp_path / "bench")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and "--variants ['window_61']: not rows of this benchmark" in line
+    assert not (tmp_path / "bench").exists()
+
+
+def test_a_report_interrupted_while_written_is_not_left_half_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mstr.bench.report import write_report
+
+    def half_then_ctrl_c(path, text):
+        with open(path, "w") as fh:
+            fh.write(text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path, "speed", "| a | b |\n|---|---|\n" * 100, ["speed"])
+    assert not (tmp_path / "speed.md").exists()
+
+
+@pytest.mark.slow  # three data configs composed and set up: ~5 s
+def test_accuracy_peers_are_fitted_again_for_other_data(tmp_path, monkeypatch):
+    """The peers' cache is per seed and data config: with another --override of the data the table's
+    peers are fitted on the new splits, as its networks are, not read from the first run."""
+    from mstr import peers
+    from mstr.bench.__main__ import _peers
+
+    fits = []
+
+    def run_peers(dm, names, seed):
+        fits.append(len(dm.dataset("train")))
+        return {"majority": {"train_rows": fits[-1]}}
+
+    monkeypatch.setattr(peers, "run_peers", run_peers)
+    small, large = (_peers(tmp_path, "synthetic", 0, [f"data.source.n_flows={n}"])["majority"]["train_rows"]
+                    for n in (1000, 3000))
+    assert small < large and len(fits) == 2
+    assert _peers(tmp_path, "synthetic", 0, ["data.source.n_flows=3000"])["majority"]["train_rows"] == large
+    assert len(fits) == 2  # the same data again: the cached fit
+
+
+def test_a_finished_speed_or_loss_run_is_reused_only_for_the_same_config(tmp_path, monkeypatch):
+    """`bench speed --reuse` and `bench loss`'s own student: another --epochs is another run, trained."""
+    from mstr.bench.speed import train_run
+    from mstr.jobs import train
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key
+
+    trained = []
+
+    def run(cfg):  # a finished run, as mstr.train leaves it
+        trained.append(cfg.trainer.max_epochs)
+        (tmp_path / CONFIG_KEY_FILE).write_text(config_key(cfg) + "\n")
+        (tmp_path / "metrics.json").write_text(json.dumps({"epochs": cfg.trainer.max_epochs}))
+        return {"epochs": cfg.trainer.max_epochs}
+
+    monkeypatch.setattr(train, "run", run)
+    got = [train_run(tmp_path, "nsl_kdd", ["model=student"], epochs, 512, reuse=True)["epochs"] for epochs in (1, 2, 2)]
+    assert got == [1, 2, 2] and trained == [1, 2]

@@ -1249,7 +1249,7 @@ def test_loss_benchmark_trains_and_exports_its_own_student_when_given_none(tmp_p
 
 
 @pytest.mark.parametrize("bad, named", [(["--repeats", "0"], "--repeats"), (["--queue", "-1"], "--queue"),
-                                        (["--shares", "1.5"], "--shares")])
+                                        (["--shares", "1.5"], "--shares"), (["--seconds", "nan"], "--seconds")])
 def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):
     from mstr.bench.loss import main
 
@@ -1257,6 +1257,34 @@ def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):
         main(bad)
     assert stop.value.code == 2 and named in capsys.readouterr().err.splitlines()[-1]
 
+
+@pytest.mark.slow  # the nsl fixture trains a student
+def test_loss_benchmark_finds_kddtest_as_the_data_config_does(nsl, tmp_path, monkeypatch, capsys):
+    """No KDDTest+ under the data root: one line naming the folder, exit 2, no report (was a traceback);
+    a plain KDDTest+.txt is read as the nsl_kdd config reads it (was only .txt.gz)."""
+    from mstr.bench.__main__ import main
+
+    monkeypatch.setenv("MSTR_DATA_DIR", str(tmp_path / "data"))
+    args = ["loss", "--model", str(nsl["artifact"]), "--shares", "0.5", "--rates", "0.5", "--seconds", "0.1",
+            "--repeats", "1", "--out", str(tmp_path / "bench")]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and "nsl_kdd: no such folder" in lines[-1] and not (tmp_path / "bench").exists()
+    (tmp_path / "data" / "nsl_kdd").mkdir(parents=True)
+    shutil.copy(nsl["lines"], tmp_path / "data" / "nsl_kdd" / "KDDTest+.txt")
+    main(args)
+    assert "| 50% |" in (tmp_path / "bench" / "loss.md").read_text()
+
+
+@pytest.mark.slow  # the zeek fixture trains a detector
+def test_loss_benchmark_refuses_a_detector_of_other_lines(zeek, tmp_path, capsys):
+    from mstr.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["loss", "--model", str(zeek["artifact"]), "--out", str(tmp_path)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and "its detector reads zeek lines" in line and "data=nsl_kdd" in line, line
 
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -120,6 +121,10 @@ def test_a_damaged_file_in_place_or_a_root_that_is_a_file_is_one_line(tmp_path, 
     damaged.write_bytes(b"x\n")  # not gzip
     with pytest.raises(DataError, match="KDDTest\\+.txt.gz: cannot be read .*move it away and fetch again"):
         fetch.fetch("nsl_kdd", tmp_path)
+    damaged.unlink()
+    (tmp_path / "nsl_kdd" / "KDDTest+.txt").mkdir()
+    with pytest.raises(DataError, match="KDDTest\\+.txt: is a folder, not the file; move it away and fetch again"):
+        fetch.fetch("nsl_kdd", tmp_path)
     root = tmp_path / "a_file"
     root.write_text("")
     with pytest.raises(DataError, match="a_file: is a file, so .* cannot be made; give a folder as --root"):
@@ -175,3 +180,95 @@ def test_a_failed_fetch_leaves_the_folder_as_it_was_and_a_bad_mirror_or_short_do
         httpd.shutdown()
         httpd.server_close()
     assert _leftovers(tmp_path / "short") == []
+
+
+def test_a_chunked_download_cut_short_or_a_port_that_is_no_number_is_one_line(tmp_path):
+    """http.client's own errors (no OSError) are the download's one-line error too, and leave nothing."""
+
+    class _CutChunked(_Quiet):  # one chunk, then the connection closes without the last chunk
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"a\r\n0123456789\r\n")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutChunked)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DataError, match=r"x.csv: cannot download \(IncompleteRead\(10 bytes read\)\)"):
+            fetch.download(f"http://127.0.0.1:{httpd.server_address[1]}/x.csv", tmp_path / "cut" / "x.csv", None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _leftovers(tmp_path / "cut") == []
+    with pytest.raises(DataError, match=r"cannot download \(nonnumeric port: 'ab'\)"):
+        fetch.download("http://127.0.0.1:ab/x.csv", tmp_path / "port" / "x.csv", None)
+
+
+def test_ctrl_c_removes_the_files_fetched_before_it_and_says_so_in_one_line(server, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the second file's download: the first file goes too (all or nothing, as for an
+    error), and the command ends with one line and exit code 130, not a traceback."""
+    served, base = server
+    files = {name: f"{name},1\n".encode() * 100 for name in ("a.csv", "b.csv")}
+    (served / "tiny").mkdir()
+    for name, data in files.items():
+        (served / "tiny" / name).write_bytes(data)
+    monkeypatch.setitem(fetch.DATASETS, "tiny", fetch.Source(
+        folder="tiny", base_url="unused", files=tuple(fetch.Remote(n, _sha(d)) for n, d in files.items())))
+    monkeypatch.setenv("MSTR_FETCH_BASE_URL", base)
+    download = fetch.download
+
+    def ctrl_c_in_b(url, dest, sha256):
+        if dest.name == "b.csv":
+            raise KeyboardInterrupt
+        return download(url, dest, sha256)
+
+    monkeypatch.setattr(fetch, "download", ctrl_c_in_b)
+    with pytest.raises(SystemExit) as stop:
+        fetch.main(["tiny", "--root", str(tmp_path / "data")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted by SIGINT"), lines
+    assert _leftovers(tmp_path / "data" / "tiny") == []
+
+
+def test_sigterm_mid_download_keeps_nothing(tmp_path, data_dir):
+    """SIGTERM (`timeout`, a scheduler) in the second file: no temporary file, and the first file is
+    removed as well (a folder of one CIC class would read as the dataset); one line, exit 143."""
+    import signal
+    import time
+
+    first = gzip.decompress((data_dir / "cic_ids2017_improved" / "BENIGN_5000.csv.gz").read_bytes())
+
+    class _FirstThenStall(_Quiet):  # the first file whole, the next one a trickle
+        def do_GET(self) -> None:
+            body = first if "BENIGN_5000" in self.path else None
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) if body else 10**8))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+                return
+            with contextlib.suppress(OSError):
+                for _ in range(600):
+                    self.wfile.write(b"x" * 1000)
+                    time.sleep(0.05)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FirstThenStall)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    folder = tmp_path / "cic_ids2017_improved"
+    env = {**os.environ, "MSTR_FETCH_BASE_URL": f"http://127.0.0.1:{httpd.server_address[1]}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.data.fetch", "cic_ids2017_sample", "--root", str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".Botnet") for p in folder.glob(".*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first file is in place, the second one under way
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 143 and err.strip().splitlines() == [
+        "interrupted by SIGTERM: nothing of this fetch was kept; run it again to fetch the dataset"], err
+    assert _leftovers(folder) == []

@@ -22,16 +22,17 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from mstr.bench import ablation
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
-from mstr.errors import MstrError, report_and_exit
+from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
@@ -49,31 +50,39 @@ def _variants(methods: tuple[str, ...]) -> list[Variant]:
     return [Variant("student_nokd", ("model=student", "distill=none")), *distilled]
 
 
-def _only(variants: list[Variant], names) -> list[Variant]:
-    """The variants named (by their run dir name), all when `names` is None."""
+def _only(variants: list[Variant], names, known: list[Variant] | None = None) -> list[Variant]:
+    """The variants named (by their run dir name), all when `names` is None. A name that is none of
+    `known` (default: `variants`; the ablation's rows of every dataset, some of which only some have) is
+    refused, before the first run."""
     if names is None:
         return variants
-    chosen = [v for v in variants if run_dirname(v.name) in names or v.name in names]
-    if not chosen:
-        raise MstrError(f"--variants {names}: none of this benchmark's rows ({[run_dirname(v.name) for v in variants]})")
-    return chosen
+    known = variants if known is None else known
+    unknown = [n for n in names if not any(n in (v.name, run_dirname(v.name)) for v in known)]
+    if unknown:  # one misspelt name among good ones would silently drop its row
+        raise MstrError(f"--variants {unknown}: not rows of this benchmark; choose from "
+                        f"{list(dict.fromkeys(run_dirname(v.name) for v in known))}")
+    return [v for v in variants if run_dirname(v.name) in names or v.name in names]
 
 
 def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
-    """Peer baselines on the same DataModule (same splits, same preprocessing); cached per seed."""
-    path = out / "runs" / dataset / "peers" / f"seed{seed}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    """Peer baselines on the same DataModule (same splits, same preprocessing); cached per seed and data
+    config (another `--override data...` makes other splits: the peers are fitted again, as the networks are)."""
     from hydra.utils import instantiate
 
+    from mstr.jobs.rundir import config_key
     from mstr.peers import run_peers
 
+    path = out / "runs" / dataset / "peers" / f"seed{seed}.json"
     cfg = compose_config("train", [*DATASETS[dataset], f"seed={seed}", *common, f"paths.output_dir={path.parent}"])
+    data = config_key(cfg.data)
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    if cached.get("data") == data:
+        return cached["results"]
     dm = instantiate(cfg.data)
     dm.setup()
     results = run_peers(dm, PEERS, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
+    path.write_text(json.dumps({"data": data, "results": results}, indent=2))
     return results
 
 
@@ -166,6 +175,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        _run(argv)
+    except (Interrupted, KeyboardInterrupt) as err:
+        # Ctrl-C (SIGTERM too, while a network trains): one line, not a traceback; the report is written
+        # whole at the end, so there is none
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        reuse = "" if argv[:1] and argv[0] in DEPLOYMENT else "; the same command reuses the runs that finished"
+        print(f"interrupted by {stop.signal_name}: no report was written{reuse}", file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+
+
+def _run(argv: list[str]) -> None:
     if argv and argv[0] in DEPLOYMENT:
         try:
             return importlib.import_module(f"mstr.bench.{argv[0]}").main(argv[1:])
@@ -178,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [d for d in args.datasets if d not in DATASETS]
         if unknown:
             raise MstrError(f"--datasets {unknown}: choose from {list(DATASETS)}")
+        for option, values in (("--datasets", args.datasets), ("--seeds", args.seeds)):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:  # the same run again: its metrics would count twice, a spread of 0 never measured
+                raise MstrError(f"{option} {' '.join(map(str, values))}: {twice} given twice; give each once")
         common = [*([f"trainer.max_epochs={args.epochs}"] if args.epochs is not None else []),
                   *([f"++distill.teacher_max_epochs={args.teacher_epochs}"] if args.teacher_epochs is not None else []),
                   *([f"data.batch_size={args.batch_size}"] if args.batch_size is not None else []),
@@ -187,11 +212,13 @@ def main(argv: list[str] | None = None) -> None:
         for dataset in args.datasets:  # a bad --override: one line, before the first run
             try:
                 preflight([*DATASETS[dataset], *common], "train")
-            except MstrError as err:
+            except ConfigError as err:  # not a DataError: a missing data folder says so itself
                 raise MstrError(f"--override on {dataset}: {err}") from None
+        check_out(args.out)
         if args.benchmark == "ablation":
-            results = {d: run_matrix(args.out, [d], _only(ablation.variants(d, tuple(args.groups)), args.variants),
-                                     args.seeds, common)[d]
+            rows = {d: ablation.variants(d, tuple(args.groups)) for d in args.datasets}
+            every = [v for variants in rows.values() for v in variants]
+            results = {d: run_matrix(args.out, [d], _only(rows[d], args.variants, every), args.seeds, common)[d]
                        for d in args.datasets}
             table = ablation.table(results)
             drawn = ablation.deltas(results)

@@ -31,9 +31,10 @@ from typing import Iterator
 
 import numpy as np
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, markdown
 from mstr.cli_args import ArgumentParser
+from mstr.errors import MstrError
 
 log = logging.getLogger("mstr.bench.loss")
 
@@ -107,17 +108,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args(argv)
     for name in ("seconds", "repeats", "queue", "batch_size", "threads", "epochs"):
-        if getattr(args, name) <= 0:
+        if not getattr(args, name) > 0:  # NaN too
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):
         parser.error("--shares must lie in [0, 1] and --rates be positive")
+    check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    from mstr.data.datasets.nsl_kdd import _find, check
     from mstr.deploy.artifact import load_artifact
 
-    artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
-    data = Path(os.environ.get("MSTR_DATA_DIR", "data")) / "nsl_kdd" / "KDDTest+.txt.gz"
-    with gzip.open(data, "rt") as fh:
+    # KDDTest+ as the nsl_kdd config finds it (.txt or .txt.gz): a missing file is one line before a
+    # student is trained
+    data = _find(check(os.environ.get("MSTR_DATA_DIR", "data")), "KDDTest+")
+    with gzip.open(data, "rt") if data.suffix == ".gz" else open(data) as fh:
         lines = fh.readlines()
+    artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))
+    read = artifact.spec["input"]["format"]
+    if read != "nsl_kdd":  # else its parser refuses KDDTest+'s first line, and blames "the input"
+        raise MstrError(f"--model {args.model}: its detector reads {read} lines, and this benchmark replays "
+                        "KDDTest+: give an artifact of a model trained with data=nsl_kdd")
     attack = np.array([ln.split(",")[41].strip() != "normal" for ln in lines])
     pools = {True: [ln for ln, a in zip(lines, attack) if a], False: [ln for ln, a in zip(lines, attack) if not a]}
     capacities = [replay(artifact, lines, None, args.queue, args.batch_size, args.threads)[0].flows_per_s
@@ -135,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             runs = [loss_of(*replay(artifact, stream, rate, args.queue, args.batch_size, args.threads), is_attack)
                     for _ in range(args.repeats)]
             dropped, benign_flagged, missed = (statistics.median(r[k] for r in runs) for k in range(3))
-            if dropped and share not in breaks:
-                breaks[share] = rate
+            if dropped:  # the lowest rate that drops, in whatever order --rates came
+                breaks[share] = min(rate, breaks.get(share, rate))
             levels.append((share, factor, dropped, benign_flagged, missed))
             drops = [r[0] for r in runs]
             rows.append([f"{share:.0%}", f"{rate:,.0f} ({factor:g}x)", f"{n:,}", f"{dropped:.2f}",

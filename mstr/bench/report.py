@@ -7,6 +7,8 @@ import platform
 import sys
 from pathlib import Path
 
+from mstr.errors import MstrError
+
 
 # Other work on the machine when the benchmark started (the one-minute load average, before the benchmark
 # loads the cores itself): shared boxes slow every timing, so a table says what it ran beside.
@@ -38,12 +40,22 @@ def busy_warning() -> str:
             "timings are slowed, unevenly; compare ratios within this table, or run it again on a quiet machine.\n\n")
 
 
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that cannot be written before any work: the report is written at the end, after
+    minutes or hours of it."""
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise MstrError(f"--out {out}: {existing} is not a writable folder; give another --out")
+
+
 def write_report(out: Path, name: str, body: str, argv: list[str] | None = None) -> None:
     """Print the table and write it to `<out>/<name>.md`, headed by its command (and by a warning when
     the machine was busy), then say where it went."""
     command = "python -m mstr.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = f"# mstr benchmark: {name}\n\n`{command}`\n\n{busy_warning()}{body}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.md").write_text(text)
+    tmp = out / f".{name}.md.tmp{os.getpid()}"  # renamed once whole: Ctrl-C mid-write leaves no half report
+    tmp.write_text(text)
+    os.replace(tmp, out / f"{name}.md")
     print(text)
     print(f"wrote {out / f'{name}.md'}", file=sys.stderr)

@@ -17,13 +17,14 @@ import argparse
 import json
 import logging
 import resource
+import signal
 import subprocess
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 
@@ -58,10 +59,12 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=train_batches, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False,
                          accelerator="cpu", devices=1)
+    loader = dm.train_dataloader()
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    trainer.fit(module, train_dataloaders=loader)
     result["train_s"] = time.perf_counter() - start
-    result["train_windows"] = train_batches * batch_size
+    # the one epoch ends early where the training split holds fewer windows than the batches asked for
+    result["train_windows"] = min(train_batches * batch_size, len(loader.sampler))
     test = dm.dataset("test_synthetic")
     spread = torch.linspace(0, len(test) - 1, min(score_windows, len(test))).long().tolist()
     loader = DataLoader(Subset(test, spread), batch_size=8192, collate_fn=collate_prebatched)
@@ -86,9 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if args.child:
-        print(json.dumps(measure(args.rows[0], args.batch_size, args.threads, args.train_batches,
-                                 args.score_windows)))
+        try:
+            print(json.dumps(measure(args.rows[0], args.batch_size, args.threads, args.train_batches,
+                                     args.score_windows)))
+        except KeyboardInterrupt:  # Ctrl-C reached the whole process group: the parent says so, in one line
+            sys.exit(128 + signal.SIGINT)
         return
+    check_out(args.out)
     results = []
     for rows in args.rows:
         logging.getLogger("mstr.bench.scale").info("scale: %d rows", rows)
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         table.append([f"{flows:,}", f"{r['setup_s']:.1f}", f"{1e6 * r['setup_s'] / flows:.2f}",
                       f"{r['train_s']:.1f}", f"{1e6 * r['train_s'] / r['train_windows']:.1f}", f"{r['score_s']:.1f}",
                       f"{1e6 * r['score_s'] / r['score_windows']:.1f}", f"{r['peak_rss_gib']:.2f}"])
-    text = (f"Synthetic flows (window 8, per-host groups); the student trained {args.train_batches} batches of "
+    text = (f"Synthetic flows (window 8, per-host groups); the student trained up to {args.train_batches} batches of "
             f"{args.batch_size} windows sampled from the whole training split, then up to {args.score_windows:,} "
             f"test windows scored; {args.threads} threads; {machine()}.\n\n"
             + markdown(["rows", "generate + setup s", "µs/row", "train s", "µs/train window", "score s",

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from mstr.bench.report import machine, write_report
+from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
@@ -38,16 +38,19 @@ PEERS = ("random_forest", "lightgbm", "xgboost")
 def train_run(out: Path, experiment: str, overrides: list[str], epochs: int, batch_size: int,
               reuse: bool = False) -> dict:
     """One `mstr.train` run of `experiment` on its full training split; its metrics (with `reuse`, those
-    of a finished earlier run in `out`, to iterate on the timing part only)."""
+    of a finished earlier run in `out` of the same config, to iterate on the timing part only)."""
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key
     from mstr.jobs.train import run
 
-    if reuse and (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
     budget = [f"trainer.max_epochs={epochs}"] if epochs else []
     budget += [f"data.batch_size={batch_size}"] if batch_size else []
-    return run(compose_config("train", [f"experiment={experiment}", "novelty.fpr=0", *budget, "trainer.enable_progress_bar=false",
-                              "logger=csv", f"paths.output_dir={out}", f"paths.teacher_cache_dir={out / 'teachers'}",
-                              *overrides]))
+    cfg = compose_config("train", [f"experiment={experiment}", "novelty.fpr=0", *budget,
+                                   "trainer.enable_progress_bar=false", "logger=csv", f"paths.output_dir={out}",
+                                   f"paths.teacher_cache_dir={out / 'teachers'}", *overrides])
+    key = out / CONFIG_KEY_FILE  # another --epochs, --student, ... is another run: trained, not reused
+    if reuse and (out / "metrics.json").is_file() and key.is_file() and key.read_text().strip() == config_key(cfg):
+        return json.loads((out / "metrics.json").read_text())
+    return run(cfg)
 
 
 def _seconds(value) -> str:
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=at_least(1), default=7)
     parser.add_argument("--calls", type=at_least(1), default=1000, help="single-row calls per latency measurement")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--reuse", action="store_true", help="reuse finished training runs in --out")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished training runs of the same config in --out")
     parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
                         "architectures, untrained weights: the same speed); the training table then holds the "
                         "peers' fits alone (the peers are fitted either way: they are timed against)")
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             preflight([f"experiment={args.experiment}", *overrides], "train")
         except ConfigError as err:
             raise ConfigError(f"{given}: {err}") from None
+    check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     import torch
     from hydra.utils import instantiate
@@ -160,17 +164,18 @@ def main(argv: list[str] | None = None) -> None:
     else:
         teacher = load_classifier(teacher_run["best_checkpoint"]).model
         student = load_classifier(student_run["best_checkpoint"]).model
-    tmp = Path(tempfile.mkdtemp())
-    example = torch.from_numpy(windows[:2])
-    export_model(student, "onnx", example, tmp / "student.onnx")
-    export_model(student, "torchscript", example, tmp / "student.ts")
-    models = {  # PyTorch as `mstr.detect --model <checkpoint>` runs it
-        ("teacher", "PyTorch"): (torch_scorer(NewestFlowOnly.of(teacher), args.threads), windows),
-        ("student", "PyTorch"): (torch_scorer(NewestFlowOnly.of(student), args.threads), windows),
-        ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
-        ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
-        **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
-    }
+    with tempfile.TemporaryDirectory() as folder:  # the exported student; its scorers read it into memory
+        tmp = Path(folder)
+        example = torch.from_numpy(windows[:2])
+        export_model(student, "onnx", example, tmp / "student.onnx")
+        export_model(student, "torchscript", example, tmp / "student.ts")
+        models = {  # PyTorch as `mstr.detect --model <checkpoint>` runs it
+            ("teacher", "PyTorch"): (torch_scorer(NewestFlowOnly.of(teacher), args.threads), windows),
+            ("student", "PyTorch"): (torch_scorer(NewestFlowOnly.of(student), args.threads), windows),
+            ("student", "TorchScript"): (torchscript_scorer(tmp / "student.ts", args.threads), windows),
+            ("student", "ONNX Runtime"): (onnx_scorer(tmp / "student.onnx", args.threads), windows),
+            **{(name, "predict_proba"): (model.predict_proba, flat) for name, (model, _) in peers.items()},
+        }
     measured = {}
     for key, (predict, rows) in models.items():
         log.info("timing %s (%s)", *key)

@@ -15,7 +15,8 @@ downloaded: the command says where to get it and which folder to put it in.
     cic_ids2017_sample  the 43,419-flow stratified sample of it that the project's data holds
 
 MSTR_FETCH_BASE_URL=URL fetches `URL/<NAME>/<file>` instead (a local mirror, or a test server).
-Errors are one line on stderr and exit code 2.
+Errors are one line on stderr and exit code 2; Ctrl-C or SIGTERM is one line and exit code 130 or 143,
+keeping nothing of what was fetched.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import argparse
 import contextlib
 import gzip
 import hashlib
+import http.client
 import os
+import signal
 import sys
 import tempfile
 import urllib.error
@@ -134,6 +137,8 @@ def _sha256(stream: IO[bytes]) -> str:
 def _present(folder: Path, name: str, sha256: Optional[str]) -> Optional[Path]:
     """The file (plain or .gz) if it is there; an error if it is there with other content."""
     for path in (folder / name, folder / f"{name}.gz"):
+        if path.is_dir():  # else the download's rename onto it fails, and the error would blame the network
+            raise DataError(f"{path}: is a folder, not the file; move it away and fetch again")
         if not path.is_file():
             continue
         if sha256 is not None:
@@ -203,7 +208,9 @@ def download(url: str, dest: Path, sha256: Optional[str]) -> str:
             return staged.commit(sha256, url)
     except urllib.error.HTTPError as err:
         raise DataError(f"{url}: HTTP {err.code} {err.reason}; download it by hand into {dest.parent}") from None
-    except (urllib.error.URLError, OSError) as err:
+    # http.client's own errors are no OSError: a chunked body cut short (IncompleteRead), a port that
+    # is no number (InvalidURL)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", None) or err
         raise DataError(f"{url}: cannot download ({reason}); check the network or download it by hand "
                         f"into {dest.parent}") from None
@@ -258,11 +265,13 @@ def fetch(name: str, root: Path) -> list[str]:
     fetched: list[Path] = []
     try:
         lines = _fetch_files(source, folder, base, fetched)
-    except MstrError as err:
-        # all or nothing: the files fetched before the failure would leave a dataset the loader reads
-        # as complete (8 of CIC-IDS2017's 16 classes, say)
+    except (MstrError, KeyboardInterrupt) as err:
+        # all or nothing, Ctrl-C too: the files fetched before the failure would leave a dataset the
+        # loader reads as complete (8 of CIC-IDS2017's 16 classes, say)
         for path in fetched:
             path.unlink(missing_ok=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise
         undone = f" (the {len(fetched)} file(s) fetched before it were removed)" if fetched else ""
         raise DataError(f"{err}{undone}") from None
     if source.manual:
@@ -304,6 +313,10 @@ def _fetch_files(source, folder: Path, base: str, fetched: list[Path]) -> list[s
     return lines
 
 
+def _stop(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signum)  # as Ctrl-C (mstr.detect's convention): the fetch removes what it fetched
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = ArgumentParser(prog="python -m mstr.data.fetch", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,11 +324,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--root", default=os.environ.get("MSTR_DATA_DIR", "data"),
                         help="data root (default: $MSTR_DATA_DIR or ./data)")
     args = parser.parse_args(argv)
+    # SIGTERM (`timeout`, a scheduler) would end the process with no cleanup at all: a temporary file and
+    # the files fetched before it left behind
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for line in fetch(args.name, Path(args.root).expanduser()):
             print(line)
     except MstrError as err:
         report_and_exit(err)
+    except KeyboardInterrupt as stop:
+        signum = stop.args[0] if stop.args else signal.SIGINT
+        print(f"interrupted by {signal.Signals(signum).name}: nothing of this fetch was kept; run it again to "
+              "fetch the dataset", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
     return 0
 
 
