@@ -114,12 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--shares must lie in [0, 1] and --rates be positive")
     check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    from mstr.data.datasets.nsl_kdd import _find, check
+    from mstr.data.datasets.nsl_kdd import check, find_file
     from mstr.deploy.artifact import load_artifact
 
     # KDDTest+ as the nsl_kdd config finds it (.txt or .txt.gz): a missing file is one line before a
     # student is trained
-    data = _find(check(os.environ.get("MSTR_DATA_DIR", "data")), "KDDTest+")
+    data = find_file(check(os.environ.get("MSTR_DATA_DIR", "data")), "KDDTest+")
     with gzip.open(data, "rt") if data.suffix == ".gz" else open(data) as fh:
         lines = fh.readlines()
     artifact = load_artifact(args.model or student_artifact(args.out, args.epochs))

@@ -68,10 +68,10 @@ def load(
     """
     folder = check(data_dir, task, variant, test_files)
     notes: list[str] = []
-    train = _load_file(_find(folder, TRAIN_FILES[variant]), task, notes)
+    train = _load_file(find_file(folder, TRAIN_FILES[variant]), task, notes)
     tests = {}
     for entry in [test_files] if isinstance(test_files, str) else test_files or ["KDDTest+"]:
-        path = _find(folder, entry)
+        path = find_file(folder, entry)
         name = _stem(path)
         if name in tests:  # its metrics would be one name: test_<name>/...
             raise DataError(f"{path}: data.test_files names two files {name!r}; give each file once, or "
@@ -80,7 +80,8 @@ def load(
     return DatasetSplits(train=train, tests=tests, notes=notes)
 
 
-def _find(folder: Path, entry: str) -> Path:
+def find_file(folder: Path, entry: str) -> Path:
+    """An NSL-KDD file by its name (with or without .txt / .txt.gz) in `folder`, or a path as given."""
     given = Path(str(entry)).expanduser()
     if given.is_absolute() or given.parent != Path(".") or given.exists():
         if not given.exists():
