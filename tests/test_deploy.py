@@ -1249,7 +1249,8 @@ def test_loss_benchmark_trains_and_exports_its_own_student_when_given_none(tmp_p
 
 
 @pytest.mark.parametrize("bad, named", [(["--repeats", "0"], "--repeats"), (["--queue", "-1"], "--queue"),
-                                        (["--shares", "1.5"], "--shares"), (["--seconds", "nan"], "--seconds")])
+                                        (["--shares", "1.5"], "--shares"), (["--seconds", "nan"], "--seconds"),
+                                        (["--rates", "inf"], "--rates")])
 def test_loss_benchmark_refuses_bad_values_before_any_work(bad, named, capsys):
     from mstr.bench.loss import main
 

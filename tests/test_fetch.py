@@ -129,6 +129,10 @@ def test_a_damaged_file_in_place_or_a_root_that_is_a_file_is_one_line(tmp_path, 
     root.write_text("")
     with pytest.raises(DataError, match="a_file: is a file, so .* cannot be made; give a folder as --root"):
         fetch.fetch("nsl_kdd", root)
+    # a root the user cannot write: said before any download (the server here is down, and was blamed)
+    monkeypatch.setattr(fetch.os, "access", lambda path, mode: False)  # root may write anywhere
+    with pytest.raises(DataError, match=f"^{tmp_path}: not writable, so .*other/data/nsl_kdd cannot be filled; give another"):
+        fetch.fetch("nsl_kdd", tmp_path / "other" / "data")
 
 
 def test_manual_datasets_say_where_to_get_them_and_where_to_put_them(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import statistics
 import time
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("seconds", "repeats", "queue", "batch_size", "threads", "epochs"):
         if not getattr(args, name) > 0:  # NaN too
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not all(0 <= share <= 1 for share in args.shares) or not all(rate > 0 for rate in args.rates):
-        parser.error("--shares must lie in [0, 1] and --rates be positive")
+    if not all(0 <= share <= 1 for share in args.shares) or not all(0 < rate < math.inf for rate in args.rates):
+        parser.error("--shares must lie in [0, 1] and --rates be positive and finite")
     check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     from mstr.data.datasets.nsl_kdd import check, find_file

@@ -257,6 +257,8 @@ def fetch(name: str, root: Path) -> list[str]:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
         raise DataError(f"{existing}: is a file, so {folder} cannot be made; give a folder as --root")
+    if not os.access(existing, os.W_OK):  # before any download: a server that is down would be blamed instead
+        raise DataError(f"{existing}: not writable, so {folder} cannot be filled; give another --root")
     base = os.environ.get("MSTR_FETCH_BASE_URL")
     if base and urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
         raise DataError(f"MSTR_FETCH_BASE_URL={base}: not an http(s):// or file:// URL; give the mirror's "
