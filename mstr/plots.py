@@ -184,3 +184,25 @@ def ablation(deltas: dict[str, list[tuple[str, list[float], list[float]]]], path
         ax.legend(fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def accuracy(scores: dict[str, list[tuple[str, list[float]]]], path: Path, title: str) -> None:
+    """`mstr.bench accuracy` as a dot plot, one panel per dataset: each model's test accuracy per seed
+    (dots) and its mean ± std, mstr's networks above the tree peers, so a gap can be read against the
+    seed spread. `scores` holds, per dataset, (model, accuracy per seed); a model without runs is left out."""
+    panels = {name: [(label, acc) for label, acc in rows if acc] for name, rows in scores.items()}
+    panels = {name: rows for name, rows in panels.items() if rows}
+    height = max(len(rows) for rows in panels.values())
+    fig = Figure(figsize=(5.0 * len(panels), 0.45 * height + 1.6))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (dataset, rows) in zip(axes, panels.items()):
+        for y, (label, acc) in enumerate(rows):
+            color = "tab:blue" if label.endswith("(mstr)") else "tab:grey"
+            ax.plot(acc, [y] * len(acc), "o", color=color, alpha=0.35, markersize=3)
+            ax.errorbar(np.mean(acc), y, xerr=np.std(acc), fmt="o", color=color, capsize=3)
+        ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
+        ax.invert_yaxis()  # the table's order, top down
+        ax.set(xlabel="test accuracy (per seed, mean ± std)", title=dataset)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title)
+    _save(fig, path)

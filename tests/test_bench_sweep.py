@@ -44,6 +44,7 @@ def test_accuracy_benchmark_reuses_runs_and_adds_peers(tmp_path):
     majority = next(line for line in table.splitlines() if "| majority |" in line)
     assert "| 0.0000 |" in majority  # F1 of always-benign; one seed: no "± 0" spread that was never measured
     assert "one seed: no spread" in table and "CPU cores" in table  # and the machine it ran on
+    assert "`accuracy.png`" in table and (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow  # a whole benchmark or search

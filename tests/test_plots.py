@@ -59,3 +59,22 @@ def test_the_ablation_forest_plot_shows_each_variants_per_seed_differences_to_th
     assert per_seed.get_xdata().tolist() == pytest.approx([-0.02, 0.01])
     test_mean, val_mean = (container.lines[0].get_xdata()[0] for container in ax.containers)
     assert test_mean == pytest.approx(-0.005) and val_mean == pytest.approx(-0.003)
+
+
+def test_the_accuracy_plot_shows_each_models_seeds_beside_the_peers(drawn, tmp_path):
+    from mstr.bench.__main__ import accuracy_scores
+
+    def run(acc, teacher):
+        return {"test/acc": acc, "teacher/test/acc": teacher}
+
+    results = {"nsl_kdd": {"student_logits": [run(0.81, 0.80), run(0.83, 0.79)], "student_nokd": []}}
+    peers = {"nsl_kdd": {"xgboost": [{"test/acc": 0.793}, {"test/acc": 0.793}]}}
+    scores = accuracy_scores(results, peers)
+    assert scores["nsl_kdd"][:3] == [("teacher (mstr)", [0.80, 0.79]), ("student, distilled (mstr)", [0.81, 0.83]),
+                                     ("student, no KD (mstr)", [])]
+    plots.accuracy(scores, tmp_path / "accuracy.png", "accuracy")
+    (ax,) = drawn["fig"].axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["teacher (mstr)", "student, distilled (mstr)", "xgboost"]  # no runs, no row; no fitted peer either
+    means = [container.lines[0].get_xdata()[0] for container in ax.containers]
+    assert means == pytest.approx([0.795, 0.82, 0.793])

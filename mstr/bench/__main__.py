@@ -93,20 +93,31 @@ def _row(label: str, runs: list[dict], prefix: str, params_key: str) -> list[str
     return [label, *cells, f"{params:,}" if isinstance(params, int) else str(params)]
 
 
+def accuracy_models(variants: dict, peers: dict) -> list[tuple[str, list[dict], str, str]]:
+    """One dataset's models as the accuracy benchmark shows them: (label, runs, metric key prefix,
+    parameter count key); a distilled run also carries its teacher's and its novelty gate's metrics."""
+    kd = variants.get("student_logits", [])
+    models = [("teacher (mstr)", kd, "teacher/", "teacher/model/params"),
+              ("student, distilled (mstr)", kd, "", "model/params"),
+              ("student, no KD (mstr)", variants.get("student_nokd", []), "", "model/params")]
+    if any("novelty/test/acc" in r for r in kd):
+        models.append(("student, distilled + novelty gate (mstr)", kd, "novelty/", "model/params"))
+    return models + [(peer, peers.get(peer, []), "", "") for peer in PEERS]
+
+
 def accuracy_table(results: dict, peers: dict) -> str:
     header = ["dataset", "model", "accuracy", "F1", "specificity", "FPR", "AUROC", "unseen-attack recall",
               "accuracy on rows not in train", "params"]
-    rows = []
-    for dataset, variants in results.items():
-        kd = variants.get("student_logits", [])
-        rows.append([dataset, *_row("teacher (mstr)", kd, "teacher/", "teacher/model/params")])
-        rows.append([dataset, *_row("student, distilled (mstr)", kd, "", "model/params")])
-        rows.append([dataset, *_row("student, no KD (mstr)", variants.get("student_nokd", []), "", "model/params")])
-        if any("novelty/test/acc" in r for r in kd):
-            rows.append([dataset, *_row("student, distilled + novelty gate (mstr)", kd, "novelty/", "model/params")])
-        for peer in PEERS:
-            rows.append([dataset, *_row(peer, peers.get(dataset, {}).get(peer, []), "", "")])
+    rows = [[dataset, *_row(*model)] for dataset, variants in results.items()
+            for model in accuracy_models(variants, peers.get(dataset, {}))]
     return markdown(header, rows)
+
+
+def accuracy_scores(results: dict, peers: dict) -> dict[str, list[tuple[str, list[float]]]]:
+    """Per dataset, each model's test accuracy per seed (what `mstr.plots.accuracy` draws)."""
+    return {dataset: [(label, [r[f"{prefix}test/acc"] for r in runs if f"{prefix}test/acc" in r])
+                      for label, runs, prefix, _ in accuracy_models(variants, peers.get(dataset, {}))]
+            for dataset, variants in results.items()}
 
 
 def distill_table(results: dict) -> str:
@@ -237,6 +248,12 @@ def _run(argv: list[str]) -> None:
                     for name, metrics in _peers(args.out, d, seed, common).items():
                         peers[d].setdefault(name, []).append(metrics)
             table = accuracy_table(results, peers)
+            scores = accuracy_scores(results, peers)
+            if any(acc for rows in scores.values() for _, acc in rows):
+                from mstr import plots
+
+                plots.accuracy(scores, args.out / "accuracy.png", f"seeds {args.seeds}")
+                table += "\n\nEach model's accuracy per seed, beside the peers': `accuracy.png`."
         elif args.benchmark == "distill":
             table = distill_table(results)
     except MstrError as err:
