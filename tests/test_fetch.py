@@ -26,17 +26,25 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serving(handler):
+    """The base URL of an HTTP server on 127.0.0.1 in a thread, answering with `handler`."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture
 def server(tmp_path):
     """(folder served, base URL) of an HTTP server on 127.0.0.1 in a thread."""
     served = tmp_path / "served"
     served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with _serving(functools.partial(_Quiet, directory=str(served))) as base:
+        yield served, base
 
 
 def _sha(data: bytes) -> str:
@@ -175,14 +183,8 @@ def test_a_failed_fetch_leaves_the_folder_as_it_was_and_a_bad_mirror_or_short_do
             self.end_headers()
             self.wfile.write(b"0123456789")
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Short)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(DataError, match=r"the download ended early \(10 of 1,000 bytes\); try again"):
-            fetch.download(f"http://127.0.0.1:{httpd.server_address[1]}/x.csv", tmp_path / "short" / "x.csv", None)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_Short) as short, pytest.raises(DataError, match=r"the download ended early \(10 of 1,000 bytes\)"):
+        fetch.download(f"{short}/x.csv", tmp_path / "short" / "x.csv", None)
     assert _leftovers(tmp_path / "short") == []
 
 
@@ -196,14 +198,8 @@ def test_a_chunked_download_cut_short_or_a_port_that_is_no_number_is_one_line(tm
             self.end_headers()
             self.wfile.write(b"a\r\n0123456789\r\n")
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutChunked)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(DataError, match=r"x.csv: cannot download \(IncompleteRead\(10 bytes read\)\)"):
-            fetch.download(f"http://127.0.0.1:{httpd.server_address[1]}/x.csv", tmp_path / "cut" / "x.csv", None)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_CutChunked) as cut, pytest.raises(DataError, match=r"x.csv: cannot download \(IncompleteRead\(10 "):
+        fetch.download(f"{cut}/x.csv", tmp_path / "cut" / "x.csv", None)
     assert _leftovers(tmp_path / "cut") == []
     with pytest.raises(DataError, match=r"cannot download \(nonnumeric port: 'ab'\)"):
         fetch.download("http://127.0.0.1:ab/x.csv", tmp_path / "port" / "x.csv", None)
@@ -257,22 +253,18 @@ def test_sigterm_mid_download_keeps_nothing(tmp_path, data_dir):
                     self.wfile.write(b"x" * 1000)
                     time.sleep(0.05)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FirstThenStall)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     folder = tmp_path / "cic_ids2017_improved"
-    env = {**os.environ, "MSTR_FETCH_BASE_URL": f"http://127.0.0.1:{httpd.server_address[1]}"}
-    proc = subprocess.Popen([sys.executable, "-m", "mstr.data.fetch", "cic_ids2017_sample", "--root", str(tmp_path)],
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.name.startswith(".Botnet") for p in folder.glob(".*")) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first file is in place, the second one under way
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_FirstThenStall) as base:
+        proc = subprocess.Popen([sys.executable, "-m", "mstr.data.fetch", "cic_ids2017_sample", "--root", str(tmp_path)],
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "MSTR_FETCH_BASE_URL": base})
+        try:
+            deadline = time.monotonic() + 60
+            while not any(p.name.startswith(".Botnet") for p in folder.glob(".*")) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the first file is in place, the second one under way
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 143 and err.strip().splitlines() == [
         "interrupted by SIGTERM: nothing of this fetch was kept; run it again to fetch the dataset"], err
     assert _leftovers(folder) == []
