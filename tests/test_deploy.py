@@ -779,15 +779,15 @@ def test_window_context_is_bounded_and_causal():
 
 def test_flows_out_of_time_order_are_counted_for_windowed_models():
     """A host's flow earlier than its newest so far gets other context than training's time-sorted rows:
-    counted, per host, in the summary (numbers only: a date text is not compared). A model of single
-    flows scores alike in any order: nothing to count."""
+    counted, per host, in the summary (numbers and ISO 8601 dates; other date texts are not compared). A
+    model of single flows scores alike in any order: nothing to count."""
     from mstr.deploy.sources import LineParser
     from mstr.deploy.stream import Detector, StreamRunner, WindowContext
 
     context = WindowContext(window=2, num_features=1, max_groups=2)
-    times = ["10", "5", "11", "7", "12.5", "2017-07-07 11:59", None, 3]
+    times = ["10", "5", "11", "7", "12.5", "07/07/2017 11:59", None, 3]
     context.windows(np.zeros((8, 1)), ["a", "b", "a", "a", "b", "b", "b", "c"], times)
-    assert context.out_of_order == 1  # a's 7 after its 11 (b's 5 is its first; its texts are not compared)
+    assert context.out_of_order == 1  # a's 7 after its 11 (b's 5 is its first; its day-first text is not compared)
     context.windows(np.zeros((2, 1)), ["a", "c"], ["1", "2"])  # c evicted a, and a now evicts b
     assert context.out_of_order == 2 and context.newest == {"c": 3, "a": 1}  # a's 1: context forgotten with a
 
@@ -801,6 +801,18 @@ def test_flows_out_of_time_order_are_counted_for_windowed_models():
         summary = StreamRunner(detector, LineParser(spec, detector.encoder), lambda v: None).run(iter(lines))
         assert summary.out_of_order == expected and summary.to_json()["out_of_order"] == expected
         assert ("1 flow(s) out of time order" in summary.line()) == bool(expected)
+
+
+def test_flows_out_of_time_order_are_counted_by_their_iso_dates():
+    """The corrected CIC-IDS2017 CSVs write `Timestamp` as ISO text, and the shared per-class files are
+    not in time order: their flows out of order were never counted, so the summary said nothing."""
+    from mstr.deploy.stream import WindowContext
+
+    context = WindowContext(window=2, num_features=1)
+    times = ["2017-07-07 13:39:46.349992", "2017-07-07 13:39:36.267908", "2017-07-07 13:40:00",
+             "2017-07-07T13:39:40+00:00"]
+    context.windows(np.zeros((4, 1)), ["h1", "h1", "h2", "h1"], times)
+    assert context.out_of_order == 2  # h1's 13:39:36 and 13:39:40 after its 13:39:46.35 (h2's is its first)
 
 
 def test_encoder_matches_preprocessor_with_bins_frequent_values_unknown_categories_and_gaps(small_synthetic_dm):
