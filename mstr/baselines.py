@@ -89,6 +89,20 @@ def _check_command_line(argv: list[str], cfg) -> list[str]:
     return argv
 
 
+def _record_data(cfg: DictConfig, data_cfg: DictConfig, seed: int, out_dir: Path) -> None:
+    """This job's `.hydra/config.yaml` with the data config and seed of the run it took them from. Hydra
+    wrote the job's own there, the default `data=synthetic`: the dir, and `mstr.compare` reading it, named
+    data the peers never saw."""
+    from omegaconf import OmegaConf, open_dict
+
+    recorded = cfg.copy()
+    with open_dict(recorded):
+        recorded.data, recorded.seed = data_cfg, seed
+    path = out_dir / ".hydra" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(recorded, path)
+
+
 def run(cfg: DictConfig) -> dict:
     """Everything one `mstr.baselines` job does; returns the flat metrics (also in `metrics.json`)."""
     import pytorch_lightning as pl
@@ -107,6 +121,7 @@ def run(cfg: DictConfig) -> dict:
         trained_with = trained_on(cfg.run, cfg.paths.data_dir, data_dir_given=given_on_command_line("paths.data_dir"))
         data_cfg, seed = trained_with.data, int(trained_with.seed)
         log.info("data: %s with seed %d, as the run %s read it", data_cfg.name, seed, cfg.run)
+        _record_data(cfg, data_cfg, seed, out_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = instantiate(data_cfg)
     dm.setup()

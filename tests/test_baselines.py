@@ -89,6 +89,29 @@ def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path, compose_cfg):
         run(bad)
 
 
+@pytest.mark.slow
+def test_peers_beside_a_run_record_the_runs_data_in_their_config(nsl_slice, tmp_path, compose_cfg):
+    """`run=<run>` reads that run's data config and seed; the job's `.hydra/config.yaml`, which Hydra writes
+    with the default data (synthetic) before the run is read, must name what was read, for `mstr.compare`
+    and anyone reading the dir."""
+    from omegaconf import OmegaConf
+
+    from mstr.baselines import run
+
+    trained = compose_cfg([f"paths.data_dir={nsl_slice}", "data=nsl_kdd", "data.variant=20percent", "seed=3"],
+                          out=tmp_path / "run")
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    OmegaConf.save(trained, tmp_path / "run" / ".hydra" / "config.yaml")
+    cfg = compose_cfg([f"run={tmp_path / 'run'}", "baselines.models=[majority]", "baselines.n_jobs=1"],
+                      "baselines", out=tmp_path / "peers")
+    (tmp_path / "peers" / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, tmp_path / "peers" / ".hydra" / "config.yaml")  # as Hydra writes it
+    run(cfg)
+    recorded = OmegaConf.load(tmp_path / "peers" / ".hydra" / "config.yaml")
+    assert (recorded.data.name, recorded.data.variant, recorded.seed) == ("nsl_kdd", "20percent", 3)
+    assert recorded.run == str(tmp_path / "run")
+
+
 def test_novelty_gate_flags_far_flows_at_its_validation_budget(nsl_dm):
     """The gate's threshold lets through (1 - fpr) of benign validation flows; flows far from the benign
     training flows score above 0.5; the gated detector never lowers P(attack)."""
