@@ -10,6 +10,7 @@ Writes to `<out>/compare/` (default: the DIR, or the common folder of several) a
   parallel_coordinates.png           every varied hyperparameter and the metric, a line per run
   teacher_vs_student.png             distilled runs: the teacher's test metric against the student's
   <metric>_per_epoch.png             the metric per epoch, a line per run (runs with a csv history)
+A `mstr.baselines` dir gives one row per peer model (`<dir>/<model>`).
 Sorting by a validation metric (the default) is model selection; test columns are reported, not chosen on.
 """
 
@@ -78,6 +79,21 @@ def read_run(run_dir: Path) -> dict:
         print(f"warning: {err}; the run is listed as unreadable", file=sys.stderr)
     derived = {key for key, value in flat(config).items() if isinstance(value, str) and "${" in value}
     return {"dir": run_dir, "status": status, "config": _resolved(config), "derived": derived, "metrics": metrics}
+
+
+def peer_rows(run: dict) -> list[dict]:
+    """A `mstr.baselines` job as one row per peer (`<dir>/<model>`, its `<model>/test/f1`, ... as `test/f1`,
+    ...), so that the peers stand beside the networks they were fitted for; any other run as it is. A
+    job's metrics carry every peer's prefix, so as one row it showed none of its results."""
+    models = run["config"].get("baselines.models")
+    models = [models] if isinstance(models, str) else models  # `baselines.models=majority` is a list of one
+    if run["config"].get("task_name") != "baselines" or not run["metrics"] or not isinstance(models, list):
+        return [run]
+    shared = {k: v for k, v in run["metrics"].items() if k.split("/")[0] not in models}  # data/..., audit/...
+    return [{**run, "dir": run["dir"] / model, "config": {**run["config"], "baselines.models": model},
+             "metrics": {**shared, **{k[len(model) + 1:]: v for k, v in run["metrics"].items()
+                                      if k.startswith(f"{model}/")}}}
+            for model in models]
 
 
 def _resolved(config: dict) -> dict:
@@ -332,7 +348,7 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     found = find_runs(dirs)
     for run_dir in found:
         try:
-            runs.append(read_run(run_dir))
+            runs.extend(peer_rows(read_run(run_dir)))
         except DataError as err:  # not a run we can describe: the others are compared
             skipped.append(err)
     if skipped and not runs:

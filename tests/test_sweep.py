@@ -547,6 +547,27 @@ def test_compare_of_run_dirs_given_one_by_one(tmp_path, capsys):
     assert (runs / "compare" / "val_f1_best_vs_distill.teacher_max_epochs.png").is_file()
 
 
+def test_compare_gives_each_peer_of_a_baselines_dir_its_row_beside_the_networks(tmp_path, capsys):
+    """`mstr.baselines` writes `<model>/test/f1`, ...: as one row, a finished job showed no result at all."""
+    from mstr.compare import main
+
+    _run_dir(tmp_path, "net", "task_name: train\n", '{"test/f1": 0.8, "test/acc": 0.85}')
+    _run_dir(tmp_path, "peers", "task_name: baselines\nbaselines: {models: [majority, lightgbm]}\n",
+             '{"majority/test/f1": 0.1, "majority/test/acc": 0.5, "lightgbm/test/f1": 0.9, "lightgbm/test/acc": 0.95, '
+             '"data/window": 1}')
+    assert main([str(tmp_path), "--metric", "test/f1"]) == 0
+    capsys.readouterr()
+    rows = [line.split("|")[1:-1] for line in (tmp_path / "compare" / "runs.md").read_text().splitlines()]
+    assert [cell.strip() for cell in rows[0]] == ["run", "test/f1", "baselines.models", "task_name", "test/acc", "status"]
+    assert [[cell.strip() for cell in row] for row in rows[2:]] == [
+        ["peers/lightgbm", "0.9000", "lightgbm", "baselines", "0.9500", "finished"],
+        ["net", "0.8000", "", "train", "0.8500", "finished"],
+        ["peers/majority", "0.1000", "majority", "baselines", "0.5000", "finished"]]
+    (tmp_path / "peers" / ".hydra" / "config.yaml").write_text("task_name: baselines\nbaselines: {models: majority}\n")
+    assert main([str(tmp_path / "peers"), "--metric", "test/f1"]) == 0  # `baselines.models=majority`: one peer
+    assert "| majority | 0.1000 |" in (tmp_path / "peers" / "compare" / "runs.md").read_text()
+
+
 def test_compare_says_which_dir_holds_no_run_and_which_teacher_metric_no_run_has(tmp_path, capsys):
     """A dir given beside real ones that holds no run was skipped without a word (a mistyped path), and a
     --teacher-metric no distilled run has silently drew no teacher plot."""
