@@ -11,7 +11,7 @@ PyTorch (its run's data config says what it reads; the training data itself is n
 Each alert line: {"flow": its line number in the input (counted on across a followed log's rotations;
 the n-th flow of a pcap), "time", "id": the 5-tuple / flow id columns present, "class", "score":
 P(attack), "alert"}; `--all` writes every verdict. A summary (flows seen, scored, dropped, bad, alerts,
-flows/s, flows with a category value unseen in training) goes to stderr at the end and on SIGINT /
+flows/s, flows with a category value outside training's categories) goes to stderr at the end and on SIGINT /
 SIGTERM, which stop the stream between batches.
 Bad lines are counted and logged, never fatal. The input queue is bounded (`--queue`): when it is full
 the reader waits, so no flow is lost (a pipe's writer or a followed log waits with it); `--on-full drop`

@@ -72,9 +72,10 @@ class FeatureEncoder:
         self.frequent_values = np.concatenate([v for _, v in frequent]) if frequent else np.zeros(0)
         self.vocab = [{v: i for i, v in enumerate(prep["categories"][c])} for c in self.categorical_cols]
         self.num_features = len(prep["feature_names"])
-        # Rows encoded holding a category value training never saw (scored as the column's unknown
-        # category, as training scored such test rows), and the first such value of each column: a
-        # detector's summary says how much traffic the model knows nothing about.
+        # Rows encoded holding a category value outside training's categories (never seen, or folded
+        # by max_categories; scored as the column's unknown category, as training scored such test
+        # rows), and the first such value of each column: a detector's summary says how much traffic
+        # the model has no category for.
         self.unseen, self.unseen_examples = 0, {}
 
     def encode(self, numeric: np.ndarray, categories: list[list[str]]) -> np.ndarray:

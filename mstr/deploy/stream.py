@@ -166,7 +166,7 @@ class Summary:
     alerts: int = 0
     repaired_values: int = 0
     groups_evicted: int = 0
-    unseen_categories: int = 0  # flows holding a category value training never saw
+    unseen_categories: int = 0  # flows holding a category value outside training's (new, or folded: max_categories)
     out_of_order: int = 0  # flows earlier than their host's newest flow so far (windowed models)
     unseen_examples: dict = field(default_factory=dict)  # {column: the first such value}
     seconds: float = 0.0
@@ -195,7 +195,10 @@ class Summary:
                 + (f", {self.unscored:,} read but not scored (stopped)" if self.unscored else "")
                 + (f", {self.repaired_values:,} missing values repaired" if self.repaired_values else "")
                 + (f", {self.groups_evicted:,} host contexts evicted" if self.groups_evicted else "")
-                + (f", {self.unseen_categories:,} flow(s) with a category value unseen in training (e.g. "
+                # not "unseen": a value too rare in training for a category of its own (data.max_categories)
+                # lands there too, e.g. UNSW-NB15's proto 'igmp', on 20 training rows
+                + (f", {self.unseen_categories:,} flow(s) with a category value outside training's categories "
+                   "(new, or too rare there: data.max_categories; e.g. "
                    + ", ".join(f"{c} {v!r}" for c, v in list(self.unseen_examples.items())[:3])
                    + "; scored as its unknown category)" if self.unseen_categories else "")
                 + (f", {self.out_of_order:,} flow(s) out of time order (earlier than their host's newest flow so far: "
