@@ -1313,6 +1313,7 @@ def test_the_summary_does_not_call_a_folded_category_value_unseen():
 
 def test_sigint_prints_the_summary(nsl, tmp_path):
     import signal
+    import time
 
     lines = nsl["lines"].read_text().splitlines(keepends=True)
     fields = lines[60].split(",")
@@ -1321,7 +1322,10 @@ def test_sigint_prints_the_summary(nsl, tmp_path):
     log = tmp_path / "growing.txt"
     log.write_text("".join(lines[:50]))
     with following(nsl["artifact"], log) as proc:
-        got = [proc.stdout.readline()]  # a verdict: the detector runs and waits for more lines
+        # every verdict of the file so far, then a pause: the detector waits at the file's end. Appending
+        # after its first verdict raced its reader, which could be still short of the end and never wait
+        got = [proc.stdout.readline() for _ in range(50)]
+        time.sleep(0.5)
         with open(log, "a") as fh:  # the file grows: the new lines are scored too
             fh.write("".join(lines[50:80]))
         while len(got) < 80:
