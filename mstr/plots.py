@@ -16,6 +16,10 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 
+CYCLE_COLOURS = 10  # matplotlib's default colour cycle
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,11 +63,15 @@ def roc_and_pr(probs: np.ndarray, labels: np.ndarray, classes: list[str], roc_pa
     curves = _one_vs_rest(np.asarray(probs), np.asarray(labels), classes)
     roc_fig, pr_fig = Figure(figsize=(6, 5)), Figure(figsize=(6, 5))
     roc_ax, pr_ax = roc_fig.add_subplot(), pr_fig.add_subplot()
-    for name, positive, score in curves:
+    for i, (name, positive, score) in enumerate(curves):
+        # the colour cycle has 10 colours: from the 11th class on (CIC-IDS2017 has 16) a curve would share
+        # its colour with an earlier one, so each round of the cycle gets its own line style
+        style = LINE_STYLES[i // CYCLE_COLOURS % len(LINE_STYLES)]
         fpr, tpr, _ = roc_curve(positive, score)
-        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, linestyle=style, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(positive, score)
-        pr_ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(positive, score):.3f})")
+        pr_ax.plot(recall, precision, linestyle=style,
+                   label=f"{name} (AP {average_precision_score(positive, score):.3f})")
     roc_ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}")
     pr_ax.set(xlabel="recall", ylabel="precision", title=f"precision-recall: {title}",

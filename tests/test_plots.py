@@ -78,3 +78,20 @@ def test_the_accuracy_plot_shows_each_models_seeds_beside_the_peers(drawn, tmp_p
     assert labels == ["teacher (mstr)", "student, distilled (mstr)", "xgboost"]  # no runs, no row; no fitted peer either
     means = [container.lines[0].get_xdata()[0] for container in ax.containers]
     assert means == pytest.approx([0.795, 0.82, 0.793])
+
+
+def test_roc_and_pr_curves_of_sixteen_classes_each_look_different(monkeypatch, tmp_path):
+    """CIC-IDS2017's 16 classes: past the colour cycle's 10 colours, BENIGN and Infiltration - Portscan
+    were drawn alike (so were two more pairs), and the legend could not tell their curves apart."""
+    import numpy as np
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    classes = [f"class {k}" for k in range(16)]
+    labels = np.arange(320) % 16
+    probs = np.random.default_rng(0).dirichlet(np.ones(16), size=320)
+    plots.roc_and_pr(probs, labels, classes, tmp_path / "roc.png", tmp_path / "pr.png", "test")
+    for fig in figures:
+        curves = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("class ")]
+        assert len(curves) == 16
+        assert len({(line.get_color(), line.get_linestyle()) for line in curves}) == 16
