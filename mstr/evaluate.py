@@ -103,7 +103,8 @@ def run(cfg: DictConfig) -> dict:
     tests = {name: predict(model, loader) for name, loader in dm.test_loaders().items()}
     val = predict(model, dm.val_dataloader())
     metrics: dict = {"checkpoint": str(ckpt), "model/role": str(hp.get("role", "model"))}
-    metrics.update(score_sets(tests, len(classes), subsets=dm.test_subsets()))
+    metrics.update(score_sets(tests, len(classes), subsets=dm.test_subsets(),
+                               benign_classes=dm.preprocessor.benign_classes))
     metrics.update(score(*val, len(classes), "val/"))
     decisions = {"0.5": tests}
     if cfg.threshold == "tune":

@@ -105,6 +105,7 @@ def run_peers(dm, models: Sequence[str] = PEERS, seed: int = 0, n_jobs: int = 2)
                      if model.tree_.node_count > 1 else "nothing (one class)")
         scored = {t: (peer_probabilities(model, xt, dm.num_classes), torch.from_numpy(yt))
                   for t, (xt, yt) in tests.items()}
-        results[name] = {**score_sets(scored, dm.num_classes, subsets=dm.test_subsets()), "time/fit_s": fit_s}
+        results[name] = {**score_sets(scored, dm.num_classes, subsets=dm.test_subsets(),
+                                      benign_classes=dm.preprocessor.benign_classes), "time/fit_s": fit_s}
         log.info("%s: test/acc %.4f (fit %.1f s)", name, results[name]["test/acc"], fit_s)
     return results

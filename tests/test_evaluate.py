@@ -221,6 +221,28 @@ def test_metrics_a_set_cannot_define_are_left_out_not_reported_as_zero(caplog):
     assert "test/auroc" not in score(probs3, torch.tensor([2, 2, 2, 2]), 3, "test/")
 
 
+def test_a_multiclass_model_also_reports_the_alerts_its_detector_raises():
+    """The detector flags a flow when 1 - P(benign) exceeds 0.5, not when an attack class is the most
+    likely: a benign flow at 0.45 / 0.30 / 0.25 is right by argmax and an alert all the same. The macro
+    FPR cannot show that; `test/alerts/...` does."""
+    from mstr.training.evaluation import as_alerts, score_sets
+
+    probs = torch.tensor([[0.45, 0.30, 0.25], [0.90, 0.05, 0.05], [0.10, 0.80, 0.10], [0.40, 0.10, 0.50],
+                          [0.60, 0.30, 0.10]])
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    alert_probs, alert_labels = as_alerts(probs, labels, benign_classes=1)
+    assert alert_labels.tolist() == [0, 0, 1, 1, 1]
+    assert alert_probs[:, 1].tolist() == pytest.approx([0.55, 0.10, 0.90, 0.60, 0.40])
+    metrics = score_sets({"t": (probs, labels)}, 3)
+    assert metrics["test/acc"] == pytest.approx(4 / 5)  # argmax: only the last flow is wrong
+    assert metrics["test/alerts/fpr"] == pytest.approx(1 / 2)  # the first benign flow raises an alert
+    assert metrics["test/alerts/recall"] == pytest.approx(2 / 3) and metrics["test/alerts/acc"] == pytest.approx(3 / 5)
+    # two benign classes (both first): their probabilities add up before the attack score is taken
+    two = as_alerts(torch.tensor([[0.3, 0.3, 0.4]]), torch.tensor([1]), benign_classes=2)
+    assert two[0][0].tolist() == pytest.approx([0.6, 0.4]) and two[1].tolist() == [0]
+    assert not any("/alerts/" in k for k in score_sets({"t": (alert_probs, alert_labels)}, 2))  # binary: no copy
+
+
 def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_folder_still_is(tmp_path):
     """The run's own data folder wins only over the command's default; `paths.data_dir=` given on
     evaluate's (or baselines') command line is where the data is read, as the README says."""

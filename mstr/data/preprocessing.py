@@ -126,6 +126,11 @@ class FlowPreprocessor:
         return len(self.feature_names)
 
     @property
+    def benign_classes(self) -> int:
+        """How many classes are benign: they come first (`class_order`), the attack classes after."""
+        return sum(c in set(self.benign) for c in self.classes)
+
+    @property
     def num_classes(self) -> int:
         return len(self.classes)
 

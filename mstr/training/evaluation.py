@@ -78,13 +78,26 @@ def each_and_all(sets: dict[str, Scored]) -> dict[Optional[str], Scored]:
     return {None: together, **(sets if len(sets) > 1 else {})}
 
 
+def as_alerts(probs: torch.Tensor, labels: torch.Tensor, benign_classes: int) -> Scored:
+    """A multi-class model's predictions as the exported detector decides: attack vs benign, by the
+    attack score 1 - P(benign classes) (`mstr.deploy.stream`), not by the most likely class."""
+    benign = probs[:, :benign_classes].sum(-1)
+    return torch.stack([benign, 1.0 - benign], -1), (labels >= benign_classes).long()
+
+
 def score_sets(sets: dict[str, Scored], num_classes: int, stage: str = "test",
-               subsets: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, float]:
+               subsets: Optional[dict[str, dict[str, np.ndarray]]] = None,
+               benign_classes: int = 1) -> dict[str, float]:
     """`<stage>/...` over all sets together and, with several sets, `<stage>_<name>/...` for each; with
-    row `subsets` (see `FlowDataModule.test_subsets`), also the metrics on those rows."""
+    row `subsets` (see `FlowDataModule.test_subsets`), also the metrics on those rows. A multi-class
+    model also gets `<stage>/alerts/...`: the binary metrics of the alerts its detector raises, since
+    its macro-averaged FPR says little of how many benign flows would be flagged."""
     results: dict[str, float] = {}
     for name, (probs, labels) in each_and_all(sets).items():
-        results.update(score(probs, labels, num_classes, f"{stage}/" if name is None else f"{stage}_{name}/"))
+        prefix = f"{stage}/" if name is None else f"{stage}_{name}/"
+        results.update(score(probs, labels, num_classes, prefix))
+        if num_classes > 2:
+            results.update(score(*as_alerts(probs, labels, benign_classes), 2, f"{prefix}alerts/"))
     return {**results, **subset_metrics(sets, subsets or {})}
 
 

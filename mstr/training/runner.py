@@ -117,7 +117,8 @@ def test_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu") -> tup
     training used)."""
     start = time.perf_counter()
     scored = {name: predict(model.to(device), loader) for name, loader in dm.test_loaders().items()}
-    results = score_sets(scored, dm.num_classes, subsets=dm.test_subsets())
+    results = score_sets(scored, dm.num_classes, subsets=dm.test_subsets(),
+                         benign_classes=dm.preprocessor.benign_classes)
     return results, time.perf_counter() - start, scored
 
 
