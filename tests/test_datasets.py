@@ -351,3 +351,22 @@ def test_nsl_a_folder_or_an_empty_file_where_kddtrain_belongs_is_named_as_such(t
     (tmp_path / "nsl_kdd" / "KDDTrain+.txt").write_text("")  # was: "expected a header", which KDD files lack
     with pytest.raises(DataError, match=r"KDDTrain\+.txt: the file is empty; expected flow records in it$"):
         nsl_kdd.load(tmp_path)
+
+
+@pytest.mark.slow  # reads and fits NSL-KDD (5 s)
+def test_a_test_file_mostly_copied_from_training_is_warned_about(tmp_path, data_dir, compose_cfg, caplog):
+    """KDDTrain+_20Percent given as a test file beside KDDTest+ scores 0.88 on rows the model trained
+    on; only audit/dup_train_* said so. A test set more than half made of training rows is a warning."""
+    import logging
+
+    from hydra.utils import instantiate
+
+    copied = tmp_path / "from_train.txt"
+    copied.write_text("".join(gzip.open(data_dir / "nsl_kdd" / "KDDTrain+_20Percent.txt.gz", "rt").readlines()[:400]))
+    dm = instantiate(compose_cfg(["data=nsl_kdd", "data.variant=20percent",
+                                  f"data.test_files=[KDDTest+,{copied}]"]).data)
+    with caplog.at_level(logging.WARNING, logger="mstr.data.datamodule"):
+        dm.setup()
+    warned = [r.getMessage() for r in caplog.records if "exact copies of training rows" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("test set from_train: ")  # not KDDTest+ (few copies)
+    assert dm.audit["dup_train_from_train_share"] > 0.5 > dm.audit["dup_train_KDDTest+_share"]

@@ -23,6 +23,7 @@ from mstr.errors import ConfigError, DataError
 from mstr.options import COLUMN_ORDERS
 
 log = logging.getLogger(__name__)
+MOSTLY_COPIED = 0.5  # a test set with more of its rows copied from training than this is warned about
 
 
 def rows_fingerprint(tables: list[FlowTable]) -> str:
@@ -195,6 +196,10 @@ class FlowDataModule(pl.LightningDataModule):
             dup = int((self.copied[name] if name in self.copied else copied_rows(train, table)).sum())
             audit[f"dup_train_{name}"] = dup
             audit[f"dup_train_{name}_share"] = round(dup / max(len(table), 1), 6)
+            if name in tests and dup > MOSTLY_COPIED * len(table):
+                log.warning("test set %s: %d of its %d rows are exact copies of training rows, so its score says "
+                            "more about memory than detection; see test/fresh_rows_acc, or test on another file",
+                            name, dup, len(table))
         self.audit = audit
         log.info("leakage audit: %s", ", ".join(f"{k}={v}" for k, v in audit.items()))
 
