@@ -144,6 +144,10 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "
                               "(augmented windows per labelled window)")
         ckpt = _get(cfg, "distill.teacher_ckpt")
+        if ckpt is not None and teacher in TREE_TEACHERS:  # the booster is fit here: the file would go unread
+            raise ConfigError(f"distill.teacher_ckpt={ckpt} with distill.teacher={teacher}: a checkpoint is a "
+                              "network teacher; use distill.teacher=network to distil from it, or "
+                              "distill.teacher_ckpt=null to fit the booster")
         if ckpt is not None and not Path(str(ckpt)).is_file():
             raise ConfigError(f"distill.teacher_ckpt={ckpt}: no such file; give a teacher checkpoint "
                               "or distill.teacher_ckpt=null to train one")
