@@ -208,6 +208,9 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
     _check_backbones(cfg, method)
+    if _get(cfg, "loss.name") == "focal" and _get(cfg, "loss.label_smoothing", 0.0):
+        raise ConfigError(f"loss.label_smoothing={_get(cfg, 'loss.label_smoothing')} with loss=focal: the focal loss "
+                          "has no label smoothing (only loss=ce does); drop it or use loss=ce")
     if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
         raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
                           "gathered on the training device need no loader workers; set data.num_workers=0")
