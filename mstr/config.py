@@ -74,8 +74,9 @@ def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
 
 
-def _check_backbones(cfg: DictConfig, method) -> None:
-    """The model's backbone settings (and a network teacher's), checked as the builder will check them."""
+def check_backbones(cfg: DictConfig, method, window: int) -> None:
+    """The model's backbone settings (and a network teacher's), checked as the builder will check them
+    for windows of `window` flows."""
     from mstr.models.backbone import BackboneConfig  # torch: only once the cheaper checks have passed
 
     keys = ["model.backbone"]
@@ -86,7 +87,9 @@ def _check_backbones(cfg: DictConfig, method) -> None:
         if values is None:
             continue
         try:
-            BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True)).validate()
+            backbone = BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True))
+            backbone.validate()
+            backbone.check_window(window)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{key}: {err}") from None
 
@@ -207,7 +210,7 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
-    _check_backbones(cfg, method)
+    check_backbones(cfg, method, _get(cfg, "data.window"))
     if _get(cfg, "loss.name") == "focal" and _get(cfg, "loss.label_smoothing", 0.0):
         raise ConfigError(f"loss.label_smoothing={_get(cfg, 'loss.label_smoothing')} with loss=focal: the focal loss "
                           "has no label smoothing (only loss=ce does); drop it or use loss=ce")

@@ -80,6 +80,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.backbone.widths=[]", "model.backbone: invalid backbone setting(s): widths=[]"),
     ("model.backbone.widths=abc", "model.backbone: invalid backbone setting(s): widths='abc'"),
     ("model.backbone.feature_kernels=[2]", "model.backbone: invalid backbone setting(s): feature_kernels=[2]"),
+    # a block without a branch: a traceback from the builder once the data was read
+    ("model.backbone.feature_kernels=[] data.window=1", "model.backbone: feature_kernels=[]: stage 1 has no time "
+                                                        "dilation inside a window of 1 flow(s)"),
+    ("model=teacher model.backbone.feature_kernels=[] data.window=4", "model.backbone: feature_kernels=[]: stage 3"),
     ("distill.teacher_model.backbone.dropout=1.5", "distill.teacher_model.backbone: invalid backbone setting(s): "
                                                    "dropout=1.5"),
     # each of these went through to the run (a traceback there, or a silently odd run)
@@ -112,6 +116,24 @@ def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
         preflight(override.split(), "train")
+
+
+@pytest.mark.slow  # reads a flows file: 5 s
+def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_get(tmp_path, compose_cfg):
+    """data.window=4 passes the command-line check, but rows without a time column get windows of one flow,
+    where a backbone without feature kernels has no branch: one line, not the builder's traceback."""
+    import numpy as np
+    import pandas as pd
+
+    from mstr.train import run
+
+    pd.DataFrame({"bytes": np.arange(400) % 97, "label": ["scan", "benign"] * 200}).to_csv(tmp_path / "f.csv",
+                                                                                          index=False)
+    cfg = compose_cfg(["data=flows", f"data.path={tmp_path / 'f.csv'}", "data.window=4", "distill=none",
+                       "model.backbone.feature_kernels=[]"])
+    with pytest.raises(ConfigError, match=re.escape("feature_kernels=[]: stage 1 has no time dilation inside a "
+                                                    "window of 1 flow(s)")):
+        run(cfg)
 
 
 @pytest.mark.parametrize("overrides, message", [
