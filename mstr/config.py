@@ -124,10 +124,15 @@ def validate(cfg: DictConfig) -> None:
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
-        for key in ("feature_weight", "attention_weight"):
+        # each weight with the methods whose term it scales (distill.method picks the terms; the others are off)
+        for key, methods in (("feature_weight", ("features", "combined")),
+                             ("attention_weight", ("attention", "combined"))):
             value = _get(cfg, f"distill.{key}", 0.0)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
+            if value and method not in methods:
+                raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
+                                  f"has that term; choose one of them, or leave distill.{key} at 0")
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
