@@ -210,9 +210,6 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
     from mstr.training import runner
     from mstr.training.novelty import fit_gate
 
-    if dm.num_classes != 2:
-        log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
-        return {}
     gate = fit_gate(dm, fpr)
     results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0]
     torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
