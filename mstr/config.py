@@ -136,6 +136,9 @@ def validate(cfg: DictConfig) -> None:
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
+        if warmup and method == "logits":  # it ramps the hint and attention terms, which logits has not
+            raise ConfigError(f"distill.hint_warmup_fraction={warmup} with distill=logits: it ramps up the hint and "
+                              "attention terms of distill=features, attention or combined; leave it at 0")
         teacher = _get(cfg, "distill.teacher", "network")
         if teacher not in DISTILL_TEACHERS:
             raise ConfigError(f"distill.teacher={teacher!r}: must be one of {list(DISTILL_TEACHERS)}")
