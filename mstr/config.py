@@ -219,9 +219,12 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
     check_backbones(cfg, method, _get(cfg, "data.window"))
-    if _get(cfg, "loss.name") == "focal" and _get(cfg, "loss.label_smoothing", 0.0):
-        raise ConfigError(f"loss.label_smoothing={_get(cfg, 'loss.label_smoothing')} with loss=focal: the focal loss "
-                          "has no label smoothing (only loss=ce does); drop it or use loss=ce")
+    # each loss's own setting (added with +loss.<key>=... to the other loss, it went unused)
+    for key, owner in (("label_smoothing", "ce"), ("gamma", "focal")):
+        value, name = _get(cfg, f"loss.{key}"), _get(cfg, "loss.name")
+        if value and name != owner:
+            raise ConfigError(f"loss.{key}={value} with loss={name}: only loss={owner} has it; drop it or use "
+                              f"loss={owner}")
     if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
         raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
                           "gathered on the training device need no loader workers; set data.num_workers=0")

@@ -98,6 +98,7 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("loss.label_smoothing=abc", "loss.label_smoothing='abc'"),
     ("loss=focal loss.gamma=-1", "loss.gamma=-1: must be a number >= 0"),
     ("loss=focal +loss.label_smoothing=0.1", "loss.label_smoothing=0.1 with loss=focal"),  # was silently unused
+    ("+loss.gamma=3", "loss.gamma=3 with loss=ce: only loss=focal has it"),  # likewise
     ("test=maybe", "test='maybe': must be true or false"),
     ("model.backbone.residual=maybe", "invalid backbone setting(s): residual='maybe' (must be true or false)"),
     ("trainer.min_epochs=-1", "trainer.min_epochs=-1"),
