@@ -124,6 +124,14 @@ def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
         preflight(override.split(), "train")
 
 
+def test_a_sweep_is_checked_job_by_job_not_by_its_fixed_overrides_alone():
+    """Without the swept values the command line has the default distill=logits, which has no hint term;
+    every job of this sweep has one."""
+    preflight(["-m", "distill=features,combined", "distill.feature_weight=2"], "train")
+    with pytest.raises(ConfigError, match=re.escape("sweep job distill=logits: distill.feature_weight=2 with")):
+        preflight(["-m", "distill=logits,features", "distill.feature_weight=2"], "train")
+
+
 @pytest.mark.slow  # reads a flows file: 5 s
 def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_get(tmp_path, compose_cfg):
     """data.window=4 passes the command-line check, but rows without a time column get windows of one flow,
