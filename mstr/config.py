@@ -74,8 +74,9 @@ def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
 
 
-def _check_backbones(cfg: DictConfig, method) -> None:
-    """The model's backbone settings (and a network teacher's), checked as the builder will check them."""
+def check_backbones(cfg: DictConfig, method, window: int) -> None:
+    """The model's backbone settings (and a network teacher's), checked as the builder will check them
+    for windows of `window` flows."""
     from mstr.models.backbone import BackboneConfig  # torch: only once the cheaper checks have passed
 
     keys = ["model.backbone"]
@@ -86,7 +87,9 @@ def _check_backbones(cfg: DictConfig, method) -> None:
         if values is None:
             continue
         try:
-            BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True)).validate()
+            backbone = BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True))
+            backbone.validate()
+            backbone.check_window(window)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{key}: {err}") from None
 
@@ -121,13 +124,21 @@ def validate(cfg: DictConfig) -> None:
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
-        for key in ("feature_weight", "attention_weight"):
+        # each weight with the methods whose term it scales (distill.method picks the terms; the others are off)
+        for key, methods in (("feature_weight", ("features", "combined")),
+                             ("attention_weight", ("attention", "combined"))):
             value = _get(cfg, f"distill.{key}", 0.0)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
+            if value and method not in methods:
+                raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
+                                  f"has that term; choose one of them, or leave distill.{key} at 0")
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
+        if warmup and method == "logits":  # it ramps the hint and attention terms, which logits has not
+            raise ConfigError(f"distill.hint_warmup_fraction={warmup} with distill=logits: it ramps up the hint and "
+                              "attention terms of distill=features, attention or combined; leave it at 0")
         teacher = _get(cfg, "distill.teacher", "network")
         if teacher not in DISTILL_TEACHERS:
             raise ConfigError(f"distill.teacher={teacher!r}: must be one of {list(DISTILL_TEACHERS)}")
@@ -144,6 +155,10 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "
                               "(augmented windows per labelled window)")
         ckpt = _get(cfg, "distill.teacher_ckpt")
+        if ckpt is not None and teacher in TREE_TEACHERS:  # the booster is fit here: the file would go unread
+            raise ConfigError(f"distill.teacher_ckpt={ckpt} with distill.teacher={teacher}: a checkpoint is a "
+                              "network teacher; use distill.teacher=network to distil from it, or "
+                              "distill.teacher_ckpt=null to fit the booster")
         if ckpt is not None and not Path(str(ckpt)).is_file():
             raise ConfigError(f"distill.teacher_ckpt={ckpt}: no such file; give a teacher checkpoint "
                               "or distill.teacher_ckpt=null to train one")
@@ -203,13 +218,22 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, ok, expected) in checks.items():
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
-    _check_backbones(cfg, method)
+    check_backbones(cfg, method, _get(cfg, "data.window"))
+    # each loss's own setting (added with +loss.<key>=... to the other loss, it went unused)
+    for key, owner in (("label_smoothing", "ce"), ("gamma", "focal")):
+        value, name = _get(cfg, f"loss.{key}"), _get(cfg, "loss.name")
+        if value and name != owner:
+            raise ConfigError(f"loss.{key}={value} with loss={name}: only loss={owner} has it; drop it or use "
+                              f"loss={owner}")
     if _get(cfg, "data.on_device", False) and _get(cfg, "data.num_workers", 0):
         raise ConfigError(f"data.on_device=true with data.num_workers={_get(cfg, 'data.num_workers')}: batches "
                           "gathered on the training device need no loader workers; set data.num_workers=0")
     fpr = _get(cfg, "novelty.fpr", 0.0)
     if not isinstance(fpr, (int, float)) or not 0.0 <= fpr < 1.0:
         raise ConfigError(f"novelty.fpr={fpr!r}: must be a number in [0, 1) (0 turns the novelty gate off)")
+    if fpr and _get(cfg, "data.task") == "multiclass":  # the run went on without the gate, saying so in its log only
+        raise ConfigError(f"novelty.fpr={fpr} with data.task=multiclass: the novelty gate flags \"attack\", not "
+                          "which one (binary task only); set novelty.fpr=0")
     resume = _get(cfg, "resume", "never")
     if resume not in ("auto", "never"):
         raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")

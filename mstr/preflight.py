@@ -60,7 +60,8 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True, swee
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err, config_name, parsed)) from None
     if check_values:
-        validate(cfg)
+        if not job_cfgs:  # a sweep's fixed overrides alone are no job: `-m distill=features,combined
+            validate(cfg)  # distill.feature_weight=2` is refused by none of its jobs, only by the default method
         for job, job_cfg in job_cfgs:
             try:
                 validate(job_cfg)

@@ -80,6 +80,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.backbone.widths=[]", "model.backbone: invalid backbone setting(s): widths=[]"),
     ("model.backbone.widths=abc", "model.backbone: invalid backbone setting(s): widths='abc'"),
     ("model.backbone.feature_kernels=[2]", "model.backbone: invalid backbone setting(s): feature_kernels=[2]"),
+    # a block without a branch: a traceback from the builder once the data was read
+    ("model.backbone.feature_kernels=[] data.window=1", "model.backbone: feature_kernels=[]: stage 1 has no time "
+                                                        "dilation inside a window of 1 flow(s)"),
+    ("model=teacher model.backbone.feature_kernels=[] data.window=4", "model.backbone: feature_kernels=[]: stage 3"),
     ("distill.teacher_model.backbone.dropout=1.5", "distill.teacher_model.backbone: invalid backbone setting(s): "
                                                    "dropout=1.5"),
     # each of these went through to the run (a traceback there, or a silently odd run)
@@ -93,6 +97,8 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5: must be a number in [0, 1)"),
     ("loss.label_smoothing=abc", "loss.label_smoothing='abc'"),
     ("loss=focal loss.gamma=-1", "loss.gamma=-1: must be a number >= 0"),
+    ("loss=focal +loss.label_smoothing=0.1", "loss.label_smoothing=0.1 with loss=focal"),  # was silently unused
+    ("+loss.gamma=3", "loss.gamma=3 with loss=ce: only loss=focal has it"),  # likewise
     ("test=maybe", "test='maybe': must be true or false"),
     ("model.backbone.residual=maybe", "invalid backbone setting(s): residual='maybe' (must be true or false)"),
     ("trainer.min_epochs=-1", "trainer.min_epochs=-1"),
@@ -101,6 +107,14 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
     ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
     ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
+    # weights of terms the method leaves out trained without them
+    ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
+    ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
+    ("distill.hint_warmup_fraction=0.3", "distill.hint_warmup_fraction=0.3 with distill=logits"),
+    ("experiment=synthetic_multiclass novelty.fpr=0.01", "novelty.fpr=0.01 with data.task=multiclass"),
+    # a file that exists: a tree teacher used to fit its booster and never read it
+    (f"distill.teacher=xgboost distill.teacher_ckpt={REPO / 'README.md'}", "with distill.teacher=xgboost: a "
+                                                                           "checkpoint is a network teacher"),
 ])
 def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     if key is None:
@@ -108,6 +122,32 @@ def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
         preflight(override.split(), "train")
+
+
+def test_a_sweep_is_checked_job_by_job_not_by_its_fixed_overrides_alone():
+    """Without the swept values the command line has the default distill=logits, which has no hint term;
+    every job of this sweep has one."""
+    preflight(["-m", "distill=features,combined", "distill.feature_weight=2"], "train")
+    with pytest.raises(ConfigError, match=re.escape("sweep job distill=logits: distill.feature_weight=2 with")):
+        preflight(["-m", "distill=logits,features", "distill.feature_weight=2"], "train")
+
+
+@pytest.mark.slow  # reads a flows file: 5 s
+def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_get(tmp_path, compose_cfg):
+    """data.window=4 passes the command-line check, but rows without a time column get windows of one flow,
+    where a backbone without feature kernels has no branch: one line, not the builder's traceback."""
+    import numpy as np
+    import pandas as pd
+
+    from mstr.train import run
+
+    pd.DataFrame({"bytes": np.arange(400) % 97, "label": ["scan", "benign"] * 200}).to_csv(tmp_path / "f.csv",
+                                                                                          index=False)
+    cfg = compose_cfg(["data=flows", f"data.path={tmp_path / 'f.csv'}", "data.window=4", "distill=none",
+                       "model.backbone.feature_kernels=[]"])
+    with pytest.raises(ConfigError, match=re.escape("feature_kernels=[]: stage 1 has no time dilation inside a "
+                                                    "window of 1 flow(s)")):
+        run(cfg)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -93,6 +93,17 @@ def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_teacher_trained_on_a_few_batches_is_not_reused_by_a_full_run(compose_cfg):
+    from mstr.training.runner import teacher_key
+
+    def key(*overrides):
+        return teacher_key(compose_cfg(list(overrides)), dev_rows="rows")
+
+    assert key("debug=limit") != key("trainer.max_epochs=2")  # debug=limit: 2 epochs of 5 batches
+    assert key("trainer.limit_val_batches=2") != key()
+    assert key("trainer.limit_train_batches=1.0") == key()  # no limit: the key of teachers cached before
+
+
 @pytest.mark.slow
 def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
     from mstr.errors import DataError

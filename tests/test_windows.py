@@ -93,6 +93,19 @@ def test_context_swap_keeps_the_newest_flow_and_takes_earlier_flows_from_another
     assert torch.equal(again, x) and not torch.equal(other_seed, x)  # a resumed run sees the same windows
 
 
+def test_a_context_swap_that_windows_of_one_flow_turn_off_is_warned_about(caplog):
+    import logging
+    from functools import partial
+
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets.synthetic import load
+
+    dm = FlowDataModule(partial(load, n_flows=600), name="synthetic", window=1, context_swap=0.3)
+    with caplog.at_level(logging.WARNING, logger="mstr.data.datamodule"):
+        dm.setup()
+    assert any("data.context_swap=0.3 has no effect" in r.getMessage() for r in caplog.records)
+
+
 def test_context_swap_is_off_at_zero_and_for_windows_of_one_flow():
     for window, share in ((4, 0.0), (1, 1.0)):
         ds = _grouped_windows(window)

@@ -163,6 +163,9 @@ class FlowDataModule(pl.LightningDataModule):
             log.warning("%s", note)
             self.window = 1
             self.facts = {"data/window": 1, "data/window_note": note}
+        if self.context_swap and self.window == 1:  # the training loader turns it off: nothing to swap
+            log.warning("data.context_swap=%s has no effect: windows of one flow have no earlier flows to swap "
+                        "(it needs data.window > 1 and data with time order)", self.context_swap)
 
     def _hold_out_types(self, train: FlowTable, val: FlowTable, temporal: bool) -> tuple[FlowTable, FlowTable]:
         """Move whole attack types from train into validation (`data.val_unseen_types`): a validation

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mstr.config import register_resolvers, validate
+from mstr.config import check_backbones, register_resolvers, validate
 from mstr.errors import Interrupted, MstrError
 
 log = logging.getLogger("mstr.train")
@@ -112,6 +112,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup()
+    if dm.window != cfg.data.window:  # rows without time order: windows of one flow, which the models must fit
+        check_backbones(cfg, cfg.distill.method if distilling else "none", dm.window)
     log.info("data %s: %d features, classes %s, window %d", cfg.data.name, dm.num_features, dm.class_names, dm.window)
 
     metrics: dict = {"seed": int(cfg.seed)}
@@ -208,9 +210,6 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
     from mstr.training import runner
     from mstr.training.novelty import fit_gate
 
-    if dm.num_classes != 2:
-        log.info("novelty gate: binary task only; skipped for %d classes", dm.num_classes)
-        return {}
     gate = fit_gate(dm, fpr)
     results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0]
     torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")

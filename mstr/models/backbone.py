@@ -81,6 +81,18 @@ class BackboneConfig:
         if bad:
             raise ValueError(f"invalid backbone setting(s): {'; '.join(bad)}")
 
+    def check_window(self, window: int) -> None:
+        """Every block needs a branch: without feature kernels a stage has only the time dilations that
+        fit the window (none at window 1), and the row branch of the first block."""
+        if self.feature_kernels:
+            return
+        for stage in range(len(self.widths)):
+            row_only = self.row_branch and stage == 0 and self.blocks_per_stage == 1
+            if not stage_dilations(self, stage, window) and not row_only:
+                raise ValueError(f"feature_kernels=[]: stage {stage + 1} has no time dilation inside a window of "
+                                 f"{window} flow(s), so its blocks would have no branch; give a feature kernel "
+                                 "(e.g. feature_kernels=[3])")
+
 
 class MultiScaleSTResNet(nn.Module):
     def __init__(self, num_features: int, num_classes: int, config: BackboneConfig, window: int = 1,
@@ -89,6 +101,7 @@ class MultiScaleSTResNet(nn.Module):
         config.validate()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        config.check_window(window)
         self.config, self.window = config, window
         self.num_features, self.num_classes = num_features, num_classes
         layout = layout or FeatureLayout.identity(num_features)

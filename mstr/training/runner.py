@@ -148,6 +148,12 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     identity = {"data": data, "dev_rows": dev_rows, "teacher": teacher,
                 "loss": _plain(cfg.loss), "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
                 "accelerator": cfg.trainer.get("accelerator"), "precision": str(cfg.trainer.get("precision", "32"))}
+    # a teacher trained on a few batches an epoch (tests, debug=limit) is no teacher for a full run; without
+    # limits the key is as before, so cached teachers stay valid
+    limits = {k: cfg.trainer.get(k) for k in ("limit_train_batches", "limit_val_batches")
+              if cfg.trainer.get(k, 1.0) != 1.0}
+    if limits:
+        identity["limits"] = limits
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
