@@ -156,3 +156,17 @@ def test_the_final_metrics_table_keeps_names_whole_and_folds_long_values(capsys,
         assert any(f"│ {name} " in line for line in lines), name
     cells = "".join(line.split("│")[2].strip() for line in lines if line.count("│") == 3)
     assert path in cells and lines[-1] == "-> metrics.json"
+
+
+def test_a_multiclass_run_goes_without_the_experiments_novelty_gate_and_says_so(tmp_path, caplog):
+    """`experiment=nsl_kdd data.task=multiclass` (the issue's own command for CIC-IDS2017): the gate flags
+    "attack", not which one, so the run goes on without it, with a warning, not a refusal."""
+    import logging
+    from types import SimpleNamespace
+
+    from mstr.jobs.train import _novelty_metrics
+
+    with caplog.at_level(logging.WARNING, logger="mstr.train"):
+        assert _novelty_metrics(None, SimpleNamespace(num_classes=5), 0.01, tmp_path) == {}
+    assert "novelty.fpr=0.01: the novelty gate flags \"attack\", not which one, so a run of 5 classes" in caplog.text
+    assert not (tmp_path / "novelty_gate.pt").exists()

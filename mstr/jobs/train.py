@@ -210,6 +210,10 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
     from mstr.training import runner
     from mstr.training.novelty import fit_gate
 
+    if dm.num_classes != 2:  # `experiment=nsl_kdd data.task=multiclass`: the experiment's gate, not the user's ask
+        log.warning("novelty.fpr=%s: the novelty gate flags \"attack\", not which one, so a run of %d classes goes "
+                    "without it (set novelty.fpr=0 to say so)", fpr, dm.num_classes)
+        return {}
     gate = fit_gate(dm, fpr)
     results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0]
     torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
