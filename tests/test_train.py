@@ -104,6 +104,29 @@ def test_a_teacher_trained_on_a_few_batches_is_not_reused_by_a_full_run(compose_
     assert key("trainer.limit_train_batches=1.0") == key()  # no limit: the key of teachers cached before
 
 
+def test_the_teacher_cache_key_holds_what_trains_a_teacher_and_only_that(compose_cfg):
+    from mstr.training.runner import teacher_key
+
+    def key(*overrides):
+        return teacher_key(compose_cfg(list(overrides)), dev_rows="rows")
+
+    # early stopping and checkpoint selection decide which teacher is kept (experiment=unsw_nb15 sets patience 20)
+    for changed in ("callbacks.early_stopping.patience=20", "callbacks.early_stopping=null",
+                    "callbacks.model_checkpoint.monitor=val/auroc", "trainer.min_epochs=3", "trainer=ddp_cpu",
+                    "+trainer.accumulate_grad_batches=2", "+trainer.gradient_clip_val=1.0"):
+        assert key(changed) != key(), changed
+    # the defaults written out are the key of teachers cached before these entered it
+    for same in ("callbacks.early_stopping.patience=4", "+callbacks.early_stopping.min_delta=0.0",
+                 "+trainer.accumulate_grad_batches=1", "trainer.log_every_n_steps=5", "trainer.enable_progress_bar=false"):
+        assert key(same) == key(), same
+    # a booster is fit on the rows alone: the student's epochs, loss and limits never refit it
+    tree = ("distill.teacher=lightgbm",)
+    for student_only in ("trainer.max_epochs=3", "loss=focal", "debug=limit", "callbacks.early_stopping.patience=20"):
+        assert key(*tree, student_only) == key(*tree), student_only
+    assert key(*tree, "seed=1") != key(*tree) and key("distill.teacher=xgboost") != key(*tree)
+    assert key(*tree, "data.window=4") != key(*tree)
+
+
 @pytest.mark.slow
 def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
     from mstr.errors import DataError

@@ -133,9 +133,25 @@ def unseen_type_metrics(model: FlowClassifier, dm: FlowDataModule, device="cpu")
             "val/unseen_type_rows": int(dm.val_unseen.sum())}
 
 
+# Settings outside the teacher's model config that shape how a network teacher trains, with the value
+# each had when the key left it out: one enters the key only when set otherwise, so that teachers cached
+# before it did stay valid.
+_TEACHER_TRAINING = {
+    "trainer.limit_train_batches": 1.0, "trainer.limit_val_batches": 1.0, "trainer.min_epochs": 1,
+    "trainer.devices": 1, "trainer.strategy": "auto", "trainer.accumulate_grad_batches": 1,
+    "trainer.gradient_clip_val": None, "trainer.check_val_every_n_epoch": 1, "trainer.val_check_interval": None,
+    "callbacks.early_stopping.monitor": "val/f1", "callbacks.early_stopping.mode": "max",
+    "callbacks.early_stopping.patience": 4, "callbacks.early_stopping.min_delta": 0.0,
+    "callbacks.model_checkpoint.monitor": "val/f1", "callbacks.model_checkpoint.mode": "max",
+}
+
+
 def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     """Hash of everything that shapes a teacher: data config and the rows it gives (so an edited data
-    file or a changed split never reuses a teacher that saw other rows), teacher config, loss, epochs, seed."""
+    file or a changed split never reuses a teacher that saw other rows), the teacher's kind and seed; for
+    a network teacher also its model config, loss, epochs, device and the training settings that stop or
+    select it (early stopping, checkpoint monitor, batch limits). A booster is fit on the rows alone, so
+    the student's epochs or loss never refit it."""
     data = _plain(cfg.data)
     for volatile in ("num_workers", "eval_batch_size", "on_device"):
         data.pop(volatile, None)
@@ -144,16 +160,27 @@ def teacher_key(cfg: DictConfig, dev_rows: str) -> str:
     if not data.get("val_unseen_types"):  # likewise off
         data.pop("val_unseen_types", None)
     kind = cfg.distill.get("teacher", "network")
-    teacher = _plain(cfg.distill.teacher_model) if kind == "network" else kind
-    identity = {"data": data, "dev_rows": dev_rows, "teacher": teacher,
+    if kind != "network":
+        identity = {"data": data, "dev_rows": dev_rows, "teacher": kind, "seed": cfg.seed}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    identity = {"data": data, "dev_rows": dev_rows, "teacher": _plain(cfg.distill.teacher_model),
                 "loss": _plain(cfg.loss), "epochs": cfg.distill.teacher_max_epochs, "seed": cfg.seed,
                 "accelerator": cfg.trainer.get("accelerator"), "precision": str(cfg.trainer.get("precision", "32"))}
-    # a teacher trained on a few batches an epoch (tests, debug=limit) is no teacher for a full run; without
-    # limits the key is as before, so cached teachers stay valid
-    limits = {k: cfg.trainer.get(k) for k in ("limit_train_batches", "limit_val_batches")
-              if cfg.trainer.get(k, 1.0) != 1.0}
+    training = {}
+    for switchable in ("callbacks.early_stopping", "callbacks.model_checkpoint"):
+        if OmegaConf.select(cfg, switchable) is None:  # `callbacks.early_stopping=null`: trained to the last epoch
+            training[switchable] = "off"
+    for path, unset in _TEACHER_TRAINING.items():
+        value = OmegaConf.select(cfg, path, default=unset)
+        if value is not None and value != unset:
+            training[path] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    # batch limits keep the name they entered the key with
+    limits = {k.split(".")[1]: training.pop(k) for k in ("trainer.limit_train_batches", "trainer.limit_val_batches")
+              if k in training}
     if limits:
         identity["limits"] = limits
+    if training:
+        identity["training"] = training
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
