@@ -157,6 +157,22 @@ def test_cic_original_layout(tmp_path):
     assert "Fwd Header Length" in notes and "1 infinite" in notes and "1 row(s) without a label" in notes
 
 
+
+def test_cic_missing_protocol_is_the_category_the_detector_reads_for_an_empty_field(tmp_path):
+    from mstr.deploy.features import category
+
+    header = "Dst Port,Protocol,Flow Duration,Label"
+    missing = {3: "", 4: "NaN", 5: "-"}
+    rows = [f"{80 + i},{missing.get(i, (6, 17)[i % 2])},{i},{('BENIGN', 'DDoS')[i % 2]}" for i in range(10)]
+    (tmp_path / "day.csv").write_text("\n".join([header, *rows]) + "\n")
+    splits = cic_ids2017.load(tmp_path, files=[str(tmp_path / "day.csv")], task="binary")
+    frame = pd.concat([splits.train.frame, splits.tests["test"].frame])
+    read = dict(zip(frame["Dst Port"] - 80, frame["Protocol"]))
+    for row, token in missing.items():  # "NaN" was kept as a category that the detector reads as ""
+        assert read[row] == category(token, True) == "", token
+    assert set(frame["Protocol"]) == {"6", "17", ""}
+
+
 # --------------------------------------------------------------------------- readers: bad input
 
 

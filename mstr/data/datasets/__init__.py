@@ -19,6 +19,7 @@ import pandas as pd
 from mstr.data.readers import coerce_numeric, to_seconds
 from mstr.data.splits import STRATIFIED
 from mstr.data.table import FlowTable
+from mstr.deploy.features import MISSING_CATEGORY
 from mstr.errors import ConfigError, DataError
 from mstr.options import TASKS
 
@@ -113,3 +114,17 @@ def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray
                      label_col=label_col, time_col=time_col, group_col=group_col, strata_col=strata_col,
                      family_col=family_col,
                      benign=tuple(benign), source=source)
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Labels and categories as stripped text, missing as None. Whole numbers read as floats (a
+    column with gaps) lose their ".0", so label 1 and protocol 6 read the same in every file."""
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.dropna(), 1) == 0):
+        values = values.astype("Int64")
+    return values.astype(object).where(values.notna(), None).map(clean_category)
+
+
+def clean_category(value) -> Optional[str]:
+    """One category text as `mstr.detect` reads it: stripped, missing tokens ("-", "NaN", ...) as None."""
+    text = None if value is None else str(value).strip()
+    return None if text is None or text.lower() in MISSING_CATEGORY else text

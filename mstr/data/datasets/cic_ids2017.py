@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mstr.data.datasets import DatasetSplits, check_task, dataset_folder, make_table
+from mstr.data.datasets import DatasetSplits, category_text, check_task, dataset_folder, make_table
 from mstr.data.readers import read_table, resolve_paths
 from mstr.data.splits import PER_CLASS_TIME, hold_out
 from mstr.data.table import FlowTable, concat_tables
@@ -123,7 +123,9 @@ def _load_file(path: Path, task: str, notes: list[str]) -> FlowTable:
     label = label.where(raw.notna() & (label != ""))
     categorical = [c for c in CATEGORICAL if c in frame.columns]
     for col in categorical:
-        frame[col] = frame[col].astype(str).str.strip().str.removesuffix(".0")
+        # as flow logs are read and `mstr.detect` reads a line: missing tokens ("NaN", "-", ...) are "", so a
+        # live flow lands in the category its training rows had
+        frame[col] = category_text(frame[col]).fillna("").astype(str)
     numeric = [c for c in frame.columns if c not in {*NOT_FEATURES, *categorical}]
     return make_table(frame, classes=label, is_benign=label.isin(["BENIGN"]).to_numpy(), benign=("BENIGN",),
                       task=task, numeric=numeric, categorical=categorical, source=str(path), notes=notes,

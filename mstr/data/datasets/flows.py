@@ -30,12 +30,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from mstr.data.datasets import DatasetSplits, check_task, make_table
+from mstr.data.datasets import DatasetSplits, category_text, check_task, clean_category, make_table
 from mstr.data.datasets.cic_ids2017 import ALIASES as CIC_ALIASES
 from mstr.data.readers import coerce_numeric, read_table, resolve_paths
 from mstr.data.splits import HOLDOUTS, STRATIFIED, TIME, hold_out
 from mstr.data.table import FlowTable
-from mstr.deploy.features import MISSING_CATEGORY
 from mstr.errors import ConfigError, DataError
 
 FORMATS = ("csv", "tsv", "parquet", "zeek", "cicflowmeter", "nfstream")
@@ -229,7 +228,7 @@ def _split_joined_columns(frame: pd.DataFrame) -> pd.DataFrame:
         parts = parts.reindex(columns=range(len(names)))
         frame = frame.drop(columns=joined)
         for i, name in enumerate(names):
-            frame[name] = parts[i].astype(object).map(_clean)
+            frame[name] = parts[i].astype(object).map(clean_category)
     return frame
 
 
@@ -303,9 +302,9 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
 
 
 def _labels(frame: pd.DataFrame, roles: Roles) -> pd.Series:
-    labels = _text(frame[roles.label])
+    labels = category_text(frame[roles.label])
     if roles.label == "detailed-label" and "label" in frame.columns:
-        labels = labels.fillna(_text(frame["label"]))  # CTU logs leave it "-" on benign flows
+        labels = labels.fillna(category_text(frame["label"]))  # CTU logs leave it "-" on benign flows
     return labels
 
 
@@ -349,7 +348,7 @@ def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], sour
     needed = _needed(roles)
     frame = frame[needed].copy()
     for col in [*roles.categorical, *filter(None, [roles.group])]:
-        frame[col] = _text(frame[col]).fillna("").astype(str)
+        frame[col] = category_text(frame[col]).fillna("").astype(str)
     wanted = {b.strip().lower() for b in benign}
     is_benign = labels.str.lower().isin(wanted).to_numpy()
     if require_benign and not is_benign.any():
@@ -370,19 +369,6 @@ def _table(frame: pd.DataFrame, roles: Roles, task: str, benign: list[str], sour
                       numeric=roles.numeric, categorical=roles.categorical, source=source, notes=notes,
                       label_col=roles.label, time_col=roles.time, group_col=roles.group,
                       strata_col=kept, family_col=kept)
-
-
-def _text(values: pd.Series) -> pd.Series:
-    """Labels and categories as stripped text, missing as None. Whole numbers read as floats (a
-    column with gaps) lose their ".0", so label 1 and protocol 6 read the same in every file."""
-    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.dropna(), 1) == 0):
-        values = values.astype("Int64")
-    return values.astype(object).where(values.notna(), None).map(_clean)
-
-
-def _clean(value) -> Optional[str]:
-    text = None if value is None else str(value).strip()
-    return None if text is None or text.lower() in MISSING_CATEGORY else text
 
 
 # --------------------------------------------------------------------------- splitting
