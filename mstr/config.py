@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.errors import ConfigError
 from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
                           DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS)
+
+log = logging.getLogger("mstr.config")
 
 
 def config_dir() -> str:
@@ -219,6 +222,15 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value!r}: must be {expected}")
     check_backbones(cfg, method, _get(cfg, "data.window"))
+    order = _get(cfg, "data.column_order", "data")
+    if order != "data":
+        stems = [_get(cfg, "model.backbone.stem", "tokens")]
+        if role == "student" and method != "none" and _get(cfg, "distill.teacher", "network") == "network":
+            stems.append(_get(cfg, "distill.teacher_model.backbone.stem", "tokens"))
+        if all(stem == "linear" for stem in stems):  # the order is computed (dependence: on 20k rows) for nothing
+            log.warning("data.column_order=%s has no effect with model.backbone.stem=linear: every column enters one "
+                        "dense layer, whose output has no column axis to order; use stem=tokens or leave the order "
+                        "at data", order)
     # each loss's own setting (added with +loss.<key>=... to the other loss, it went unused)
     for key, owner in (("label_smoothing", "ce"), ("gamma", "focal")):
         value, name = _get(cfg, f"loss.{key}"), _get(cfg, "loss.name")

@@ -239,3 +239,23 @@ def test_a_trainer_or_callback_value_lightning_refuses_is_one_line_naming_its_se
     cfg.callbacks.model_checkpoint.mode = "sideways"
     with pytest.raises(ConfigError, match=r"^callbacks.model_checkpoint: .*sideways"):
         build_trainer(cfg.trainer, cfg.callbacks, [], tmp_path)
+
+
+def test_a_column_order_that_no_model_of_the_run_reads_is_a_warning(compose_cfg, caplog):
+    import logging
+
+    from mstr.config import validate
+
+    def warned(*overrides) -> bool:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mstr.config"):
+            validate(compose_cfg(list(overrides)))
+        return "has no effect with model.backbone.stem=linear" in caplog.text
+
+    linear = ("data.column_order=dependence", "model.backbone.stem=linear")
+    assert warned(*linear, "distill=none")
+    assert warned(*linear, "distill.teacher=lightgbm")  # a booster reads the columns as a table
+    assert warned(*linear, "distill.teacher_model.backbone.stem=linear")
+    assert not warned(*linear)  # the teacher trained on the way convolves over the ordered columns
+    assert not warned("data.column_order=dependence", "distill=none")
+    assert not warned("model.backbone.stem=linear", "distill=none")  # the order of the file: nothing asked
