@@ -190,6 +190,90 @@ def test_a_multiclass_run_goes_without_the_experiments_novelty_gate_and_says_so(
     from mstr.jobs.train import _novelty_metrics
 
     with caplog.at_level(logging.WARNING, logger="mstr.train"):
-        assert _novelty_metrics(None, SimpleNamespace(num_classes=5), 0.01, tmp_path) == {}
+        assert _novelty_metrics(None, SimpleNamespace(num_classes=5), 0.01, tmp_path, scored=True) == {}
     assert "novelty.fpr=0.01: the novelty gate flags \"attack\", not which one, so a run of 5 classes" in caplog.text
     assert not (tmp_path / "novelty_gate.pt").exists()
+
+
+def test_the_novelty_gate_is_fit_and_kept_without_a_test_and_scored_with_one(compose_cfg, tmp_path):
+    args = [*SMALL, "distill=none", "novelty.fpr=0.05", "plots=false"]
+    untested = run(compose_cfg([*args, "test=false"], out=tmp_path / "a"))
+    assert (tmp_path / "a" / "novelty_gate.pt").is_file()  # the gate of a run that reads no test set
+    assert untested["novelty/fpr"] == 0.05 and "novelty/threshold" in untested
+    assert not any(k.startswith(("novelty/test/", "test/")) for k in untested)
+    tested = run(compose_cfg(args, out=tmp_path / "b"))
+    assert (tmp_path / "b" / "novelty_gate.pt").is_file() and 0 <= tested["novelty/test/acc"] <= 1
+    assert tested["novelty/threshold"] == untested["novelty/threshold"]  # fit on training data alone
+
+@pytest.mark.slow
+def test_a_resume_from_another_configs_checkpoint_is_refused_before_data_or_teacher_naming_the_settings(
+        compose_cfg, tmp_path):
+    from mstr.errors import DataError
+
+    run(compose_cfg([*SMALL, "distill=none", "test=false", "plots=false"], out=tmp_path / "a"))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    cases = {  # override -> what the one-line refusal names (each leaf that differs, not two whole dicts)
+        "model.backbone.widths=[8,16]": r"model\.backbone\.widths: checkpoint \[8, 8\] vs config \[8, 16\]\)",
+        "loss=focal": r"loss\.name: checkpoint 'ce' vs config 'focal'",
+        "distill=logits": r"trained without a teacher, the config distils \(add distill=none\)",
+        "model=teacher": r"model\.role: checkpoint 'student' vs config 'teacher'; .*; and \d+ more\)",
+    }
+    for override, named in cases.items():
+        out = tmp_path / override.split("=")[0]
+        with pytest.raises(DataError, match=named):
+            run(compose_cfg([*SMALL, "distill=none", override, f"ckpt_path={last}"], out=out))
+        assert not (out / "teacher").exists() and not (out / "checkpoints").exists()  # refused before any work
+    # the data's part is checked once the data is read, by the same leaf-by-leaf rule
+    with pytest.raises(DataError, match=r"data_signature\.window: checkpoint 8 vs config 4"):
+        run(compose_cfg([*SMALL, "distill=none", "data.window=4", f"ckpt_path={last}"], out=tmp_path / "w"))
+    resumed = run(compose_cfg([*SMALL, "distill=none", f"ckpt_path={last}"], out=tmp_path / "b"))
+    assert resumed["test/f1"] > 0  # the same config resumes
+
+
+@pytest.mark.slow
+def test_a_resume_that_would_stretch_the_learning_rate_schedule_is_one_line_not_a_torch_traceback(
+        compose_cfg, tmp_path):
+    from mstr.errors import ConfigError, DataError
+
+    args = ["data.source.n_flows=3000", "trainer.max_epochs=2", "trainer.limit_val_batches=2", "logger=csv",
+            "trainer.enable_progress_bar=false", "distill=none", "test=false", "plots=false"]
+    run(compose_cfg(args, out=tmp_path / "a"))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    # more epochs: refused before the data is read (torch stopped at the old schedule's last step)
+    with pytest.raises(DataError, match=r"trainer\.max_epochs: checkpoint 2 vs config 3, and its learning-rate"):
+        run(compose_cfg([*args, "trainer.max_epochs=3", f"ckpt_path={last}"], out=tmp_path / "b"))
+    # fewer batches an epoch: the schedule's length is checked against the one the checkpoint holds
+    with pytest.raises(ConfigError, match=r"schedule \(onecycle\) runs over \d+ steps, this config's over 6"):
+        run(compose_cfg([*args, "trainer.limit_train_batches=3", f"ckpt_path={last}"], out=tmp_path / "c"))
+    # a changed learning rate would be overwritten by the restored optimiser's
+    with pytest.raises(DataError, match=r"model\.optim\.lr: checkpoint 0\.005 vs config 0\.01"):
+        run(compose_cfg([*args, "model.optim.lr=0.01", f"ckpt_path={last}"], out=tmp_path / "d"))
+
+
+def test_resume_config_check_compares_what_the_checkpoint_recorded():
+    from mstr.errors import DataError
+    from mstr.training.signature import check_resumable_config
+
+    recorded = {"method": "logits", "teacher": "network", "temperature": 4.0}
+    ckpt = {"hyper_parameters": {"role": "student", "backbone": {"widths": [8, 8], "window": 8},
+                                 "optim": {"lr": 0.005}, "loss": {"name": "ce"}, "distill": recorded},
+            "lr_schedulers": [{"total_steps": 140}], "max_epochs": 2}
+    distill = {**recorded, "teacher_model": {"role": "teacher"}, "teacher_max_epochs": 2}  # the config holds more
+
+    def check(**changed):
+        args = dict(role="student", backbone={"widths": [8, 8]}, optim={"lr": 0.005}, loss={"name": "ce"},
+                    distill=distill, max_epochs=2)
+        check_resumable_config("last.ckpt", ckpt, **{**args, **changed})
+
+    check()  # the window the data decides and the teacher's own settings are not the student's to compare
+    with pytest.raises(DataError, match=r"\(distill\.temperature: checkpoint 4\.0 vs config 1\.0\)"):
+        check(distill={**distill, "temperature": 1.0})
+    with pytest.raises(DataError, match="the checkpoint's model was distilled, the config trains without a teacher"):
+        check(distill=None)
+    with pytest.raises(DataError, match=r"trainer\.max_epochs: checkpoint 2 vs config 4"):
+        check(max_epochs=4)
+    unscheduled = {k: v for k, v in ckpt.items() if k != "lr_schedulers"}  # model.optim.scheduler=none
+    check_resumable_config("c.ckpt", unscheduled, "student", {"widths": [8, 8]}, {"lr": 0.005}, {"name": "ce"},
+                           distill, 4)  # no schedule to stretch: more epochs resume
+    before = {k: v for k, v in ckpt.items() if k != "max_epochs"}  # written before the epochs were recorded
+    check_resumable_config("b.ckpt", before, "student", {"widths": [8, 8]}, {"lr": 0.005}, {"name": "ce"}, distill, 4)

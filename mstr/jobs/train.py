@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mstr.config import check_backbones, register_resolvers, validate
 from mstr.errors import Interrupted, MstrError
@@ -92,7 +93,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     from mstr.training import runner
     from mstr.training.callbacks import earlier_fit_s, throughput_metrics
     from mstr.training.checkpoint import read_checkpoint
-    from mstr.training.signature import check_resumable
+    from mstr.training.signature import check_resumable, check_resumable_config
 
     distilling = cfg.model.role == "student" and cfg.distill.method != "none"
     # Checkpoints given on the command line are read (safely) before any work.
@@ -104,8 +105,12 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     elif resume and (out_dir / "checkpoints" / "last.ckpt").is_file():
         ckpt_path = str(out_dir / "checkpoints" / "last.ckpt")
     if ckpt_path:
-        step = int(read_checkpoint(ckpt_path).get("global_step", 0))
-        resume_step = step if resume else None
+        ckpt = read_checkpoint(ckpt_path)
+        # the model settings now, before the data is read and a teacher trained; the data's part once it is loaded
+        plain = partial(OmegaConf.to_container, resolve=True)
+        check_resumable_config(ckpt_path, ckpt, cfg.model.role, plain(cfg.model.backbone), plain(cfg.model.optim),
+                               plain(cfg.loss), plain(cfg.distill) if distilling else None, cfg.trainer.max_epochs)
+        resume_step = int(ckpt.get("global_step", 0)) if resume else None
     if resume:
         log.info("resuming %s", out_dir)
 
@@ -157,8 +162,8 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
         if cfg.test:
             results, metrics["time/test_s"], scored = runner.test_metrics(final, dm, device)
             metrics.update(results)
-        if cfg.test and cfg.novelty.fpr > 0:
-            metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir))
+        if cfg.novelty.fpr > 0:
+            metrics.update(_novelty_metrics(final, dm, float(cfg.novelty.fpr), out_dir, scored=cfg.test))
         if teacher is not None:
             from mstr.training.compression import compression_metrics
 
@@ -201,9 +206,9 @@ def _write_plots(cfg: DictConfig, out_dir: Path, scored, classes: list[str]) -> 
     return sorted(out_dir.glob("*.png")) + sorted((out_dir / "teacher").glob("*.png"))
 
 
-def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
-    """The classifier with a novelty gate beside it, scored like the classifier (novelty/test/...);
-    the gate's weights go to <run>/novelty_gate.pt."""
+def _novelty_metrics(final, dm, fpr: float, out_dir: Path, scored: bool) -> dict:
+    """A novelty gate fit beside the classifier (its weights in <run>/novelty_gate.pt, with or without a
+    test), and with `scored` the two together scored like the classifier (novelty/test/...)."""
     import torch
 
     from mstr.models.novelty import GatedDetector
@@ -215,8 +220,8 @@ def _novelty_metrics(final, dm, fpr: float, out_dir: Path) -> dict:
                     "without it (set novelty.fpr=0 to say so)", fpr, dm.num_classes)
         return {}
     gate = fit_gate(dm, fpr)
-    results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0]
     torch.save(gate.state_dict(), out_dir / "novelty_gate.pt")
+    results = runner.test_metrics(GatedDetector(final.model, gate), dm)[0] if scored else {}
     columns = len(gate.columns)
     return {**{f"novelty/{k}": v for k, v in results.items()}, "novelty/fpr": fpr,
             "novelty/threshold": float(gate.threshold), "novelty/macs": columns * columns + columns}

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 
+from mstr.errors import ConfigError
 from mstr.models import build_backbone
 from mstr.options import BEST_VAL_METRICS
 from mstr.training.losses import build_task_loss
@@ -90,6 +91,12 @@ class FlowClassifier(pl.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         if total < MIN_SCHEDULED_STEPS:  # a handful of steps (debug runs) has no schedule to follow
             return opt
+        resumed = getattr(self, "_resumed_schedule_steps", None)
+        if resumed is not None and resumed != total:  # torch would fail with a traceback at the old schedule's end
+            raise ConfigError(f"cannot resume: the checkpoint's learning-rate schedule (onecycle) runs over {resumed} "
+                              f"steps, this config's over {total} (trainer.max_epochs, trainer.limit_train_batches or "
+                              "the data differ); resume with the command that started the run, or train longer as a "
+                              "new run")
         # OneCycleLR divides by each phase's length: a warm-up of one step (10 steps at 10%) is 0 / 0
         warmup = max(optim.get("warmup_fraction", 0.1), 2 / total)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=optim["lr"], total_steps=total, pct_start=warmup)
@@ -101,9 +108,13 @@ class FlowClassifier(pl.LightningModule):
         checkpoint["hyper_parameters"] = _plain(dict(checkpoint.get("hyper_parameters", {})))
         checkpoint["mstr_format"] = CHECKPOINT_FORMAT
         checkpoint["val_best"] = dict(self.val_best)
+        if self._trainer is not None:  # what a resumed run's schedule is checked against before any work
+            checkpoint["max_epochs"] = self.trainer.max_epochs
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_best = dict(checkpoint.get("val_best", {}))
+        schedules = checkpoint.get("lr_schedulers") or []
+        self._resumed_schedule_steps = schedules[0].get("total_steps") if schedules else None
 
 
 def _plain(value: Any) -> Any:
