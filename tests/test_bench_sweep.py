@@ -2,6 +2,8 @@
 options stop each benchmark with one line before any work."""
 
 import json
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -195,6 +197,10 @@ def test_bad_options_stop_a_benchmark_with_one_line(tmp_path, capsys, args, mess
      "unknown option --seedz; did you mean --seeds? (see python -m mstr.bench accuracy --help)"),
     ("mstr.bench.__main__", ["--datasets", "nsl_kdd", "distill"],  # the flat parser of before took this order
      "--datasets goes after the sub-command: python -m mstr.bench accuracy|distill|ablation --datasets ..."),
+    ("mstr.bench.__main__", ["--out", "x"],  # every benchmark has --out: the deployment ones are named too
+     "--out goes after the sub-command: python -m mstr.bench accuracy|distill|ablation|speed|scale|loss --out ..."),
+    ("mstr.bench.__main__", ["--threads", "2", "speed"], "--threads goes after the sub-command: python -m mstr.bench "
+                                                         "speed|scale|loss --threads ..."),
     ("mstr.bench.__main__", ["accuracy", "--groups", "architecture"], "--groups is not an option of accuracy but of ablation"),
     ("mstr.bench.__main__", ["acuracy", "--out", "x"],  # the sub-command is what is wrong, not --out's place
      "argument {accuracy,distill,ablation,speed,scale,loss}: invalid choice: 'acuracy'"),
@@ -211,6 +217,14 @@ def test_plain_entry_points_name_a_misspelt_option_in_one_line(module, args, mes
         importlib.import_module(module).main(args)
     lines = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+
+
+def test_the_scale_benchmarks_child_entry_typed_by_hand_errs_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "mstr.bench.scale", "--out", str(tmp_path / "file" / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: --out {tmp_path / 'file' / 'x'}: {tmp_path / 'file'} is not a writable folder; give another --out"]
 
 
 def test_each_benchmarks_help_lists_its_own_options_and_no_empty_defaults(capsys):

@@ -156,7 +156,8 @@ def _fmt(runs: list[dict], key: str, digits: int = 3) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     """One sub-command per training benchmark, each with only its own options in `--help`; the
-    deployment benchmarks are listed too but parse their own options (dispatched before this)."""
+    deployment benchmarks are listed too, with their options, but parse them themselves (dispatched
+    before this)."""
     defaults = HelpWithDefaults
     runs = ArgumentParser(add_help=False)
     runs.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), help=f"from {list(DATASETS)}")
@@ -179,8 +180,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "ablation":
             sub.add_argument("--groups", nargs="+", default=["architecture", "distillation"],
                              choices=("architecture", "distillation"), help="which rows")
-    for name in DEPLOYMENT:
-        benchmarks.add_parser(name, help=f"the deployed detector: python -m mstr.bench {name} --help")
+    for name in DEPLOYMENT:  # their own options, so that one typed before the sub-command is named as theirs
+        options = importlib.import_module(f"mstr.bench.{name}").parser()
+        benchmarks.add_parser(name, parents=[options], add_help=False,
+                              help=f"the deployed detector: python -m mstr.bench {name} --help")
     return parser
 
 

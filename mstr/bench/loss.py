@@ -91,28 +91,34 @@ def student_artifact(out: Path, epochs: int) -> Path:
     return folder
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
+def parser() -> ArgumentParser:
+    """The options of `python -m mstr.bench loss` (also listed by `python -m mstr.bench`)."""
+    options = ArgumentParser(prog="python -m mstr.bench loss", description=__doc__.split("\n\n")[0],
                             formatter_class=HelpWithDefaults)
-    parser.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
+    options.add_argument("--model", type=Path, help="an NSL-KDD artifact (default: export the speed benchmark's "
                         "student, or train one)")
-    parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])
-    parser.add_argument("--rates", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
+    options.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.5, 0.9])
+    options.add_argument("--rates", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0],
                         help="arrival rates as multiples of the measured capacity")
-    parser.add_argument("--seconds", type=float, default=3.0, help="stream length per level")
-    parser.add_argument("--repeats", type=int, default=3, help="replays of each level (medians are shown)")
-    parser.add_argument("--queue", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1, help="model threads (the reader takes another core)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the student when one is trained")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    args = parser.parse_args(argv)
+    options.add_argument("--seconds", type=float, default=3.0, help="stream length per level")
+    options.add_argument("--repeats", type=int, default=3, help="replays of each level (medians are shown)")
+    options.add_argument("--queue", type=int, default=1000)
+    options.add_argument("--batch-size", type=int, default=256)
+    options.add_argument("--threads", type=int, default=1, help="model threads (the reader takes another core)")
+    options.add_argument("--epochs", type=int, default=2, help="epochs of the student when one is trained")
+    options.add_argument("--seed", type=int, default=0)
+    options.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parser()
+    args = options.parse_args(argv)
     for name in ("seconds", "repeats", "queue", "batch_size", "threads", "epochs"):
         if not getattr(args, name) > 0:  # NaN too
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            options.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not all(0 <= share <= 1 for share in args.shares) or not all(0 < rate < math.inf for rate in args.rates):
-        parser.error("--shares must lie in [0, 1] and --rates be positive and finite")
+        options.error("--shares must lie in [0, 1] and --rates be positive and finite")
     check_out(args.out)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     from mstr.data.datasets.nsl_kdd import check, find_file

@@ -27,6 +27,7 @@ from pathlib import Path
 from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
+from mstr.errors import MstrError, report_and_exit
 
 MIN_ROWS = 500  # the synthetic generator's least
 
@@ -76,17 +77,22 @@ def measure(rows: int, batch_size: int, threads: int, train_batches: int, score_
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m mstr.bench scale", description=__doc__.split("\n\n")[0],
+def parser() -> ArgumentParser:
+    """The options of `python -m mstr.bench scale` (also listed by `python -m mstr.bench`)."""
+    options = ArgumentParser(prog="python -m mstr.bench scale", description=__doc__.split("\n\n")[0],
                             formatter_class=HelpWithDefaults)
-    parser.add_argument("--rows", nargs="+", type=at_least(MIN_ROWS), default=[1_000_000, 10_000_000])
-    parser.add_argument("--batch-size", type=at_least(1), default=4096, help="training batch size")
-    parser.add_argument("--threads", type=at_least(1), default=2)
-    parser.add_argument("--train-batches", type=at_least(1), default=10)
-    parser.add_argument("--score-windows", type=at_least(1), default=100_000)
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    options.add_argument("--rows", nargs="+", type=at_least(MIN_ROWS), default=[1_000_000, 10_000_000])
+    options.add_argument("--batch-size", type=at_least(1), default=4096, help="training batch size")
+    options.add_argument("--threads", type=at_least(1), default=2)
+    options.add_argument("--train-batches", type=at_least(1), default=10)
+    options.add_argument("--score-windows", type=at_least(1), default=100_000)
+    options.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    options.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if args.child:
         try:
@@ -126,5 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     write_report(args.out, "scale", text)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # each measurement's child process; typed by hand, its errors are one line too
+    try:
+        main()
+    except MstrError as err:
+        report_and_exit(err)

@@ -84,28 +84,33 @@ def latency_ms(predict: Callable, rows: np.ndarray, calls: int) -> tuple[float, 
     return 1000 * float(p50), 1000 * float(p99)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
+def parser() -> ArgumentParser:
+    """The options of `python -m mstr.bench speed` (also listed by `python -m mstr.bench`)."""
+    options = ArgumentParser(prog="python -m mstr.bench speed", description=__doc__.split("\n\n")[0],
                             formatter_class=HelpWithDefaults)
-    parser.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
+    options.add_argument("--experiment", default="nsl_kdd", help="the experiment config whose data, models and "
                         "test rows are timed (default: nsl_kdd; the report is speed.md, else speed_<experiment>.md)")
-    parser.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
+    options.add_argument("--student", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides of every student (trained or built), e.g. model.backbone.widths=[4]")
-    parser.add_argument("--threads", type=at_least(1), default=2)
-    parser.add_argument("--epochs", type=at_least(1), default=None, help="max epochs of every network (default: the "
+    options.add_argument("--threads", type=at_least(1), default=2)
+    options.add_argument("--epochs", type=at_least(1), default=None, help="max epochs of every network (default: the "
                         "experiment's, with early stopping)")
-    parser.add_argument("--batch-size", type=at_least(1), default=None, help="training batch size (default: the experiment's)")
-    parser.add_argument("--budget-epochs", type=at_least(0), default=8, help="also train the distilled student for this many "
+    options.add_argument("--batch-size", type=at_least(1), default=None, help="training batch size (default: the experiment's)")
+    options.add_argument("--budget-epochs", type=at_least(0), default=8, help="also train the distilled student for this many "
                         "epochs (the paper's time budget: 22.8 s), from the same teacher; 0: skip")
-    parser.add_argument("--batch", type=at_least(1), default=4096, help="inference batch of the throughput columns")
-    parser.add_argument("--repeats", type=at_least(1), default=7)
-    parser.add_argument("--calls", type=at_least(1), default=1000, help="single-row calls per latency measurement")
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--reuse", action="store_true", help="reuse finished training runs of the same config in --out")
-    parser.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
+    options.add_argument("--batch", type=at_least(1), default=4096, help="inference batch of the throughput columns")
+    options.add_argument("--repeats", type=at_least(1), default=7)
+    options.add_argument("--calls", type=at_least(1), default=1000, help="single-row calls per latency measurement")
+    options.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    options.add_argument("--reuse", action="store_true", help="reuse finished training runs of the same config in --out")
+    options.add_argument("--no-train", action="store_true", help="time freshly built teacher and student (same "
                         "architectures, untrained weights: the same speed); the training table then holds the "
                         "peers' fits alone (the peers are fitted either way: they are timed against)")
-    args = parser.parse_args(argv)
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     from mstr.errors import ConfigError
     from mstr.preflight import preflight
 
