@@ -61,8 +61,11 @@ class FlowClassifier(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
+    # Epoch metrics come from torchmetrics, whose compute() has already gathered every rank's counts: the
+    # values are equal on all ranks, so sync_dist's mean of them is the value itself. Lightning cannot tell
+    # and warns on every epoch of a DDP run without it.
     def on_train_epoch_end(self) -> None:
-        self.log_dict(compute_with_fpr(self.train_metrics), prog_bar=False)
+        self.log_dict(compute_with_fpr(self.train_metrics), prog_bar=False, sync_dist=True)
         self.train_metrics.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -78,8 +81,8 @@ class FlowClassifier(pl.LightningModule):
             for name in BEST_VAL_METRICS:
                 self.val_best[name] = max(self.val_best.get(name, float("-inf")), values[f"val/{name}"])
                 values[f"val/{name}_best"] = self.val_best[name]
-        self.log("val/f1", values.pop("val/f1"), prog_bar=True)
-        self.log_dict(values, prog_bar=False)
+        self.log("val/f1", values.pop("val/f1"), prog_bar=True, sync_dist=True)
+        self.log_dict(values, prog_bar=False, sync_dist=True)
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
