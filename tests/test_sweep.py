@@ -642,3 +642,21 @@ def test_a_retry_whose_worker_died_before_claiming_it_is_failed_not_waited_on(tm
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[earlier.number] == TrialState.RUNNING and states[retry.number] == TrialState.FAIL
     assert TrialState.WAITING in states.values()  # queued again, with the same parameters
+
+
+def test_compare_of_a_distilled_sweep_without_test_scores_draws_no_teacher_plot(tmp_path, capsys):
+    """Sweep trials run test=false: a distilled trial has teacher/model/params but no teacher/test/f1. The
+    README's `mstr.compare <sweep dir>` was refused (exit 2) for a --teacher-metric never given, after
+    writing its tables; a --teacher-metric given that no run has is refused before anything is written."""
+    from mstr.compare import main
+
+    for name, f1 in (("trial0000", 0.8), ("trial0001", 0.9)):
+        _run_dir(tmp_path / "study", name, f"distill: {{method: logits, alpha: {f1}}}\n",
+                 f'{{"val/f1_best": {f1}, "teacher/model/params": 100, "teacher/source": "x"}}')
+    assert main([str(tmp_path / "study")]) == 0
+    assert "| trial0001 | 0.9000 |" in capsys.readouterr().out
+    assert not (tmp_path / "study" / "compare" / "teacher_vs_student.png").exists()
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "study"), "--teacher-metric", "test/acc", "--out", str(tmp_path / "elsewhere")])
+    assert stop.value.code == 2 and "--teacher-metric test/acc: no distilled run" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
