@@ -100,6 +100,10 @@ def load_spec(path: Path) -> dict:
     for key in ("study_name", "metric", "params"):
         if key not in spec:
             raise ConfigError(f"{path}: missing key {key!r}")
+    name = spec["study_name"]  # names <out>/<study> and <out>/<study>.db: a plain folder name inside --out
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"{path}: study_name={name!r}: must be a name (text without '/'), e.g. distill_student; "
+                          "--out chooses the folder")
     if not str(spec["metric"]).startswith("val/"):
         raise ConfigError(f"{path}: metric={spec['metric']!r}: optimise a validation metric (val/...), "
                           "never a test one")

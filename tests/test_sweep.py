@@ -322,6 +322,10 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
     ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
+    # the study's dir and database are named after it: a number was a TypeError traceback, a path
+    # put the trials outside --out
+    ({"study_name": 2024}, [], "study_name=2024: must be a name (text without '/')"),
+    ({"study_name": "../elsewhere"}, [], "study_name='../elsewhere': must be a name"),
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
     from mstr.sweep import main
