@@ -49,6 +49,8 @@ from mstr.options import BEST_VAL_METRICS
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
+PARAM_KEYS = {"float": ("type", "low", "high", "log"), "int": ("type", "low", "high", "log"),
+              "categorical": ("type", "choices")}
 SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
              "params")
 RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
@@ -126,6 +128,7 @@ def load_spec(path: Path) -> dict:
         kind = p.get("type") if isinstance(p, dict) else None
         if kind not in PARAM_TYPES:
             raise ConfigError(f"{path}: params.{name}.type={kind!r}: must be one of {list(PARAM_TYPES)}")
+        _check_param(path, name, p)
         try:
             distribution(p)
         except KeyError as err:
@@ -145,6 +148,37 @@ def load_spec(path: Path) -> dict:
         raise ConfigError(f"{path}: seed={seed!r}: must be an integer >= 0")
     _check_optuna_arguments(path, spec)
     return spec
+
+
+def _check_param(path: Path, name: str, p: dict) -> None:
+    """One searched parameter's keys and values, as Optuna would misread them: a misspelt key (`lg: true`,
+    or `step`, which the sweep does not pass on) was ignored, a range end YAML read as text (`1e-4`: no
+    dot, so YAML 1.1 reads a string) failed as `low <= high`, and `choices: none` was searched letter by
+    letter. An end written as such text is taken as the number it spells (in `p`)."""
+    from mstr.preflight import did_you_mean
+
+    keys = PARAM_KEYS[p["type"]]
+    for key in p:
+        if key not in keys:
+            raise ConfigError(f"{path}: params.{name}.{key}: not a key of a {p['type']} parameter"
+                              f"{did_you_mean(str(key), list(keys))} (keys: {', '.join(keys)})")
+    if p["type"] == "categorical":
+        if "choices" in p and not isinstance(p["choices"], list):
+            raise ConfigError(f"{path}: params.{name}.choices={p['choices']!r}: must be a list, e.g. [none, sqrt]")
+        return
+    for end in ("low", "high"):
+        value = p.get(end)
+        if isinstance(value, str):
+            try:
+                value = p[end] = float(value)
+            except ValueError:
+                pass
+        if p["type"] == "int" and isinstance(value, float) and value.is_integer():
+            value = p[end] = int(value)
+        number = (int,) if p["type"] == "int" else (int, float)
+        if end in p and (isinstance(value, bool) or not isinstance(value, number)):
+            raise ConfigError(f"{path}: params.{name}.{end}={p[end]!r}: must be "
+                              f"{'an integer' if p['type'] == 'int' else 'a number'}")
 
 
 def _check_optuna_arguments(path: Path, spec: dict) -> None:

@@ -324,6 +324,16 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
     # the study's dir and database are named after it: a number was a TypeError traceback, a path
     # put the trials outside --out
+    # a misspelt key of a searched parameter was ignored (a linear search where log was meant); a range
+    # end that is not a number, and choices that are not a list, were Optuna's riddles or letters searched
+    ({"params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "lg": True}}}, [],
+     "params.model.optim.lr.lg: not a key of a float parameter; did you mean log? (keys: type, low, high, log)"),
+    ({"params": {"model.optim.lr": {"type": "float", "low": "small", "high": 1e-2}}}, [],
+     "params.model.optim.lr.low='small': must be a number"),
+    ({"params": {"model.backbone.token_dim": {"type": "int", "low": 4.5, "high": 16}}}, [],
+     "params.model.backbone.token_dim.low=4.5: must be an integer"),
+    ({"params": {"data.sampler": {"type": "categorical", "choices": "none"}}}, [],
+     "params.data.sampler.choices='none': must be a list"),
     ({"study_name": 2024}, [], "study_name=2024: must be a name (text without '/')"),
     ({"study_name": "../elsewhere"}, [], "study_name='../elsewhere': must be a name"),
 ])
@@ -664,3 +674,17 @@ def test_compare_of_a_distilled_sweep_without_test_scores_draws_no_teacher_plot(
         main([str(tmp_path / "study"), "--teacher-metric", "test/acc", "--out", str(tmp_path / "elsewhere")])
     assert stop.value.code == 2 and "--teacher-metric test/acc: no distilled run" in capsys.readouterr().err
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_spec_range_written_1e_4_is_read_as_a_number(tmp_path):
+    """YAML 1.1 reads 1e-4 (no dot) as text: the spec's own example range (low: 1e-4) was refused as
+    "`low <= high` must hold, but got (low='1e-4', high='1e-2')"."""
+    from mstr.sweep import load_spec
+
+    path = tmp_path / "sci.yaml"
+    path.write_text("study_name: sci\nmetric: val/f1_best\n"
+                    "params: {model.optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}, "
+                    "model.backbone.token_dim: {type: int, low: 8, high: 1e2}}\n")
+    params = load_spec(path)["params"]
+    assert params["model.optim.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
+    assert params["model.backbone.token_dim"]["high"] == 100 and isinstance(params["model.backbone.token_dim"]["high"], int)
