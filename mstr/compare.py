@@ -62,8 +62,8 @@ def _mapping(path: Path, parse) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{"dir", "status" (finished | failed: <error> | unfinished | unreadable: <file>), "config" (flat,
-    interpolations resolved), "derived" (the keys set by interpolation), "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
+    """{"dir", "status" (finished | failed: <error> | pruned: <when> | unfinished | unreadable: <file>),
+    "config" (flat, interpolations resolved), "derived" (the keys set by interpolation), "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
     or job_error.json that cannot be read lists the run as unreadable, with a warning."""
     config = _mapping(run_dir / ".hydra" / "config.yaml", yaml.safe_load)
     metrics: dict = {}
@@ -72,6 +72,8 @@ def read_run(run_dir: Path) -> dict:
             metrics, status = _mapping(run_dir / "metrics.json", json.loads), "finished"
         elif (run_dir / "job_error.json").is_file():
             status = "failed: " + str(_mapping(run_dir / "job_error.json", json.loads).get("error", ""))
+        elif (run_dir / "pruned.json").is_file():  # a sweep trial its pruner stopped (mstr.sweep)
+            status = "pruned: " + str(_mapping(run_dir / "pruned.json", json.loads).get("pruned", ""))
         else:
             status = "unfinished"
     except DataError as err:

@@ -54,6 +54,7 @@ PARAM_KEYS = {"float": ("type", "low", "high", "log"), "int": ("type", "low", "h
 SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
              "params")
 RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
+PRUNED_FILE = "pruned.json"  # in a pruned trial's dir: when and at what value (mstr.compare shows it)
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
 
@@ -410,7 +411,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except (Interrupted, KeyboardInterrupt):  # the latter: Ctrl-C before its training began
             rerun_later(trial, run_dir)
             raise
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as err:
+            # pruned.json in the trial dir: without it compare listed a pruned trial as unfinished, like
+            # one that was killed or is still running
+            from mstr.jobs.report import write_json
+
+            write_json(run_dir / PRUNED_FILE, {"pruned": str(err)})
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
             # job_error.json in the trial dir, as a multirun job writes it: compare lists the trial as failed

@@ -161,6 +161,11 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2  # pruned trials count toward the total
     assert all(list(t.intermediate_values) == [0] for t in trials)  # reported once, at epoch 0, then stopped
     assert not any((tmp_path / "out" / "pruned" / f"trial{t.number:04d}" / "metrics.json").exists() for t in trials)
+    # compare says so (it listed them as unfinished, like a killed trial or one still running)
+    from mstr.compare import compare
+
+    statuses = [line.split("|")[-2].strip() for line in compare([tmp_path / "out" / "pruned"])["table"].splitlines()[2:]]
+    assert len(statuses) == 2 and all(s.startswith("pruned: pruned at epoch 0: val/f1_best=") for s in statuses)
 
 
 @pytest.mark.slow
