@@ -262,12 +262,13 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mstr.training.pruning import optuna_object
+    from mstr.training.pruning import IN_MEMORY, optuna_object
 
     study = {"study_name": spec["study_name"], "direction": spec.get("direction", "maximize"),
              "pruner": optuna_object("pruners", _pruner(spec))}
-    if url is None:
-        return optuna.create_study(**study)
+    if url is None:  # trials find it here to report to, as they find a database's study by its URL
+        IN_MEMORY[spec["study_name"]] = optuna.create_study(**study)
+        return IN_MEMORY[spec["study_name"]]
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)), warnings.catch_warnings():
@@ -334,7 +335,7 @@ def counted(trials) -> int:
 def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str], resume: bool = False):
     """The composed training config of a trial: spec overrides, command-line overrides, the sampled
     values, no test scoring, the trial's run dir (`resume`: continued from its last checkpoint), the
-    study as W&B group, and (with a database) the pruning callback."""
+    study as W&B group, and the pruning callback."""
     from omegaconf import open_dict
 
     from mstr.config import compose_config
@@ -344,11 +345,10 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
                  "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}",
                  *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
-    if url is not None:
-        with open_dict(cfg):
-            cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,
-                                            "study_name": spec["study_name"], "trial_id": trial._trial_id,
-                                            "monitor": spec["metric"], "pruner": _pruner(spec)}
+    with open_dict(cfg):  # url None: the in-memory study (the callback finds it in this process)
+        cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,
+                                        "study_name": spec["study_name"], "trial_id": trial._trial_id,
+                                        "monitor": spec["metric"], "pruner": _pruner(spec)}
     return cfg, overrides
 
 

@@ -169,6 +169,20 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_in_memory_study_prunes_too(tmp_path, capsys):
+    """--storage none: the trials had no pruning callback (it found its study through the database
+    URL), so the spec's pruner never stopped a trial."""
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "pruned", pruner={"name": "ThresholdPruner", "lower": 1.5},
+                 overrides=[*STUDY_OVERRIDES, "trainer.max_epochs=3"])
+    assert main([spec, "--n-trials", "1", "--storage", "none", "--out", str(tmp_path / "out")]) == 0
+    assert "study pruned: 1 pruned; no trial completed" in capsys.readouterr().out
+    trial = tmp_path / "out" / "pruned" / "trial0000"
+    assert (trial / "pruned.json").is_file() and not (trial / "metrics.json").exists()
+
+
+@pytest.mark.slow
 def test_a_distilled_trial_reports_its_students_epochs_not_its_teachers(tmp_path):
     """The trial's pruning callback watches the student: the teacher trained on the way (here 3 epochs,
     the student 2) reports nothing to the trial, so the pruner judges the student's own epochs."""

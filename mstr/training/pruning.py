@@ -17,6 +17,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 
+IN_MEMORY: dict = {}  # study name -> an in-memory study (`mstr.sweep --storage none`): no database to find it in
+
+
 def optuna_object(module: str, options: dict, **defaults: Any):
     """`optuna.<module>.<options["name"]>(**rest of options)`, e.g. ("pruners", {"name": "MedianPruner"})."""
     import optuna
@@ -30,7 +33,7 @@ def optuna_object(module: str, options: dict, **defaults: Any):
 
 
 class OptunaPruning(Callback):
-    def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str, pruner: dict):
+    def __init__(self, storage: Optional[str], study_name: str, trial_id: int, monitor: str, pruner: dict):
         self.storage, self.study_name, self.trial_id, self.monitor = storage, study_name, int(trial_id), monitor
         self.pruner = dict(pruner)
         self._trial = None
@@ -39,8 +42,9 @@ class OptunaPruning(Callback):
         import optuna
 
         if trainer.is_global_zero:
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage,
-                                      pruner=optuna_object("pruners", self.pruner))
+            # storage None: the study lives in this process (its trials run in the sweep's own process)
+            study = IN_MEMORY[self.study_name] if self.storage is None else optuna.load_study(
+                study_name=self.study_name, storage=self.storage, pruner=optuna_object("pruners", self.pruner))
             self._trial = optuna.trial.Trial(study, self.trial_id)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
