@@ -375,9 +375,16 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     values = {name: _values(p) for name, p in spec["params"].items()}
     first = {name: options[0] for name, options in values.items()}
     cfg = preflight([*fixed, *(f"{k}={v}" for k, v in first.items())], "train")
+    checked = [cfg]
     for name, options in values.items():  # the others at their first value: one key changed at a time
         for value in options[1:]:
-            preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train")
+            checked.append(preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train"))
+    # a run reports val/unseen_type_recall only when validation holds unseen attack types: without them
+    # every trial trained to the end, then failed for want of its metric
+    if spec["metric"] == "val/unseen_type_recall" and not all(c.data.get("val_unseen_types") for c in checked):
+        raise ConfigError("metric val/unseen_type_recall: runs report it only with data.val_unseen_types > 0; "
+                          "add e.g. data.val_unseen_types=0.2 to the spec's overrides (data with attack types, "
+                          "e.g. data=nsl_kdd)")
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")

@@ -341,6 +341,9 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
     ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
+    # reported only with unseen types held out in validation: every trial trained, then failed for want of it
+    ({"metric": "val/unseen_type_recall"}, [], "metric val/unseen_type_recall: runs report it only with "
+                                                "data.val_unseen_types > 0"),
     # the study's dir and database are named after it: a number was a TypeError traceback, a path
     # put the trials outside --out
     # a misspelt key of a searched parameter was ignored (a linear search where log was meant); a range
