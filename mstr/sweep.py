@@ -289,6 +289,13 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
 
     settings = json.loads(json.dumps({"overrides": [*spec.get("overrides", []), *extra], "params": spec["params"],
                                       "metric": spec["metric"]}, default=str))
+    # Optuna loads a stored study with the direction it was created with, whatever the spec says now:
+    # a study started to maximize went on maximizing a spec that says minimize, without a word
+    direction = spec.get("direction", "maximize")
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"study {spec['study_name']} in {url} was started with direction "
+                          f"{study.direction.name.lower()}, not {direction}: give another --out (or --storage) "
+                          "for a new study, or the same settings to resume it")
     started = study.user_attrs.get("settings")
     if started is None:
         study.set_user_attr("settings", settings)

@@ -230,7 +230,7 @@ def test_a_study_resumes_with_its_overrides_in_any_order(tmp_path):
     from mstr.errors import ConfigError
     from mstr.sweep import check_study
 
-    study = optuna.create_study()
+    study = optuna.create_study(direction="maximize")  # the spec's default direction, as open_study makes it
     spec = {"study_name": "tiny", "overrides": ["model=student"], "params": {}, "metric": "val/f1_best"}
     check_study(study, spec, ["data.batch_size=128", "seed=1"], tmp_path, None)
     check_study(study, spec, ["seed=1", "data.batch_size=128"], tmp_path, None)
@@ -710,3 +710,18 @@ def test_a_spec_range_written_1e_4_is_read_as_a_number(tmp_path):
     params = load_spec(path)["params"]
     assert params["model.optim.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
     assert params["model.backbone.token_dim"]["high"] == 100 and isinstance(params["model.backbone.token_dim"]["high"], int)
+
+
+def test_a_study_resumes_only_in_the_direction_it_was_started_with(tmp_path, capsys):
+    """Optuna loads a stored study with its own direction: a spec changed to minimize went on maximizing
+    (its best trial the highest) without a word."""
+    from mstr.sweep import main
+
+    (tmp_path / "out").mkdir()
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'out' / 'tiny'}.db", direction="maximize")
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path, direction="minimize"), "--n-trials", "1", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "study tiny in sqlite:///" in err and "was started with direction maximize, " \
+        "not minimize: give another --out" in err and len(err.strip().splitlines()) == 1, err
+    assert _trials(tmp_path) == [] and not (tmp_path / "out" / "tiny").exists()
