@@ -247,7 +247,12 @@ def storage_url(spec: dict, given: Optional[str], out: Path) -> Optional[str]:
         raise ConfigError(f"storage {url!r}: {str(err).splitlines()[0]}; give a SQLAlchemy URL "
                           "(e.g. sqlite:///study.db, postgresql://host/db) or 'none'") from None
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file of that name, a folder it may not write in: not a traceback
+            raise ConfigError(f"storage {url!r}: cannot create {folder} ({err.strerror or err}); give a writable "
+                              "--out folder (or --storage URL)") from None
     return url
 
 
@@ -622,6 +627,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
         check_trials(spec, args.overrides)
         url = storage_url(spec, args.storage, args.out)
+        try:  # the trial dirs and the study's lock go there
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--out {args.out}: cannot create it ({err.strerror or err}); give a writable folder") from None
         if url is None and args.workers > 1:
             raise ConfigError("--workers > 1 needs a database (--storage URL): workers share the study through it")
         import optuna

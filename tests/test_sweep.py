@@ -725,3 +725,19 @@ def test_a_study_resumes_only_in_the_direction_it_was_started_with(tmp_path, cap
     assert stop.value.code == 2 and "study tiny in sqlite:///" in err and "was started with direction maximize, " \
         "not minimize: give another --out" in err and len(err.strip().splitlines()) == 1, err
     assert _trials(tmp_path) == [] and not (tmp_path / "out" / "tiny").exists()
+
+
+@pytest.mark.parametrize("storage, message", [
+    ([], "storage 'sqlite:///{out}/tiny.db': cannot create {out} (File exists); give a writable --out folder (or --storage URL)"),
+    (["--storage", "none"], "--out {out}: cannot create it (File exists); give a writable folder"),
+])
+def test_an_out_that_is_a_file_stops_the_sweep_with_one_line(tmp_path, capsys, storage, message):
+    """--out naming a file (or a folder it cannot create) was a FileExistsError traceback, exit 1."""
+    from mstr.sweep import main
+
+    out = tmp_path / "taken"
+    out.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path), "--out", str(out), *storage])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == f"error: {message.format(out=out)}\n", err
