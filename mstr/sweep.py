@@ -353,9 +353,11 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
     from mstr.config import compose_config
 
     sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
-    overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
-                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}",
-                 *(["resume=auto"] if resume else [])]
+    fixed = [*spec.get("overrides", []), *extra]
+    # the study names the W&B group unless the spec or command line chose one (README: group=<name>)
+    group = [] if any(override_key(o) == "group" for o in fixed) else [f"group={spec['study_name']}"]
+    overrides = [*fixed, *(f"{k}={v}" for k, v in sampled.items()),
+                 "test=false", f"paths.output_dir={run_dir}", *group, *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
     with open_dict(cfg):  # url None: the in-memory study (the callback finds it in this process)
         cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,

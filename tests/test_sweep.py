@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -741,3 +742,15 @@ def test_an_out_that_is_a_file_stops_the_sweep_with_one_line(tmp_path, capsys, s
         main([_spec(tmp_path), "--out", str(out), *storage])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err == f"error: {message.format(out=out)}\n", err
+
+
+def test_a_trials_wandb_group_is_the_study_unless_one_is_chosen(tmp_path):
+    """README: runs are grouped by study, `group=<name>` to choose; a sweep's group= was replaced by the
+    study's name in every trial."""
+    from mstr.sweep import load_spec, trial_config
+
+    spec = load_spec(Path(_spec(tmp_path)))
+    study = optuna.create_study()
+    for extra, group in (([], "tiny"), (["group=ablation-3"], "ablation-3")):
+        cfg, _ = trial_config(spec, extra, study.ask(), tmp_path / "trial", None)
+        assert cfg.group == group
