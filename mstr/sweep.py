@@ -583,7 +583,10 @@ def summary(study, spec: dict) -> str:
     if not any(t.state == TrialState.COMPLETE for t in trials):
         return line + "; no trial completed"
     best = study.best_trial
-    return (line + f"; best {spec['metric']} = {best.value:.4f} (trial {best.number}): "
+    # its dir: a rerun of an interrupted trial continues in that trial's dir, so the number alone
+    # (trial 1) pointed at a trialNNNN dir that does not exist, or at another trial's
+    where = f", {best.user_attrs['run_dir']}" if "run_dir" in best.user_attrs else ""
+    return (line + f"; best {spec['metric']} = {best.value:.4f} (trial {best.number}{where}): "
             + " ".join(f"{k}={v}" for k, v in best.params.items()))
 
 

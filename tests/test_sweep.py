@@ -475,7 +475,7 @@ class SigintAt(pytorch_lightning.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch):
+def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch, capsys):
     """SIGINT mid-trial: the trial is queued again with its parameters, and the next run of the same
     command continues it in its dir from the last.ckpt it saved, not from scratch with new parameters."""
     import mstr.jobs.train
@@ -510,6 +510,8 @@ def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeyp
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert json.loads((run_dir / "metrics.json").read_text())["val/f1_best"] == pytest.approx(rerun.value)
     assert not (tmp_path / "out" / "tiny" / "trial0001").exists()  # the rerun is trial0000's, in its dir
+    # the summary names the best trial's dir: its number (1) has no trial0001
+    assert f"(trial 1, {run_dir}): model.optim.lr=" in capsys.readouterr().out
 
 
 def _run_dir(root, name: str, config: str, metrics: str | None = None):
