@@ -405,8 +405,12 @@ def check_trials(spec: dict, extra: list[str]) -> None:
 
 
 def _values(p: dict) -> list:
-    """The values of a searched parameter that a check covers: each choice, or each end of the range."""
-    return list(p["choices"]) if p["type"] == "categorical" else [p["low"], p["high"]]
+    """The values of a searched parameter that a check covers: each choice, or each end of the range, of
+    the type a trial draws (a float range written `low: 4` draws 10.58, never 4: checked as 4.0)."""
+    if p["type"] == "categorical":
+        return list(p["choices"])
+    kind = float if p["type"] == "float" else int
+    return [kind(p["low"]), kind(p["high"])]
 
 
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):

@@ -338,6 +338,8 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"overrides": ["model=student", "distill=logits"], "params": {"distill.alpha": {"type": "float", "low": 0.1, "high": 5.0}}},
      [], "distill.alpha=5.0: must be a number in [0, 1]"),
     ({"params": {"data.sampler": {"type": "categorical", "choices": ["none", "sqrtt"]}}}, [], "data.sampler='sqrtt': must be"),
+    # a float range with integer ends draws floats (10.58): checked as 4.0, not as the 4 written (every trial failed)
+    ({"params": {"data.window": {"type": "float", "low": 4, "high": 16}}}, [], "data.window=4.0: must be an integer"),
     # a fixed value of a searched key would be replaced by every trial's sampled one, without a word
     (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
     ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
