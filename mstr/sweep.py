@@ -382,6 +382,10 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     fixed = [*spec.get("overrides", []), *extra]
     for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
         key = override_key(override)
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):  # composed, never launched: a no-op
+            where = "the command line" if override in extra else "the spec's overrides"
+            raise ConfigError(f"{override} ({where}): a sweep's trials are not Hydra jobs, so hydra settings "
+                              "do nothing; --workers runs trials in parallel, --out chooses where they go")
         if key in spec["params"]:
             where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): the spec searches {key} (params), so every trial "

@@ -343,6 +343,9 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     # a fixed value of a searched key would be replaced by every trial's sampled one, without a word
     (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
     ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
+    # trials are composed in the sweep's process, not launched by Hydra: a launcher or run dir was ignored
+    (None, ["hydra/launcher=submitit_local"], "hydra/launcher=submitit_local (the command line): a sweep's trials "
+                                              "are not Hydra jobs, so hydra settings do nothing"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
     # reported only with unseen types held out in validation: every trial trained, then failed for want of it
     ({"metric": "val/unseen_type_recall"}, [], "metric val/unseen_type_recall: runs report it only with "
