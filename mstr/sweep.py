@@ -267,13 +267,13 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mstr.training.pruning import IN_MEMORY, optuna_object
+    from mstr.training.pruning import STUDIES, optuna_object
 
     study = {"study_name": spec["study_name"], "direction": spec.get("direction", "maximize"),
              "pruner": optuna_object("pruners", _pruner(spec))}
-    if url is None:  # trials find it here to report to, as they find a database's study by its URL
-        IN_MEMORY[spec["study_name"]] = optuna.create_study(**study)
-        return IN_MEMORY[spec["study_name"]]
+    if url is None:  # trials find it in STUDIES to report to, as they find a database's study
+        STUDIES[spec["study_name"]] = optuna.create_study(**study)
+        return STUDIES[spec["study_name"]]
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)), warnings.catch_warnings():
@@ -283,7 +283,8 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
         except (ImportError, SQLAlchemyError) as err:  # no driver, no server, no such file
             raise ConfigError(f"storage {url!r}: cannot open it ({str(err).splitlines()[0]})") from None
-        return optuna.create_study(storage=storage, load_if_exists=True, **study)
+        STUDIES[spec["study_name"]] = optuna.create_study(storage=storage, load_if_exists=True, **study)
+        return STUDIES[spec["study_name"]]
 
 
 def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[str]) -> None:
@@ -349,6 +350,7 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
     values, no test scoring, the trial's run dir (`resume`: continued from its last checkpoint), the
     study as W&B group, and the pruning callback."""
     from omegaconf import open_dict
+    from sqlalchemy.engine import make_url
 
     from mstr.config import compose_config
 
@@ -359,8 +361,11 @@ def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Option
     overrides = [*fixed, *(f"{k}={v}" for k, v in sampled.items()),
                  "test=false", f"paths.output_dir={run_dir}", *group, *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
-    with open_dict(cfg):  # url None: the in-memory study (the callback finds it in this process)
-        cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,
+    # the callback finds the study this process opened (pruning.STUDIES); the URL it names is only a record,
+    # without the password a database URL may hold (the config is saved in the trial dir and logged to W&B)
+    shown = None if url is None else make_url(url).render_as_string(hide_password=True)
+    with open_dict(cfg):
+        cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": shown,
                                         "study_name": spec["study_name"], "trial_id": trial._trial_id,
                                         "monitor": spec["metric"], "pruner": _pruner(spec)}
     return cfg, overrides

@@ -761,3 +761,16 @@ def test_a_trials_wandb_group_is_the_study_unless_one_is_chosen(tmp_path):
     for extra, group in (([], "tiny"), (["group=ablation-3"], "ablation-3")):
         cfg, _ = trial_config(spec, extra, study.ask(), tmp_path / "trial", None)
         assert cfg.group == group
+
+
+def test_a_trials_config_holds_no_database_password(tmp_path):
+    """The storage URL went into each trial's config whole (README's own postgresql://user:pass@...):
+    saved in the trial dir's .hydra/config.yaml and logged to W&B with the rest of the config."""
+    from omegaconf import OmegaConf
+
+    from mstr.sweep import load_spec, trial_config
+
+    spec = load_spec(Path(_spec(tmp_path)))
+    cfg, _ = trial_config(spec, [], optuna.create_study().ask(), tmp_path / "trial", "postgresql://user:s3cret@db-host/mstr")
+    assert cfg.callbacks.optuna_pruning.storage == "postgresql://user:***@db-host/mstr"
+    assert "s3cret" not in OmegaConf.to_yaml(cfg)

@@ -4,9 +4,9 @@ and stop the trial when the study's pruner says so.
 optuna-integration ships `PyTorchLightningPruningCallback`, but it derives from `lightning.pytorch`'s
 Callback, while mstr trains with `pytorch_lightning`: the two packages' classes are distinct, and the
 Trainer refuses a callback of the other one. This one is the same idea on `pytorch_lightning`'s
-Callback. It finds its trial through the study's database (storage URL, study name, trial id) and
-builds the study's pruner from its spec (pruners are not stored with a study), so it is plain config
-that `mstr.sweep` adds to a trial's composed config.
+Callback. It finds its trial in the study the sweep opened in this process (`STUDIES`), else through the
+study's database (storage URL, study name, trial id), building the study's pruner from its spec (pruners
+are not stored with a study), so it is plain config that `mstr.sweep` adds to a trial's composed config.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 
-IN_MEMORY: dict = {}  # study name -> an in-memory study (`mstr.sweep --storage none`): no database to find it in
+# study name -> the study this process's sweep opened (`mstr.sweep` runs its trials in its own process):
+# an in-memory study (`--storage none`) has no database to find it in, and the config holds the storage
+# URL without its password (the config is saved with the trial and logged to W&B)
+STUDIES: dict = {}
 
 
 def optuna_object(module: str, options: dict, **defaults: Any):
@@ -42,8 +45,7 @@ class OptunaPruning(Callback):
         import optuna
 
         if trainer.is_global_zero:
-            # storage None: the study lives in this process (its trials run in the sweep's own process)
-            study = IN_MEMORY[self.study_name] if self.storage is None else optuna.load_study(
+            study = STUDIES.get(self.study_name) or optuna.load_study(
                 study_name=self.study_name, storage=self.storage, pruner=optuna_object("pruners", self.pruner))
             self._trial = optuna.trial.Trial(study, self.trial_id)
 
