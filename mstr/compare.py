@@ -62,8 +62,8 @@ def _mapping(path: Path, parse) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """{"dir", "status" (finished | failed: <error> | unfinished | unreadable: <file>), "config" (flat,
-    interpolations resolved), "derived" (the keys set by interpolation), "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
+    """{"dir", "status" (finished | failed: <error> | pruned: <when> | unfinished | unreadable: <file>),
+    "config" (flat, interpolations resolved), "derived" (the keys set by interpolation), "metrics"}. A config that cannot be read is a DataError (the caller skips the run); a metrics.json
     or job_error.json that cannot be read lists the run as unreadable, with a warning."""
     config = _mapping(run_dir / ".hydra" / "config.yaml", yaml.safe_load)
     metrics: dict = {}
@@ -72,6 +72,8 @@ def read_run(run_dir: Path) -> dict:
             metrics, status = _mapping(run_dir / "metrics.json", json.loads), "finished"
         elif (run_dir / "job_error.json").is_file():
             status = "failed: " + str(_mapping(run_dir / "job_error.json", json.loads).get("error", ""))
+        elif (run_dir / "pruned.json").is_file():  # a sweep trial its pruner stopped (mstr.sweep)
+            status = "pruned: " + str(_mapping(run_dir / "pruned.json", json.loads).get("pruned", ""))
         else:
             status = "unfinished"
     except DataError as err:
@@ -336,8 +338,9 @@ def plot_teacher_student(out: Path, runs: list[dict], key: str, root: Path) -> P
 
 
 def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = False,
-            out: Optional[Path] = None, teacher_metric: str = "test/f1") -> dict:
-    """Write the tables and plots; returns {"table": markdown, "files": [paths], "runs": n, "varied": [...]}."""
+            out: Optional[Path] = None, teacher_metric: Optional[str] = None) -> dict:
+    """Write the tables and plots; returns {"table": markdown, "files": [paths], "runs": n, "varied": [...]}.
+    `teacher_metric` None: test/f1 where distilled runs have it (a sweep's trials score no test set)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,6 +366,13 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     # a metric no finished run has is a typo; with none finished (all failed, say) the table shows why
     if any(r["metrics"] for r in runs) and not any(metric in r["metrics"] for r in runs):
         raise ConfigError(f"--metric {metric}: no run has it in metrics.json (e.g. val/f1_best, test/f1)")
+    # a --teacher-metric given that no distilled run has is a typo, refused before anything is written;
+    # the default is only drawn where runs have it: trials of a sweep (test=false) have no teacher/test/f1
+    teachers = [r for r in runs if any(k.startswith("teacher/") for k in r["metrics"])]
+    if teacher_metric is not None and teachers and not any(f"teacher/{teacher_metric}" in r["metrics"] for r in teachers):
+        raise ConfigError(f"--teacher-metric {teacher_metric}: no distilled run has teacher/{teacher_metric} in "
+                          "metrics.json (e.g. test/f1, test/acc)")
+    teacher_metric = teacher_metric or "test/f1"
     scored = [r for r in runs if _number(r["metrics"].get(metric)) is not None]  # NaN: in the table, not ranked
     runs = ranked(runs, metric, minimize)
     params = varied(runs)
@@ -381,10 +391,6 @@ def compare(dirs: list[Path], metric: str = "val/f1_best", minimize: bool = Fals
     curves = plot_curves(target, runs, metric, root, minimize, params)
     if curves is not None:
         files.append(curves)
-    teachers = [r for r in runs if any(k.startswith("teacher/") for k in r["metrics"])]
-    if teachers and not any(f"teacher/{teacher_metric}" in r["metrics"] for r in teachers):
-        raise ConfigError(f"--teacher-metric {teacher_metric}: no distilled run has teacher/{teacher_metric} in "
-                          "metrics.json (e.g. test/f1, test/acc)")
     distilled = [r for r in scored if _number(r["metrics"].get(f"teacher/{teacher_metric}")) is not None
                  and _number(r["metrics"].get(teacher_metric)) is not None]
     if distilled:
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="run, multirun or sweep dirs")
     parser.add_argument("--metric", default="val/f1_best", help="sort key, a metrics.json name (default val/f1_best)")
     parser.add_argument("--minimize", action="store_true", help="lower is better (e.g. val/loss)")
-    parser.add_argument("--teacher-metric", default="test/f1", help="compared in teacher_vs_student.png")
+    parser.add_argument("--teacher-metric", help="compared in teacher_vs_student.png (default test/f1, where runs have it)")
     parser.add_argument("--out", type=Path, help="write <out>/compare/ (default: the dir, or the common folder of several)")
     args = parser.parse_args(argv)
     try:

@@ -49,9 +49,12 @@ from mstr.options import BEST_VAL_METRICS
 log = logging.getLogger("mstr.sweep")
 EXIT_STATUS = __doc__.split("\n\n")[-1].strip()
 PARAM_TYPES = ("float", "int", "categorical")
+PARAM_KEYS = {"float": ("type", "low", "high", "log"), "int": ("type", "low", "high", "log"),
+              "categorical": ("type", "choices")}
 SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed", "sampler", "pruner", "overrides",
              "params")
 RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
+PRUNED_FILE = "pruned.json"  # in a pruned trial's dir: when and at what value (mstr.compare shows it)
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
 
 
@@ -100,6 +103,10 @@ def load_spec(path: Path) -> dict:
     for key in ("study_name", "metric", "params"):
         if key not in spec:
             raise ConfigError(f"{path}: missing key {key!r}")
+    name = spec["study_name"]  # names <out>/<study> and <out>/<study>.db: a plain folder name inside --out
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"{path}: study_name={name!r}: must be a name (text without '/'), e.g. distill_student; "
+                          "--out chooses the folder")
     if not str(spec["metric"]).startswith("val/"):
         raise ConfigError(f"{path}: metric={spec['metric']!r}: optimise a validation metric (val/...), "
                           "never a test one")
@@ -122,6 +129,7 @@ def load_spec(path: Path) -> dict:
         kind = p.get("type") if isinstance(p, dict) else None
         if kind not in PARAM_TYPES:
             raise ConfigError(f"{path}: params.{name}.type={kind!r}: must be one of {list(PARAM_TYPES)}")
+        _check_param(path, name, p)
         try:
             distribution(p)
         except KeyError as err:
@@ -141,6 +149,37 @@ def load_spec(path: Path) -> dict:
         raise ConfigError(f"{path}: seed={seed!r}: must be an integer >= 0")
     _check_optuna_arguments(path, spec)
     return spec
+
+
+def _check_param(path: Path, name: str, p: dict) -> None:
+    """One searched parameter's keys and values, as Optuna would misread them: a misspelt key (`lg: true`,
+    or `step`, which the sweep does not pass on) was ignored, a range end YAML read as text (`1e-4`: no
+    dot, so YAML 1.1 reads a string) failed as `low <= high`, and `choices: none` was searched letter by
+    letter. An end written as such text is taken as the number it spells (in `p`)."""
+    from mstr.preflight import did_you_mean
+
+    keys = PARAM_KEYS[p["type"]]
+    for key in p:
+        if key not in keys:
+            raise ConfigError(f"{path}: params.{name}.{key}: not a key of a {p['type']} parameter"
+                              f"{did_you_mean(str(key), list(keys))} (keys: {', '.join(keys)})")
+    if p["type"] == "categorical":
+        if "choices" in p and not isinstance(p["choices"], list):
+            raise ConfigError(f"{path}: params.{name}.choices={p['choices']!r}: must be a list, e.g. [none, sqrt]")
+        return
+    for end in ("low", "high"):
+        value = p.get(end)
+        if isinstance(value, str):
+            try:
+                value = p[end] = float(value)
+            except ValueError:
+                pass
+        if p["type"] == "int" and isinstance(value, float) and value.is_integer():
+            value = p[end] = int(value)
+        number = (int,) if p["type"] == "int" else (int, float)
+        if end in p and (isinstance(value, bool) or not isinstance(value, number)):
+            raise ConfigError(f"{path}: params.{name}.{end}={p[end]!r}: must be "
+                              f"{'an integer' if p['type'] == 'int' else 'a number'}")
 
 
 def _check_optuna_arguments(path: Path, spec: dict) -> None:
@@ -208,7 +247,12 @@ def storage_url(spec: dict, given: Optional[str], out: Path) -> Optional[str]:
         raise ConfigError(f"storage {url!r}: {str(err).splitlines()[0]}; give a SQLAlchemy URL "
                           "(e.g. sqlite:///study.db, postgresql://host/db) or 'none'") from None
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file of that name, a folder it may not write in: not a traceback
+            raise ConfigError(f"storage {url!r}: cannot create {folder} ({err.strerror or err}); give a writable "
+                              "--out folder (or --storage URL)") from None
     return url
 
 
@@ -223,12 +267,13 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mstr.training.pruning import optuna_object
+    from mstr.training.pruning import STUDIES, optuna_object
 
     study = {"study_name": spec["study_name"], "direction": spec.get("direction", "maximize"),
              "pruner": optuna_object("pruners", _pruner(spec))}
-    if url is None:
-        return optuna.create_study(**study)
+    if url is None:  # trials find it in STUDIES to report to, as they find a database's study
+        STUDIES[spec["study_name"]] = optuna.create_study(**study)
+        return STUDIES[spec["study_name"]]
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)), warnings.catch_warnings():
@@ -238,7 +283,8 @@ def open_study(spec: dict, url: Optional[str], heartbeat: int, lock_path: Path):
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
         except (ImportError, SQLAlchemyError) as err:  # no driver, no server, no such file
             raise ConfigError(f"storage {url!r}: cannot open it ({str(err).splitlines()[0]})") from None
-        return optuna.create_study(storage=storage, load_if_exists=True, **study)
+        STUDIES[spec["study_name"]] = optuna.create_study(storage=storage, load_if_exists=True, **study)
+        return STUDIES[spec["study_name"]]
 
 
 def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[str]) -> None:
@@ -249,6 +295,13 @@ def check_study(study, spec: dict, extra: list[str], out: Path, url: Optional[st
 
     settings = json.loads(json.dumps({"overrides": [*spec.get("overrides", []), *extra], "params": spec["params"],
                                       "metric": spec["metric"]}, default=str))
+    # Optuna loads a stored study with the direction it was created with, whatever the spec says now:
+    # a study started to maximize went on maximizing a spec that says minimize, without a word
+    direction = spec.get("direction", "maximize")
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"study {spec['study_name']} in {url} was started with direction "
+                          f"{study.direction.name.lower()}, not {direction}: give another --out (or --storage) "
+                          "for a new study, or the same settings to resume it")
     started = study.user_attrs.get("settings")
     if started is None:
         study.set_user_attr("settings", settings)
@@ -295,21 +348,26 @@ def counted(trials) -> int:
 def trial_config(spec: dict, extra: list[str], trial, run_dir: Path, url: Optional[str], resume: bool = False):
     """The composed training config of a trial: spec overrides, command-line overrides, the sampled
     values, no test scoring, the trial's run dir (`resume`: continued from its last checkpoint), the
-    study as W&B group, and (with a database) the pruning callback."""
+    study as W&B group, and the pruning callback."""
     from omegaconf import open_dict
+    from sqlalchemy.engine import make_url
 
     from mstr.config import compose_config
 
     sampled = {name: suggest(trial, name, p) for name, p in spec["params"].items()}
-    overrides = [*spec.get("overrides", []), *extra, *(f"{k}={v}" for k, v in sampled.items()),
-                 "test=false", f"paths.output_dir={run_dir}", f"group={spec['study_name']}",
-                 *(["resume=auto"] if resume else [])]
+    fixed = [*spec.get("overrides", []), *extra]
+    # the study names the W&B group unless the spec or command line chose one (README: group=<name>)
+    group = [] if any(override_key(o) == "group" for o in fixed) else [f"group={spec['study_name']}"]
+    overrides = [*fixed, *(f"{k}={v}" for k, v in sampled.items()),
+                 "test=false", f"paths.output_dir={run_dir}", *group, *(["resume=auto"] if resume else [])]
     cfg = compose_config("train", overrides)
-    if url is not None:
-        with open_dict(cfg):
-            cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": url,
-                                            "study_name": spec["study_name"], "trial_id": trial._trial_id,
-                                            "monitor": spec["metric"], "pruner": _pruner(spec)}
+    # the callback finds the study this process opened (pruning.STUDIES); the URL it names is only a record,
+    # without the password a database URL may hold (the config is saved in the trial dir and logged to W&B)
+    shown = None if url is None else make_url(url).render_as_string(hide_password=True)
+    with open_dict(cfg):
+        cfg.callbacks.optuna_pruning = {"_target_": "mstr.training.pruning.OptunaPruning", "storage": shown,
+                                        "study_name": spec["study_name"], "trial_id": trial._trial_id,
+                                        "monitor": spec["metric"], "pruner": _pruner(spec)}
     return cfg, overrides
 
 
@@ -329,6 +387,10 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     fixed = [*spec.get("overrides", []), *extra]
     for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
         key = override_key(override)
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):  # composed, never launched: a no-op
+            where = "the command line" if override in extra else "the spec's overrides"
+            raise ConfigError(f"{override} ({where}): a sweep's trials are not Hydra jobs, so hydra settings "
+                              "do nothing; --workers runs trials in parallel, --out chooses where they go")
         if key in spec["params"]:
             where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): the spec searches {key} (params), so every trial "
@@ -336,17 +398,28 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     values = {name: _values(p) for name, p in spec["params"].items()}
     first = {name: options[0] for name, options in values.items()}
     cfg = preflight([*fixed, *(f"{k}={v}" for k, v in first.items())], "train")
+    checked = [cfg]
     for name, options in values.items():  # the others at their first value: one key changed at a time
         for value in options[1:]:
-            preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train")
+            checked.append(preflight([*fixed, *(f"{k}={value if k == name else v}" for k, v in first.items())], "train"))
+    # a run reports val/unseen_type_recall only when validation holds unseen attack types: without them
+    # every trial trained to the end, then failed for want of its metric
+    if spec["metric"] == "val/unseen_type_recall" and not all(c.data.get("val_unseen_types") for c in checked):
+        raise ConfigError("metric val/unseen_type_recall: runs report it only with data.val_unseen_types > 0; "
+                          "add e.g. data.val_unseen_types=0.2 to the spec's overrides (data with attack types, "
+                          "e.g. data=nsl_kdd)")
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")
 
 
 def _values(p: dict) -> list:
-    """The values of a searched parameter that a check covers: each choice, or each end of the range."""
-    return list(p["choices"]) if p["type"] == "categorical" else [p["low"], p["high"]]
+    """The values of a searched parameter that a check covers: each choice, or each end of the range, of
+    the type a trial draws (a float range written `low: 4` draws 10.58, never 4: checked as 4.0)."""
+    if p["type"] == "categorical":
+        return list(p["choices"])
+    kind = float if p["type"] == "float" else int
+    return [kind(p["low"]), kind(p["high"])]
 
 
 def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
@@ -372,7 +445,12 @@ def objective_for(spec: dict, extra: list[str], out: Path, url: Optional[str]):
         except (Interrupted, KeyboardInterrupt):  # the latter: Ctrl-C before its training began
             rerun_later(trial, run_dir)
             raise
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as err:
+            # pruned.json in the trial dir: without it compare listed a pruned trial as unfinished, like
+            # one that was killed or is still running
+            from mstr.jobs.report import write_json
+
+            write_json(run_dir / PRUNED_FILE, {"pruned": str(err)})
             raise
         except Exception as err:  # a user error and a crash alike: the study goes on
             # job_error.json in the trial dir, as a multirun job writes it: compare lists the trial as failed
@@ -518,7 +596,10 @@ def summary(study, spec: dict) -> str:
     if not any(t.state == TrialState.COMPLETE for t in trials):
         return line + "; no trial completed"
     best = study.best_trial
-    return (line + f"; best {spec['metric']} = {best.value:.4f} (trial {best.number}): "
+    # its dir: a rerun of an interrupted trial continues in that trial's dir, so the number alone
+    # (trial 1) pointed at a trialNNNN dir that does not exist, or at another trial's
+    where = f", {best.user_attrs['run_dir']}" if "run_dir" in best.user_attrs else ""
+    return (line + f"; best {spec['metric']} = {best.value:.4f} (trial {best.number}{where}): "
             + " ".join(f"{k}={v}" for k, v in best.params.items()))
 
 
@@ -564,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
         check_trials(spec, args.overrides)
         url = storage_url(spec, args.storage, args.out)
+        try:  # the trial dirs and the study's lock go there
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--out {args.out}: cannot create it ({err.strerror or err}); give a writable folder") from None
         if url is None and args.workers > 1:
             raise ConfigError("--workers > 1 needs a database (--storage URL): workers share the study through it")
         import optuna

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -161,6 +162,25 @@ def test_hopeless_trials_are_pruned_during_training(tmp_path):
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2  # pruned trials count toward the total
     assert all(list(t.intermediate_values) == [0] for t in trials)  # reported once, at epoch 0, then stopped
     assert not any((tmp_path / "out" / "pruned" / f"trial{t.number:04d}" / "metrics.json").exists() for t in trials)
+    # compare says so (it listed them as unfinished, like a killed trial or one still running)
+    from mstr.compare import compare
+
+    statuses = [line.split("|")[-2].strip() for line in compare([tmp_path / "out" / "pruned"])["table"].splitlines()[2:]]
+    assert len(statuses) == 2 and all(s.startswith("pruned: pruned at epoch 0: val/f1_best=") for s in statuses)
+
+
+@pytest.mark.slow
+def test_an_in_memory_study_prunes_too(tmp_path, capsys):
+    """--storage none: the trials had no pruning callback (it found its study through the database
+    URL), so the spec's pruner never stopped a trial."""
+    from mstr.sweep import main
+
+    spec = _spec(tmp_path, "pruned", pruner={"name": "ThresholdPruner", "lower": 1.5},
+                 overrides=[*STUDY_OVERRIDES, "trainer.max_epochs=3"])
+    assert main([spec, "--n-trials", "1", "--storage", "none", "--out", str(tmp_path / "out")]) == 0
+    assert "study pruned: 1 pruned; no trial completed" in capsys.readouterr().out
+    trial = tmp_path / "out" / "pruned" / "trial0000"
+    assert (trial / "pruned.json").is_file() and not (trial / "metrics.json").exists()
 
 
 @pytest.mark.slow
@@ -211,7 +231,7 @@ def test_a_study_resumes_with_its_overrides_in_any_order(tmp_path):
     from mstr.errors import ConfigError
     from mstr.sweep import check_study
 
-    study = optuna.create_study()
+    study = optuna.create_study(direction="maximize")  # the spec's default direction, as open_study makes it
     spec = {"study_name": "tiny", "overrides": ["model=student"], "params": {}, "metric": "val/f1_best"}
     check_study(study, spec, ["data.batch_size=128", "seed=1"], tmp_path, None)
     check_study(study, spec, ["seed=1", "data.batch_size=128"], tmp_path, None)
@@ -318,10 +338,32 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     ({"overrides": ["model=student", "distill=logits"], "params": {"distill.alpha": {"type": "float", "low": 0.1, "high": 5.0}}},
      [], "distill.alpha=5.0: must be a number in [0, 1]"),
     ({"params": {"data.sampler": {"type": "categorical", "choices": ["none", "sqrtt"]}}}, [], "data.sampler='sqrtt': must be"),
+    # a float range with integer ends draws floats (10.58): checked as 4.0, not as the 4 written (every trial failed)
+    ({"params": {"data.window": {"type": "float", "low": 4, "high": 16}}}, [], "data.window=4.0: must be an integer"),
     # a fixed value of a searched key would be replaced by every trial's sampled one, without a word
     (None, ["model.optim.lr=0.01"], "model.optim.lr=0.01 (the command line): the spec searches model.optim.lr"),
     ({"overrides": [*STUDY_OVERRIDES, "model.optim.lr=0.01"]}, [], "(the spec's overrides): the spec searches"),
+    # trials are composed in the sweep's process, not launched by Hydra: a launcher or run dir was ignored
+    (None, ["hydra/launcher=submitit_local"], "hydra/launcher=submitit_local (the command line): a sweep's trials "
+                                              "are not Hydra jobs, so hydra settings do nothing"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
+    # reported only with unseen types held out in validation: every trial trained, then failed for want of it
+    ({"metric": "val/unseen_type_recall"}, [], "metric val/unseen_type_recall: runs report it only with "
+                                                "data.val_unseen_types > 0"),
+    # the study's dir and database are named after it: a number was a TypeError traceback, a path
+    # put the trials outside --out
+    # a misspelt key of a searched parameter was ignored (a linear search where log was meant); a range
+    # end that is not a number, and choices that are not a list, were Optuna's riddles or letters searched
+    ({"params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "lg": True}}}, [],
+     "params.model.optim.lr.lg: not a key of a float parameter; did you mean log? (keys: type, low, high, log)"),
+    ({"params": {"model.optim.lr": {"type": "float", "low": "small", "high": 1e-2}}}, [],
+     "params.model.optim.lr.low='small': must be a number"),
+    ({"params": {"model.backbone.token_dim": {"type": "int", "low": 4.5, "high": 16}}}, [],
+     "params.model.backbone.token_dim.low=4.5: must be an integer"),
+    ({"params": {"data.sampler": {"type": "categorical", "choices": "none"}}}, [],
+     "params.data.sampler.choices='none': must be a list"),
+    ({"study_name": 2024}, [], "study_name=2024: must be a name (text without '/')"),
+    ({"study_name": "../elsewhere"}, [], "study_name='../elsewhere': must be a name"),
 ])
 def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys, change, options, message):
     from mstr.sweep import main
@@ -438,7 +480,7 @@ class SigintAt(pytorch_lightning.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch):
+def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeypatch, capsys):
     """SIGINT mid-trial: the trial is queued again with its parameters, and the next run of the same
     command continues it in its dir from the last.ckpt it saved, not from scratch with new parameters."""
     import mstr.jobs.train
@@ -473,6 +515,8 @@ def test_an_interrupted_trial_is_continued_by_the_same_command(tmp_path, monkeyp
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert json.loads((run_dir / "metrics.json").read_text())["val/f1_best"] == pytest.approx(rerun.value)
     assert not (tmp_path / "out" / "tiny" / "trial0001").exists()  # the rerun is trial0000's, in its dir
+    # the summary names the best trial's dir: its number (1) has no trial0001
+    assert f"(trial 1, {run_dir}): model.optim.lr=" in capsys.readouterr().out
 
 
 def _run_dir(root, name: str, config: str, metrics: str | None = None):
@@ -642,3 +686,91 @@ def test_a_retry_whose_worker_died_before_claiming_it_is_failed_not_waited_on(tm
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states[earlier.number] == TrialState.RUNNING and states[retry.number] == TrialState.FAIL
     assert TrialState.WAITING in states.values()  # queued again, with the same parameters
+
+
+def test_compare_of_a_distilled_sweep_without_test_scores_draws_no_teacher_plot(tmp_path, capsys):
+    """Sweep trials run test=false: a distilled trial has teacher/model/params but no teacher/test/f1. The
+    README's `mstr.compare <sweep dir>` was refused (exit 2) for a --teacher-metric never given, after
+    writing its tables; a --teacher-metric given that no run has is refused before anything is written."""
+    from mstr.compare import main
+
+    for name, f1 in (("trial0000", 0.8), ("trial0001", 0.9)):
+        _run_dir(tmp_path / "study", name, f"distill: {{method: logits, alpha: {f1}}}\n",
+                 f'{{"val/f1_best": {f1}, "teacher/model/params": 100, "teacher/source": "x"}}')
+    assert main([str(tmp_path / "study")]) == 0
+    assert "| trial0001 | 0.9000 |" in capsys.readouterr().out
+    assert not (tmp_path / "study" / "compare" / "teacher_vs_student.png").exists()
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "study"), "--teacher-metric", "test/acc", "--out", str(tmp_path / "elsewhere")])
+    assert stop.value.code == 2 and "--teacher-metric test/acc: no distilled run" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_spec_range_written_1e_4_is_read_as_a_number(tmp_path):
+    """YAML 1.1 reads 1e-4 (no dot) as text: the spec's own example range (low: 1e-4) was refused as
+    "`low <= high` must hold, but got (low='1e-4', high='1e-2')"."""
+    from mstr.sweep import load_spec
+
+    path = tmp_path / "sci.yaml"
+    path.write_text("study_name: sci\nmetric: val/f1_best\n"
+                    "params: {model.optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}, "
+                    "model.backbone.token_dim: {type: int, low: 8, high: 1e2}}\n")
+    params = load_spec(path)["params"]
+    assert params["model.optim.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
+    assert params["model.backbone.token_dim"]["high"] == 100 and isinstance(params["model.backbone.token_dim"]["high"], int)
+
+
+def test_a_study_resumes_only_in_the_direction_it_was_started_with(tmp_path, capsys):
+    """Optuna loads a stored study with its own direction: a spec changed to minimize went on maximizing
+    (its best trial the highest) without a word."""
+    from mstr.sweep import main
+
+    (tmp_path / "out").mkdir()
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'out' / 'tiny'}.db", direction="maximize")
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path, direction="minimize"), "--n-trials", "1", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "study tiny in sqlite:///" in err and "was started with direction maximize, " \
+        "not minimize: give another --out" in err and len(err.strip().splitlines()) == 1, err
+    assert _trials(tmp_path) == [] and not (tmp_path / "out" / "tiny").exists()
+
+
+@pytest.mark.parametrize("storage, message", [
+    ([], "storage 'sqlite:///{out}/tiny.db': cannot create {out} (File exists); give a writable --out folder (or --storage URL)"),
+    (["--storage", "none"], "--out {out}: cannot create it (File exists); give a writable folder"),
+])
+def test_an_out_that_is_a_file_stops_the_sweep_with_one_line(tmp_path, capsys, storage, message):
+    """--out naming a file (or a folder it cannot create) was a FileExistsError traceback, exit 1."""
+    from mstr.sweep import main
+
+    out = tmp_path / "taken"
+    out.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path), "--out", str(out), *storage])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == f"error: {message.format(out=out)}\n", err
+
+
+def test_a_trials_wandb_group_is_the_study_unless_one_is_chosen(tmp_path):
+    """README: runs are grouped by study, `group=<name>` to choose; a sweep's group= was replaced by the
+    study's name in every trial."""
+    from mstr.sweep import load_spec, trial_config
+
+    spec = load_spec(Path(_spec(tmp_path)))
+    study = optuna.create_study()
+    for extra, group in (([], "tiny"), (["group=ablation-3"], "ablation-3")):
+        cfg, _ = trial_config(spec, extra, study.ask(), tmp_path / "trial", None)
+        assert cfg.group == group
+
+
+def test_a_trials_config_holds_no_database_password(tmp_path):
+    """The storage URL went into each trial's config whole (README's own postgresql://user:pass@...):
+    saved in the trial dir's .hydra/config.yaml and logged to W&B with the rest of the config."""
+    from omegaconf import OmegaConf
+
+    from mstr.sweep import load_spec, trial_config
+
+    spec = load_spec(Path(_spec(tmp_path)))
+    cfg, _ = trial_config(spec, [], optuna.create_study().ask(), tmp_path / "trial", "postgresql://user:s3cret@db-host/mstr")
+    assert cfg.callbacks.optuna_pruning.storage == "postgresql://user:***@db-host/mstr"
+    assert "s3cret" not in OmegaConf.to_yaml(cfg)
