@@ -410,10 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(args.dirs, args.metric, args.minimize, args.out, args.teacher_metric)
     except MstrError as err:
         report_and_exit(err)
-    print(result["table"])
-    print(f"\n{result['runs']} run{'' if result['runs'] == 1 else 's'}; varied: {', '.join(result['varied']) or 'nothing'}")
-    for path in result["files"]:
-        print(f"wrote {path}")
+    try:
+        print(result["table"])
+        print(f"\n{result['runs']} run{'' if result['runs'] == 1 else 's'}; varied: {', '.join(result['varied']) or 'nothing'}")
+        for path in result["files"]:
+            print(f"wrote {path}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head` read what it wanted and left: the files are written, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the exit's flush fails again
     return 0
 
 

@@ -56,6 +56,11 @@ SPEC_KEYS = ("study_name", "direction", "metric", "n_trials", "storage", "seed",
 RESUME_DIR = "resume_dir"  # a rerun trial's user attribute: the dir of the interrupted trial it continues
 PRUNED_FILE = "pruned.json"  # in a pruned trial's dir: when and at what value (mstr.compare shows it)
 DEFAULT_PRUNER = {"name": "MedianPruner", "n_startup_trials": 4, "n_warmup_steps": 1}
+# keys every trial sets itself, after the spec's and the command line's overrides
+SET_BY_SWEEP = {"test": "a sweep's trials never score the test set (selection on validation only); score the "
+                        "best trial once with python -m mstr.evaluate ckpt_path=<its dir>",
+                "paths.output_dir": "each trial runs in its own dir under --out; give --out instead"}
+FINAL_ONLY_METRICS = ("val/unseen_type_recall",)  # reported at the end of a run, not per epoch
 
 
 class TrialFailed(Exception):
@@ -395,6 +400,9 @@ def check_trials(spec: dict, extra: list[str]) -> None:
             where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): the spec searches {key} (params), so every trial "
                               "would replace this value with its own; drop it, or take the key out of params")
+        if key in SET_BY_SWEEP and override.replace(" ", "") != "test=false":  # each trial's own value replaces it
+            where = "the command line" if override in extra else "the spec's overrides"
+            raise ConfigError(f"{override} ({where}): {SET_BY_SWEEP[key]}")
     values = {name: _values(p) for name, p in spec["params"].items()}
     first = {name: options[0] for name, options in values.items()}
     cfg = preflight([*fixed, *(f"{k}={v}" for k, v in first.items())], "train")
@@ -408,6 +416,16 @@ def check_trials(spec: dict, extra: list[str]) -> None:
         raise ConfigError("metric val/unseen_type_recall: runs report it only with data.val_unseen_types > 0; "
                           "add e.g. data.val_unseen_types=0.2 to the spec's overrides (data with attack types, "
                           "e.g. data=nsl_kdd)")
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():  # each trial would fail at once, and count toward the study's trials
+            raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator}: this machine has no usable GPU, so "
+                              "every trial would fail and still count toward --n-trials; run the sweep where the "
+                              "GPUs are, or with trainer=cpu")
+    if spec["metric"] in FINAL_ONLY_METRICS and _pruner(spec)["name"] != "NopPruner":
+        log.warning("metric %s is computed once, after training: the pruner gets no value while a trial trains "
+                    "and stops none (pruner: {name: NopPruner} says so)", spec["metric"])
     if cfg.trainer.get("strategy") not in (None, "auto") and cfg.trainer.get("devices") not in (1, [0]):
         raise ConfigError(f"trainer.strategy={cfg.trainer.get('strategy')} in a sweep: each trial runs in its "
                           "worker on one device; use --workers to run trials on several GPUs at once")

@@ -346,12 +346,14 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
     # trials are composed in the sweep's process, not launched by Hydra: a launcher or run dir was ignored
     (None, ["hydra/launcher=submitit_local"], "hydra/launcher=submitit_local (the command line): a sweep's trials "
                                               "are not Hydra jobs, so hydra settings do nothing"),
+    # keys every trial sets itself: the value given was replaced without a word
+    (None, ["test=true"], "test=true (the command line): a sweep's trials never score the test set"),
+    ({"overrides": [*STUDY_OVERRIDES, "paths.output_dir=elsewhere"]}, [],
+     "paths.output_dir=elsewhere (the spec's overrides): each trial runs in its own dir under --out"),
     ({"n_trail": 20}, [], "'n_trail': not a sweep spec key; did you mean n_trials? (keys: study_name, "),  # not ignored
     # reported only with unseen types held out in validation: every trial trained, then failed for want of it
     ({"metric": "val/unseen_type_recall"}, [], "metric val/unseen_type_recall: runs report it only with "
                                                 "data.val_unseen_types > 0"),
-    # the study's dir and database are named after it: a number was a TypeError traceback, a path
-    # put the trials outside --out
     # a misspelt key of a searched parameter was ignored (a linear search where log was meant); a range
     # end that is not a number, and choices that are not a list, were Optuna's riddles or letters searched
     ({"params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "lg": True}}}, [],
@@ -362,6 +364,8 @@ def test_sweeps_started_together_on_a_new_database_all_open_it(tmp_path):
      "params.model.backbone.token_dim.low=4.5: must be an integer"),
     ({"params": {"data.sampler": {"type": "categorical", "choices": "none"}}}, [],
      "params.data.sampler.choices='none': must be a list"),
+    # the study's dir and database are named after it: a number was a TypeError traceback, a path
+    # put the trials outside --out
     ({"study_name": 2024}, [], "study_name=2024: must be a name (text without '/')"),
     ({"study_name": "../elsewhere"}, [], "study_name='../elsewhere': must be a name"),
 ])
@@ -543,6 +547,21 @@ def test_compare_lists_or_skips_runs_it_cannot_read(tmp_path, capsys):
     assert [r.split("|")[1].strip() for r in rows] == ["good", "nan", "torn"]
     assert "| nan |" in rows[1] and "unreadable: " in rows[2]
 
+
+def test_compare_piped_into_a_reader_that_leaves_ends_quietly(tmp_path):
+    """`python -m mstr.compare <dir> | head -3`: head leaves, the next print met a closed pipe, and a
+    BrokenPipeError traceback followed the table."""
+    import os
+
+    _run_dir(tmp_path, "a", "lr: 0.1\n", '{"val/f1_best": 0.7}')
+    _run_dir(tmp_path, "b", "lr: 0.2\n", '{"val/f1_best": 0.9}')
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line
+    proc = subprocess.run([sys.executable, "-m", "mstr.compare", str(tmp_path)], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 0 and "Error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "compare" / "runs.md").is_file()  # written before the table was printed
 
 def test_compare_stops_with_one_line_on_unreadable_runs_or_an_unwritable_out(tmp_path, capsys):
     from mstr.compare import main
@@ -774,3 +793,34 @@ def test_a_trials_config_holds_no_database_password(tmp_path):
     cfg, _ = trial_config(spec, [], optuna.create_study().ask(), tmp_path / "trial", "postgresql://user:s3cret@db-host/mstr")
     assert cfg.callbacks.optuna_pruning.storage == "postgresql://user:***@db-host/mstr"
     assert "s3cret" not in OmegaConf.to_yaml(cfg)
+
+
+def test_a_gpu_sweep_on_a_machine_without_one_stops_before_the_study(tmp_path, capsys, monkeypatch):
+    """Each trial failed at once ("No supported gpu backend found") and counted toward --n-trials, so a
+    later run on a GPU machine found the study done."""
+    import torch
+
+    from mstr.sweep import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        main([_spec(tmp_path), "trainer=gpu", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "trainer.accelerator=gpu: this machine has no usable GPU" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_metric_reported_only_after_training_warns_that_nothing_is_pruned(caplog):
+    import logging
+
+    from mstr.sweep import check_trials
+
+    spec = {"study_name": "s", "metric": "val/unseen_type_recall", "overrides": ["data=nsl_kdd", "data.val_unseen_types=0.2"],
+            "params": {"model.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}}
+    with caplog.at_level(logging.WARNING, logger="mstr.sweep"):
+        check_trials(spec, [])
+        assert "is computed once, after training: the pruner gets no value" in caplog.text
+        caplog.clear()
+        check_trials({**spec, "pruner": {"name": "NopPruner"}}, [])
+        check_trials({**spec, "metric": "val/f1_best"}, ["test=false"])  # what every trial sets: said, not refused
+    assert "pruner" not in caplog.text
