@@ -195,6 +195,7 @@ def test_a_multiclass_run_goes_without_the_experiments_novelty_gate_and_says_so(
     assert not (tmp_path / "novelty_gate.pt").exists()
 
 
+@pytest.mark.slow
 def test_the_novelty_gate_is_fit_and_kept_without_a_test_and_scored_with_one(compose_cfg, tmp_path):
     args = [*SMALL, "distill=none", "novelty.fpr=0.05", "plots=false"]
     untested = run(compose_cfg([*args, "test=false"], out=tmp_path / "a"))
