@@ -143,3 +143,15 @@ def test_local_gpus_preset_runs_one_job_per_gpu(tmp_path, monkeypatch):
             HydraConfig.instance().cfg = None
         picked.append(list(cfg.trainer.devices))
     assert picked == [[0], [1], [2], [0]]
+
+
+def test_the_failure_line_says_others_finished_only_where_some_did(tmp_path):
+    from mstr.jobs.multirun import FailedJobs, failure_report
+
+    record = {"error": "data.path: no such file", "user_error": True}
+    FailedJobs.found, FailedJobs.jobs = [(tmp_path / "0", record), (tmp_path / "1", record)], 2
+    line, code = failure_report()
+    assert line.startswith("2 of 2 jobs failed: ") and code == 2  # "(the others finished)": there were none
+    FailedJobs.jobs = 3
+    assert failure_report()[0].startswith("2 of 3 jobs failed (the others finished): ")
+    FailedJobs.found, FailedJobs.jobs = [], 0

@@ -120,7 +120,9 @@ def failure_report() -> tuple[str, int] | None:
         return None
     listed = "; ".join(f"{job_dir}: {record['error']}" for job_dir, record in FailedJobs.found)
     code = 2 if all(record.get("user_error") for _, record in FailedJobs.found) else 1
-    return f"{len(FailedJobs.found)} of {FailedJobs.jobs} jobs failed (the others finished): {listed}", code
+    failed = len(FailedJobs.found)
+    others = " (the others finished)" if failed < FailedJobs.jobs else ""
+    return f"{failed} of {FailedJobs.jobs} jobs failed{others}: {listed}", code
 
 
 @contextlib.contextmanager
