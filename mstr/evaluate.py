@@ -45,6 +45,9 @@ def run(cfg: DictConfig) -> dict:
     ckpt = given_checkpoint(cfg.get("ckpt_path"))
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
+    seed = cfg.get("seed")  # checked here: the validation carve fails on it with a numpy traceback
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed={seed!r}: must be an integer >= 0, or leave it out (the checkpoint's own)")
     try:
         device = torch.device(str(cfg.device))
     except RuntimeError:

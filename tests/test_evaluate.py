@@ -257,3 +257,14 @@ def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_f
     assert trained_on(tmp_path / "run", str(given), data_dir_given=True).paths.data_dir == str(given)
     own.rmdir()  # another machine: the command's folder
     assert trained_on(tmp_path / "run", str(given)).paths.data_dir == str(given)
+
+
+def test_a_seed_that_is_not_an_integer_is_one_line_before_any_work(tmp_path):
+    """The seed carves validation: a bad one failed inside numpy's SeedSequence with a traceback."""
+    from mstr.evaluate import run
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"not read: the seed is checked first")
+    for seed in ("abc", "-1", "true", "1.5"):
+        with pytest.raises(ConfigError, match=r"^seed=.*: must be an integer >= 0, or leave it out"):
+            run(_compose("evaluate", tmp_path / seed, [f"ckpt_path={ckpt}", f"seed={seed}"]))
