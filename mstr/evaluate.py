@@ -99,9 +99,13 @@ def run(cfg: DictConfig) -> dict:
                           "learnt from, so its validation split may hold rows the model trained on; leave data= "
                           "out (the training run's own data config) or use a fixed threshold")
     if cfg.threshold == "tune" and trained_on.get("val_rows") != dm.val_rows:
-        raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
-                          f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
-                          "seed override")
+        # same train + validation rows cut elsewhere: another seed, or a data.* override of the carve
+        # (data.val_fraction); only name the seed when it is the one that differs
+        cause = (f"seed={cfg.seed} carves" if cfg.seed != trained_on.get("seed", cfg.seed)
+                 else f"data.val_fraction={data_cfg.get('val_fraction')} (or another data.* override) carves")
+        raise ConfigError(f"threshold=tune: {cause} another validation split than the training run's (seed "
+                          f"{trained_on.get('seed')}), holding rows the model trained on; drop the override that "
+                          "changes it, or use a fixed threshold")
 
     tests = {name: predict(model, loader) for name, loader in dm.test_loaders().items()}
     val = predict(model, dm.val_dataloader())

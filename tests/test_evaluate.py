@@ -139,6 +139,16 @@ def test_threshold_is_never_tuned_on_rows_other_than_the_training_runs_validatio
         _evaluate(ckpt, tmp_path, "threshold=tune", "data.source.seed=1")
 
 
+def test_tuning_on_another_validation_carve_names_what_changed_it(trained, tmp_path):
+    """The same train + validation rows carved by another data.val_fraction: refused, naming that key,
+    not a seed override that was never given."""
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match=r"^threshold=tune: data.val_fraction=0.3 \(or another data.\* override\) "
+                                          r"carves another validation split") as err:
+        _evaluate(ckpt, tmp_path / "fraction", "threshold=tune", "data.val_fraction=0.3")
+    assert "seed=" not in str(err.value)
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
