@@ -21,17 +21,20 @@ def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path)
     rows, markdown = [], []
     for decision, scored in decisions.items():
         for name, (probs, labels) in each_and_all(scored).items():
-            name, probs, labels = name or "test", probs.numpy(), labels.numpy()
+            probs, labels = probs.numpy(), labels.numpy()
+            # all sets together are `test`, one file `test_<name>`, as in metrics.json: a test file
+            # named test (test.csv) was labelled like all of them, and its plots overwrote theirs
+            label = "test" if name is None else f"test_{name}"
             predicted = probs.argmax(axis=1)
             per_class = per_class_rows(labels, predicted, classes)
-            rows += [{"set": name, "threshold": decision, **row} for row in per_class]
-            markdown.append(_markdown(f"{name}, decision threshold {decision}", per_class))
-            suffix = ("" if name == "test" else f"_{_safe(name)}") + ("" if decision == "0.5" else "_tuned")
+            rows += [{"set": label, "threshold": decision, **row} for row in per_class]
+            markdown.append(_markdown(f"{label}, decision threshold {decision}", per_class))
+            suffix = ("" if name is None else f"_{_safe(name)}") + ("" if decision == "0.5" else "_tuned")
             plots.confusion(confusion_matrix(labels, predicted, labels=range(len(classes))), classes,
-                            out_dir / f"confusion_matrix{suffix}.png", f"{name} (threshold {decision})")
+                            out_dir / f"confusion_matrix{suffix}.png", f"{label} (threshold {decision})")
             if decision == "0.5":  # curves do not depend on the threshold
                 plots.roc_and_pr(probs, labels, classes, out_dir / f"roc{suffix}.png",
-                                 out_dir / f"pr{suffix}.png", name)
+                                 out_dir / f"pr{suffix}.png", label)
     pd.DataFrame(rows).to_csv(out_dir / "per_class.csv", index=False)
     text = "\n\n".join(markdown) + "\n"
     (out_dir / "per_class.md").write_text(text)

@@ -95,3 +95,23 @@ def test_roc_and_pr_curves_of_sixteen_classes_each_look_different(monkeypatch, t
         curves = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("class ")]
         assert len(curves) == 16
         assert len({(line.get_color(), line.get_linestyle()) for line in curves}) == 16
+
+
+def test_a_test_file_named_test_gets_its_own_report_and_plots_beside_all_sets_together(monkeypatch, tmp_path):
+    """Sets are labelled as in metrics.json (`test`: all together, `test_<name>`: one file); a file named
+    test (test.csv) was labelled `test` like all of them, and its plots overwrote theirs."""
+    import pandas as pd
+    import torch
+
+    from mstr.class_report import write_reports
+
+    saved: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(path.name))
+    sets = {"KDDTest+": (torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 1])),
+            "test": (torch.tensor([[0.7, 0.3]] * 3), torch.tensor([0, 0, 1]))}
+    write_reports({"0.5": sets}, ["benign", "attack"], tmp_path)
+    assert len(saved) == len(set(saved)) == 9  # confusion, ROC, PR for all sets and for each file
+    assert {"confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_KDDTest+.png"} <= set(saved)
+    report = pd.read_csv(tmp_path / "per_class.csv")
+    support = report[report["class"] == "macro avg"].set_index("set")["support"]
+    assert support.to_dict() == {"test": 5, "test_KDDTest+": 2, "test_test": 3}
