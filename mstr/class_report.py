@@ -42,12 +42,19 @@ def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path)
 
 
 def per_class_rows(labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[dict]:
-    """classification_report's rows: each class, then macro and support-weighted averages."""
+    """classification_report's rows: each class, then macro and support-weighted averages. The macro
+    average is over the classes the set holds or the model predicts, as metrics.json's `test/f1` (a
+    torchmetrics macro average) is: a class absent from both would count as an F1 of 0 and the report's
+    macro F1 would disagree with the run's."""
     report = classification_report(labels, predicted, labels=range(len(classes)), target_names=classes,
                                    output_dict=True, zero_division=0)
-    return [{"class": name, "precision": report[name]["precision"], "recall": report[name]["recall"],
+    rows = [{"class": name, "precision": report[name]["precision"], "recall": report[name]["recall"],
              "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
-            for name in (*classes, "macro avg", "weighted avg")]
+            for name in (*classes, "weighted avg")]
+    seen = [rows[k] for k in range(len(classes)) if (labels == k).any() or (predicted == k).any()]
+    macro = {key: float(np.mean([row[key] for row in seen])) if seen else 0.0
+             for key in ("precision", "recall", "f1")}
+    return [*rows[:-1], {"class": "macro avg", **macro, "support": len(labels)}, rows[-1]]
 
 
 def _markdown(title: str, rows: list[dict]) -> str:

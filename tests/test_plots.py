@@ -115,3 +115,21 @@ def test_a_test_file_named_test_gets_its_own_report_and_plots_beside_all_sets_to
     report = pd.read_csv(tmp_path / "per_class.csv")
     support = report[report["class"] == "macro avg"].set_index("set")["support"]
     assert support.to_dict() == {"test": 5, "test_KDDTest+": 2, "test_test": 3}
+
+
+def test_the_reports_macro_average_is_the_runs_over_the_classes_a_set_holds_or_is_predicted():
+    """A class neither in the set nor predicted (a capture without that attack) counted as F1 0 in the
+    report's macro row, which then disagreed with metrics.json's test/f1 for the same predictions."""
+    import torch
+
+    from mstr.class_report import per_class_rows
+    from mstr.training.evaluation import score
+
+    probs = torch.tensor([[0.8, 0.1, 0.1, 0.0], [0.3, 0.6, 0.1, 0.0], [0.2, 0.7, 0.1, 0.0],
+                          [0.1, 0.2, 0.7, 0.0], [0.6, 0.3, 0.1, 0.0]])
+    labels = torch.tensor([0, 1, 2, 2, 1])  # class 3: neither held nor predicted
+    rows = {row["class"]: row for row in per_class_rows(labels.numpy(), probs.argmax(1).numpy(), list("abcd"))}
+    metrics = score(probs, labels, 4, "test/")
+    for key in ("precision", "recall", "f1"):
+        assert rows["macro avg"][key] == pytest.approx(metrics[f"test/{key}"], abs=1e-6)
+    assert rows["macro avg"]["support"] == 5 and rows["d"]["support"] == 0
