@@ -46,7 +46,9 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str, path: Pa
         table.add_column(metric, justify="right")
     table.add_column("fit s", justify="right")
     for model, values in results.items():
-        table.add_row(model, *(f"{values[f'test/{m}']:.4f}" for m in METRIC_NAMES), f"{values['time/fit_s']:.1f}")
+        # a metric the test set cannot define (specificity on attacks alone, ...) is left out: shown as -
+        cells = (f"{values[f'test/{m}']:.4f}" if f"test/{m}" in values else "-" for m in METRIC_NAMES)
+        table.add_row(model, *cells, f"{values['time/fit_s']:.1f}")
     Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
     print(f"-> {path}", flush=True)  # whole, on its own line: to copy or grep
 

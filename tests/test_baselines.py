@@ -186,3 +186,15 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # no run dir, no log
     cfg = compose_cfg(["baselines.models=majority", "baselines.n_jobs=-1"], "baselines", out=tmp_path)
     assert checked(cfg) == (["majority"], -1)  # a single name is a list of one
+
+
+def test_the_table_shows_a_metric_the_test_set_cannot_define_as_a_dash(tmp_path, capsys):
+    """On a test set of attacks alone specificity, FPR and AUROC are left out of the metrics: printing
+    the table then failed with a KeyError traceback after metrics.json was written."""
+    from mstr.baselines import _print_comparison
+
+    results = {"stump": {"test/acc": 0.79, "test/precision": 1.0, "test/recall": 0.79, "test/f1": 0.88,
+                         "time/fit_s": 0.1}}
+    _print_comparison(results, "baselines on nsl_kdd (test)", tmp_path / "metrics.json")
+    row = next(line for line in capsys.readouterr().out.splitlines() if "stump" in line)
+    assert "0.8800" in row and row.count(" - ") == 3
