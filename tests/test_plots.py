@@ -133,3 +133,21 @@ def test_the_reports_macro_average_is_the_runs_over_the_classes_a_set_holds_or_i
     for key in ("precision", "recall", "f1"):
         assert rows["macro avg"][key] == pytest.approx(metrics[f"test/{key}"], abs=1e-6)
     assert rows["macro avg"]["support"] == 5 and rows["d"]["support"] == 0
+
+
+def test_a_binary_set_of_one_class_draws_no_roc_curve(monkeypatch, tmp_path):
+    """Attacks alone: the metrics leave AUROC out, but roc.png drew a meaningless curve labelled AUC nan
+    (with sklearn's UndefinedMetricWarning), as the multi-class plots never did for such a class."""
+    import warnings
+
+    import numpy as np
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.roc_and_pr(probs, np.array([1, 1, 1]), ["benign", "attack"], tmp_path / "r.png",
+                         tmp_path / "p.png", "attacks only")
+    assert [line.get_label() for fig in figures for line in fig.axes[0].get_lines()
+            if not line.get_label().startswith("_")] == []
