@@ -94,6 +94,11 @@ def run(cfg: DictConfig) -> dict:
                         f"own data, or add data={name}") from None
     check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
+    if cfg.threshold == "tune" and not (trained_on.get("dev_rows") and trained_on.get("val_rows")):
+        # an older mstr recorded neither: the checks below would blame a data config or seed override
+        raise ConfigError(f"threshold=tune: {ckpt} does not record which rows it trained and was validated on "
+                          "(written by an older mstr), so tuning cannot be kept off rows it trained on; retrain "
+                          "it, or use a fixed threshold")
     if cfg.threshold == "tune" and not same_rows:
         raise ConfigError(f"threshold=tune: {data_cfg.name}'s train + validation rows are not the ones {ckpt} "
                           "learnt from, so its validation split may hold rows the model trained on; leave data= "

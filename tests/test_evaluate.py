@@ -149,6 +149,22 @@ def test_tuning_on_another_validation_carve_names_what_changed_it(trained, tmp_p
     assert "seed=" not in str(err.value)
 
 
+def test_tuning_a_checkpoint_that_does_not_record_its_validation_rows_says_so(trained, tmp_path):
+    """A checkpoint of an older mstr (no val_rows / seed in its data signature) was refused for
+    threshold=tune as if a seed override had carved another validation split."""
+    ckpt, _ = trained
+    old = ckpt.parent / "old.ckpt"  # beside best.ckpt: its run config is found
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    for key in ("val_rows", "seed"):
+        state["hyper_parameters"]["data_signature"].pop(key)
+    torch.save(state, old)
+    try:
+        with pytest.raises(ConfigError, match=r"^threshold=tune: .*old.ckpt does not record which rows .* older mstr"):
+            _evaluate(old, tmp_path, "threshold=tune")
+    finally:
+        old.unlink()
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
