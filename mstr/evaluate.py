@@ -100,9 +100,13 @@ def run(cfg: DictConfig) -> dict:
                           "(written by an older mstr), so tuning cannot be kept off rows it trained on; retrain "
                           "it, or use a fixed threshold")
     if cfg.threshold == "tune" and not same_rows:
+        # without data=<name>, the rows changed through data.* overrides of the run's own config: name them
+        changed = [] if "_target_" in (cfg.get("data") or {}) else _leaf_keys(cfg.get("data") or {}, "data.")
+        fix = (f"drop {', '.join(changed)}" if changed else
+               "leave data= out (the training run's own data config)")
         raise ConfigError(f"threshold=tune: {data_cfg.name}'s train + validation rows are not the ones {ckpt} "
-                          "learnt from, so its validation split may hold rows the model trained on; leave data= "
-                          "out (the training run's own data config) or use a fixed threshold")
+                          f"learnt from, so its validation split may hold rows the model trained on; {fix} "
+                          "or use a fixed threshold")
     if cfg.threshold == "tune" and trained_on.get("val_rows") != dm.val_rows:
         # same train + validation rows cut elsewhere: another seed, or a data.* override of the carve
         # (data.val_fraction); only name the seed when it is the one that differs
@@ -177,6 +181,12 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
         kind = "a list" if isinstance(held, ListConfig) else "a mapping" if isinstance(held, DictConfig) else "a value"
         raise ConfigError(f"data.{key}: the data config the checkpoint was trained with ({data.name}) holds {kind} "
                           f"there ({str(err).splitlines()[0]})") from None
+
+
+def _leaf_keys(node, prefix: str) -> list[str]:
+    """The dotted keys a (nested) override sets: `data.source.seed`, not `data.source`."""
+    return [key for name, value in node.items()
+            for key in (_leaf_keys(value, f"{prefix}{name}.") if isinstance(value, DictConfig) else [f"{prefix}{name}"])]
 
 
 def _merges(old, new) -> bool:

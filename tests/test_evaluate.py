@@ -165,6 +165,17 @@ def test_tuning_a_checkpoint_that_does_not_record_its_validation_rows_says_so(tr
         old.unlink()
 
 
+def test_tuning_on_rows_changed_by_an_override_of_the_runs_own_data_names_the_override(trained, tmp_path):
+    """Without data=<name> the rows changed through a data.* override of the run's own config: the
+    refusal said 'leave data= out', which was never given."""
+    from mstr.evaluate import run
+
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match=r"not the ones .* learnt from, .*; drop data.source.seed or use a fixed "
+                                          r"threshold$"):
+        run(_compose("evaluate", tmp_path, [f"ckpt_path={ckpt}", "threshold=tune", "+data.source.seed=1"]))
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
