@@ -141,6 +141,10 @@ def run(cfg: DictConfig) -> dict:
     if not same_rows:
         log.warning("%s was trained on other rows than this data config's train + validation split: it may "
                     "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
+    elif trained_on.get("val_rows") != dm.val_rows:  # same rows, cut elsewhere (seed=, data.val_fraction=)
+        log.warning("this validation split is not the training run's (another seed or data.val_fraction): it holds "
+                    "rows %s trained on, so its val/... metrics overstate the model", ckpt)
+    metrics["audit/checkpoint_val_rows_match"] = trained_on.get("val_rows") == dm.val_rows
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{Path(str(ckpt)).name} on {data_cfg.name}", out_dir / "metrics.json")

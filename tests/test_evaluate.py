@@ -176,6 +176,17 @@ def test_tuning_on_rows_changed_by_an_override_of_the_runs_own_data_names_the_ov
         run(_compose("evaluate", tmp_path, [f"ckpt_path={ckpt}", "threshold=tune", "+data.source.seed=1"]))
 
 
+def test_val_metrics_on_another_carve_of_the_same_rows_are_flagged(trained, tmp_path, caplog):
+    """data.val_fraction (or a seed) cuts the checkpoint's own train + validation rows elsewhere: the
+    reported val/... then cover rows the model trained on, which nothing said."""
+    ckpt, _ = trained
+    assert _evaluate(ckpt, tmp_path / "own")["audit/checkpoint_val_rows_match"] is True
+    metrics = _evaluate(ckpt, tmp_path / "other", "data.val_fraction=0.3")
+    assert metrics["audit/checkpoint_dev_rows_match"] is True
+    assert metrics["audit/checkpoint_val_rows_match"] is False
+    assert "val/... metrics overstate the model" in caplog.text
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
