@@ -187,6 +187,22 @@ def test_val_metrics_on_another_carve_of_the_same_rows_are_flagged(trained, tmp_
     assert "val/... metrics overstate the model" in caplog.text
 
 
+def test_the_teacher_a_run_trained_on_the_way_scores_on_the_runs_own_data(trained, tmp_path):
+    """<run>/teacher has no config of its own: it was refused with 'no run config beside it', though
+    it learnt from exactly the run's data."""
+    import shutil
+
+    from mstr.evaluate import run
+
+    ckpt, train_metrics = trained
+    copy = shutil.copytree(ckpt.parent.parent, tmp_path / "run")
+    (copy / "teacher" / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt, copy / "teacher" / "checkpoints" / "best.ckpt")  # a stand-in for the teacher's own
+    metrics = run(_compose("evaluate", tmp_path / "out", [f"ckpt_path={copy / 'teacher'}", "threshold=tune"]))
+    assert metrics["test/f1"] == pytest.approx(train_metrics["test/f1"], abs=1e-6)
+    assert metrics["audit/checkpoint_dev_rows_match"] is True
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained

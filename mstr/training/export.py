@@ -36,9 +36,11 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 def run_config(ckpt: str | Path) -> Optional[DictConfig]:
     """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt` (or of the run dir
-    `ckpt`), if it is there."""
+    `ckpt`; for its teacher, `<run>/teacher/checkpoints/...`, the run's), if it is there."""
     run_dir = Path(ckpt).resolve() if Path(ckpt).is_dir() else Path(ckpt).resolve().parent.parent
     path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file() and run_dir.name == "teacher":  # <run>/teacher: trained on the way, on its run's data
+        path = run_dir.parent / ".hydra" / "config.yaml"
     if not path.is_file():
         return None
     try:
