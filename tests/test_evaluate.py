@@ -332,3 +332,21 @@ def test_a_seed_that_is_not_an_integer_is_one_line_before_any_work(tmp_path):
     for seed in ("abc", "-1", "true", "1.5"):
         with pytest.raises(ConfigError, match=r"^seed=.*: must be an integer >= 0, or leave it out"):
             run(_compose("evaluate", tmp_path / seed, [f"ckpt_path={ckpt}", f"seed={seed}"]))
+
+
+def test_a_runs_relative_flow_files_are_read_where_the_run_was_started(tmp_path):
+    """data=flows data.path=flows.csv, trained in one folder: evaluate / baselines run= from another
+    looked for flows.csv there ('no such file or folder')."""
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import trained_on
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"seed": 0, "paths": {"data_dir": str(tmp_path)},
+                    "data": {"name": "flows", "path": "captures/flows.csv", "test_path": "/abs/test.csv"}},
+                   run / ".hydra" / "config.yaml")
+    OmegaConf.save({"hydra": {"runtime": {"cwd": "/home/me/project"}}}, run / ".hydra" / "hydra.yaml")
+    data = trained_on(run, str(tmp_path)).data
+    assert data.path == "/home/me/project/captures/flows.csv"
+    assert data.test_path == "/abs/test.csv"
