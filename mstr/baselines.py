@@ -46,7 +46,9 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str, path: Pa
         table.add_column(metric, justify="right")
     table.add_column("fit s", justify="right")
     for model, values in results.items():
-        table.add_row(model, *(f"{values[f'test/{m}']:.4f}" for m in METRIC_NAMES), f"{values['time/fit_s']:.1f}")
+        # a metric the test set cannot define (specificity on attacks alone, ...) is left out: shown as -
+        cells = (f"{values[f'test/{m}']:.4f}" if f"test/{m}" in values else "-" for m in METRIC_NAMES)
+        table.add_row(model, *cells, f"{values['time/fit_s']:.1f}")
     Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
     print(f"-> {path}", flush=True)  # whole, on its own line: to copy or grep
 
@@ -67,6 +69,15 @@ def checked(cfg: DictConfig) -> tuple[list[str], int]:
     if run and not (Path(str(run)) / ".hydra" / "config.yaml").is_file():
         raise ConfigError(f"run={run}: not a training run dir (no .hydra/config.yaml in it); give "
                           "run=outputs/train/runs/<run>, or data=<name> without run=")
+    if run:  # an evaluate or baselines job's dir has a config too, without a data config and seed to read
+        from mstr.training.export import run_config
+
+        trained_with = run_config(run)
+        data = trained_with.get("data") if trained_with is not None else None
+        if not (isinstance(data, DictConfig) and "_target_" in data and isinstance(trained_with.get("seed"), int)):
+            raise ConfigError(f"run={run}: its .hydra/config.yaml holds no training run's data config and seed "
+                              "(an evaluate or baselines job's?); give run=outputs/train/runs/<run>, or data=<name> "
+                              "without run=")
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}: must be an integer >= 0")

@@ -45,6 +45,9 @@ def run(cfg: DictConfig) -> dict:
     ckpt = given_checkpoint(cfg.get("ckpt_path"))
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"threshold={cfg.threshold!r}: must be one of {list(THRESHOLDS)}")
+    seed = cfg.get("seed")  # checked here: the validation carve fails on it with a numpy traceback
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed={seed!r}: must be an integer >= 0, or leave it out (the checkpoint's own)")
     try:
         device = torch.device(str(cfg.device))
     except RuntimeError:
@@ -91,14 +94,27 @@ def run(cfg: DictConfig) -> dict:
                         f"own data, or add data={name}") from None
     check_signature(ckpt, trained_on, dm.signature(), keys=("window",))
     same_rows = trained_on.get("dev_rows") == dm.dev_rows
+    if cfg.threshold == "tune" and not (trained_on.get("dev_rows") and trained_on.get("val_rows")):
+        # an older mstr recorded neither: the checks below would blame a data config or seed override
+        raise ConfigError(f"threshold=tune: {ckpt} does not record which rows it trained and was validated on "
+                          "(written by an older mstr), so tuning cannot be kept off rows it trained on; retrain "
+                          "it, or use a fixed threshold")
     if cfg.threshold == "tune" and not same_rows:
+        # without data=<name>, the rows changed through data.* overrides of the run's own config: name them
+        changed = [] if "_target_" in (cfg.get("data") or {}) else _leaf_keys(cfg.get("data") or {}, "data.")
+        fix = (f"drop {', '.join(changed)}" if changed else
+               "leave data= out (the training run's own data config)")
         raise ConfigError(f"threshold=tune: {data_cfg.name}'s train + validation rows are not the ones {ckpt} "
-                          "learnt from, so its validation split may hold rows the model trained on; leave data= "
-                          "out (the training run's own data config) or use a fixed threshold")
+                          f"learnt from, so its validation split may hold rows the model trained on; {fix} "
+                          "or use a fixed threshold")
     if cfg.threshold == "tune" and trained_on.get("val_rows") != dm.val_rows:
-        raise ConfigError(f"threshold=tune: seed={cfg.seed} carves another validation split than the training "
-                          f"run's (seed {trained_on.get('seed')}), holding rows the model trained on; drop the "
-                          "seed override")
+        # same train + validation rows cut elsewhere: another seed, or a data.* override of the carve
+        # (data.val_fraction); only name the seed when it is the one that differs
+        cause = (f"seed={cfg.seed} carves" if cfg.seed != trained_on.get("seed", cfg.seed)
+                 else f"data.val_fraction={data_cfg.get('val_fraction')} (or another data.* override) carves")
+        raise ConfigError(f"threshold=tune: {cause} another validation split than the training run's (seed "
+                          f"{trained_on.get('seed')}), holding rows the model trained on; drop the override that "
+                          "changes it, or use a fixed threshold")
 
     tests = {name: predict(model, loader) for name, loader in dm.test_loaders().items()}
     val = predict(model, dm.val_dataloader())
@@ -125,6 +141,10 @@ def run(cfg: DictConfig) -> dict:
     if not same_rows:
         log.warning("%s was trained on other rows than this data config's train + validation split: it may "
                     "have seen some of these test rows (see audit/dup_train_* for exact duplicates)", ckpt)
+    elif trained_on.get("val_rows") != dm.val_rows:  # same rows, cut elsewhere (seed=, data.val_fraction=)
+        log.warning("this validation split is not the training run's (another seed or data.val_fraction): it holds "
+                    "rows %s trained on, so its val/... metrics overstate the model", ckpt)
+    metrics["audit/checkpoint_val_rows_match"] = trained_on.get("val_rows") == dm.val_rows
     report = write_reports(decisions, classes, out_dir)
     write_json(out_dir / "metrics.json", metrics)
     print_table(metrics, f"{Path(str(ckpt)).name} on {data_cfg.name}", out_dir / "metrics.json")
@@ -165,6 +185,12 @@ def training_data(ckpt, cfg: DictConfig) -> DictConfig:
         kind = "a list" if isinstance(held, ListConfig) else "a mapping" if isinstance(held, DictConfig) else "a value"
         raise ConfigError(f"data.{key}: the data config the checkpoint was trained with ({data.name}) holds {kind} "
                           f"there ({str(err).splitlines()[0]})") from None
+
+
+def _leaf_keys(node, prefix: str) -> list[str]:
+    """The dotted keys a (nested) override sets: `data.source.seed`, not `data.source`."""
+    return [key for name, value in node.items()
+            for key in (_leaf_keys(value, f"{prefix}{name}.") if isinstance(value, DictConfig) else [f"{prefix}{name}"])]
 
 
 def _merges(old, new) -> bool:

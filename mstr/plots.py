@@ -51,8 +51,8 @@ def confusion(counts: np.ndarray, classes: list[str], path: Path, title: str) ->
 def _one_vs_rest(probs: np.ndarray, labels: np.ndarray, classes: list[str]):
     """(name, positives, scores) per curve: the attack score when binary, else each class present
     with both positives and negatives (a curve is undefined otherwise)."""
-    if len(classes) == 2:
-        return [(classes[1], labels == 1, probs[:, 1])]
+    if len(classes) == 2:  # a set of attacks (or benign flows) alone has no ROC: its AUROC is left out too
+        return [(classes[1], labels == 1, probs[:, 1])] if 0 < (labels == 1).sum() < len(labels) else []
     return [(name, labels == k, probs[:, k]) for k, name in enumerate(classes)
             if 0 < (labels == k).sum() < len(labels)]
 

@@ -172,7 +172,7 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
         assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     run_dir = tmp_path / "run" / ".hydra"
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text("seed: 0\n")
+    (run_dir / "config.yaml").write_text("seed: 0\ndata: {_target_: mstr.data.datamodule.FlowDataModule}\n")
     for extra in ("seed=4", "data=synthetic", "data.window=1"):  # silently ignored before
         key = extra.split("=")[0]
         monkeypatch.setattr(sys, "argv", ["mstr.baselines", f"run={tmp_path / 'run'}", extra])
@@ -186,3 +186,34 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # no run dir, no log
     cfg = compose_cfg(["baselines.models=majority", "baselines.n_jobs=-1"], "baselines", out=tmp_path)
     assert checked(cfg) == (["majority"], -1)  # a single name is a list of one
+
+
+def test_the_table_shows_a_metric_the_test_set_cannot_define_as_a_dash(tmp_path, capsys):
+    """On a test set of attacks alone specificity, FPR and AUROC are left out of the metrics: printing
+    the table then failed with a KeyError traceback after metrics.json was written."""
+    from mstr.baselines import _print_comparison
+
+    results = {"stump": {"test/acc": 0.79, "test/precision": 1.0, "test/recall": 0.79, "test/f1": 0.88,
+                         "time/fit_s": 0.1}}
+    _print_comparison(results, "baselines on nsl_kdd (test)", tmp_path / "metrics.json")
+    row = next(line for line in capsys.readouterr().out.splitlines() if "stump" in line)
+    assert "0.8800" in row and row.count(" - ") == 3
+
+
+def test_a_dir_that_is_not_a_training_runs_is_refused_as_run_before_any_work(tmp_path, monkeypatch, capsys):
+    """An evaluate job's dir has a .hydra/config.yaml too, with data: null and seed: null: run= on it
+    failed in int(None) with a traceback, after making a run dir."""
+    import sys
+
+    from mstr.baselines import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eval" / ".hydra").mkdir(parents=True)
+    (tmp_path / "eval" / ".hydra" / "config.yaml").write_text("task_name: evaluate\nseed: null\ndata: null\n")
+    monkeypatch.setattr(sys, "argv", ["mstr.baselines", f"run={tmp_path / 'eval'}", "baselines.models=[majority]"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "its .hydra/config.yaml holds no training run's data config and seed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no job dir made

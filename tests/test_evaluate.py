@@ -139,6 +139,70 @@ def test_threshold_is_never_tuned_on_rows_other_than_the_training_runs_validatio
         _evaluate(ckpt, tmp_path, "threshold=tune", "data.source.seed=1")
 
 
+def test_tuning_on_another_validation_carve_names_what_changed_it(trained, tmp_path):
+    """The same train + validation rows carved by another data.val_fraction: refused, naming that key,
+    not a seed override that was never given."""
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match=r"^threshold=tune: data.val_fraction=0.3 \(or another data.\* override\) "
+                                          r"carves another validation split") as err:
+        _evaluate(ckpt, tmp_path / "fraction", "threshold=tune", "data.val_fraction=0.3")
+    assert "seed=" not in str(err.value)
+
+
+def test_tuning_a_checkpoint_that_does_not_record_its_validation_rows_says_so(trained, tmp_path):
+    """A checkpoint of an older mstr (no val_rows / seed in its data signature) was refused for
+    threshold=tune as if a seed override had carved another validation split."""
+    ckpt, _ = trained
+    old = ckpt.parent / "old.ckpt"  # beside best.ckpt: its run config is found
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    for key in ("val_rows", "seed"):
+        state["hyper_parameters"]["data_signature"].pop(key)
+    torch.save(state, old)
+    try:
+        with pytest.raises(ConfigError, match=r"^threshold=tune: .*old.ckpt does not record which rows .* older mstr"):
+            _evaluate(old, tmp_path, "threshold=tune")
+    finally:
+        old.unlink()
+
+
+def test_tuning_on_rows_changed_by_an_override_of_the_runs_own_data_names_the_override(trained, tmp_path):
+    """Without data=<name> the rows changed through a data.* override of the run's own config: the
+    refusal said 'leave data= out', which was never given."""
+    from mstr.evaluate import run
+
+    ckpt, _ = trained
+    with pytest.raises(ConfigError, match=r"not the ones .* learnt from, .*; drop data.source.seed or use a fixed "
+                                          r"threshold$"):
+        run(_compose("evaluate", tmp_path, [f"ckpt_path={ckpt}", "threshold=tune", "+data.source.seed=1"]))
+
+
+def test_val_metrics_on_another_carve_of_the_same_rows_are_flagged(trained, tmp_path, caplog):
+    """data.val_fraction (or a seed) cuts the checkpoint's own train + validation rows elsewhere: the
+    reported val/... then cover rows the model trained on, which nothing said."""
+    ckpt, _ = trained
+    assert _evaluate(ckpt, tmp_path / "own")["audit/checkpoint_val_rows_match"] is True
+    metrics = _evaluate(ckpt, tmp_path / "other", "data.val_fraction=0.3")
+    assert metrics["audit/checkpoint_dev_rows_match"] is True
+    assert metrics["audit/checkpoint_val_rows_match"] is False
+    assert "val/... metrics overstate the model" in caplog.text
+
+
+def test_the_teacher_a_run_trained_on_the_way_scores_on_the_runs_own_data(trained, tmp_path):
+    """<run>/teacher has no config of its own: it was refused with 'no run config beside it', though
+    it learnt from exactly the run's data."""
+    import shutil
+
+    from mstr.evaluate import run
+
+    ckpt, train_metrics = trained
+    copy = shutil.copytree(ckpt.parent.parent, tmp_path / "run")
+    (copy / "teacher" / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt, copy / "teacher" / "checkpoints" / "best.ckpt")  # a stand-in for the teacher's own
+    metrics = run(_compose("evaluate", tmp_path / "out", [f"ckpt_path={copy / 'teacher'}", "threshold=tune"]))
+    assert metrics["test/f1"] == pytest.approx(train_metrics["test/f1"], abs=1e-6)
+    assert metrics["audit/checkpoint_dev_rows_match"] is True
+
+
 @pytest.mark.slow
 def test_bad_requests_are_one_line_errors(trained, tmp_path):
     ckpt, _ = trained
@@ -257,3 +321,32 @@ def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_f
     assert trained_on(tmp_path / "run", str(given), data_dir_given=True).paths.data_dir == str(given)
     own.rmdir()  # another machine: the command's folder
     assert trained_on(tmp_path / "run", str(given)).paths.data_dir == str(given)
+
+
+def test_a_seed_that_is_not_an_integer_is_one_line_before_any_work(tmp_path):
+    """The seed carves validation: a bad one failed inside numpy's SeedSequence with a traceback."""
+    from mstr.evaluate import run
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"not read: the seed is checked first")
+    for seed in ("abc", "-1", "true", "1.5"):
+        with pytest.raises(ConfigError, match=r"^seed=.*: must be an integer >= 0, or leave it out"):
+            run(_compose("evaluate", tmp_path / seed, [f"ckpt_path={ckpt}", f"seed={seed}"]))
+
+
+def test_a_runs_relative_flow_files_are_read_where_the_run_was_started(tmp_path):
+    """data=flows data.path=flows.csv, trained in one folder: evaluate / baselines run= from another
+    looked for flows.csv there ('no such file or folder')."""
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import trained_on
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"seed": 0, "paths": {"data_dir": str(tmp_path)},
+                    "data": {"name": "flows", "path": "captures/flows.csv", "test_path": "/abs/test.csv"}},
+                   run / ".hydra" / "config.yaml")
+    OmegaConf.save({"hydra": {"runtime": {"cwd": "/home/me/project"}}}, run / ".hydra" / "hydra.yaml")
+    data = trained_on(run, str(tmp_path)).data
+    assert data.path == "/home/me/project/captures/flows.csv"
+    assert data.test_path == "/abs/test.csv"

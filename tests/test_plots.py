@@ -95,3 +95,59 @@ def test_roc_and_pr_curves_of_sixteen_classes_each_look_different(monkeypatch, t
         curves = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("class ")]
         assert len(curves) == 16
         assert len({(line.get_color(), line.get_linestyle()) for line in curves}) == 16
+
+
+def test_a_test_file_named_test_gets_its_own_report_and_plots_beside_all_sets_together(monkeypatch, tmp_path):
+    """Sets are labelled as in metrics.json (`test`: all together, `test_<name>`: one file); a file named
+    test (test.csv) was labelled `test` like all of them, and its plots overwrote theirs."""
+    import pandas as pd
+    import torch
+
+    from mstr.class_report import write_reports
+
+    saved: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(path.name))
+    sets = {"KDDTest+": (torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 1])),
+            "test": (torch.tensor([[0.7, 0.3]] * 3), torch.tensor([0, 0, 1]))}
+    write_reports({"0.5": sets}, ["benign", "attack"], tmp_path)
+    assert len(saved) == len(set(saved)) == 9  # confusion, ROC, PR for all sets and for each file
+    assert {"confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_KDDTest+.png"} <= set(saved)
+    report = pd.read_csv(tmp_path / "per_class.csv")
+    support = report[report["class"] == "macro avg"].set_index("set")["support"]
+    assert support.to_dict() == {"test": 5, "test_KDDTest+": 2, "test_test": 3}
+
+
+def test_the_reports_macro_average_is_the_runs_over_the_classes_a_set_holds_or_is_predicted():
+    """A class neither in the set nor predicted (a capture without that attack) counted as F1 0 in the
+    report's macro row, which then disagreed with metrics.json's test/f1 for the same predictions."""
+    import torch
+
+    from mstr.class_report import per_class_rows
+    from mstr.training.evaluation import score
+
+    probs = torch.tensor([[0.8, 0.1, 0.1, 0.0], [0.3, 0.6, 0.1, 0.0], [0.2, 0.7, 0.1, 0.0],
+                          [0.1, 0.2, 0.7, 0.0], [0.6, 0.3, 0.1, 0.0]])
+    labels = torch.tensor([0, 1, 2, 2, 1])  # class 3: neither held nor predicted
+    rows = {row["class"]: row for row in per_class_rows(labels.numpy(), probs.argmax(1).numpy(), list("abcd"))}
+    metrics = score(probs, labels, 4, "test/")
+    for key in ("precision", "recall", "f1"):
+        assert rows["macro avg"][key] == pytest.approx(metrics[f"test/{key}"], abs=1e-6)
+    assert rows["macro avg"]["support"] == 5 and rows["d"]["support"] == 0
+
+
+def test_a_binary_set_of_one_class_draws_no_roc_curve(monkeypatch, tmp_path):
+    """Attacks alone: the metrics leave AUROC out, but roc.png drew a meaningless curve labelled AUC nan
+    (with sklearn's UndefinedMetricWarning), as the multi-class plots never did for such a class."""
+    import warnings
+
+    import numpy as np
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.roc_and_pr(probs, np.array([1, 1, 1]), ["benign", "attack"], tmp_path / "r.png",
+                         tmp_path / "p.png", "attacks only")
+    assert [line.get_label() for fig in figures for line in fig.axes[0].get_lines()
+            if not line.get_label().startswith("_")] == []

@@ -36,9 +36,11 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 def run_config(ckpt: str | Path) -> Optional[DictConfig]:
     """The composed config of the run that wrote `<run>/checkpoints/<name>.ckpt` (or of the run dir
-    `ckpt`), if it is there."""
+    `ckpt`; for its teacher, `<run>/teacher/checkpoints/...`, the run's), if it is there."""
     run_dir = Path(ckpt).resolve() if Path(ckpt).is_dir() else Path(ckpt).resolve().parent.parent
     path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file() and run_dir.name == "teacher":  # <run>/teacher: trained on the way, on its run's data
+        path = run_dir.parent / ".hydra" / "config.yaml"
     if not path.is_file():
         return None
     try:
@@ -66,7 +68,25 @@ def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None,
         OmegaConf.update(trained_with, "paths.data_dir", data_dir, force_add=True)
     if seed is not None:
         OmegaConf.update(trained_with, "seed", seed, force_add=True)
+    # data=flows names its files relative to where the run was started (Hydra records it in hydra.yaml):
+    # read them there, not relative to wherever this command runs
+    started_in = _started_in(run)
+    for key in ("data.path", "data.test_path"):
+        value = OmegaConf.select(trained_with, key, default=None)
+        if started_in and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            OmegaConf.update(trained_with, key, str(Path(started_in) / value))
     return trained_with
+
+
+def _started_in(run: str | Path) -> Optional[str]:
+    """The folder the run was started in (`hydra.runtime.cwd` in `<run>/.hydra/hydra.yaml`), if recorded."""
+    run_dir = Path(run).resolve() if Path(run).is_dir() else Path(run).resolve().parent.parent
+    for folder in (run_dir, run_dir.parent):  # <run>/teacher: its run's
+        try:
+            return str(OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+        except Exception:  # not there, or not the file Hydra writes
+            continue
+    return None
 
 
 def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[str, Any]:
