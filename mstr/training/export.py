@@ -81,7 +81,7 @@ def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None,
 def _started_in(run: str | Path) -> Optional[str]:
     """The folder the run was started in (`hydra.runtime.cwd` in `<run>/.hydra/hydra.yaml`), if recorded."""
     run_dir = Path(run).resolve() if Path(run).is_dir() else Path(run).resolve().parent.parent
-    for folder in (run_dir, run_dir.parent):  # <run>/teacher: its run's
+    for folder in (run_dir, run_dir.parent) if run_dir.name == "teacher" else (run_dir,):  # <run>/teacher: its run's
         try:
             return str(OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
         except Exception:  # not there, or not the file Hydra writes
