@@ -392,16 +392,14 @@ def check_trials(spec: dict, extra: list[str]) -> None:
     fixed = [*spec.get("overrides", []), *extra]
     for override in fixed:  # a trial's sampled value comes after it, and Hydra keeps the last
         key = override_key(override)
+        where = "the command line" if override in extra else "the spec's overrides"
         if key == "hydra" or key.startswith(("hydra.", "hydra/")):  # composed, never launched: a no-op
-            where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): a sweep's trials are not Hydra jobs, so hydra settings "
                               "do nothing; --workers runs trials in parallel, --out chooses where they go")
         if key in spec["params"]:
-            where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): the spec searches {key} (params), so every trial "
                               "would replace this value with its own; drop it, or take the key out of params")
         if key in SET_BY_SWEEP and override.replace(" ", "") != "test=false":  # each trial's own value replaces it
-            where = "the command line" if override in extra else "the spec's overrides"
             raise ConfigError(f"{override} ({where}): {SET_BY_SWEEP[key]}")
     values = {name: _values(p) for name, p in spec["params"].items()}
     first = {name: options[0] for name, options in values.items()}
