@@ -14,12 +14,14 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path) -> str:
     """Per-class CSV/markdown for every (test set, decision threshold) and the plots; returns the
-    markdown. Probabilities of a tuned decision are already moved so that 0.5 applies."""
+    markdown. Probabilities of a tuned decision are already moved so that 0.5 applies. A multi-class
+    model predicts its most likely class: no threshold, so its rows say `argmax`."""
     from mstr import plots
     from mstr.training.evaluation import each_and_all
 
     rows, markdown = [], []
     for decision, scored in decisions.items():
+        rule = f"decision threshold {decision}" if len(classes) == 2 else "most likely class"
         for name, (probs, labels) in each_and_all(scored).items():
             probs, labels = probs.numpy(), labels.numpy()
             # all sets together are `test`, one file `test_<name>`, as in metrics.json: a test file
@@ -27,11 +29,12 @@ def write_reports(decisions: dict[str, dict], classes: list[str], out_dir: Path)
             label = "test" if name is None else f"test_{name}"
             predicted = probs.argmax(axis=1)
             per_class = per_class_rows(labels, predicted, classes)
-            rows += [{"set": label, "threshold": decision, **row} for row in per_class]
-            markdown.append(_markdown(f"{label}, decision threshold {decision}", per_class))
+            rows += [{"set": label, "threshold": decision if len(classes) == 2 else "argmax", **row}
+                     for row in per_class]
+            markdown.append(_markdown(f"{label}, {rule}", per_class))
             suffix = ("" if name is None else f"_{_safe(name)}") + ("" if decision == "0.5" else "_tuned")
             plots.confusion(confusion_matrix(labels, predicted, labels=range(len(classes))), classes,
-                            out_dir / f"confusion_matrix{suffix}.png", f"{label} (threshold {decision})")
+                            out_dir / f"confusion_matrix{suffix}.png", f"{label} ({rule})")
             if decision == "0.5":  # curves do not depend on the threshold
                 plots.roc_and_pr(probs, labels, classes, out_dir / f"roc{suffix}.png",
                                  out_dir / f"pr{suffix}.png", label)

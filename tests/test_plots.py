@@ -117,6 +117,26 @@ def test_a_test_file_named_test_gets_its_own_report_and_plots_beside_all_sets_to
     assert support.to_dict() == {"test": 5, "test_KDDTest+": 2, "test_test": 3}
 
 
+def test_a_multiclass_report_names_its_decision_the_most_likely_class_not_a_threshold(monkeypatch, tmp_path):
+    """A multi-class model predicts its argmax; the report said "decision threshold 0.5" over it, a rule
+    it never applied (a class can win at 0.4). Binary reports keep their threshold."""
+    import pandas as pd
+    import torch
+
+    from mstr.class_report import write_reports
+
+    titles: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: titles.append(fig.axes[0].get_title()))
+    sets = {"a": (torch.tensor([[0.4, 0.35, 0.25], [0.2, 0.3, 0.5]]), torch.tensor([0, 2]))}
+    text = write_reports({"0.5": sets}, ["benign", "dos", "scan"], tmp_path)
+    assert "threshold" not in text and "### test, most likely class" in text
+    assert set(pd.read_csv(tmp_path / "per_class.csv")["threshold"]) == {"argmax"}
+    assert titles[0] == "test (most likely class)"
+    binary = write_reports({"0.5": {"a": (torch.tensor([[0.7, 0.3]]), torch.tensor([0]))}}, ["benign", "attack"],
+                           tmp_path)
+    assert "### test, decision threshold 0.5" in binary
+
+
 def test_the_reports_macro_average_is_the_runs_over_the_classes_a_set_holds_or_is_predicted():
     """A class neither in the set nor predicted (a capture without that attack) counted as F1 0 in the
     report's macro row, which then disagreed with metrics.json's test/f1 for the same predictions."""
