@@ -79,9 +79,14 @@ def fit_on(name: str, dm, seed: int = 0, n_jobs: int = 2):
 
 
 def check_peers(models: Sequence[str]) -> None:
+    from mstr.preflight import did_you_mean
+
+    if not models:
+        raise ConfigError(f"baselines.models=[]: name at least one; choose from {list(PEERS)}")
     unknown = [m for m in models if m not in PEERS]
-    if unknown or not models:
-        raise ConfigError(f"baselines.models={list(models)}: choose from {list(PEERS)}")
+    if unknown:
+        raise ConfigError(f"baselines.models={list(models)}: no model {unknown[0]!r}; choose from {list(PEERS)}"
+                          f"{did_you_mean(unknown[0], list(PEERS))}")
 
 
 def run_peers(dm, models: Sequence[str] = PEERS, seed: int = 0, n_jobs: int = 2) -> dict[str, dict[str, float]]:

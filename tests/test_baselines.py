@@ -85,7 +85,7 @@ def test_entry_point_writes_prefixed_metrics(nsl_slice, tmp_path, compose_cfg):
     assert saved["majority/test/f1"] == 0.0 and saved["xgboost/test/f1"] > 0.5
     assert "xgboost/time/fit_s" in saved and "audit/dup_train_KDDTest+" in saved
     assert saved["data/window"] == 1 and "data/window_note" not in saved  # data=nsl_kdd asks for 1
-    with pytest.raises(ConfigError, match=r"baselines.models=\['svm'\]: choose from"):
+    with pytest.raises(ConfigError, match=r"baselines.models=\['svm'\]: no model 'svm'; choose from"):
         run(bad)
 
 
@@ -161,7 +161,11 @@ def test_bad_models_or_n_jobs_stop_the_command_line_with_one_line(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     for bad, message in (("baselines.n_jobs=0", "baselines.n_jobs=0: give the threads"),
                          ("baselines.n_jobs=two", "a nonzero integer (-1: all cores)"),
-                         ("baselines.models=svm", "baselines.models=['svm']: choose from"),
+                         ("baselines.models=svm", "baselines.models=['svm']: no model 'svm'; choose from"),
+                         # the one misspelt among several is named, with the model meant
+                         ("baselines.models=[majority,xgbost]", "no model 'xgbost'; choose from ['majority', "),
+                         ("baselines.models=[majority,xgbost]", "; did you mean xgboost?"),
+                         ("baselines.models=[]", "baselines.models=[]: name at least one"),
                          ("baselines.models=3", "give a list of names, e.g. baselines.models=[majority"),
                          ("seed=-5", "seed=-5: must be an integer >= 0")):  # was numpy's traceback
         monkeypatch.setattr(sys, "argv", ["mstr.baselines", "data=nsl_kdd", bad, "baselines.models=[random_forest]"
