@@ -278,3 +278,29 @@ def test_resume_config_check_compares_what_the_checkpoint_recorded():
                            distill, 4)  # no schedule to stretch: more epochs resume
     before = {k: v for k, v in ckpt.items() if k != "max_epochs"}  # written before the epochs were recorded
     check_resumable_config("b.ckpt", before, "student", {"widths": [8, 8]}, {"lr": 0.005}, {"name": "ce"}, distill, 4)
+
+
+def test_a_checkpoint_that_records_no_settings_is_refused_as_such_not_as_another_config(tmp_path):
+    """A checkpoint of an older mstr (no data_signature, no optim) was refused as "trained with another
+    config ... resume with the command that started the run", which the user had just done."""
+    import torch
+
+    from mstr.errors import DataError
+    from mstr.training.module import FlowClassifier
+    from mstr.training.signature import check_resumable, check_resumable_config
+
+    module = FlowClassifier(num_features=6, num_classes=2, backbone={"token_dim": 2, "widths": [4]},
+                            optim={"lr": 0.01}, loss={"name": "ce"}, class_names=["benign", "attack"],
+                            data_signature={"window": 1})
+    hp = dict(module.hparams)
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {**hp, "data_signature": None}}, old)
+    with pytest.raises(DataError, match=r"old\.ckpt: cannot resume: the checkpoint records no data_signature "
+                                        r"\(written by an older mstr.*start a new run"):
+        check_resumable(old, module)
+    no_optim = {"hyper_parameters": {k: v for k, v in hp.items() if k != "optim"}}
+    with pytest.raises(DataError, match="records no optim "):
+        check_resumable_config(old, no_optim, "model", hp["backbone"], hp["optim"], hp["loss"], None, 2)
+    recorded = tmp_path / "new.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hp}, recorded)
+    check_resumable(recorded, module)  # everything recorded and equal: resumes

@@ -45,6 +45,16 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _refuse_unrecorded(path: str | Path, found: dict, keys: tuple[str, ...]) -> None:
+    """A checkpoint that records none of a setting (an older mstr's, or not written by mstr.train) cannot be
+    checked against the config: said as such, not as a config that differs from the run's."""
+    missing = [key for key in keys if found.get(key) is None]
+    if missing:
+        raise DataError(f"{path}: cannot resume: the checkpoint records no {', '.join(missing)} (written by an "
+                        "older mstr, or not by mstr.train), so it cannot be checked against this config; start a "
+                        "new run (leave out ckpt_path= and resume=)")
+
+
 def _refuse_resume(path: str | Path, problems: list[str]) -> None:
     if problems:
         shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
@@ -59,7 +69,8 @@ def check_resumable_config(path: str | Path, ckpt: dict, role: str, backbone: di
     learning-rate schedule is laid over. What the data decides (features, window, rows) is checked by
     `check_resumable` once the data is loaded."""
     found = ckpt.get("hyper_parameters", {})
-    trained = found.get("backbone") or {}
+    _refuse_unrecorded(path, found, ("role", "backbone", "optim", "loss"))
+    trained = found["backbone"]
     problems = differences(found.get("role"), role, "model.role")
     problems += differences({k: trained.get(k) for k in backbone}, backbone, "model.backbone")
     problems += differences(found.get("optim"), optim, "model.optim")  # a restored optimiser keeps its own rate
@@ -82,6 +93,7 @@ def check_resumable(path: str | Path, module: FlowClassifier) -> dict:
     Returns the checkpoint dict."""
     ckpt = read_checkpoint(path)
     found, expected = ckpt["hyper_parameters"], module.hparams
+    _refuse_unrecorded(path, found, ("num_features", "num_classes", "class_names", "data_signature"))
     problems = []
     for key in ("role", "num_features", "num_classes", "class_names", "data_signature", "backbone", "optim", "loss",
                 "distill"):
