@@ -33,6 +33,7 @@ from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_d
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit
+from mstr.jobs.report import write_json
 from mstr.options import DISTILL_METHODS, PEERS
 
 DEFAULT_DATASETS = ("nsl_kdd", "unsw_nb15", "cic_ids2017", "cic_ids2017_multiclass")
@@ -81,8 +82,7 @@ def _peers(out: Path, dataset: str, seed: int, common: list[str]) -> dict:
     dm = instantiate(cfg.data)
     dm.setup()
     results = run_peers(dm, PEERS, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"data": data, "results": results}, indent=2))
+    write_json(path, {"data": data, "results": results})
     return results
 
 

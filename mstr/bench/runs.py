@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mstr.config import compose_config
+from mstr.jobs.report import write_json
 
 log = logging.getLogger("mstr.bench")
 
@@ -55,7 +56,7 @@ def run_job(out: Path, dataset: str, variant: Variant, seed: int, common: list[s
 
     log.info("bench job: %s / %s / seed %d", dataset, variant.name, seed)
     metrics = run(cfg)  # writes run_dir/metrics.json
-    spec.write_text(json.dumps(job))
+    write_json(spec, job)
     return metrics
 
 

@@ -28,6 +28,7 @@ from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 from mstr.errors import MstrError, report_and_exit
+from mstr.jobs.report import write_json
 
 MIN_ROWS = 500  # the synthetic generator's least
 
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             f"test windows scored; {args.threads} threads; {machine()}.\n\n"
             + markdown(["rows", "generate + setup s", "µs/row", "train s", "µs/train window", "score s",
                         "µs/scored window", "peak RSS GiB"], table) + "\n")
-    (args.out / "scale").mkdir(parents=True, exist_ok=True)
-    (args.out / "scale" / "results.json").write_text(json.dumps(results, indent=1))
+    write_json(args.out / "scale" / "results.json", results)
     write_report(args.out, "scale", text)
 
 

@@ -30,6 +30,7 @@ from mstr.bench.report import check_out, machine, write_report
 from mstr.bench.runs import HelpWithDefaults, at_least, markdown
 from mstr.cli_args import ArgumentParser
 from mstr.config import compose_config
+from mstr.jobs.report import write_json
 
 log = logging.getLogger("mstr.bench.speed")
 PEERS = ("random_forest", "lightgbm", "xgboost")
@@ -208,8 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{', ' + ' '.join(args.student) if args.student else ''}), {args.threads} threads, "
             f"throughput median of {args.repeats} passes, latency over {args.calls:,} calls; {machine()}.\n\n"
             f"{speed}\n\nBars: `{report}.png`. Training on {train_name} in the same run:\n\n{training}\n")
-    (args.out / report).mkdir(parents=True, exist_ok=True)
-    (args.out / report / "measured.json").write_text(json.dumps({" / ".join(k): v for k, v in measured.items()}))
+    write_json(args.out / report / "measured.json", {" / ".join(k): v for k, v in measured.items()})
     from mstr import plots
 
     plots.speed(measured, args.out / f"{report}.png", f"{rows_name}, {args.threads} threads, batch {args.batch}")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict | list) -> None:
     """Write via a temporary file and rename, so a killed run never leaves half a metrics file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
