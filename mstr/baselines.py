@@ -40,16 +40,21 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str, path: Pa
 
     from mstr.training.metrics import METRIC_NAMES
 
-    table = Table(title=title)
+    # multi-class metrics are macro averages, whose FPR says little of the share of benign flows flagged:
+    # the alerts a detector of each model would raise (attack vs benign) are shown beside them
+    alerts = [m for m in ("fpr", "recall") if any(f"test/alerts/{m}" in v for v in results.values())]
+    columns = [*(f"test/{m}" for m in METRIC_NAMES), *(f"test/alerts/{m}" for m in alerts)]
+    table = Table(title=title + (" (macro averages; alerts: attack vs benign)" if alerts else ""))
     table.add_column("model")
-    for metric in METRIC_NAMES:
+    for metric in (*METRIC_NAMES, *(f"alerts {m}" for m in alerts)):
         table.add_column(metric, justify="right")
     table.add_column("fit s", justify="right")
     for model, values in results.items():
         # a metric the test set cannot define (specificity on attacks alone, ...) is left out: shown as -
-        cells = (f"{values[f'test/{m}']:.4f}" if f"test/{m}" in values else "-" for m in METRIC_NAMES)
+        cells = (f"{values[key]:.4f}" if key in values else "-" for key in columns)
         table.add_row(model, *cells, f"{values['time/fit_s']:.1f}")
-    Console(width=max(Console().width, 110)).print(table)  # piped output defaults to 80 columns
+    # piped output defaults to 80 columns, where names are cut
+    Console(width=max(Console().width, 110 + 24 * len(alerts))).print(table)
     print(f"-> {path}", flush=True)  # whole, on its own line: to copy or grep
 
 

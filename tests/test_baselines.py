@@ -204,6 +204,23 @@ def test_the_table_shows_a_metric_the_test_set_cannot_define_as_a_dash(tmp_path,
     assert "0.8800" in row and row.count(" - ") == 3
 
 
+def test_a_multiclass_table_shows_the_share_of_benign_flows_each_model_would_flag(tmp_path, capsys):
+    """Multi-class metrics are macro averages: the table showed only a macro FPR (0.0041 below) while the
+    alerts' own FPR, the share of benign flows a detector would flag, was in metrics.json alone."""
+    from mstr.baselines import _print_comparison
+
+    macro = {"test/acc": 0.95, "test/precision": 0.9, "test/recall": 0.91, "test/f1": 0.93,
+             "test/specificity": 0.9959, "test/fpr": 0.0041, "test/auroc": 0.99, "time/fit_s": 2.0}
+    results = {"xgboost": {**macro, "test/alerts/fpr": 0.0193, "test/alerts/recall": 0.9964}}
+    _print_comparison(results, "baselines on cic_ids2017 (test)", tmp_path / "metrics.json")
+    out = capsys.readouterr().out
+    assert "alerts: attack vs benign" in out and "alerts fpr" in out and "…" not in out  # no name cut
+    row = next(line for line in out.splitlines() if "xgboost" in line)
+    assert "0.0041" in row and "0.0193" in row and "0.9964" in row
+    _print_comparison({"stump": macro}, "binary", tmp_path / "metrics.json")
+    assert "alerts" not in capsys.readouterr().out  # binary: its FPR is the alerts'
+
+
 def test_a_dir_that_is_not_a_training_runs_is_refused_as_run_before_any_work(tmp_path, monkeypatch, capsys):
     """An evaluate job's dir has a .hydra/config.yaml too, with data: null and seed: null: run= on it
     failed in int(None) with a traceback, after making a run dir."""
