@@ -304,3 +304,43 @@ def test_a_checkpoint_that_records_no_settings_is_refused_as_such_not_as_another
     recorded = tmp_path / "new.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hp}, recorded)
     check_resumable(recorded, module)  # everything recorded and equal: resumes
+
+
+def test_a_fit_stopped_by_an_exception_ends_its_progress_bar_line(capsys):
+    """A pruned sweep trial (optuna.TrialPruned raised at a validation end) left the bar's line open, and
+    the sweep's summary was printed on the end of it."""
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mstr.training.runner import fit
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, _):
+            return None
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Pruned(pl.Callback):
+        def on_validation_end(self, trainer, module):
+            if not trainer.sanity_checking:
+                raise RuntimeError("pruned at epoch 0")
+
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    data = pl.LightningDataModule.from_datasets(loader.dataset, loader.dataset, batch_size=4)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[pl.callbacks.TQDMProgressBar(refresh_rate=1), Pruned()])
+    capsys.readouterr()
+    with pytest.raises(RuntimeError, match="pruned"):
+        fit(Tiny(), data, trainer)
+    print("study done")
+    out = capsys.readouterr().out
+    assert "Epoch 0" in out and "\nstudy done" in out  # on a line of its own
