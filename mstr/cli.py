@@ -18,11 +18,12 @@ from mstr.preflight import preflight
 
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_values: bool = False,
                 prepare: Optional[Callable[[list[str], Optional[DictConfig]], list[str]]] = None,
-                resume_command: Optional[Callable[[list[str]], str]] = None) -> Callable[[], None]:
+                resume_command: Optional[Callable[..., str]] = None) -> Callable[[], None]:
     """`main()` for `python -m <module>`: preflight (value checks too with `check_values`), then
     `prepare(argv, composed config)` may rewrite the command line (e.g. add the run dir to resume in),
     then `run(cfg)` under `hydra.main`. An `Interrupted` job exits 128 + signal, saying the command
-    that continues it (`resume_command(argv)`)."""
+    that continues it (`resume_command(argv)`); so does a sweep whose local jobs a signal stopped
+    (`resume_command(argv, sweep_dir)`)."""
 
     def task(cfg: DictConfig) -> None:
         from mstr.jobs import multirun
@@ -60,8 +61,12 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
                 sys.argv[1:] = prepare(sys.argv[1:], cfg)
         except MstrError as err:
             report_and_exit(err)
-        hydra_main()
-        from mstr.jobs.multirun import failure_report
+        from mstr.jobs.multirun import SweepStopped, failure_report
+
+        try:
+            hydra_main()
+        except SweepStopped as stop:
+            report_interrupt(stop.interrupted, resume_command(sys.argv[1:], stop.sweep_dir) if resume_command else None)
 
         failed = failure_report()
         if failed is not None:

@@ -65,18 +65,35 @@ def _locate_resume(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
     return argv
 
 
-def _resume_command(argv: list[str]) -> str:
-    """The command that continues this job: the same arguments, resume=auto, and its run (or sweep) dir."""
+def _resume_command(argv: list[str], sweep_dir: Optional[str] = None) -> str:
+    """The command that continues this job, or the sweep in `sweep_dir` (or the one this job is of): the
+    same arguments, resume=auto, and its run (or sweep) dir. A sweep's arguments are the ones its
+    `multirun.yaml` records, since a job that submitit started has the launcher's command line, not the
+    user's."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    hc = HydraConfig.get()
-    args = [a for a in argv if override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir")]
-    if hc.mode == RunMode.MULTIRUN:
-        where = f"hydra.sweep.dir={_override_value(str(Path(hc.sweep.dir).resolve()))}"
-    else:
-        where = f"hydra.run.dir={_override_value(str(Path(hc.runtime.output_dir).resolve()))}"
+    if sweep_dir is None:
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            sweep_dir = hc.sweep.dir
+        else:
+            where = f"hydra.run.dir={_override_value(str(Path(hc.runtime.output_dir).resolve()))}"
+    if sweep_dir is not None:
+        argv = _sweep_arguments(Path(sweep_dir)) or argv
+        where = f"hydra.sweep.dir={_override_value(str(Path(sweep_dir).resolve()))}"
+    args = [a for a in argv
+            if override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
     return shlex.join(["python", "-m", "mstr.train", *args, "resume=auto", where])
+
+
+def _sweep_arguments(sweep_dir: Path) -> Optional[list[str]]:
+    """`-m` and the overrides of the sweep, as Hydra recorded them in `<sweep_dir>/multirun.yaml`."""
+    try:
+        overrides = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides
+        return ["-m", *overrides.hydra, *overrides.task]
+    except Exception:  # not written yet, or not Hydra's file
+        return None
 
 
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:

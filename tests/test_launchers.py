@@ -155,3 +155,52 @@ def test_the_failure_line_says_others_finished_only_where_some_did(tmp_path):
     FailedJobs.jobs = 3
     assert failure_report()[0].startswith("2 of 3 jobs failed (the others finished): ")
     FailedJobs.found, FailedJobs.jobs = [], 0
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_a_submitit_local_sweep_stops_its_jobs_which_save_their_last_checkpoint(tmp_path):
+    """Each submitit_local job runs under a controller process of its own: a SIGTERM to the sweep's
+    process (a scheduler's, `kill`) ended it alone, and both jobs trained on, orphaned."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from _cli import cli_env
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "data.source.n_flows=3000", "trainer.max_epochs=500", "callbacks.early_stopping.patience=1000",
+            "trainer.enable_progress_bar=false", "logger=csv", "model=student", "distill=none", "plots=false",
+            "seed=0,1", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "mstr.train", *args], cwd=tmp_path, env=cli_env(tmp_path / "logs"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    jobs: list = []
+    try:
+        deadline = time.monotonic() + 240
+        while not all((sweep / job / "checkpoints" / "last.ckpt").is_file() for job in "01"):
+            assert proc.poll() is None and time.monotonic() < deadline, "the jobs never started training"
+            time.sleep(0.5)
+        jobs = psutil.Process(proc.pid).children(recursive=True)  # the controllers and the jobs under them
+        assert len(jobs) >= 4
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+        gone, alive = psutil.wait_procs(jobs, timeout=10)
+    finally:  # nothing is left training after a failure
+        if proc.poll() is None:
+            proc.kill()
+        for job in jobs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                job.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert not alive, [p.cmdline() for p in alive]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"interrupted by SIGTERM: saved {sweep}/<job>/checkpoints/last.ckpt (2 jobs); resume "
+                           "with: python -m mstr.train -m hydra/launcher=submitit_local "), line
+    assert line.endswith(f"seed=0,1 resume=auto hydra.sweep.dir={sweep}") and "Traceback" not in err
+    # each job stopped as a signal stops a run: last.ckpt saved, no results, its log says so
+    assert not any((sweep / job / "metrics.json").exists() for job in "01")
+    logs = [path.read_text() for path in (sweep / ".submitit").glob("*/*_0_log.err")]
+    assert len(logs) == 2 and all("interrupted by SIGTERM: saved" in log for log in logs)

@@ -6,22 +6,28 @@ sweep: with Hydra's basic launcher a user error would end the whole sweep at onc
 other error would be raised again only after the remaining jobs, as a traceback. `FailedJobs`, a
 Hydra callback, collects these files when the sweep ends, in the process that launched it (also when
 the jobs ran elsewhere, e.g. under submitit), and the entry point reports them in one line.
+
+`StopLocalJobs`, another, passes a SIGINT / SIGTERM of the sweep's process on to the jobs that
+`hydra/launcher=submitit_local` runs as processes of their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from mstr.errors import MstrError, one_line, user_error
+from mstr.errors import Interrupted, MstrError, one_line, user_error
 
 log = logging.getLogger("mstr.jobs.multirun")
 ERROR_FILE = "job_error.json"
@@ -112,6 +118,62 @@ class FailedJobs(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         FailedJobs.jobs = len(list(sweep_dir.glob("**/.hydra/config.yaml")))
         FailedJobs.found = [(path.parent, json.loads(path.read_text())) for path in sorted(sweep_dir.glob(f"**/{ERROR_FILE}"))]
+
+
+class SweepStopped(BaseException):
+    """The sweep's process stopped its local jobs on a signal (`StopLocalJobs`). A BaseException, so
+    that Hydra, which reports any Exception of a sweep as a traceback and exit 1, lets it through to
+    the entry point, which reports `interrupted` in one line."""
+
+    def __init__(self, interrupted: Interrupted, sweep_dir: str):
+        super().__init__(str(interrupted))
+        self.interrupted, self.sweep_dir = interrupted, sweep_dir
+
+
+class StopLocalJobs(Callback):
+    """`hydra/launcher=submitit_local` runs each job under a controller process of its own. A SIGTERM
+    to the sweep's process (a scheduler, `kill`) ended that process alone, and the jobs trained on,
+    orphaned. Here the sweep's process passes SIGINT / SIGTERM on to the controllers as SIGTERM, which
+    they forward to their job (it saves last.ckpt and stops), waits for them, and raises `SweepStopped`.
+    A second signal kills the jobs at once. Other launchers run the jobs in this process (their own
+    handlers stop them) or on a cluster's scheduler."""
+
+    _previous: dict = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if launcher.endswith("submitit_launcher.LocalLauncher") and threading.current_thread() is threading.main_thread():
+            stop = functools.partial(_stop_jobs, str(config.hydra.sweep.dir))
+            StopLocalJobs._previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        for sig, handler in StopLocalJobs._previous.items():
+            signal.signal(sig, handler)
+        StopLocalJobs._previous = {}
+
+
+def _stop_jobs(sweep_dir: str, signum: int, frame) -> None:
+    import psutil
+
+    jobs = psutil.Process().children()
+    log.warning("received %s: stopping %d local job(s); each saves its last.ckpt (send it again to kill them at "
+                "once)", signal.Signals(signum).name, len(jobs))
+
+    def kill(again: int, frame) -> None:
+        for job in jobs:
+            for process in [*job.children(recursive=True), job]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, kill)
+    for job in jobs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            job.terminate()
+    psutil.wait_procs(jobs)
+    saved = len(list(Path(sweep_dir).glob("*/checkpoints/last.ckpt")))
+    where = f"{sweep_dir}/<job>/checkpoints/last.ckpt ({saved} job{'s' * (saved != 1)})" if saved else None
+    raise SweepStopped(Interrupted(signum, where, saved=True), sweep_dir)
 
 
 def failure_report() -> tuple[str, int] | None:
