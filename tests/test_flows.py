@@ -3,6 +3,7 @@ original CIC spellings), a labelled Zeek conn.log in the IoT-23 layout, a UNSW p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +416,21 @@ def test_a_repeated_column_whose_copy_differs_is_a_warning_naming_it_and_the_row
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [f"{tmp_path / 'differ.csv'}: column 'size' is repeated and its later copy differs from the "
                       "first in 3 row(s); only the first is read: rename the copy if both are wanted"]
+
+
+@pytest.mark.parametrize("override, message", [
+    # an empty path is "." to pathlib: every table in the folder the command ran in was read as flows
+    ("data.path=", "data.path is empty"),
+    ("data.test_path=", "data.test_path is empty"),
+    # these failed only once the job had made its run dir, leaving a failed run behind
+    ("data.format=conn", "data.format='conn' is not one of"),
+    ("data.split=random", "data.split='random' is not one of"),
+    ("data.test_fraction=1.5", "data.test_fraction=1.5 must be between 0 and 1"),
+])
+def test_flows_settings_are_refused_before_any_file_is_read(override, message, tmp_path, monkeypatch):
+    from mstr.preflight import preflight
+
+    pd.DataFrame({"bytes": [1, 2], "label": ["benign", "dos"]}).to_csv(tmp_path / "other.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        preflight(["data=flows", "data.path=flows.csv", override], "train")

@@ -104,6 +104,30 @@ class Roles:
     group: Optional[str]
 
 
+def check(path: Optional[str] = None, test_path: Optional[str] = None, format: Optional[str] = None,
+          task: str = "binary", test_fraction: float = 0.3, split: Optional[str] = None, **_) -> None:
+    """The settings that can be checked before any file is read (also by `mstr.preflight`, so that a bad
+    one stops the command line before a run dir is made)."""
+    if path is None:
+        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
+                          "e.g. data.path=captures/flows.csv")
+    # an empty path is the current folder to pathlib: every table in it would be read as flows
+    if not str(path).strip():
+        raise ConfigError("data.path is empty: give the training flows as a file, folder or glob, "
+                          "e.g. data.path=captures/flows.csv")
+    if test_path is not None and not str(test_path).strip():
+        raise ConfigError("data.test_path is empty: give the test flows as a file, folder or glob, or "
+                          "data.test_path=null to cut the test set from data.path")
+    check_task(task)
+    if format is not None and format not in FORMATS:
+        raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
+    if split is not None and split not in HOLDOUTS:
+        raise ConfigError(f"data.split={split!r} is not one of {list(HOLDOUTS)} (or null: time when the flows "
+                          "have timestamps, else stratified)")
+    if test_path is None and not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+
+
 def load(
     path: Optional[str] = None,
     test_path: Optional[str] = None,
@@ -122,17 +146,7 @@ def load(
     **_,
 ) -> DatasetSplits:
     """Train/test tables from the user's files (see the module doc)."""
-    if path is None:
-        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
-                          "e.g. data.path=captures/flows.csv")
-    check_task(task)
-    if format is not None and format not in FORMATS:
-        raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
-    if split is not None and split not in HOLDOUTS:
-        raise ConfigError(f"data.split={split!r} is not one of {list(HOLDOUTS)} (or null: time when the flows "
-                          "have timestamps, else stratified)")
-    if test_path is None and not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+    check(path, test_path, format, task, test_fraction, split)
     notes: list[str] = []
     paths = resolve_paths(path, PATTERNS)
     frame, preset_name, file_format = _read_files(paths, format, delimiter, notes)
