@@ -587,6 +587,24 @@ def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_traini
 
 
 @pytest.mark.slow
+def test_a_run_of_relative_flow_files_exports_from_another_folder(tmp_path, monkeypatch):
+    """data.path=flows.csv, trained in one folder: exporting it from another looked for flows.csv there
+    ('no such file or folder'), while mstr.evaluate read it where the run was started."""
+    from mstr.data.datasets.synthetic import generate_flows
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    generate_flows(2000, seed=3).to_csv(project / "flows.csv", index=False)
+    monkeypatch.chdir(project)
+    ckpt = train_run(tmp_path / "run", ["data=flows", "data.path=flows.csv", "data.time_col=ts",
+                                        "data.group_col=src_host", "data.window=2"])
+    OmegaConf.save({"hydra": {"runtime": {"cwd": str(project)}}}, tmp_path / "run" / ".hydra" / "hydra.yaml")
+    monkeypatch.chdir(elsewhere)
+    assert export(ckpt, tmp_path / "artifact")["parity/windows"] > 0
+
+
+@pytest.mark.slow
 def test_a_model_of_the_default_data_scores_the_synthetic_traffic_the_cli_writes(tmp_path):
     """The quick start's deploy path: train on the default (synthetic) data, export, write new traffic
     with `python -m mstr.data.datasets.synthetic`, and detect it: every flow scored as training scores it."""
