@@ -434,3 +434,27 @@ def test_flows_settings_are_refused_before_any_file_is_read(override, message, t
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=re.escape(message)):
         preflight(["data=flows", "data.path=flows.csv", override], "train")
+
+
+def test_a_bad_cell_is_named_by_its_own_file_and_row(cic_rows, tmp_path):
+    """Rows were numbered after the files of a folder were stacked ('data.path (2 files): ... data row
+    1305') and after unlabelled rows were dropped (a bad time 2 rows below where it was said to be)."""
+    rows = cic_rows.drop(columns=["id"]).head(600).astype({"Flow Duration": object, "Timestamp": object})
+    (tmp_path / "day").mkdir()
+    rows.head(300).to_csv(tmp_path / "day" / "a.csv", index=False)
+    second = rows.tail(300).reset_index(drop=True)
+    second.loc[4, "Flow Duration"] = "abc"
+    second.to_csv(tmp_path / "day" / "b.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'day' / 'b.csv'}: column 'Flow Duration' data row 5 "
+                                                  "holds 'abc'")):
+        flows.load(str(tmp_path / "day"))
+    second.loc[4, "Flow Duration"] = 1000
+    second.loc[9, "Timestamp"] = "yesterday"
+    second.to_csv(tmp_path / "day" / "b.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'day' / 'b.csv'}: time column 'Timestamp' data row 10 "
+                                                  "holds 'yesterday'")):
+        flows.load(str(tmp_path / "day"))
+    second.loc[[1, 3], "Label"] = None  # dropped as unlabelled: the rows after them keep their numbers
+    second.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'one.csv'}: time column 'Timestamp' data row 10 ")):
+        flows.load(str(tmp_path / "one.csv"))

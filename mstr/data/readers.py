@@ -514,11 +514,21 @@ def _to_float(series: pd.Series, col: str, source: str) -> np.ndarray:
     bad = numbers.isna().to_numpy() & ~missing
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        where, line = data_row(series.index[row], source)
         raise DataError(
-            f"{source}: column '{col}' data row {row + 1} holds {series.iloc[row]!r}, not a number "
+            f"{where}: column '{col}' data row {line} holds {series.iloc[row]!r}, not a number "
             f"({int(bad.sum())} such row(s)); fix the file or check the column layout"
         )
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+
+
+def data_row(label, source: str) -> tuple[str, int]:
+    """(file, 1-based data row) of the row whose index label is `label`: rows keep the numbers the reader
+    gave them after rows before them were dropped, and rows stacked from several files (an index of
+    (file, row) pairs) name their own file rather than `source`."""
+    if isinstance(label, tuple):
+        return str(label[0]), int(label[1]) + 1
+    return source, int(label) + 1
 
 
 def _short(names: list[str], n: int = 6) -> str:
@@ -546,7 +556,8 @@ def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
+        where, line = data_row(values.index[row], source)
+        raise DataError(f"{where}: time column {col!r} data row {line} holds "
                         f"{values.iloc[row]!r}, not a time; fix or remove that row")
     stamps = stamps.dt.tz_convert(None)
     return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
@@ -561,7 +572,8 @@ def _day_first(text: pd.Series, col: str, source: str) -> bool:
         return True
     first, second = (parts[0] > 12).any(), (parts[1] > 12).any()
     if first and second:
-        row = int(parts.index[(parts[1] > 12).to_numpy()][0])
-        raise DataError(f"{source}: time column {col!r} mixes day-first and month-first dates (data row "
-                        f"{row + 1}: {text.loc[row]!r}); write its dates one way, e.g. ISO 8601")
+        label = parts.index[(parts[1] > 12).to_numpy()][0]
+        where, line = data_row(label, source)
+        raise DataError(f"{where}: time column {col!r} mixes day-first and month-first dates (data row "
+                        f"{line}: {text.loc[label]!r}); write its dates one way, e.g. ISO 8601")
     return not second

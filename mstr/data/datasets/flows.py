@@ -218,7 +218,8 @@ def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
             raise DataError(f"{path}: columns differ from {paths[0]} (extra {extra}, missing "
                             f"{lacking}); give files of one layout in data.path")
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True), preset_name, frames[0].attrs.get("file_format")
+    # indexed by (file, row): an error names the file and its own row (`mstr.data.readers.data_row`)
+    return pd.concat(frames, keys=[str(p) for p in paths]), preset_name, frames[0].attrs.get("file_format")
 
 
 def _detect(columns: Sequence[str]) -> str:
