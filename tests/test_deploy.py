@@ -897,6 +897,21 @@ def test_a_verdict_names_the_host_column_the_windows_follow_and_a_tsv_preset_kee
     assert spec["delimiter"] is None
 
 
+def test_zeek_columns_in_a_csv_file_make_a_detector_of_csv_lines():
+    """A conn.log saved as CSV (IoT-23's CSV copies) is read with the zeek preset's roles: its detector read
+    only Zeek logs, so it refused its own training file ('Zeek input without a '#fields' header line')."""
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import input_spec
+
+    data = OmegaConf.create({"name": "flows", "format": None, "delimiter": None})
+    columns = {"time_col": "ts", "group_col": "id.orig_h", "read_as": "zeek"}
+    assert input_spec(data, {**columns, "file_format": "csv"})["format"] == "csv"
+    assert input_spec(data, {**columns, "file_format": "tsv"})["format"] == "tsv"
+    assert input_spec(data, {**columns, "file_format": "zeek"})["format"] == "zeek"
+    assert input_spec(data, {**columns, "file_format": None})["format"] == "zeek"  # checkpoints before file_format
+
+
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
     """Plain number texts convert in one numpy call; missing tokens, infinities, huge counts, numbers
     given as numbers and bools take the value-by-value path: both give what training's reader gives."""

@@ -108,9 +108,11 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
         spec.update(format="cicflowmeter", aliases=dict(PRESETS["cicflowmeter"].aliases))
     elif name == "flows":
         preset = columns["read_as"] or "generic"
-        # generic columns: the delimiter of the files trained on (parquet's columns arrive as CSV lines)
+        # generic columns, and Zeek's in a table (a conn.log saved as CSV): the delimiter of the files trained
+        # on (parquet's columns arrive as CSV lines)
         tsv = data_cfg.get("format") == "tsv" or columns.get("file_format") == "tsv"
-        fmt = preset if preset != "generic" else ("tsv" if tsv else "csv")
+        table = preset == "generic" or (preset == "zeek" and columns.get("file_format") not in (None, "zeek"))
+        fmt = ("tsv" if tsv else "csv") if table else preset
         # a preset's columns in a TSV file (CICFlowMeter's, tab-separated) keep the tab
         delimiter = data_cfg.get("delimiter") or ("\t" if tsv else None)
         spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=delimiter)
