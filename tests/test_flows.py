@@ -458,3 +458,14 @@ def test_a_bad_cell_is_named_by_its_own_file_and_row(cic_rows, tmp_path):
     second.to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'one.csv'}: time column 'Timestamp' data row 10 ")):
         flows.load(str(tmp_path / "one.csv"))
+
+
+def test_a_flow_without_a_time_is_named_not_the_first_number_of_its_column(tmp_path):
+    """One empty `ts` cell in a column of Unix times: the error named data row 1 ('holds 1499083612.5,
+    not a time'), a good row, since the column no longer read as numbers."""
+    frame = pd.DataFrame({"ts": [1499083612.5 + i for i in range(40)], "bytes": range(40),
+                          "label": ["benign", "dos"] * 20})
+    frame.loc[6, "ts"] = np.nan
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    with pytest.raises(DataError, match=re.escape("flows.csv: time column 'ts' data row 7 has no time (1 such row(s))")):
+        flows.load(str(tmp_path / "flows.csv"), time_col="ts")

@@ -538,6 +538,12 @@ def _short(names: list[str], n: int = 6) -> str:
 def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     """A time column as float seconds (or the file's own unit when numeric): order is all that
     matters. Date-time text is ISO 8601 (corrected CIC CSVs) or day-first (CICFlowMeter, original CIC)."""
+    # an empty cell: named as such, not as the first number of a column that no longer reads as numbers
+    missing = values.isna().to_numpy()
+    if missing.any():
+        where, line = data_row(values.index[int(np.flatnonzero(missing)[0])], source)
+        raise DataError(f"{where}: time column {col!r} data row {line} has no time ({int(missing.sum())} such "
+                        "row(s)); fill or remove those rows")
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all():
         return numbers.to_numpy(dtype=np.float64)
