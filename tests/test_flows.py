@@ -422,6 +422,8 @@ def test_a_repeated_column_whose_copy_differs_is_a_warning_naming_it_and_the_row
     # an empty path is "." to pathlib: every table in the folder the command ran in was read as flows
     ("data.path=", "data.path is empty"),
     ("data.test_path=", "data.test_path is empty"),
+    # a list was a TypeError traceback from pathlib
+    ("data.test_path=[a.csv,b.csv]", "data.test_path=['a.csv', 'b.csv']: give one file, folder or glob"),
     # these failed only once the job had made its run dir, leaving a failed run behind
     ("data.format=conn", "data.format='conn' is not one of"),
     ("data.split=random", "data.split='random' is not one of"),

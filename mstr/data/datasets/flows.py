@@ -22,6 +22,7 @@ file's own label (the attack type), kept beside benign/attack and never a featur
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,10 @@ def check(path: Optional[str] = None, test_path: Optional[str] = None, format: O
     if test_path is not None and not str(test_path).strip():
         raise ConfigError("data.test_path is empty: give the test flows as a file, folder or glob, or "
                           "data.test_path=null to cut the test set from data.path")
+    for key, value in (("data.path", path), ("data.test_path", test_path)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{key}={value}: give one file, folder or glob (several files: a folder or a glob "
+                              "such as 'captures/*.csv')")
     check_task(task)
     if format is not None and format not in FORMATS:
         raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
