@@ -912,6 +912,26 @@ def test_zeek_columns_in_a_csv_file_make_a_detector_of_csv_lines():
     assert input_spec(data, {**columns, "file_format": None})["format"] == "zeek"  # checkpoints before file_format
 
 
+def test_a_header_of_another_delimiter_says_so():
+    """A ';' model given a ',' file (or a CSV model a TSV file) was told 'is this csv data?', naming as
+    missing the columns that were all there in one field."""
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+    from mstr.errors import DataError
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": [], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a"]}
+    def parser():
+        return LineParser({"input": {"format": "csv", "delimiter": ";"}}, FeatureEncoder(prep), "f.csv")
+
+    with pytest.raises(DataError, match=re.escape("f.csv: its header is one field when split on ';', the delimiter "
+                                                  "of the flows the model was trained on; write the flows with it "
+                                                  "(header: 'host,a'...)")):
+        parser().parse("host,a", 1)
+    with pytest.raises(DataError, match=re.escape("f.csv: its header lacks column(s) ['a']")):
+        parser().parse("b", 1)
+
+
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
     """Plain number texts convert in one numpy call; missing tokens, infinities, huge counts, numbers
     given as numbers and bools take the value-by-value path: both give what training's reader gives."""
