@@ -471,3 +471,12 @@ def test_a_flow_without_a_time_is_named_not_the_first_number_of_its_column(tmp_p
     frame.to_csv(tmp_path / "flows.csv", index=False)
     with pytest.raises(DataError, match=re.escape("flows.csv: time column 'ts' data row 7 has no time (1 such row(s))")):
         flows.load(str(tmp_path / "flows.csv"), time_col="ts")
+
+
+def test_a_class_only_after_the_time_cut_is_told_the_per_class_cut(tmp_path):
+    """Attacks only in the newest flows: the note said 'use data.task=binary' to a binary run."""
+    frame = pd.DataFrame({"ts": np.arange(40.0), "bytes": range(40), "label": ["benign"] * 30 + ["dos"] * 10})
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    notes = flows.load(str(tmp_path / "flows.csv"), time_col="ts", test_fraction=0.25).notes
+    note = next(n for n in notes if "occur only in the test split" in n)
+    assert "['attack']" in note and "data.split=per_class_time" in note and "data.task=binary" not in note

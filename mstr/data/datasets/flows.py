@@ -412,8 +412,10 @@ def _split(table: FlowTable, holdout: str, test_fraction: float, seed: int,
     notes.append(f"{table.source}: {how} ({len(train):,} train / {len(test):,} test rows)")
     only_test = sorted(set(test.labels) - set(train.labels))
     if only_test:
+        # binary labels included ('attack': no attack before the cut), where data.task=binary cannot help
         notes.append(f"{table.source}: class(es) {only_test} occur only in the test split (after the "
-                     "time cut); give test files with data.test_path or use data.task=binary")
+                     "time cut); cut each class by time with data.split=per_class_time, or give test files "
+                     "with data.test_path")
     return train, test
 
 
