@@ -480,3 +480,20 @@ def test_a_class_only_after_the_time_cut_is_told_the_per_class_cut(tmp_path):
     notes = flows.load(str(tmp_path / "flows.csv"), time_col="ts", test_fraction=0.25).notes
     note = next(n for n in notes if "occur only in the test split" in n)
     assert "['attack']" in note and "data.split=per_class_time" in note and "data.task=binary" not in note
+
+
+def test_zeek_columns_in_csv_files_take_test_files_of_that_layout(cic_rows, tmp_path):
+    """A conn.log saved as CSV trains with Zeek's roles; a test file of the same CSV layout was read as a
+    Zeek log ('Zeek log without a '#fields' header line')."""
+    from mstr.data.readers import read_table
+
+    _zeek_log(cic_rows, tmp_path / "conn.log")
+    rows = read_table(tmp_path / "conn.log")
+    rows.iloc[:1500].to_csv(tmp_path / "train.csv", index=False)
+    rows.iloc[1500:].to_csv(tmp_path / "test.csv", index=False)
+    splits = flows.load(str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
+    assert splits.train.time_col == "ts" and splits.train.group_col == "id.orig_h"
+    assert len(splits.tests["test"]) == 500
+    assert splits.tests["test"].feature_cols == splits.train.feature_cols
+    with pytest.raises(DataError, match="test.csv: Zeek log without a '#fields' header line"):
+        flows.load(str(tmp_path / "conn.log"), test_path=str(tmp_path / "test.csv"), format="zeek")  # as told

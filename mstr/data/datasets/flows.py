@@ -174,7 +174,7 @@ def load(
             name = _stem(file)
             if name in tests:
                 raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
-            test_frame, _, _ = _read_files([file], format or preset_name, delimiter, notes)
+            test_frame, _, _ = _read_files([file], format, delimiter, notes, preset_name)
             missing = [c for c in _needed(roles) if c not in test_frame.columns]
             if missing:
                 raise DataError(f"{file}: missing column(s) {missing} that the training files have")
@@ -195,15 +195,17 @@ def load(
 # --------------------------------------------------------------------------- reading
 
 
-def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
-                notes: list[str]) -> tuple[pd.DataFrame, str, Optional[str]]:
+def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str], notes: list[str],
+                preset_name: Optional[str] = None) -> tuple[pd.DataFrame, str, Optional[str]]:
     """All files as one frame (same columns required), the preset they were read with and the file
-    format (csv, tsv, parquet, zeek) of the first.
+    format (csv, tsv, parquet, zeek) of the first. `fmt`: data.format; `preset_name`: the preset to read
+    them with (test files: training's), else `fmt`'s, else the one their columns belong to. The files'
+    own format is `fmt`'s where it names one, else each file's (a Zeek preset's test file may be a CSV).
 
     A repeated column name keeps its first copy (the original CIC CSVs repeat `Fwd Header Length`);
     the reader's note says so.
     """
-    preset_name = None if fmt is None else fmt if fmt in PRESETS else "generic"
+    preset_name = preset_name or (None if fmt is None else fmt if fmt in PRESETS else "generic")
     frames = []
     for path in paths:
         frame = read_table(path, _READER_FORMAT.get(fmt or ""), delimiter=delimiter,
