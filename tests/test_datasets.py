@@ -192,8 +192,8 @@ BAD_INPUTS = [
     ("gzip bad crc", "a.csv.gz", _gz(b"x,y\n1,2\n")[:-8] + b"\0" * 8, ["corrupt gzip"]),
     ("duplicate columns", "a.csv", b"x,y,x\n1,2,3\n", ["duplicate", "'x'"]),
     ("semicolon delimiter", "a.csv", b"x;y;z\n1;2;3\n", ["'data.delimiter=\";\"'"]),  # typed as the shell needs
-    ("tab in csv", "a.csv", b"x\ty\n1\t2\n", ["tab", "data.format=tsv"]),
-    ("comma in tsv", "a.tsv", b"x,y\n1,2\n", ["','", "data.format=csv"]),
+    ("tab in csv", "a.csv", b"x\ty\n1\t2\n", ["tab", "'data.delimiter=\"\\t\"'"]),
+    ("comma in tsv", "a.tsv", b"x,y\n1,2\n", ["','", "'data.delimiter=\",\"'"]),
     ("NUL garbage", "a.csv", b"x,y\n1,2\n\x00\x01\x02garbage", ["NUL", "line 3"]),
     ("binary garbage", "a.csv", bytes(range(1, 256)) * 10, ["binary data"]),
     ("bzip2 data", "a.csv", bz2.compress(_ROWS), ["binary data"]),

@@ -497,3 +497,23 @@ def test_zeek_columns_in_csv_files_take_test_files_of_that_layout(cic_rows, tmp_
     assert splits.tests["test"].feature_cols == splits.train.feature_cols
     with pytest.raises(DataError, match="test.csv: Zeek log without a '#fields' header line"):
         flows.load(str(tmp_path / "conn.log"), test_path=str(tmp_path / "test.csv"), format="zeek")  # as told
+
+
+def test_a_cicflowmeter_file_of_tabs_named_csv_keeps_its_roles_with_the_delimiter_the_error_names(cic_csv, tmp_path):
+    """The error said 'set data.format=tsv', which reads the file with the generic roles: Src IP, Dst IP,
+    Src Port and Timestamp became features and the time split a stratified one. It now names the
+    delimiter alone, typed as Hydra passes it ("\\t"), which keeps CICFlowMeter's roles."""
+    path = tmp_path / "flows.csv"
+    pd.read_csv(cic_csv).to_csv(path, sep="\t", index=False)
+    with pytest.raises(DataError, match=re.escape("""set 'data.delimiter="\\t"'""")):
+        flows.load(str(path))
+    splits = flows.load(str(path), delimiter="\\t")
+    assert splits.temporal and splits.train.group_col == "Src IP"
+    assert not IDENTIFIERS & set(splits.train.feature_cols)
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import input_spec
+
+    data = OmegaConf.create({"name": "flows", "format": None, "delimiter": "\\t"})
+    columns = {"time_col": "Timestamp", "group_col": "Src IP", "read_as": "cicflowmeter", "file_format": "csv"}
+    assert input_spec(data, columns)["delimiter"] == "\t"  # the detector reads tabs too

@@ -232,10 +232,16 @@ def read_table(
         if fmt == "zeek":
             frame = _read_zeek(path, scan)
         else:
-            sep = delimiter or ("\t" if fmt == "tsv" else ",")
+            sep = typed_delimiter(delimiter) or ("\t" if fmt == "tsv" else ",")
             frame = _read_delimited(path, scan, fmt, sep, header, duplicate_columns)
     frame.attrs["file_format"] = fmt  # what a detector of this data must read (mstr.training.export)
     return frame
+
+
+def typed_delimiter(value: Optional[str]) -> Optional[str]:
+    """A `data.delimiter` as typed on a command line: "\\t" (a backslash and a t; Hydra passes no escapes)
+    is a tab."""
+    return "\t" if value == "\\t" else value
 
 
 def _looks_parquet(path: Path) -> bool:
@@ -257,14 +263,13 @@ def _check_delimiter(path: Path, scan: _Scan, fmt: str, sep: str) -> None:
         return
     for cand in _CANDIDATE_DELIMITERS:
         if cand != sep and first.count(cand) >= 1:
-            # the delimiter alone where that is all that differs: data.format=csv would also drop a
-            # preset's column roles (CICFlowMeter's) for the generic ones
-            hint = "data.format=tsv" if cand == "\t" else (
-                "data.format=csv" if cand == "," else f"'data.delimiter=\"{cand}\"'")  # as a shell passes it to Hydra
+            # the delimiter alone, as a shell passes it to Hydra (a tab as "\t": `typed_delimiter`):
+            # data.format=csv or tsv would also drop a preset's column roles (CICFlowMeter's) for the generic ones
+            typed = "\\t" if cand == "\t" else cand
             raise DataError(
                 f"{path}: read as {fmt} with delimiter {_DELIMITER_NAMES.get(sep, repr(sep))} this "
                 f"gives a single column, but the first line is {_DELIMITER_NAMES[cand]}-separated; "
-                f"set {hint}"
+                f"set 'data.delimiter=\"{typed}\"'"
             )
 
 

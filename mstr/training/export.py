@@ -93,6 +93,7 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
     """How the detector reads flows: the format the data config read, with its column spellings
     (`columns`: the training table's time and group columns and the format it was read as)."""
     from mstr.data.datasets.flows import PRESETS
+    from mstr.data.readers import typed_delimiter
 
     name = str(data_cfg.get("name"))
     # The NSL-KDD and UNSW-NB15 loaders keep every category text as the file has it (UNSW-NB15's service
@@ -114,7 +115,7 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
         table = preset == "generic" or (preset == "zeek" and columns.get("file_format") not in (None, "zeek"))
         fmt = ("tsv" if tsv else "csv") if table else preset
         # a preset's columns in a TSV file (CICFlowMeter's, tab-separated) keep the tab
-        delimiter = data_cfg.get("delimiter") or ("\t" if tsv else None)
+        delimiter = typed_delimiter(data_cfg.get("delimiter")) or ("\t" if tsv else None)
         spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=delimiter)
     return spec
 
