@@ -932,6 +932,19 @@ def test_a_header_of_another_delimiter_says_so():
         parser().parse("b", 1)
 
 
+def test_a_file_that_is_not_utf8_is_read_as_training_read_it(tmp_path):
+    """Training reads a file that is not UTF-8 as Windows-1252; detect read it as UTF-8 with U+FFFD in
+    place of each such byte, so an application 'Café' was 'Caf\ufffd', a category training never had."""
+    from mstr.data.readers import read_table
+    from mstr.deploy.inputs import open_text
+
+    path = tmp_path / "flows.csv"
+    path.write_bytes("app,bytes\nCafé,1\nTélé – 2,2\n".encode("cp1252"))
+    with open_text(str(path)) as fh:
+        apps = [line.split(",")[0] for line in fh.read().splitlines()[1:]]
+    assert apps == read_table(path)["app"].tolist() == ["Café", "Télé – 2"]
+
+
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():
     """Plain number texts convert in one numpy call; missing tokens, infinities, huge counts, numbers
     given as numbers and bools take the value-by-value path: both give what training's reader gives."""
