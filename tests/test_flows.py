@@ -517,3 +517,13 @@ def test_a_cicflowmeter_file_of_tabs_named_csv_keeps_its_roles_with_the_delimite
     data = OmegaConf.create({"name": "flows", "format": None, "delimiter": "\\t"})
     columns = {"time_col": "Timestamp", "group_col": "Src IP", "read_as": "cicflowmeter", "file_format": "csv"}
     assert input_spec(data, columns)["delimiter"] == "\t"  # the detector reads tabs too
+
+
+def test_a_column_without_a_name_is_no_feature(tmp_path):
+    """`frame.to_csv(path)` without index=False writes the row index under an empty name: it was a numeric
+    feature ('Unnamed: 0': in a file ordered by class, the answer), which no detector can find by name."""
+    frame = pd.DataFrame({"bytes": range(60), "label": ["benign"] * 40 + ["dos"] * 20})
+    frame.to_csv(tmp_path / "flows.csv")
+    splits = flows.load(str(tmp_path / "flows.csv"))
+    assert splits.train.feature_cols == ["bytes"]
+    assert any("dropped column(s) ['Unnamed: 0']: no name in the header" in n for n in splits.notes)

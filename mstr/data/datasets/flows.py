@@ -6,8 +6,9 @@ absolute timestamps name the capture's hosts and attack schedule, so a model wou
 instead of traffic behaviour. Each tool spells them differently; a preset knows the spelling, the
 time column (orders the windows) and the group column (the source host, whose flows a window
 holds). Roles given in the config override the preset. Whatever is left is a feature: numeric when
-every value parses as a number, categorical otherwise. Row ids and second label columns (e.g.
-UNSW's `attack_cat` beside `label`) are dropped in any layout, since they give the answer away.
+every value parses as a number, categorical otherwise. Row ids (a column without a name too: the index
+pandas' to_csv writes) and second label columns (e.g. UNSW's `attack_cat` beside `label`) are dropped in any
+layout, since they give the answer away.
 
 Split: with `test_path`, its files are the test sets (one per file). Otherwise the newest
 `test_fraction` of the flows by time is the test set, so the model is scored on the future of what
@@ -51,6 +52,7 @@ ADDRESS_LIKE = {"src", "dst", "srcip", "dstip", "sip", "dip", "saddr", "daddr", 
                 "destinationip", "ipsrc", "ipdst", "idorigh", "idresph", "clientip", "serverip", "srcport",
                 "sport", "sourceport", "idorigp", "clientport"}
 MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
+UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a header's empty one (to_csv's row index, say)
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,11 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
     if leaks:
         notes.append(f"{source}: dropped {leaks}: label columns besides {label!r} give the answer away")
     idents = [c for c in cols if c.lower() in ID_COLUMNS]
-    dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents}
+    unnamed = [c for c in cols if UNNAMED.fullmatch(c)]
+    if unnamed:
+        notes.append(f"{source}: dropped column(s) {unnamed}: no name in the header, so no detector could find them "
+                     "(e.g. the row index that pandas' to_csv writes without index=False)")
+    dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents, *unnamed}
     features = [c for c in cols if c not in dropped]
     forced = [c for c in (*preset.categorical, *categorical) if c in features]
     numeric, text, empty = [], [], []
