@@ -527,3 +527,14 @@ def test_a_column_without_a_name_is_no_feature(tmp_path):
     splits = flows.load(str(tmp_path / "flows.csv"))
     assert splits.train.feature_cols == ["bytes"]
     assert any("dropped column(s) ['Unnamed: 0']: no name in the header" in n for n in splits.notes)
+
+
+def test_a_column_of_absolute_times_among_the_features_is_named(tmp_path):
+    """A generic table's Unix-time column has no role unless data.time_col names it: it was a numeric
+    feature without a word (test flows all later than training's: the model reads when, not what)."""
+    frame = pd.DataFrame({"Timestamp": 1.5e9 + np.arange(60), "bytes": range(60), "label": ["benign", "dos"] * 30})
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    notes = flows.load(str(tmp_path / "flows.csv")).notes
+    assert any("['Timestamp'] look like absolute times, and are features" in n and "data.time_col=Timestamp" in n
+               for n in notes)
+    assert not any("absolute times" in n for n in flows.load(str(tmp_path / "flows.csv"), time_col="Timestamp").notes)

@@ -51,6 +51,9 @@ HIGH_CARDINALITY = 1000  # distinct text values beyond which a "category" is an 
 ADDRESS_LIKE = {"src", "dst", "srcip", "dstip", "sip", "dip", "saddr", "daddr", "srcaddr", "dstaddr", "sourceip",
                 "destinationip", "ipsrc", "ipdst", "idorigh", "idresph", "clientip", "serverip", "srcport",
                 "sport", "sourceport", "idorigp", "clientport"}
+# Names (as ADDRESS_LIKE) of absolute times: as features they tell when this capture's attacks happened.
+TIME_LIKE = {"ts", "time", "timestamp", "datetime", "date", "stime", "ltime", "starttime", "endtime", "firstseen",
+             "lastseen", "flowstart", "flowend"}
 MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a header's empty one (to_csv's row index, say)
 
@@ -318,6 +321,12 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
         notes.append(f"{source}: column(s) {addresses} look like host addresses or source ports, and are "
                      "features: a model that reads them learns this capture's hosts, not their traffic; drop "
                      f"them with data.drop_cols=[{','.join(addresses)}] (data.group_col may still name the host)")
+    times = [c for c in features if re.sub(r"[^a-z0-9]", "", c.lower()) in TIME_LIKE]
+    if times:
+        notes.append(f"{source}: column(s) {times} look like absolute times, and are features: a model that reads "
+                     "them learns when this capture's attacks happened, not their traffic; set "
+                     f"data.time_col={times[0]} (the test split and the windows then follow it) or drop them with "
+                     f"data.drop_cols=[{','.join(times)}]")
     roles = Roles(label, numeric, list(dict.fromkeys([*forced, *text])), time, group)
     if not roles.numeric and not roles.categorical:
         raise DataError(f"{source}: no feature columns left after dropping {sorted(dropped - {None})}")
