@@ -38,6 +38,10 @@ CLIP = 1e12  # larger magnitudes are counter garbage and wreck float32 standardi
 _CANDIDATE_DELIMITERS = (";", "\t", "|", ",")
 _DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _CHUNK = 1 << 20
+# Archives and compressions other than gzip, by their first bytes: what they are and how to unpack them.
+_PACKED = {b"PK\x03\x04": ("a zip archive", "unzip"), b"\xfd7zXZ\x00": ("xz-compressed", "xz -d"),
+           b"BZh": ("bzip2-compressed", "bunzip2"), b"\x28\xb5\x2f\xfd": ("zstd-compressed", "zstd -d"),
+           b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x")}
 _HEAD_BYTES = 1 << 16
 
 
@@ -113,6 +117,11 @@ def _check_file(path: Path) -> None:
 def _scan(path: Path, max_line_bytes: int) -> _Scan:
     """Stream the file once, holding one chunk at a time: gzip integrity, NULs, line lengths."""
     _check_file(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    for start, (what, unpack) in _PACKED.items():
+        if magic.startswith(start):
+            raise DataError(f"{path}: {what}; mstr reads tables as they are or gzip-compressed: {unpack} it first")
     gz = _is_gzip(path)
     head = bytearray()
     n_bytes = 0
