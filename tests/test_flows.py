@@ -424,6 +424,8 @@ def test_a_repeated_column_whose_copy_differs_is_a_warning_naming_it_and_the_row
     ("data.test_path=", "data.test_path is empty"),
     # a list was a TypeError traceback from pathlib
     ("data.test_path=[a.csv,b.csv]", "data.test_path=['a.csv', 'b.csv']: give one file, folder or glob"),
+    ("data.test_path=20240101", """data.test_path=20240101: read as a number; quote a name of digits: """
+                                """'data.test_path="20240101"'"""),
     # these failed only once the job had made its run dir, leaving a failed run behind
     ("data.format=conn", "data.format='conn' is not one of"),
     ("data.split=random", "data.split='random' is not one of"),

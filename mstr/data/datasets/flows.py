@@ -125,6 +125,8 @@ def check(path: Optional[str] = None, test_path: Optional[str] = None, format: O
         raise ConfigError("data.test_path is empty: give the test flows as a file, folder or glob, or "
                           "data.test_path=null to cut the test set from data.path")
     for key, value in (("data.path", path), ("data.test_path", test_path)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # a folder named 20240101
+            raise ConfigError(f"{key}={value}: read as a number; quote a name of digits: '{key}=\"{value}\"'")
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise ConfigError(f"{key}={value}: give one file, folder or glob (several files: a folder or a glob "
                               "such as 'captures/*.csv')")
