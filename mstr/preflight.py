@@ -80,7 +80,10 @@ def _parse(overrides: list[str], config_name: str) -> list:
         try:
             parser.parse_override(line)
         except HydraException as err:
-            raise ConfigError(f"{line}: {str(err).splitlines()[0]}; see `--help` for the override syntax") from None
+            key, _, value = line.partition("=")
+            # Hydra's grammar takes letters outside ASCII (a label 'Bénin', a folder 'données') only quoted
+            hint = f"quote the value: '{key}=\"{value}\"'" if not value.isascii() else "see `--help` for the override syntax"
+            raise ConfigError(f"{line}: {str(err).splitlines()[0]}; {hint}") from None
     return parser.parse_overrides(overrides)
 
 

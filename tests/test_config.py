@@ -160,6 +160,9 @@ def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_
     (["data=nsl_kdd", "data.varient=20percent"], "data.varient: no such key; did you mean data.variant? "),
     (["trainer.max_epochs=2", "model.backbone.widths=[8,"], "model.backbone.widths=[8,: no viable alternative at "
                                                             "input '[8,'; see `--help` for the override syntax"),
+    # a label or folder name with letters outside ASCII: Hydra takes them only quoted
+    (["data=flows", "data.benign=Bénin"], "data.benign=Bénin: token recognition error at: 'é'; quote the value: "
+                                          "'data.benign=\"Bénin\"'"),
 ])
 def test_unknown_keys_groups_and_syntax_errors_say_what_to_type(overrides, message):
     with pytest.raises(ConfigError) as caught:

@@ -192,11 +192,13 @@ BAD_INPUTS = [
     ("gzip bad crc", "a.csv.gz", _gz(b"x,y\n1,2\n")[:-8] + b"\0" * 8, ["corrupt gzip"]),
     ("duplicate columns", "a.csv", b"x,y,x\n1,2,3\n", ["duplicate", "'x'"]),
     ("semicolon delimiter", "a.csv", b"x;y;z\n1;2;3\n", ["'data.delimiter=\";\"'"]),  # typed as the shell needs
-    ("tab in csv", "a.csv", b"x\ty\n1\t2\n", ["tab", "data.format=tsv"]),
-    ("comma in tsv", "a.tsv", b"x,y\n1,2\n", ["','", "data.format=csv"]),
+    ("tab in csv", "a.csv", b"x\ty\n1\t2\n", ["tab", "'data.delimiter=\"\\t\"'"]),
+    ("comma in tsv", "a.tsv", b"x,y\n1,2\n", ["','", "'data.delimiter=\",\"'"]),
     ("NUL garbage", "a.csv", b"x,y\n1,2\n\x00\x01\x02garbage", ["NUL", "line 3"]),
     ("binary garbage", "a.csv", bytes(range(1, 256)) * 10, ["binary data"]),
-    ("bzip2 data", "a.csv", bz2.compress(_ROWS), ["binary data"]),
+    ("bzip2 data", "a.csv", bz2.compress(_ROWS), ["bzip2-compressed", "bunzip2 it first"]),
+    # read as binary data or UTF-16 text ('re-export it as UTF-8 CSV'), where it only needs unpacking
+    ("zip archive", "a.csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(40), ["a zip archive", "unzip it first"]),
     ("utf-16", "a.csv", "x,y\n1,2\n".encode("utf-16"), ["NUL"]),
     ("very long line", "a.csv", b"x,y\n1," + b"9" * (2 << 20) + b"\n", ["line 2", "longer than"]),
     ("ragged row", "a.csv", b"x,y\n1,2\n3,4,5\n", ["line 3"]),

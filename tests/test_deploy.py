@@ -587,6 +587,24 @@ def test_a_model_of_tsv_flows_with_gaps_exports_and_detect_reads_tsv_like_traini
 
 
 @pytest.mark.slow
+def test_a_run_of_relative_flow_files_exports_from_another_folder(tmp_path, monkeypatch):
+    """data.path=flows.csv, trained in one folder: exporting it from another looked for flows.csv there
+    ('no such file or folder'), while mstr.evaluate read it where the run was started."""
+    from mstr.data.datasets.synthetic import generate_flows
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    generate_flows(2000, seed=3).to_csv(project / "flows.csv", index=False)
+    monkeypatch.chdir(project)
+    ckpt = train_run(tmp_path / "run", ["data=flows", "data.path=flows.csv", "data.time_col=ts",
+                                        "data.group_col=src_host", "data.window=2"])
+    OmegaConf.save({"hydra": {"runtime": {"cwd": str(project)}}}, tmp_path / "run" / ".hydra" / "hydra.yaml")
+    monkeypatch.chdir(elsewhere)
+    assert export(ckpt, tmp_path / "artifact")["parity/windows"] > 0
+
+
+@pytest.mark.slow
 def test_a_model_of_the_default_data_scores_the_synthetic_traffic_the_cli_writes(tmp_path):
     """The quick start's deploy path: train on the default (synthetic) data, export, write new traffic
     with `python -m mstr.data.datasets.synthetic`, and detect it: every flow scored as training scores it."""
@@ -877,6 +895,54 @@ def test_a_verdict_names_the_host_column_the_windows_follow_and_a_tsv_preset_kee
     spec = input_spec(OmegaConf.create({"name": "flows", "format": None, "delimiter": None}),
                       {**columns, "file_format": "csv"})
     assert spec["delimiter"] is None
+
+
+def test_zeek_columns_in_a_csv_file_make_a_detector_of_csv_lines():
+    """A conn.log saved as CSV (IoT-23's CSV copies) is read with the zeek preset's roles: its detector read
+    only Zeek logs, so it refused its own training file ('Zeek input without a '#fields' header line')."""
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import input_spec
+
+    data = OmegaConf.create({"name": "flows", "format": None, "delimiter": None})
+    columns = {"time_col": "ts", "group_col": "id.orig_h", "read_as": "zeek"}
+    assert input_spec(data, {**columns, "file_format": "csv"})["format"] == "csv"
+    assert input_spec(data, {**columns, "file_format": "tsv"})["format"] == "tsv"
+    assert input_spec(data, {**columns, "file_format": "zeek"})["format"] == "zeek"
+    assert input_spec(data, {**columns, "file_format": None})["format"] == "zeek"  # checkpoints before file_format
+
+
+def test_a_header_of_another_delimiter_says_so():
+    """A ';' model given a ',' file (or a CSV model a TSV file) was told 'is this csv data?', naming as
+    missing the columns that were all there in one field."""
+    from mstr.deploy.features import FeatureEncoder
+    from mstr.deploy.sources import LineParser
+    from mstr.errors import DataError
+
+    prep = {"numeric_cols": ["a"], "categorical_cols": [], "log_cols": [], "center": [0], "scale": [1],
+            "clip": 1e6, "categories": {}, "feature_names": ["a"]}
+    def parser():
+        return LineParser({"input": {"format": "csv", "delimiter": ";"}}, FeatureEncoder(prep), "f.csv")
+
+    with pytest.raises(DataError, match=re.escape("f.csv: its header is one field when split on ';', the delimiter "
+                                                  "of the flows the model was trained on; write the flows with it "
+                                                  "(header: 'host,a'...)")):
+        parser().parse("host,a", 1)
+    with pytest.raises(DataError, match=re.escape("f.csv: its header lacks column(s) ['a']")):
+        parser().parse("b", 1)
+
+
+def test_a_file_that_is_not_utf8_is_read_as_training_read_it(tmp_path):
+    """Training reads a file that is not UTF-8 as Windows-1252; detect read it as UTF-8 with U+FFFD in
+    place of each such byte, so an application 'Café' was 'Caf\ufffd', a category training never had."""
+    from mstr.data.readers import read_table
+    from mstr.deploy.inputs import open_text
+
+    path = tmp_path / "flows.csv"
+    path.write_bytes("app,bytes\nCafé,1\nTélé – 2,2\n".encode("cp1252"))
+    with open_text(str(path)) as fh:
+        apps = [line.split(",")[0] for line in fh.read().splitlines()[1:]]
+    assert apps == read_table(path)["app"].tolist() == ["Café", "Télé – 2"]
 
 
 def test_a_records_numbers_read_alike_on_the_fast_and_the_careful_path():

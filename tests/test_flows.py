@@ -3,6 +3,7 @@ original CIC spellings), a labelled Zeek conn.log in the IoT-23 layout, a UNSW p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +416,127 @@ def test_a_repeated_column_whose_copy_differs_is_a_warning_naming_it_and_the_row
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [f"{tmp_path / 'differ.csv'}: column 'size' is repeated and its later copy differs from the "
                       "first in 3 row(s); only the first is read: rename the copy if both are wanted"]
+
+
+@pytest.mark.parametrize("override, message", [
+    # an empty path is "." to pathlib: every table in the folder the command ran in was read as flows
+    ("data.path=", "data.path is empty"),
+    ("data.test_path=", "data.test_path is empty"),
+    # a list was a TypeError traceback from pathlib
+    ("data.test_path=[a.csv,b.csv]", "data.test_path=['a.csv', 'b.csv']: give one file, folder or glob"),
+    ("data.test_path=20240101", """data.test_path=20240101: read as a number; quote a name of digits: """
+                                """'data.test_path="20240101"'"""),
+    # these failed only once the job had made its run dir, leaving a failed run behind
+    ("data.format=conn", "data.format='conn' is not one of"),
+    ("data.split=random", "data.split='random' is not one of"),
+    ("data.test_fraction=1.5", "data.test_fraction=1.5 must be between 0 and 1"),
+])
+def test_flows_settings_are_refused_before_any_file_is_read(override, message, tmp_path, monkeypatch):
+    from mstr.preflight import preflight
+
+    pd.DataFrame({"bytes": [1, 2], "label": ["benign", "dos"]}).to_csv(tmp_path / "other.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        preflight(["data=flows", "data.path=flows.csv", override], "train")
+
+
+def test_a_bad_cell_is_named_by_its_own_file_and_row(cic_rows, tmp_path):
+    """Rows were numbered after the files of a folder were stacked ('data.path (2 files): ... data row
+    1305') and after unlabelled rows were dropped (a bad time 2 rows below where it was said to be)."""
+    rows = cic_rows.drop(columns=["id"]).head(600).astype({"Flow Duration": object, "Timestamp": object})
+    (tmp_path / "day").mkdir()
+    rows.head(300).to_csv(tmp_path / "day" / "a.csv", index=False)
+    second = rows.tail(300).reset_index(drop=True)
+    second.loc[4, "Flow Duration"] = "abc"
+    second.to_csv(tmp_path / "day" / "b.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'day' / 'b.csv'}: column 'Flow Duration' data row 5 "
+                                                  "holds 'abc'")):
+        flows.load(str(tmp_path / "day"))
+    second.loc[4, "Flow Duration"] = 1000
+    second.loc[9, "Timestamp"] = "yesterday"
+    second.to_csv(tmp_path / "day" / "b.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'day' / 'b.csv'}: time column 'Timestamp' data row 10 "
+                                                  "holds 'yesterday'")):
+        flows.load(str(tmp_path / "day"))
+    second.loc[[1, 3], "Label"] = None  # dropped as unlabelled: the rows after them keep their numbers
+    second.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'one.csv'}: time column 'Timestamp' data row 10 ")):
+        flows.load(str(tmp_path / "one.csv"))
+
+
+def test_a_flow_without_a_time_is_named_not_the_first_number_of_its_column(tmp_path):
+    """One empty `ts` cell in a column of Unix times: the error named data row 1 ('holds 1499083612.5,
+    not a time'), a good row, since the column no longer read as numbers."""
+    frame = pd.DataFrame({"ts": [1499083612.5 + i for i in range(40)], "bytes": range(40),
+                          "label": ["benign", "dos"] * 20})
+    frame.loc[6, "ts"] = np.nan
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    with pytest.raises(DataError, match=re.escape("flows.csv: time column 'ts' data row 7 has no time (1 such row(s))")):
+        flows.load(str(tmp_path / "flows.csv"), time_col="ts")
+
+
+def test_a_class_only_after_the_time_cut_is_told_the_per_class_cut(tmp_path):
+    """Attacks only in the newest flows: the note said 'use data.task=binary' to a binary run."""
+    frame = pd.DataFrame({"ts": np.arange(40.0), "bytes": range(40), "label": ["benign"] * 30 + ["dos"] * 10})
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    notes = flows.load(str(tmp_path / "flows.csv"), time_col="ts", test_fraction=0.25).notes
+    note = next(n for n in notes if "occur only in the test split" in n)
+    assert "['attack']" in note and "data.split=per_class_time" in note and "data.task=binary" not in note
+
+
+def test_zeek_columns_in_csv_files_take_test_files_of_that_layout(cic_rows, tmp_path):
+    """A conn.log saved as CSV trains with Zeek's roles; a test file of the same CSV layout was read as a
+    Zeek log ('Zeek log without a '#fields' header line')."""
+    from mstr.data.readers import read_table
+
+    _zeek_log(cic_rows, tmp_path / "conn.log")
+    rows = read_table(tmp_path / "conn.log")
+    rows.iloc[:1500].to_csv(tmp_path / "train.csv", index=False)
+    rows.iloc[1500:].to_csv(tmp_path / "test.csv", index=False)
+    splits = flows.load(str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
+    assert splits.train.time_col == "ts" and splits.train.group_col == "id.orig_h"
+    assert len(splits.tests["test"]) == 500
+    assert splits.tests["test"].feature_cols == splits.train.feature_cols
+    with pytest.raises(DataError, match="test.csv: Zeek log without a '#fields' header line"):
+        flows.load(str(tmp_path / "conn.log"), test_path=str(tmp_path / "test.csv"), format="zeek")  # as told
+
+
+def test_a_cicflowmeter_file_of_tabs_named_csv_keeps_its_roles_with_the_delimiter_the_error_names(cic_csv, tmp_path):
+    """The error said 'set data.format=tsv', which reads the file with the generic roles: Src IP, Dst IP,
+    Src Port and Timestamp became features and the time split a stratified one. It now names the
+    delimiter alone, typed as Hydra passes it ("\\t"), which keeps CICFlowMeter's roles."""
+    path = tmp_path / "flows.csv"
+    pd.read_csv(cic_csv).to_csv(path, sep="\t", index=False)
+    with pytest.raises(DataError, match=re.escape("""set 'data.delimiter="\\t"'""")):
+        flows.load(str(path))
+    splits = flows.load(str(path), delimiter="\\t")
+    assert splits.temporal and splits.train.group_col == "Src IP"
+    assert not IDENTIFIERS & set(splits.train.feature_cols)
+    from omegaconf import OmegaConf
+
+    from mstr.training.export import input_spec
+
+    data = OmegaConf.create({"name": "flows", "format": None, "delimiter": "\\t"})
+    columns = {"time_col": "Timestamp", "group_col": "Src IP", "read_as": "cicflowmeter", "file_format": "csv"}
+    assert input_spec(data, columns)["delimiter"] == "\t"  # the detector reads tabs too
+
+
+def test_a_column_without_a_name_is_no_feature(tmp_path):
+    """`frame.to_csv(path)` without index=False writes the row index under an empty name: it was a numeric
+    feature ('Unnamed: 0': in a file ordered by class, the answer), which no detector can find by name."""
+    frame = pd.DataFrame({"bytes": range(60), "label": ["benign"] * 40 + ["dos"] * 20})
+    frame.to_csv(tmp_path / "flows.csv")
+    splits = flows.load(str(tmp_path / "flows.csv"))
+    assert splits.train.feature_cols == ["bytes"]
+    assert any("dropped column(s) ['Unnamed: 0']: no name in the header" in n for n in splits.notes)
+
+
+def test_a_column_of_absolute_times_among_the_features_is_named(tmp_path):
+    """A generic table's Unix-time column has no role unless data.time_col names it: it was a numeric
+    feature without a word (test flows all later than training's: the model reads when, not what)."""
+    frame = pd.DataFrame({"Timestamp": 1.5e9 + np.arange(60), "bytes": range(60), "label": ["benign", "dos"] * 30})
+    frame.to_csv(tmp_path / "flows.csv", index=False)
+    notes = flows.load(str(tmp_path / "flows.csv")).notes
+    assert any("['Timestamp'] look like absolute times, and are features" in n and "data.time_col=Timestamp" in n
+               for n in notes)
+    assert not any("absolute times" in n for n in flows.load(str(tmp_path / "flows.csv"), time_col="Timestamp").notes)

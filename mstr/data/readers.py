@@ -38,6 +38,10 @@ CLIP = 1e12  # larger magnitudes are counter garbage and wreck float32 standardi
 _CANDIDATE_DELIMITERS = (";", "\t", "|", ",")
 _DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _CHUNK = 1 << 20
+# Archives and compressions other than gzip, by their first bytes: what they are and how to unpack them.
+_PACKED = {b"PK\x03\x04": ("a zip archive", "unzip"), b"\xfd7zXZ\x00": ("xz-compressed", "xz -d"),
+           b"BZh": ("bzip2-compressed", "bunzip2"), b"\x28\xb5\x2f\xfd": ("zstd-compressed", "zstd -d"),
+           b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x")}
 _HEAD_BYTES = 1 << 16
 
 
@@ -113,6 +117,11 @@ def _check_file(path: Path) -> None:
 def _scan(path: Path, max_line_bytes: int) -> _Scan:
     """Stream the file once, holding one chunk at a time: gzip integrity, NULs, line lengths."""
     _check_file(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    for start, (what, unpack) in _PACKED.items():
+        if magic.startswith(start):
+            raise DataError(f"{path}: {what}; mstr reads tables as they are or gzip-compressed: {unpack} it first")
     gz = _is_gzip(path)
     head = bytearray()
     n_bytes = 0
@@ -232,10 +241,16 @@ def read_table(
         if fmt == "zeek":
             frame = _read_zeek(path, scan)
         else:
-            sep = delimiter or ("\t" if fmt == "tsv" else ",")
+            sep = typed_delimiter(delimiter) or ("\t" if fmt == "tsv" else ",")
             frame = _read_delimited(path, scan, fmt, sep, header, duplicate_columns)
     frame.attrs["file_format"] = fmt  # what a detector of this data must read (mstr.training.export)
     return frame
+
+
+def typed_delimiter(value: Optional[str]) -> Optional[str]:
+    """A `data.delimiter` as typed on a command line: "\\t" (a backslash and a t; Hydra passes no escapes)
+    is a tab."""
+    return "\t" if value == "\\t" else value
 
 
 def _looks_parquet(path: Path) -> bool:
@@ -257,14 +272,13 @@ def _check_delimiter(path: Path, scan: _Scan, fmt: str, sep: str) -> None:
         return
     for cand in _CANDIDATE_DELIMITERS:
         if cand != sep and first.count(cand) >= 1:
-            # the delimiter alone where that is all that differs: data.format=csv would also drop a
-            # preset's column roles (CICFlowMeter's) for the generic ones
-            hint = "data.format=tsv" if cand == "\t" else (
-                "data.format=csv" if cand == "," else f"'data.delimiter=\"{cand}\"'")  # as a shell passes it to Hydra
+            # the delimiter alone, as a shell passes it to Hydra (a tab as "\t": `typed_delimiter`):
+            # data.format=csv or tsv would also drop a preset's column roles (CICFlowMeter's) for the generic ones
+            typed = "\\t" if cand == "\t" else cand
             raise DataError(
                 f"{path}: read as {fmt} with delimiter {_DELIMITER_NAMES.get(sep, repr(sep))} this "
                 f"gives a single column, but the first line is {_DELIMITER_NAMES[cand]}-separated; "
-                f"set {hint}"
+                f"set 'data.delimiter=\"{typed}\"'"
             )
 
 
@@ -514,11 +528,21 @@ def _to_float(series: pd.Series, col: str, source: str) -> np.ndarray:
     bad = numbers.isna().to_numpy() & ~missing
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        where, line = data_row(series.index[row], source)
         raise DataError(
-            f"{source}: column '{col}' data row {row + 1} holds {series.iloc[row]!r}, not a number "
+            f"{where}: column '{col}' data row {line} holds {series.iloc[row]!r}, not a number "
             f"({int(bad.sum())} such row(s)); fix the file or check the column layout"
         )
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+
+
+def data_row(label, source: str) -> tuple[str, int]:
+    """(file, 1-based data row) of the row whose index label is `label`: rows keep the numbers the reader
+    gave them after rows before them were dropped, and rows stacked from several files (an index of
+    (file, row) pairs) name their own file rather than `source`."""
+    if isinstance(label, tuple):
+        return str(label[0]), int(label[1]) + 1
+    return source, int(label) + 1
 
 
 def _short(names: list[str], n: int = 6) -> str:
@@ -528,6 +552,12 @@ def _short(names: list[str], n: int = 6) -> str:
 def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     """A time column as float seconds (or the file's own unit when numeric): order is all that
     matters. Date-time text is ISO 8601 (corrected CIC CSVs) or day-first (CICFlowMeter, original CIC)."""
+    # an empty cell: named as such, not as the first number of a column that no longer reads as numbers
+    missing = values.isna().to_numpy()
+    if missing.any():
+        where, line = data_row(values.index[int(np.flatnonzero(missing)[0])], source)
+        raise DataError(f"{where}: time column {col!r} data row {line} has no time ({int(missing.sum())} such "
+                        "row(s)); fill or remove those rows")
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all():
         return numbers.to_numpy(dtype=np.float64)
@@ -546,7 +576,8 @@ def to_seconds(values: pd.Series, col: str, source: str) -> np.ndarray:
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: time column {col!r} data row {row + 1} holds "
+        where, line = data_row(values.index[row], source)
+        raise DataError(f"{where}: time column {col!r} data row {line} holds "
                         f"{values.iloc[row]!r}, not a time; fix or remove that row")
     stamps = stamps.dt.tz_convert(None)
     return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
@@ -561,7 +592,8 @@ def _day_first(text: pd.Series, col: str, source: str) -> bool:
         return True
     first, second = (parts[0] > 12).any(), (parts[1] > 12).any()
     if first and second:
-        row = int(parts.index[(parts[1] > 12).to_numpy()][0])
-        raise DataError(f"{source}: time column {col!r} mixes day-first and month-first dates (data row "
-                        f"{row + 1}: {text.loc[row]!r}); write its dates one way, e.g. ISO 8601")
+        label = parts.index[(parts[1] > 12).to_numpy()][0]
+        where, line = data_row(label, source)
+        raise DataError(f"{where}: time column {col!r} mixes day-first and month-first dates (data row "
+                        f"{line}: {text.loc[label]!r}); write its dates one way, e.g. ISO 8601")
     return not second

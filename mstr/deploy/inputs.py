@@ -10,6 +10,7 @@ and so is one that is not there yet when the detector starts (`followed`).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import logging
@@ -26,13 +27,22 @@ log = logging.getLogger("mstr.detect")
 POLL_S = 0.2  # how often a followed log at its end is read again
 
 
+def _as_windows_1252(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Bytes that are not UTF-8 read as Windows-1252, as training's reader reads a file that is not UTF-8
+    (`mstr.data.readers`): a category 'Café' of such a file is then the category training saw."""
+    return err.object[err.start:err.end].decode("cp1252", errors="replace"), err.end
+
+
+codecs.register_error("mstr-cp1252", _as_windows_1252)
+
+
 def open_text(path: str) -> IO[str]:
-    """The input as UTF-8 text lines ended by "\n" only, undecodable bytes replaced: a stray "\r" or
-    binary junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A
+    """The input as UTF-8 text lines ended by "\n" only, bytes that are not UTF-8 read as Windows-1252: a
+    stray "\r" or binary junk is then one bad line, counted, and the line numbers of a file and of stdin agree. A
     leading byte-order mark is dropped, as training's reader drops it (else it sticks to the first
     field: a KDD line's duration, a header's first name). A regular file may be gzip; a pipe, FIFO or
     device (`/dev/stdin`, `<(zcat ...)`) is read as text, since looking at its first bytes would consume them."""
-    text = {"encoding": "utf-8-sig", "errors": "replace", "newline": "\n"}
+    text = {"encoding": "utf-8-sig", "errors": "mstr-cp1252", "newline": "\n"}
     if path == "-":
         if hasattr(sys.stdin, "reconfigure"):  # a real stream (not one a caller swapped in)
             sys.stdin.reconfigure(**text)

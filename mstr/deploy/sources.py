@@ -148,6 +148,10 @@ class LineParser:
             if any("\x00" in c or "\ufffd" in c for c in self.columns):
                 raise DataError(f"{self.source}: binary data where a {self.format} header should be (a pcap or a "
                                 "compressed file through a pipe?); give a pcap or a gzip file as --input <file>")
+            if len(names) == 1 and set(names[0]) & set(",;\t|"):  # the columns are there, split by another delimiter
+                raise DataError(f"{self.source}: its header is one field when split on {self.delimiter!r}, the "
+                                f"delimiter of the flows the model was trained on; write the flows with it (header: "
+                                f"{names[0][:60]!r}...)")
             raise DataError(f"{self.source}: its header lacks column(s) {missing[:5]} that the model reads; is this "
                             f"{self.format} data? (header: {self.columns[:8]}...)")
         self.ident = self._ident(self.columns)

@@ -51,10 +51,10 @@ def run_config(ckpt: str | Path) -> Optional[DictConfig]:
     return cfg if isinstance(cfg, DictConfig) and "data" in cfg else None
 
 
-def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None,
+def trained_on(run: str | Path, data_dir: Optional[str], seed: Optional[int] = None,
                data_dir_given: bool = False) -> Optional[DictConfig]:
     """The config of the run at `run` (its dir, or a checkpoint in it), reading its data where the run
-    did, or from `data_dir` where that folder is gone (another machine) or where the command line said
+    did, or from `data_dir` (None: always the run's) where that folder is gone (another machine) or where the command line said
     so (`data_dir_given`), and, with `seed`, carving with it; its `.data` is the data config the run
     trained on, its `.seed` the seed. None when the run's config is not there."""
     trained_with = run_config(run)
@@ -64,7 +64,7 @@ def trained_on(run: str | Path, data_dir: str, seed: Optional[int] = None,
         own = OmegaConf.select(trained_with, "paths.data_dir", throw_on_resolution_failure=True)
     except Exception:  # an interpolation that does not resolve here
         own = None
-    if data_dir_given or not (own and Path(str(own)).expanduser().is_dir()):
+    if data_dir is not None and (data_dir_given or not (own and Path(str(own)).expanduser().is_dir())):
         OmegaConf.update(trained_with, "paths.data_dir", data_dir, force_add=True)
     if seed is not None:
         OmegaConf.update(trained_with, "seed", seed, force_add=True)
@@ -93,6 +93,7 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
     """How the detector reads flows: the format the data config read, with its column spellings
     (`columns`: the training table's time and group columns and the format it was read as)."""
     from mstr.data.datasets.flows import PRESETS
+    from mstr.data.readers import typed_delimiter
 
     name = str(data_cfg.get("name"))
     # The NSL-KDD and UNSW-NB15 loaders keep every category text as the file has it (UNSW-NB15's service
@@ -108,11 +109,13 @@ def input_spec(data_cfg: DictConfig, columns: dict[str, Optional[str]]) -> dict[
         spec.update(format="cicflowmeter", aliases=dict(PRESETS["cicflowmeter"].aliases))
     elif name == "flows":
         preset = columns["read_as"] or "generic"
-        # generic columns: the delimiter of the files trained on (parquet's columns arrive as CSV lines)
+        # generic columns, and Zeek's in a table (a conn.log saved as CSV): the delimiter of the files trained
+        # on (parquet's columns arrive as CSV lines)
         tsv = data_cfg.get("format") == "tsv" or columns.get("file_format") == "tsv"
-        fmt = preset if preset != "generic" else ("tsv" if tsv else "csv")
+        table = preset == "generic" or (preset == "zeek" and columns.get("file_format") not in (None, "zeek"))
+        fmt = ("tsv" if tsv else "csv") if table else preset
         # a preset's columns in a TSV file (CICFlowMeter's, tab-separated) keep the tab
-        delimiter = data_cfg.get("delimiter") or ("\t" if tsv else None)
+        delimiter = typed_delimiter(data_cfg.get("delimiter")) or ("\t" if tsv else None)
         spec.update(format=fmt, aliases=dict(PRESETS[preset].aliases), delimiter=delimiter)
     return spec
 
@@ -185,7 +188,8 @@ def checkpoint_detector(ckpt: str | Path, fallback_cfg: Optional[DictConfig] = N
     hp = dict(classifier.hparams)
     if not hp.get("preprocessor"):
         raise DataError(f"{ckpt}: holds no fitted preprocessing; retrain it with this mstr")
-    run_cfg = run_config(ckpt)
+    # its data where the run read it: a data=flows path relative to where the run was started
+    run_cfg = trained_on(ckpt, OmegaConf.select(fallback_cfg, "paths.data_dir") if fallback_cfg is not None else None)
     if not need_data and hp.get("input_columns") and run_cfg is not None:
         return classifier.model.eval(), detector_spec(hp, run_cfg.data, hp["input_columns"], threshold), None
     try:

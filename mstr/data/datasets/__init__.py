@@ -82,9 +82,9 @@ def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray
     (multiclass, `benign` naming the normal classes) or benign/attack (binary); with `strata_col` the
     class name is also kept in that column, so that per-class cuts can follow it in the binary task;
     `family_col` names a column of `frame` with a finer name still (the attack type), kept for reports.
-    Categories and the group column become stripped text; numeric columns become float64 (`coerce_numeric`, before any row
-    is dropped, so that its errors name the file's own rows), missing and infinite values kept for
-    the preprocessing to fill with training medians; the time column becomes seconds.
+    Categories and the group column become stripped text; numeric columns become float64 (`coerce_numeric`), missing and
+    infinite values kept for the preprocessing to fill with training medians; the time column becomes seconds. Errors
+    name a row by `frame`'s index (`mstr.data.readers.data_row`), which the table drops.
     """
     check_task(task)
     frame = frame.copy()
@@ -97,8 +97,7 @@ def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray
     unlabelled = classes.isna().to_numpy()
     if unlabelled.any():
         notes.append(f"{source}: dropped {int(unlabelled.sum())} row(s) without a label")
-        frame = frame[~unlabelled].reset_index(drop=True)
-        classes, is_benign = classes[~unlabelled].reset_index(drop=True), is_benign[~unlabelled]
+        frame, classes, is_benign = frame[~unlabelled].copy(), classes[~unlabelled], is_benign[~unlabelled]
     if frame.empty:
         raise DataError(f"{source}: no labelled rows in column {label_col!r}")
     if time_col:
@@ -110,10 +109,9 @@ def make_table(frame: pd.DataFrame, *, classes: pd.Series, is_benign: np.ndarray
         benign = (BINARY_BENIGN,)
     else:
         frame[label_col] = classes.astype(str).to_numpy()
-    return FlowTable(frame=frame, numeric_cols=list(numeric), categorical_cols=list(categorical),
-                     label_col=label_col, time_col=time_col, group_col=group_col, strata_col=strata_col,
-                     family_col=family_col,
-                     benign=tuple(benign), source=source)
+    return FlowTable(frame=frame.reset_index(drop=True), numeric_cols=list(numeric),
+                     categorical_cols=list(categorical), label_col=label_col, time_col=time_col, group_col=group_col,
+                     strata_col=strata_col, family_col=family_col, benign=tuple(benign), source=source)
 
 
 def category_text(values: pd.Series) -> pd.Series:

@@ -6,8 +6,9 @@ absolute timestamps name the capture's hosts and attack schedule, so a model wou
 instead of traffic behaviour. Each tool spells them differently; a preset knows the spelling, the
 time column (orders the windows) and the group column (the source host, whose flows a window
 holds). Roles given in the config override the preset. Whatever is left is a feature: numeric when
-every value parses as a number, categorical otherwise. Row ids and second label columns (e.g.
-UNSW's `attack_cat` beside `label`) are dropped in any layout, since they give the answer away.
+every value parses as a number, categorical otherwise. Row ids (a column without a name too: the index
+pandas' to_csv writes) and second label columns (e.g. UNSW's `attack_cat` beside `label`) are dropped in any
+layout, since they give the answer away.
 
 Split: with `test_path`, its files are the test sets (one per file). Otherwise the newest
 `test_fraction` of the flows by time is the test set, so the model is scored on the future of what
@@ -22,6 +23,7 @@ file's own label (the attack type), kept beside benign/attack and never a featur
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,11 @@ HIGH_CARDINALITY = 1000  # distinct text values beyond which a "category" is an 
 ADDRESS_LIKE = {"src", "dst", "srcip", "dstip", "sip", "dip", "saddr", "daddr", "srcaddr", "dstaddr", "sourceip",
                 "destinationip", "ipsrc", "ipdst", "idorigh", "idresph", "clientip", "serverip", "srcport",
                 "sport", "sourceport", "idorigp", "clientport"}
+# Names (as ADDRESS_LIKE) of absolute times: as features they tell when this capture's attacks happened.
+TIME_LIKE = {"ts", "time", "timestamp", "datetime", "date", "stime", "ltime", "starttime", "endtime", "firstseen",
+             "lastseen", "flowstart", "flowend"}
 MOSTLY_NUMERIC = 0.99  # share of number cells that makes a column numeric with a few broken cells
+UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a header's empty one (to_csv's row index, say)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,36 @@ class Roles:
     group: Optional[str]
 
 
+def check(path: Optional[str] = None, test_path: Optional[str] = None, format: Optional[str] = None,
+          task: str = "binary", test_fraction: float = 0.3, split: Optional[str] = None, **_) -> None:
+    """The settings that can be checked before any file is read (also by `mstr.preflight`, so that a bad
+    one stops the command line before a run dir is made)."""
+    if path is None:
+        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
+                          "e.g. data.path=captures/flows.csv")
+    # an empty path is the current folder to pathlib: every table in it would be read as flows
+    if not str(path).strip():
+        raise ConfigError("data.path is empty: give the training flows as a file, folder or glob, "
+                          "e.g. data.path=captures/flows.csv")
+    if test_path is not None and not str(test_path).strip():
+        raise ConfigError("data.test_path is empty: give the test flows as a file, folder or glob, or "
+                          "data.test_path=null to cut the test set from data.path")
+    for key, value in (("data.path", path), ("data.test_path", test_path)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # a folder named 20240101
+            raise ConfigError(f"{key}={value}: read as a number; quote a name of digits: '{key}=\"{value}\"'")
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{key}={value}: give one file, folder or glob (several files: a folder or a glob "
+                              "such as 'captures/*.csv')")
+    check_task(task)
+    if format is not None and format not in FORMATS:
+        raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
+    if split is not None and split not in HOLDOUTS:
+        raise ConfigError(f"data.split={split!r} is not one of {list(HOLDOUTS)} (or null: time when the flows "
+                          "have timestamps, else stratified)")
+    if test_path is None and not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+
+
 def load(
     path: Optional[str] = None,
     test_path: Optional[str] = None,
@@ -122,17 +158,7 @@ def load(
     **_,
 ) -> DatasetSplits:
     """Train/test tables from the user's files (see the module doc)."""
-    if path is None:
-        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
-                          "e.g. data.path=captures/flows.csv")
-    check_task(task)
-    if format is not None and format not in FORMATS:
-        raise ConfigError(f"data.format={format!r} is not one of {list(FORMATS)} (or null to infer)")
-    if split is not None and split not in HOLDOUTS:
-        raise ConfigError(f"data.split={split!r} is not one of {list(HOLDOUTS)} (or null: time when the flows "
-                          "have timestamps, else stratified)")
-    if test_path is None and not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={test_fraction} must be between 0 and 1")
+    check(path, test_path, format, task, test_fraction, split)
     notes: list[str] = []
     paths = resolve_paths(path, PATTERNS)
     frame, preset_name, file_format = _read_files(paths, format, delimiter, notes)
@@ -155,7 +181,7 @@ def load(
             name = _stem(file)
             if name in tests:
                 raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
-            test_frame, _, _ = _read_files([file], format or preset_name, delimiter, notes)
+            test_frame, _, _ = _read_files([file], format, delimiter, notes, preset_name)
             missing = [c for c in _needed(roles) if c not in test_frame.columns]
             if missing:
                 raise DataError(f"{file}: missing column(s) {missing} that the training files have")
@@ -176,15 +202,17 @@ def load(
 # --------------------------------------------------------------------------- reading
 
 
-def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
-                notes: list[str]) -> tuple[pd.DataFrame, str, Optional[str]]:
+def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str], notes: list[str],
+                preset_name: Optional[str] = None) -> tuple[pd.DataFrame, str, Optional[str]]:
     """All files as one frame (same columns required), the preset they were read with and the file
-    format (csv, tsv, parquet, zeek) of the first.
+    format (csv, tsv, parquet, zeek) of the first. `fmt`: data.format; `preset_name`: the preset to read
+    them with (test files: training's), else `fmt`'s, else the one their columns belong to. The files'
+    own format is `fmt`'s where it names one, else each file's (a Zeek preset's test file may be a CSV).
 
     A repeated column name keeps its first copy (the original CIC CSVs repeat `Fwd Header Length`);
     the reader's note says so.
     """
-    preset_name = None if fmt is None else fmt if fmt in PRESETS else "generic"
+    preset_name = preset_name or (None if fmt is None else fmt if fmt in PRESETS else "generic")
     frames = []
     for path in paths:
         frame = read_table(path, _READER_FORMAT.get(fmt or ""), delimiter=delimiter,
@@ -204,7 +232,8 @@ def _read_files(paths: list[Path], fmt: Optional[str], delimiter: Optional[str],
             raise DataError(f"{path}: columns differ from {paths[0]} (extra {extra}, missing "
                             f"{lacking}); give files of one layout in data.path")
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True), preset_name, frames[0].attrs.get("file_format")
+    # indexed by (file, row): an error names the file and its own row (`mstr.data.readers.data_row`)
+    return pd.concat(frames, keys=[str(p) for p in paths]), preset_name, frames[0].attrs.get("file_format")
 
 
 def _detect(columns: Sequence[str]) -> str:
@@ -258,7 +287,11 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
     if leaks:
         notes.append(f"{source}: dropped {leaks}: label columns besides {label!r} give the answer away")
     idents = [c for c in cols if c.lower() in ID_COLUMNS]
-    dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents}
+    unnamed = [c for c in cols if UNNAMED.fullmatch(c)]
+    if unnamed:
+        notes.append(f"{source}: dropped column(s) {unnamed}: no name in the header, so no detector could find them "
+                     "(e.g. the row index that pandas' to_csv writes without index=False)")
+    dropped = {label, time, group, *preset.drop, *drop, *leaks, *idents, *unnamed}
     features = [c for c in cols if c not in dropped]
     forced = [c for c in (*preset.categorical, *categorical) if c in features]
     numeric, text, empty = [], [], []
@@ -290,6 +323,12 @@ def _roles(frame: pd.DataFrame, preset: Preset, source: str, label_col, time_col
         notes.append(f"{source}: column(s) {addresses} look like host addresses or source ports, and are "
                      "features: a model that reads them learns this capture's hosts, not their traffic; drop "
                      f"them with data.drop_cols=[{','.join(addresses)}] (data.group_col may still name the host)")
+    times = [c for c in features if re.sub(r"[^a-z0-9]", "", c.lower()) in TIME_LIKE]
+    if times:
+        notes.append(f"{source}: column(s) {times} look like absolute times, and are features: a model that reads "
+                     "them learns when this capture's attacks happened, not their traffic; set "
+                     f"data.time_col={times[0]} (the test split and the windows then follow it) or drop them with "
+                     f"data.drop_cols=[{','.join(times)}]")
     roles = Roles(label, numeric, list(dict.fromkeys([*forced, *text])), time, group)
     if not roles.numeric and not roles.categorical:
         raise DataError(f"{source}: no feature columns left after dropping {sorted(dropped - {None})}")
@@ -392,8 +431,10 @@ def _split(table: FlowTable, holdout: str, test_fraction: float, seed: int,
     notes.append(f"{table.source}: {how} ({len(train):,} train / {len(test):,} test rows)")
     only_test = sorted(set(test.labels) - set(train.labels))
     if only_test:
+        # binary labels included ('attack': no attack before the cut), where data.task=binary cannot help
         notes.append(f"{table.source}: class(es) {only_test} occur only in the test split (after the "
-                     "time cut); give test files with data.test_path or use data.task=binary")
+                     "time cut); cut each class by time with data.split=per_class_time, or give test files "
+                     "with data.test_path")
     return train, test
 
 
