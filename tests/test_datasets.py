@@ -238,6 +238,20 @@ def test_reader_bom_crlf_gzip_roundtrip(tmp_path):
         pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
 
 
+def test_reader_drops_lines_that_repeat_the_header_and_names_rows_as_the_file_does(tmp_path):
+    """Files joined with `cat` (CSE-CIC-IDS2018's day files repeat it too) hold the header again: training
+    stopped at "column 'x' data row 3 holds 'x', not a number", while the detector skips such lines."""
+    from mstr.data.readers import coerce_numeric
+
+    (tmp_path / "joined.csv").write_text("x,name\n1,a\n2,b\nx, name\n3,c\n4,oops\n")
+    frame = read_table(tmp_path / "joined.csv")
+    assert frame["name"].tolist() == ["a", "b", "c", "oops"]
+    assert "dropped 1 line(s) that repeat the header (data row 3 first)" in frame.attrs["notes"][0]
+    frame.loc[4, "x"] = "four"  # data row 5: the line "4,oops"
+    with pytest.raises(DataError, match=r"column 'x' data row 5 holds 'four'"):  # the file's own row number
+        coerce_numeric(frame, ["x"], "joined.csv")
+
+
 def test_reader_zeek_conn_log(tmp_path):
     log = (
         "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"

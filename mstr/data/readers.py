@@ -357,9 +357,29 @@ def _read_delimited(
         raise DataError(f"{path}: has a header but no data rows")
     if header:
         _refuse_short_rows(path, scan, sep, len(names), quoted=True)
+        frame = _drop_repeated_headers(path, frame, names, notes)
     if copies:
         frame = _drop_copies(path, frame, copies, notes)
     frame.attrs["notes"] = notes
+    return frame
+
+
+def _drop_repeated_headers(path: Path, frame: pd.DataFrame, names: list[str], notes: list[str]) -> pd.DataFrame:
+    """Rows that repeat the header (files joined with `cat`, CSE-CIC-IDS2018's day files) are dropped with a
+    note, as the detector drops them, rather than read as a row whose every number is a name. The rows
+    keep their numbers, so that errors still name the file's own rows."""
+    first = frame.iloc[:, 0]
+    if pd.api.types.is_numeric_dtype(first):  # a header's name in the column would have made it text
+        return frame
+    candidates = first.astype(str).str.strip() == names[0].strip()
+    if not candidates.any():
+        return frame
+    repeated = frame[candidates].astype(str).apply(lambda col: col.str.strip()).eq(
+        [name.strip() for name in names]).all(axis=1)
+    if repeated.any():
+        notes.append(f"{path}: dropped {int(repeated.sum())} line(s) that repeat the header (data row "
+                     f"{int(repeated.index[repeated][0]) + 1} first)")
+        frame = frame.drop(index=repeated.index[repeated])
     return frame
 
 
