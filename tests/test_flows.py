@@ -190,6 +190,22 @@ def test_separate_test_files_and_their_checks(cic_rows, tmp_path):
         flows.load(str(train_path), test_path=str(test_dir))
 
 
+def test_test_files_of_one_name_in_several_folders_are_named_by_their_folders(cic_rows, tmp_path):
+    """IoT-23 names every scenario's log conn.log.labeled: several scenarios given as test files were
+    refused ("two test files are named 'conn'; rename one of them")."""
+    cic_rows.iloc[::2].to_csv(tmp_path / "train.csv", index=False)
+    for scenario in ("CTU-1-1", "CTU-3-1"):
+        (tmp_path / "iot" / scenario / "bro").mkdir(parents=True)
+        cic_rows.iloc[1::2].head(60).to_csv(tmp_path / "iot" / scenario / "bro" / "conn.csv", index=False)
+    cic_rows.iloc[1::2].tail(60).to_csv(tmp_path / "iot" / "extra.csv", index=False)
+    splits = flows.load(str(tmp_path / "train.csv"), test_path=str(tmp_path / "iot" / "**" / "*.csv"))
+    assert set(splits.tests) == {"CTU-1-1_bro_conn", "CTU-3-1_bro_conn", "extra"}
+    assert splits.tests["CTU-3-1_bro_conn"].source.endswith("CTU-3-1/bro/conn.csv")
+    cic_rows.iloc[1::2].head(60).to_csv(tmp_path / "iot" / "extra.csv.gz", index=False)  # one folder: no telling apart
+    with pytest.raises(DataError, match="two test files are named 'extra'; rename one of them"):
+        flows.load(str(tmp_path / "train.csv"), test_path=str(tmp_path / "iot" / "**" / "*.csv*"))
+
+
 def test_generic_csv_with_delimiter_and_errors(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"bytes": rng.integers(0, 9999, 400), "proto": rng.choice(["tcp", "udp"], 400),

@@ -177,10 +177,7 @@ def load(
     table.read_as, table.file_format = preset_name, file_format  # what a detector must read (mstr.training.export)
     if test_path is not None:
         tests = {}
-        for file in resolve_paths(test_path, PATTERNS):
-            name = _stem(file)
-            if name in tests:
-                raise DataError(f"{file}: two test files are named {name!r}; rename one of them")
+        for name, file in _test_names(resolve_paths(test_path, PATTERNS)).items():
             test_frame, _, _ = _read_files([file], format, delimiter, notes, preset_name)
             missing = [c for c in _needed(roles) if c not in test_frame.columns]
             if missing:
@@ -445,6 +442,27 @@ def _names(value) -> list[str]:
     if isinstance(value, (str, int, float)):
         return [str(value)]
     return [str(v) for v in value]
+
+
+def _test_names(files: list[Path]) -> dict[str, Path]:
+    """Each test file by its name: the file's stem, or where files in several folders share one (IoT-23
+    names every scenario's log `conn.log.labeled`), the stem after as many of its folders as tell them
+    apart, joined by "_" (`CTU-IoT-Malware-Capture-1-1_bro_conn`)."""
+    names = {}
+    for file in files:
+        shared = [other for other in files if _stem(other) == _stem(file)]
+        depth = next((d for d in range(len(file.parent.parts) + 1)
+                      if len({_tail(other, d) for other in shared}) == len(shared)), None)
+        if depth is None:  # the same stem in one folder: conn.csv beside conn.csv.gz
+            raise DataError(f"{file}: two test files are named {_stem(file)!r}; rename one of them")
+        names[_tail(file, depth)] = file
+    return names
+
+
+def _tail(path: Path, depth: int) -> str:
+    """The stem of `path` after its last `depth` folders, joined by "_"."""
+    folders = path.parent.parts[len(path.parent.parts) - depth:]
+    return "_".join([*folders, _stem(path)])
 
 
 def _stem(path: Path) -> str:
