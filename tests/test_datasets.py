@@ -200,6 +200,10 @@ BAD_INPUTS = [
     # read as binary data or UTF-16 text ('re-export it as UTF-8 CSV'), where it only needs unpacking
     ("zip archive", "a.csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(40), ["a zip archive", "unzip it first"]),
     ("utf-16", "a.csv", "x,y\n1,2\n".encode("utf-16"), ["NUL"]),
+    # packets, not flows: was 'NUL byte ... binary data'
+    ("pcap", "capture.csv", b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(40),
+     ["a packet capture, not a table of flows", "data.format=nfstream"]),
+    ("pcapng", "capture.pcapng", b"\x0a\x0d\x0d\x0a" + bytes(40), ["a packet capture"]),
     ("very long line", "a.csv", b"x,y\n1," + b"9" * (2 << 20) + b"\n", ["line 2", "longer than"]),
     ("ragged row", "a.csv", b"x,y\n1,2\n3,4,5\n", ["line 3"]),
     ("zeek without fields", "conn.log", b"#separator \\x09\n#path\tconn\n1\t2\n", ["#fields"]),

@@ -42,6 +42,9 @@ _CHUNK = 1 << 20
 _PACKED = {b"PK\x03\x04": ("a zip archive", "unzip"), b"\xfd7zXZ\x00": ("xz-compressed", "xz -d"),
            b"BZh": ("bzip2-compressed", "bunzip2"), b"\x28\xb5\x2f\xfd": ("zstd-compressed", "zstd -d"),
            b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x")}
+# Packet captures (pcap either byte order, microsecond or nanosecond; pcapng): packets, not flows.
+_CAPTURES = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+             b"\x0a\x0d\x0d\x0a")
 _HEAD_BYTES = 1 << 16
 
 
@@ -122,6 +125,9 @@ def _scan(path: Path, max_line_bytes: int) -> _Scan:
     for start, (what, unpack) in _PACKED.items():
         if magic.startswith(start):
             raise DataError(f"{path}: {what}; mstr reads tables as they are or gzip-compressed: {unpack} it first")
+    if magic.startswith(_CAPTURES):
+        raise DataError(f"{path}: a packet capture, not a table of flows; turn it into NFStream flows first "
+                        "(README \"Pcaps\"), label them, and train with data.format=nfstream")
     gz = _is_gzip(path)
     head = bytearray()
     n_bytes = 0
