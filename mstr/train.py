@@ -95,13 +95,15 @@ def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
 def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
     """A `hydra.run.dir` that holds another run is refused before Hydra writes this job's config into it:
     the dir would then show one run's config beside another's results (and checkpoints). Another config's
-    run is refused; so is a finished run of this config, unless the job is its resumption (which reports it)."""
+    run is refused; so is a finished run of this config, unless the job is its resumption (which reports it);
+    so is a dir a running job holds (its log and records would take this job's)."""
     given = next((a.split("=", 1)[1] for a in argv if override_key(a) == "hydra.run.dir"), None)
     if cfg is None or given is None or is_multirun(argv):
         return
-    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key, is_run_dir
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, is_run_dir
 
     run_dir = Path(given.strip("'\""))
+    RunLock(run_dir).check_free()
     if not is_run_dir(run_dir):
         return
     if (run_dir / CONFIG_KEY_FILE).read_text().strip() != config_key(cfg):

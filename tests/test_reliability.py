@@ -333,6 +333,20 @@ def test_a_run_dir_in_use_by_a_running_job_is_refused(compose_cfg, tmp_path):
             run(compose_cfg(["model=student", "distill=none", "resume=auto"]))
 
 
+def test_a_run_dir_in_use_is_refused_before_hydra_writes_into_it(tmp_path):
+    """A second job given a running job's dir stops at the command line: nothing of it (its config, its
+    log, a job_error.json that marks the running job as failed) lands in the dir."""
+    from mstr.jobs.rundir import RunLock
+
+    run_dir = tmp_path / "run"
+    with RunLock(run_dir):  # as a running job holds it
+        proc = subprocess.run([sys.executable, "-m", "mstr.train", "model=teacher", f"hydra.run.dir={run_dir}"],
+                              cwd=tmp_path, env=_env(tmp_path / "out"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another running job" in lines[0] and str(run_dir) in lines[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable
 
