@@ -4,7 +4,10 @@ fail here with one line and exit code 2, before any output dir, data read or tra
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import tempfile
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -68,6 +71,19 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True, swee
             except ConfigError as err:
                 raise ConfigError(f"sweep job {_swept(job, sweeps)}: {err}") from None
     return cfg
+
+
+def check_writable(key: str, folder) -> None:
+    """A folder the job makes (if missing) and writes into: one line naming `key` when that cannot be done,
+    before any work, instead of a traceback when the job first writes there. Nothing is left behind."""
+    folder = Path(str(folder)).absolute()
+    where = folder
+    try:
+        where = next(p for p in (folder, *folder.parents) if p.exists())  # where the job makes its first entry
+        os.rmdir(tempfile.mkdtemp(dir=where))
+    except OSError as err:
+        raise ConfigError(f"{key}={folder}: cannot write into {where} ({err.strerror}); give a folder you can "
+                          "write to") from None
 
 
 def _parse(overrides: list[str], config_name: str) -> list:

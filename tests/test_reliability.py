@@ -347,6 +347,30 @@ def test_a_run_dir_in_use_is_refused_before_hydra_writes_into_it(tmp_path):
     assert len(lines) == 1 and "in use by another running job" in lines[0] and str(run_dir) in lines[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
 
+def test_an_output_dir_that_cannot_be_written_is_one_line_exit_2_before_any_work(tmp_path):
+    """Hydra made the run dir with a traceback; a teacher cache that cannot be written failed once the
+    teacher had trained. Each is now named on the command line, and nothing is made."""
+    from mstr.config import compose_config
+    from mstr.errors import ConfigError
+    from mstr.train import _prepare
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", f"hydra.run.dir={blocker / 'run'}"], cwd=tmp_path,
+                          env=_env(tmp_path / "out"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={blocker / 'run'}: cannot write into {blocker} (Not a directory); give a folder "
+        "you can write to"]
+    ok = f"hydra.run.dir={tmp_path / 'run'}"
+    for argv, key in ([[f"paths.log_dir={blocker}"], "paths.log_dir"],
+                      [[f"paths.teacher_cache_dir={blocker / 't'}", ok], "paths.teacher_cache_dir"],
+                      [["-m", "seed=0,1", f"hydra.sweep.dir={blocker / 's'}"], "hydra.sweep.dir"]):
+        overrides = [a for a in argv if a != "-m" and not a.startswith(("hydra.", "seed="))]
+        with pytest.raises(ConfigError, match=rf"^{key}=.*: cannot write into {blocker} \(Not a directory\)"):
+            _prepare(argv, compose_config("train", overrides))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable
 
