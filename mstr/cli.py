@@ -12,8 +12,17 @@ import hydra
 from omegaconf import DictConfig
 
 from mstr.config import config_dir
-from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt, user_error
+from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt, user_error, write_error
 from mstr.preflight import preflight
+
+
+def _write_failed(cfg: DictConfig, err: OSError, resume_command: Optional[Callable[[list[str]], str]]) -> MstrError:
+    """A write the filesystem refused, as one line: which file where known, and how to go on once there is
+    room (the job's checkpoints are written aside and renamed, so the last one saved is whole)."""
+    what = f"writing {err.filename} failed" if err.filename else "a write failed"
+    then = f"resume with: {resume_command(sys.argv[1:])}" if resume_command else "run the command again"
+    return MstrError(f"{what} while the job wrote into {cfg.paths.output_dir} ({err.strerror}); free space there, "
+                     f"then {then}")
 
 
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_values: bool = False,
@@ -36,6 +45,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except Interrupted as err:
             report_interrupt(err, resume_command(sys.argv[1:]) if resume_command else None)
         except Exception as err:
+            if (failed := write_error(err)) is not None:  # a full disk: what to do, not where in the code
+                err = _write_failed(cfg, failed, resume_command)
             if sweeping:
                 multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
                 return

@@ -371,6 +371,54 @@ def test_an_output_dir_that_cannot_be_written_is_one_line_exit_2_before_any_work
             _prepare(argv, compose_config("train", overrides))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
+def _file_size_limit(limit: int):
+    """A preexec_fn: writes past `limit` bytes fail with EFBIG (Python ignores SIGXFSZ), as on a full disk."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def test_a_write_that_fails_for_room_leaves_no_half_file(tmp_path):
+    from mstr.jobs.report import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    code = ("import sys; from pathlib import Path; from mstr.jobs.report import write_json; "
+            "write_json(Path(sys.argv[1]), {'a': 'x' * 100_000})")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_file_size_limit(10_000))
+    assert proc.returncode != 0 and "File too large" in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and json.loads(path.read_text()) == {"a": 1}
+
+
+def test_a_disk_too_full_for_the_error_record_still_reports_the_error(tmp_path, monkeypatch):
+    import errno
+
+    from mstr.errors import MstrError
+    from mstr.jobs import multirun, report
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(report, "write_json", full)
+    err, message = multirun.record_failure_in(tmp_path, MstrError("the disk is full"))
+    assert isinstance(err, MstrError) and message == "the disk is full" and not list(tmp_path.iterdir())
+
+@pytest.mark.slow
+def test_a_write_that_fails_for_room_mid_run_is_one_line_saying_how_to_resume(tmp_path):
+    """A full disk ended a run in a traceback from deep inside matplotlib or Lightning."""
+    run_dir = tmp_path / "run"
+    args = ["model=teacher", "debug=fast", "plots=true", "data.source.n_flows=3000", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", *args], cwd=tmp_path, env=_env(tmp_path / "out"),
+                          capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(15_000))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: a write failed while the job wrote into {run_dir} "
+                                                   "(File too large); free space there, then resume with: ")
+    assert shlex.split(lines[0].split("resume with: ")[1])[3:] == [*args[:-1], "resume=auto", f"hydra.run.dir={run_dir}"]
+    assert "File too large" in json.loads((run_dir / "job_error.json").read_text())["error"]
+    assert not (run_dir / "metrics.json").exists()
+
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable
 

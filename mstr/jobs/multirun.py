@@ -90,8 +90,11 @@ def record_failure_in(out_dir: Path, err: Exception) -> tuple[Exception, str]:
     message = one_line(err)
     is_user_error = isinstance(err, MstrError)
     if out_dir.is_dir():
-        write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: {message}",
-                                          "user_error": is_user_error})
+        try:
+            write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: "
+                                              f"{message}", "user_error": is_user_error})
+        except OSError as failed:  # the disk that failed the job: its error is still reported, only not here
+            log.warning("could not record the job's error in %s: %s", out_dir / ERROR_FILE, failed)
     return err, message
 
 
