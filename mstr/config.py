@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -106,10 +107,11 @@ def _integer(minimum: int):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-def _number(low: float, high: float = float("inf"), high_open: bool = False):
-    """A check that a value is a number in [low, high] (or [low, high) with `high_open`)."""
-    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                      and low <= v and (v < high if high_open else v <= high))
+def _number(low: float, high: float = float("inf"), high_open: bool = False, low_open: bool = False):
+    """A check that a value is a finite number in [low, high] (open at `high` with `high_open`, at `low`
+    with `low_open`): `inf` and `nan` are refused, which would train to NaN weights without a word."""
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      and (low < v if low_open else low <= v) and (v < high if high_open else v <= high))
 
 
 def validate(cfg: DictConfig) -> None:
@@ -122,7 +124,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
+        if not _number(0.0, low_open=True)(temperature):
             raise ConfigError(f"distill.temperature={temperature!r}: must be a number > 0 (e.g. 4)")
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
@@ -131,7 +133,7 @@ def validate(cfg: DictConfig) -> None:
         for key, methods in (("feature_weight", ("features", "combined")),
                              ("attention_weight", ("attention", "combined"))):
             value = _get(cfg, f"distill.{key}", 0.0)
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _number(0.0)(value):
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
             if value and method not in methods:
                 raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
@@ -179,9 +181,8 @@ def validate(cfg: DictConfig) -> None:
                               _one_of(COLUMN_ORDERS)),
         "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),
         "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in CLASS_WEIGHTS, _one_of(CLASS_WEIGHTS)),
-        "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        "model.optim.weight_decay": (_get(cfg, "model.optim.weight_decay", 0.0),
-                                     lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
+        "model.optim.lr": (_get(cfg, "model.optim.lr"), _number(0.0, low_open=True), "a number > 0"),
+        "model.optim.weight_decay": (_get(cfg, "model.optim.weight_decay", 0.0), _number(0.0), "a number >= 0"),
         "model.optim.scheduler": (_get(cfg, "model.optim.scheduler", "onecycle"), lambda v: v in SCHEDULERS,
                                   _one_of(SCHEDULERS)),
         "model.optim.warmup_fraction": (_get(cfg, "model.optim.warmup_fraction", 0.1),

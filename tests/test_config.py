@@ -107,6 +107,13 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
     ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
     ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
+    # not finite: trained to NaN weights (F1 0) with exit code 0
+    ("distill.temperature=nan", "distill.temperature=nan: must be a number > 0"),
+    ("distill.temperature=inf", "distill.temperature=inf: must be a number > 0"),
+    ("model.optim.lr=inf", "model.optim.lr=inf: must be a number > 0"),
+    ("model.optim.weight_decay=inf", "model.optim.weight_decay=inf: must be a number >= 0"),
+    ("loss=focal loss.gamma=inf", "loss.gamma=inf: must be a number >= 0"),
+    ("distill=features distill.feature_weight=inf", "distill.feature_weight=inf: must be a number >= 0"),
     # weights of terms the method leaves out trained without them
     ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
     ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
