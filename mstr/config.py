@@ -189,7 +189,8 @@ def validate(cfg: DictConfig) -> None:
                                         lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
         "data.val_fraction": (_get(cfg, "data.val_fraction", 0.15),
                               lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
-        "seed": (_get(cfg, "seed", 0), _integer(0), "an integer >= 0"),
+        # numpy's seeds (which Lightning's seed_everything sets) end at 2^32 - 1
+        "seed": (_get(cfg, "seed", 0), lambda v: _integer(0)(v) and v < 2**32, "an integer in [0, 4294967295]"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         "trainer.min_epochs": (_get(cfg, "trainer.min_epochs", 0), _integer(0), "an integer >= 0"),
         "trainer.log_every_n_steps": (_get(cfg, "trainer.log_every_n_steps", 1), _integer(1), "an integer >= 1"),

@@ -114,6 +114,9 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.optim.weight_decay=inf", "model.optim.weight_decay=inf: must be a number >= 0"),
     ("loss=focal loss.gamma=inf", "loss.gamma=inf: must be a number >= 0"),
     ("distill=features distill.feature_weight=inf", "distill.feature_weight=inf: must be a number >= 0"),
+    # past numpy's seeds: a traceback from Lightning's seed_everything once the run had started
+    ("seed=4294967296", "seed=4294967296: must be an integer in [0, 4294967295]"),
+    ("seed=4294967295", None),  # the largest: valid
     # weights of terms the method leaves out trained without them
     ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
     ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
