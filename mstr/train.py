@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.cli import hydra_entry
 from mstr.config import override_key
 from mstr.errors import ConfigError
-from mstr.jobs.train import run
+from mstr.jobs.train import is_distilling, run
 from mstr.preflight import check_writable, is_multirun
 
 __all__ = ["main", "run"]
@@ -81,15 +81,18 @@ def _resume_command(argv: list[str]) -> str:
 
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
     """Checkpoints named on the command line are read safely before Hydra starts: a file that is not a
-    plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists."""
+    plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists;
+    so does a `ckpt_path` of a run of other settings."""
     if cfg is None:
         return
+    from mstr.jobs.train import checkpoint_to_continue
     from mstr.training.safeload import load_weights_only
 
-    for key in ("distill.teacher_ckpt", "ckpt_path"):
-        value = OmegaConf.select(cfg, key)
-        if value not in (None, "last"):
-            load_weights_only(value)
+    teacher_ckpt, ckpt_path = OmegaConf.select(cfg, "distill.teacher_ckpt"), cfg.get("ckpt_path")
+    if teacher_ckpt is not None:
+        load_weights_only(teacher_ckpt)
+    if ckpt_path not in (None, "last"):
+        checkpoint_to_continue(cfg, ckpt_path)
 
 
 def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
@@ -130,7 +133,7 @@ def _check_output_dirs(argv: list[str], cfg: Optional[DictConfig]) -> None:
     given = _given(argv, run_key)
     key, folder = (run_key, given) if given is not None else ("paths.log_dir", cfg.paths.log_dir)
     check_writable(key, folder)
-    if cfg.model.role == "student" and cfg.distill.method != "none" and not cfg.distill.get("teacher_ckpt"):
+    if is_distilling(cfg) and not cfg.distill.get("teacher_ckpt"):
         check_writable("paths.teacher_cache_dir", cfg.paths.teacher_cache_dir)
 
 
