@@ -5,6 +5,7 @@ and the sweep ends with one line naming the failed jobs (mstr.jobs.multirun)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable, Optional
 
@@ -69,9 +70,11 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
                             sweep_hint="add -m (multirun) to run one job each")
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:], cfg)
+            hydra_main()
         except MstrError as err:
             report_and_exit(err)
-        hydra_main()
+        except KeyboardInterrupt:  # Ctrl+C before the job took over the signals: while the command line is checked
+            report_interrupt(Interrupted(signal.SIGINT))
         from mstr.jobs.multirun import failure_report
 
         failed = failure_report()

@@ -419,6 +419,24 @@ def test_a_write_that_fails_for_room_mid_run_is_one_line_saying_how_to_resume(tm
     assert "File too large" in json.loads((run_dir / "job_error.json").read_text())["error"]
     assert not (run_dir / "metrics.json").exists()
 
+def test_ctrl_c_while_the_command_line_is_checked_is_one_line_exit_130(monkeypatch, capsys):
+    """The first seconds (imports, composing and checking the config) ended in a KeyboardInterrupt traceback."""
+    from mstr import cli
+    from mstr.train import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "preflight", interrupted)
+    monkeypatch.setattr(sys, "argv", ["mstr.train", "seed=1"])
+    try:
+        main()
+    except KeyboardInterrupt:  # caught here, or it would stop the test session as it stopped the command
+        pytest.fail("Ctrl+C came out of main() as a KeyboardInterrupt (a traceback)")
+    except SystemExit as stopped:
+        assert stopped.code == 130
+    assert capsys.readouterr().err == "interrupted by SIGINT: no checkpoint was saved yet\n"
+
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable
 
