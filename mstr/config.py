@@ -48,9 +48,14 @@ def config_groups(config_name: str = "train") -> str:
     composed = [str(k) for entry in defaults if isinstance(entry, DictConfig) for k in entry]
     lines = []
     for group in sorted(g for g in composed if g != "hydra" and (root / g).is_dir()):
-        options = sorted(f.stem for f in (root / group).glob("*.yaml") if not f.name.startswith("_"))
-        lines.append(f"{group}: {', '.join(options)}")
+        lines.append(f"{group}: {', '.join(group_options(group))}")
     return "\n".join(lines)
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (`configs/<group>/*.yaml`, less the `_bases` they extend); []
+    when `group` is no config group of ours."""
+    return sorted(f.stem for f in (Path(config_dir()) / group).glob("*.yaml") if not f.name.startswith("_"))
 
 
 def override_key(override: str) -> str:

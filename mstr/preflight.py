@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mstr.config import config_dir, validate
+from mstr.config import config_dir, group_options, validate
 from mstr.errors import ConfigError
 
 # Hydra's own flags: they print, or take a value, and run nothing we can check here.
@@ -97,7 +97,13 @@ def _parse(overrides: list[str], config_name: str) -> list:
             parser.parse_override(line)
         except HydraException as err:
             raise ConfigError(f"{line}: {str(err).splitlines()[0]}; see `--help` for the override syntax") from None
-    return parser.parse_overrides(overrides)
+    parsed = parser.parse_overrides(overrides)
+    for override in parsed:  # Hydra's answer to `debug=null` is a ValueError traceback
+        options = group_options(override.key_or_group)
+        if override.value() is None and not override.is_delete() and options:
+            raise ConfigError(f"{override.input_line}: a config group takes one of its options: {', '.join(options)}; "
+                              f"leave {override.key_or_group}= out for its default")
+    return parsed
 
 
 def is_multirun(argv: list[str]) -> bool:

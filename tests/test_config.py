@@ -170,6 +170,9 @@ def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_
     (["data=nsl_kdd", "data.varient=20percent"], "data.varient: no such key; did you mean data.variant? "),
     (["trainer.max_epochs=2", "model.backbone.widths=[8,"], "model.backbone.widths=[8,: no viable alternative at "
                                                             "input '[8,'; see `--help` for the override syntax"),
+    # Hydra's ValueError traceback ("Config group override must be a string or a list")
+    (["debug=null"], "debug=null: a config group takes one of its options: fast, limit; leave debug= out for its "
+                     "default"),
 ])
 def test_unknown_keys_groups_and_syntax_errors_say_what_to_type(overrides, message):
     with pytest.raises(ConfigError) as caught:
