@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
 from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
-                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS)
+                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS,
+                          VAL_MONITORS)
 
 log = logging.getLogger("mstr.config")
 
@@ -220,6 +221,13 @@ def validate(cfg: DictConfig) -> None:
             _get(cfg, "callbacks.last_checkpoint.every_n_train_steps", 0), _integer(0),
             "an integer >= 0 (0: at epoch ends only)"),
     }
+    # what selects the kept checkpoint and stops training: a metric no epoch logs failed after the first one
+    for callback in ("model_checkpoint", "early_stopping"):
+        if _get(cfg, f"callbacks.{callback}") is not None:  # null: switched off
+            checks[f"callbacks.{callback}.monitor"] = (_get(cfg, f"callbacks.{callback}.monitor"),
+                                                       lambda v: v in VAL_MONITORS, _one_of(VAL_MONITORS))
+            checks[f"callbacks.{callback}.mode"] = (_get(cfg, f"callbacks.{callback}.mode", "min"),
+                                                    lambda v: v in ("min", "max"), "min or max")
     for key in ("plots", "test", "data.on_device", "trainer.deterministic", "trainer.enable_progress_bar"):
         checks[key] = (_get(cfg, key, False), lambda v: isinstance(v, bool), "true or false")
     if method != "none" and _get(cfg, "distill.teacher", "network") == "network":

@@ -107,6 +107,11 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
     ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
     ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
+    # a metric no epoch logs: a traceback from Lightning after the first epoch (the teacher's, when distilling)
+    ("callbacks.model_checkpoint.monitor=val/foo", "callbacks.model_checkpoint.monitor='val/foo': must be val/loss, "),
+    ("callbacks.early_stopping.monitor=val/f2", "callbacks.early_stopping.monitor='val/f2': must be val/loss, "),
+    ("callbacks.model_checkpoint.mode=maximum", "callbacks.model_checkpoint.mode='maximum': must be min or max"),
+    ("callbacks.early_stopping=null callbacks.model_checkpoint.monitor=val/loss", None),
     # not finite: trained to NaN weights (F1 0) with exit code 0
     ("distill.temperature=nan", "distill.temperature=nan: must be a number > 0"),
     ("distill.temperature=inf", "distill.temperature=inf: must be a number > 0"),
@@ -127,7 +132,7 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
 ])
 def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     if key is None:
-        preflight([override], "train")
+        preflight(override.split(), "train")
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
         preflight(override.split(), "train")
