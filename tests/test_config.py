@@ -107,6 +107,11 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
     ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
     ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
+    # the synthetic generator's settings: refused once the run had made its dir (n_hosts=0, days=0: tracebacks)
+    ("data.source.n_flows=10", "data.source.n_flows=10: must be an integer >= 500"),
+    ("data.source.n_hosts=0", "data.source.n_hosts=0: must be an integer >= 1"),
+    ("data.source.days=0", "data.source.days=0: must be a number > 0"),
+    ("data.source.test_fraction=1", "data.source.test_fraction=1: must be a number in (0, 1)"),
     # a metric no epoch logs: a traceback from Lightning after the first epoch (the teacher's, when distilling)
     ("callbacks.model_checkpoint.monitor=val/foo", "callbacks.model_checkpoint.monitor='val/foo': must be val/loss, "),
     ("callbacks.early_stopping.monitor=val/f2", "callbacks.early_stopping.monitor='val/f2': must be val/loss, "),
