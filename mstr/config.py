@@ -120,6 +120,11 @@ def _number(low: float, high: float = float("inf"), high_open: bool = False, low
                       and (low < v if low_open else low <= v) and (v < high if high_open else v <= high))
 
 
+def _batches(value) -> bool:
+    """Lightning's `limit_*_batches`: a share of the batches in (0, 1], or how many (an integer >= 1)."""
+    return _number(0.0, 1.0, low_open=True)(value) if isinstance(value, float) else _integer(1)(value)
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject config values that cannot work, naming the key (fails before any data is read)."""
     role = _get(cfg, "model.role")
@@ -222,12 +227,20 @@ def validate(cfg: DictConfig) -> None:
             "an integer >= 0 (0: at epoch ends only)"),
     }
     # what selects the kept checkpoint and stops training: a metric no epoch logs failed after the first one
-    for callback in ("model_checkpoint", "early_stopping"):
-        if _get(cfg, f"callbacks.{callback}") is not None:  # null: switched off
-            checks[f"callbacks.{callback}.monitor"] = (_get(cfg, f"callbacks.{callback}.monitor"),
-                                                       lambda v: v in VAL_MONITORS, _one_of(VAL_MONITORS))
-            checks[f"callbacks.{callback}.mode"] = (_get(cfg, f"callbacks.{callback}.mode", "min"),
-                                                    lambda v: v in ("min", "max"), "min or max")
+    selecting = [c for c in ("model_checkpoint", "early_stopping") if _get(cfg, f"callbacks.{c}") is not None]
+    # Lightning's batch limits: a share of the batches, or how many. 0 trained nothing (and reported the
+    # untrained model), or validated nothing, which the callbacks that select on validation need.
+    batches = "a share of the batches in (0, 1] or a number of batches >= 1"
+    checks["trainer.limit_train_batches"] = (_get(cfg, "trainer.limit_train_batches", 1.0), _batches, batches)
+    checks["trainer.limit_val_batches"] = (
+        _get(cfg, "trainer.limit_val_batches", 1.0), lambda v: _batches(v) or (v == 0 and not selecting),
+        batches + ("; 0 (no validation) only with callbacks.model_checkpoint=null callbacks.early_stopping=null, "
+                   "which select on it" if selecting else " (or 0: no validation)"))
+    for callback in selecting:
+        checks[f"callbacks.{callback}.monitor"] = (_get(cfg, f"callbacks.{callback}.monitor"),
+                                                   lambda v: v in VAL_MONITORS, _one_of(VAL_MONITORS))
+        checks[f"callbacks.{callback}.mode"] = (_get(cfg, f"callbacks.{callback}.mode", "min"),
+                                                lambda v: v in ("min", "max"), "min or max")
     for key in ("plots", "test", "data.on_device", "trainer.deterministic", "trainer.enable_progress_bar"):
         checks[key] = (_get(cfg, key, False), lambda v: isinstance(v, bool), "true or false")
     if method != "none" and _get(cfg, "distill.teacher", "network") == "network":

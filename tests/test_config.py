@@ -112,6 +112,13 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("data.source.n_hosts=0", "data.source.n_hosts=0: must be an integer >= 1"),
     ("data.source.days=0", "data.source.days=0: must be a number > 0"),
     ("data.source.test_fraction=1", "data.source.test_fraction=1: must be a number in (0, 1)"),
+    # no batches: trained nothing and reported the untrained model (exit 0), or validated nothing and failed
+    # on the monitor after the first epoch; a share over 1 was refused only once the data was read
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0: must be a share of the batches in (0, 1] or "),
+    ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5: must be a share"),
+    ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0: must be a share of the batches in (0, 1] or a "
+                                    "number of batches >= 1; 0 (no validation) only with"),
+    ("trainer.limit_val_batches=0 callbacks.early_stopping=null callbacks.model_checkpoint=null", None),
     # a metric no epoch logs: a traceback from Lightning after the first epoch (the teacher's, when distilling)
     ("callbacks.model_checkpoint.monitor=val/foo", "callbacks.model_checkpoint.monitor='val/foo': must be val/loss, "),
     ("callbacks.early_stopping.monitor=val/f2", "callbacks.early_stopping.monitor='val/f2': must be val/loss, "),
