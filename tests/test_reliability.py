@@ -325,12 +325,16 @@ def test_ckpt_path_last_without_an_unfinished_run_is_one_line_exit_2(tmp_path):
 
 def test_a_run_dir_in_use_by_a_running_job_is_refused(compose_cfg, tmp_path):
     from mstr.errors import MstrError
+    from mstr.jobs.multirun import record_failure_in
     from mstr.jobs.rundir import RunLock
     from mstr.train import run
 
     with RunLock(tmp_path / "run"):  # as a running job holds it
-        with pytest.raises(MstrError, match="in use by another running job"):
+        with pytest.raises(MstrError, match="in use by another running job") as refused:
             run(compose_cfg(["model=student", "distill=none", "resume=auto"]))
+        # a job started alongside it (past the command line's check) marks the running job as failed no more
+        record_failure_in(tmp_path / "run", refused.value)
+    assert not (tmp_path / "run" / "job_error.json").exists()
 
 
 def test_a_run_dir_in_use_is_refused_before_hydra_writes_into_it(tmp_path):
