@@ -46,6 +46,12 @@ def test_the_default_job_distils_a_student_from_a_teacher_it_trains(compose_cfg)
     assert cfg.distill.teacher_model.role == "teacher" and cfg.distill.teacher_ckpt is None
 
 
+def test_debug_limit_logs_within_its_few_steps(compose_cfg):
+    """Lightning warned on every `debug=limit` run that its 20-step logging interval outran the 5-step epoch."""
+    trainer = compose_cfg(["debug=limit"]).trainer
+    assert trainer.log_every_n_steps <= trainer.limit_train_batches
+
+
 def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experiment(compose_cfg):
     """`model=student_small` changes the backbone's size and nothing else, and wins over an experiment's
     choice of model while keeping the experiment's own model settings."""
