@@ -94,8 +94,9 @@ def check_backbones(cfg: DictConfig, method, window: int) -> None:
         keys.append("distill.teacher_model.backbone")
     for key in keys:
         values = _get(cfg, key)
-        if values is None:
-            continue
+        if not isinstance(values, DictConfig):  # model.backbone=null: Hydra's "not an OmegaConf config" traceback
+            raise ConfigError(f"{key}={values!r}: must be the backbone's settings; set them one by one "
+                              f"({key}.widths=[8,16], ...)")
         try:
             backbone = BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True))
             backbone.validate()

@@ -86,6 +86,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.backbone.widths=[]", "model.backbone: invalid backbone setting(s): widths=[]"),
     ("model.backbone.widths=abc", "model.backbone: invalid backbone setting(s): widths='abc'"),
     ("model.backbone.feature_kernels=[2]", "model.backbone: invalid backbone setting(s): feature_kernels=[2]"),
+    # not whole numbers, or no settings at all: tracebacks from torch or Hydra once the data was read
+    ("model.backbone.widths=[8.5]", "model.backbone: invalid backbone setting(s): widths=[8.5]"),
+    ("model.backbone.head_hidden=1.5", "model.backbone: invalid backbone setting(s): head_hidden=1.5"),
+    ("model.backbone=null", "model.backbone=None: must be the backbone's settings"),
     # a block without a branch: a traceback from the builder once the data was read
     ("model.backbone.feature_kernels=[] data.window=1", "model.backbone: feature_kernels=[]: stage 1 has no time "
                                                         "dilation inside a window of 1 flow(s)"),
