@@ -38,7 +38,7 @@ def _print_comparison(results: dict[str, dict[str, float]], title: str, path: Pa
     from rich.console import Console
     from rich.table import Table
 
-    from mstr.training.metrics import METRIC_NAMES
+    from mstr.options import METRIC_NAMES
 
     # multi-class metrics are macro averages, whose FPR says little of the share of benign flows flagged:
     # the alerts a detector of each model would raise (attack vs benign) are shown beside them

@@ -5,6 +5,7 @@ and the sweep ends with one line naming the failed jobs (mstr.jobs.multirun)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable, Optional
 
@@ -12,8 +13,17 @@ import hydra
 from omegaconf import DictConfig
 
 from mstr.config import config_dir
-from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt, user_error
+from mstr.errors import Interrupted, MstrError, report_and_exit, report_interrupt, user_error, write_error
 from mstr.preflight import preflight
+
+
+def _write_failed(cfg: DictConfig, err: OSError, resume_command: Optional[Callable[[list[str]], str]]) -> MstrError:
+    """A write the filesystem refused, as one line: which file where known, and how to go on once there is
+    room (the job's checkpoints are written aside and renamed, so the last one saved is whole)."""
+    what = f"writing {err.filename} failed" if err.filename else "a write failed"
+    then = f"resume with: {resume_command(sys.argv[1:])}" if resume_command else "run the command again"
+    return MstrError(f"{what} while the job wrote into {cfg.paths.output_dir} ({err.strerror}); free space there, "
+                     f"then {then}")
 
 
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_values: bool = False,
@@ -37,6 +47,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
         except Interrupted as err:
             report_interrupt(err, resume_command(sys.argv[1:]) if resume_command else None)
         except Exception as err:
+            if (failed := write_error(err)) is not None:  # a full disk: what to do, not where in the code
+                err = _write_failed(cfg, failed, resume_command)
             if sweeping:
                 multirun.job_failed(cfg, err)  # recorded in its dir; the other jobs go on
                 return
@@ -54,19 +66,20 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object], check_val
     hydra_main = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(task)
 
     def main() -> None:
+        from mstr.jobs.multirun import SweepStopped, failure_report
+
         try:
             cfg = preflight(sys.argv[1:], config_name, check_values=check_values,
                             sweep_hint="add -m (multirun) to run one job each")
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:], cfg)
+            hydra_main()
         except MstrError as err:
             report_and_exit(err)
-        from mstr.jobs.multirun import SweepStopped, failure_report
-
-        try:
-            hydra_main()
         except SweepStopped as stop:
             report_interrupt(stop.interrupted, resume_command(sys.argv[1:], stop.sweep_dir) if resume_command else None)
+        except KeyboardInterrupt:  # Ctrl+C before the job took over the signals: while the command line is checked
+            report_interrupt(Interrupted(signal.SIGINT))
 
         failed = failure_report()
         if failed is not None:

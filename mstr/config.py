@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
 from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
-                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS)
+                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS,
+                          VAL_MONITORS)
 
 log = logging.getLogger("mstr.config")
 
@@ -47,9 +49,14 @@ def config_groups(config_name: str = "train") -> str:
     composed = [str(k) for entry in defaults if isinstance(entry, DictConfig) for k in entry]
     lines = []
     for group in sorted(g for g in composed if g != "hydra" and (root / g).is_dir()):
-        options = sorted(f.stem for f in (root / group).glob("*.yaml") if not f.name.startswith("_"))
-        lines.append(f"{group}: {', '.join(options)}")
+        lines.append(f"{group}: {', '.join(group_options(group))}")
     return "\n".join(lines)
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (`configs/<group>/*.yaml`, less the `_bases` they extend); []
+    when `group` is no config group of ours."""
+    return sorted(f.stem for f in (Path(config_dir()) / group).glob("*.yaml") if not f.name.startswith("_"))
 
 
 def override_key(override: str) -> str:
@@ -87,8 +94,9 @@ def check_backbones(cfg: DictConfig, method, window: int) -> None:
         keys.append("distill.teacher_model.backbone")
     for key in keys:
         values = _get(cfg, key)
-        if values is None:
-            continue
+        if not isinstance(values, DictConfig):  # model.backbone=null: Hydra's "not an OmegaConf config" traceback
+            raise ConfigError(f"{key}={values!r}: must be the backbone's settings; set them one by one "
+                              f"({key}.widths=[8,16], ...)")
         try:
             backbone = BackboneConfig.from_dict(OmegaConf.to_container(values, resolve=True))
             backbone.validate()
@@ -106,10 +114,16 @@ def _integer(minimum: int):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-def _number(low: float, high: float = float("inf"), high_open: bool = False):
-    """A check that a value is a number in [low, high] (or [low, high) with `high_open`)."""
-    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                      and low <= v and (v < high if high_open else v <= high))
+def _number(low: float, high: float = float("inf"), high_open: bool = False, low_open: bool = False):
+    """A check that a value is a finite number in [low, high] (open at `high` with `high_open`, at `low`
+    with `low_open`): `inf` and `nan` are refused, which would train to NaN weights without a word."""
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      and (low < v if low_open else low <= v) and (v < high if high_open else v <= high))
+
+
+def _batches(value) -> bool:
+    """Lightning's `limit_*_batches`: a share of the batches in (0, 1], or how many (an integer >= 1)."""
+    return _number(0.0, 1.0, low_open=True)(value) if isinstance(value, float) else _integer(1)(value)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -122,7 +136,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
+        if not _number(0.0, low_open=True)(temperature):
             raise ConfigError(f"distill.temperature={temperature!r}: must be a number > 0 (e.g. 4)")
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
@@ -131,7 +145,7 @@ def validate(cfg: DictConfig) -> None:
         for key, methods in (("feature_weight", ("features", "combined")),
                              ("attention_weight", ("attention", "combined"))):
             value = _get(cfg, f"distill.{key}", 0.0)
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _number(0.0)(value):
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
             if value and method not in methods:
                 raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
@@ -179,16 +193,16 @@ def validate(cfg: DictConfig) -> None:
                               _one_of(COLUMN_ORDERS)),
         "loss.name": (_get(cfg, "loss.name"), lambda v: v in LOSSES, _one_of(LOSSES)),
         "loss.class_weights": (_get(cfg, "loss.class_weights"), lambda v: v in CLASS_WEIGHTS, _one_of(CLASS_WEIGHTS)),
-        "model.optim.lr": (_get(cfg, "model.optim.lr"), lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        "model.optim.weight_decay": (_get(cfg, "model.optim.weight_decay", 0.0),
-                                     lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
+        "model.optim.lr": (_get(cfg, "model.optim.lr"), _number(0.0, low_open=True), "a number > 0"),
+        "model.optim.weight_decay": (_get(cfg, "model.optim.weight_decay", 0.0), _number(0.0), "a number >= 0"),
         "model.optim.scheduler": (_get(cfg, "model.optim.scheduler", "onecycle"), lambda v: v in SCHEDULERS,
                                   _one_of(SCHEDULERS)),
         "model.optim.warmup_fraction": (_get(cfg, "model.optim.warmup_fraction", 0.1),
                                         lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
         "data.val_fraction": (_get(cfg, "data.val_fraction", 0.15),
                               lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
-        "seed": (_get(cfg, "seed", 0), _integer(0), "an integer >= 0"),
+        # numpy's seeds (which Lightning's seed_everything sets) end at 2^32 - 1
+        "seed": (_get(cfg, "seed", 0), lambda v: _integer(0)(v) and v < 2**32, "an integer in [0, 4294967295]"),
         "trainer.max_epochs": (_get(cfg, "trainer.max_epochs"), lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         "trainer.min_epochs": (_get(cfg, "trainer.min_epochs", 0), _integer(0), "an integer >= 0"),
         "trainer.log_every_n_steps": (_get(cfg, "trainer.log_every_n_steps", 1), _integer(1), "an integer >= 1"),
@@ -213,6 +227,21 @@ def validate(cfg: DictConfig) -> None:
             _get(cfg, "callbacks.last_checkpoint.every_n_train_steps", 0), _integer(0),
             "an integer >= 0 (0: at epoch ends only)"),
     }
+    # what selects the kept checkpoint and stops training: a metric no epoch logs failed after the first one
+    selecting = [c for c in ("model_checkpoint", "early_stopping") if _get(cfg, f"callbacks.{c}") is not None]
+    # Lightning's batch limits: a share of the batches, or how many. 0 trained nothing (and reported the
+    # untrained model), or validated nothing, which the callbacks that select on validation need.
+    batches = "a share of the batches in (0, 1] or a number of batches >= 1"
+    checks["trainer.limit_train_batches"] = (_get(cfg, "trainer.limit_train_batches", 1.0), _batches, batches)
+    checks["trainer.limit_val_batches"] = (
+        _get(cfg, "trainer.limit_val_batches", 1.0), lambda v: _batches(v) or (v == 0 and not selecting),
+        batches + ("; 0 (no validation) only with callbacks.model_checkpoint=null callbacks.early_stopping=null, "
+                   "which select on it" if selecting else " (or 0: no validation)"))
+    for callback in selecting:
+        checks[f"callbacks.{callback}.monitor"] = (_get(cfg, f"callbacks.{callback}.monitor"),
+                                                   lambda v: v in VAL_MONITORS, _one_of(VAL_MONITORS))
+        checks[f"callbacks.{callback}.mode"] = (_get(cfg, f"callbacks.{callback}.mode", "min"),
+                                                lambda v: v in ("min", "max"), "min or max")
     for key in ("plots", "test", "data.on_device", "trainer.deterministic", "trainer.enable_progress_bar"):
         checks[key] = (_get(cfg, key, False), lambda v: isinstance(v, bool), "true or false")
     if method != "none" and _get(cfg, "distill.teacher", "network") == "network":

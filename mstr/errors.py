@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 EXIT_USAGE = 2
+# A write the filesystem refused for want of room (a full disk, a quota, a file size limit) or because it
+# is read-only: the disk's state, not a bug.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 class MstrError(Exception):
@@ -61,16 +65,24 @@ def report_interrupt(err: Interrupted, resume_command: Optional[str] = None) -> 
     sys.exit(err.exit_code)
 
 
+def _causes(err: Optional[BaseException]) -> Iterator[BaseException]:
+    """`err`, then the exception it was raised from, and so on."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        yield err
+        seen.add(id(err))
+        err = err.__cause__
+
+
 def user_error(err: BaseException) -> Optional[MstrError]:
     """The `MstrError` behind `err`, if any: Hydra's `instantiate` wraps what a constructor raises (a
     DataModule's bad `data.*` value, say) in an exception of its own, with the original as its cause."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, MstrError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__
-    return None
+    return next((e for e in _causes(err) if isinstance(e, MstrError)), None)
+
+
+def write_error(err: BaseException) -> Optional[OSError]:
+    """The refused write behind `err` (`WRITE_ERRNOS`), if any."""
+    return next((e for e in _causes(err) if isinstance(e, OSError) and e.errno in WRITE_ERRNOS), None)
 
 
 def one_line(err: BaseException) -> str:

@@ -17,4 +17,7 @@ TREE_TEACHERS = ("xgboost", "lightgbm")
 DISTILL_TEACHERS = ("network", *TREE_TEACHERS)     # distill.teacher
 DISTILL_AUGMENTS = ("none", "mixup", "swap")       # distill.augment
 BEST_VAL_METRICS = ("acc", "f1", "auroc")          # val/<name>_best in metrics.json: what a sweep may optimise
+METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")  # <split>/<name>, each split
+# what a run logs per validation epoch: callbacks.model_checkpoint.monitor / early_stopping.monitor
+VAL_MONITORS = ("val/loss", *(f"val/{name}" for name in METRIC_NAMES))
 PEERS = ("majority", "stump", "logreg", "random_forest", "lightgbm", "xgboost")  # baselines.models

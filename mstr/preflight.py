@@ -4,7 +4,10 @@ fail here with one line and exit code 2, before any output dir, data read or tra
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import tempfile
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -12,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from mstr.config import config_dir, validate
+from mstr.config import config_dir, group_options, validate
 from mstr.errors import ConfigError
 
 # Hydra's own flags: they print, or take a value, and run nothing we can check here.
@@ -70,6 +73,19 @@ def preflight(argv: list[str], config_name: str, check_values: bool = True, swee
     return cfg
 
 
+def check_writable(key: str, folder) -> None:
+    """A folder the job makes (if missing) and writes into: one line naming `key` when that cannot be done,
+    before any work, instead of a traceback when the job first writes there. Nothing is left behind."""
+    folder = Path(str(folder)).absolute()
+    where = folder
+    try:
+        where = next(p for p in (folder, *folder.parents) if p.exists())  # where the job makes its first entry
+        os.rmdir(tempfile.mkdtemp(dir=where))
+    except OSError as err:
+        raise ConfigError(f"{key}={folder}: cannot write into {where} ({err.strerror}); give a folder you can "
+                          "write to") from None
+
+
 def _parse(overrides: list[str], config_name: str) -> list:
     """The parsed overrides; one that is not valid override syntax is named in a one-line error."""
     parser = OverridesParser.create()
@@ -84,7 +100,13 @@ def _parse(overrides: list[str], config_name: str) -> list:
             # Hydra's grammar takes letters outside ASCII (a label 'Bénin', a folder 'données') only quoted
             hint = f"quote the value: '{key}=\"{value}\"'" if not value.isascii() else "see `--help` for the override syntax"
             raise ConfigError(f"{line}: {str(err).splitlines()[0]}; {hint}") from None
-    return parser.parse_overrides(overrides)
+    parsed = parser.parse_overrides(overrides)
+    for override in parsed:  # Hydra's answer to `debug=null` is a ValueError traceback
+        options = group_options(override.key_or_group)
+        if override.value() is None and not override.is_delete() and options:
+            raise ConfigError(f"{override.input_line}: a config group takes one of its options: {', '.join(options)}; "
+                              f"leave {override.key_or_group}= out for its default")
+    return parsed
 
 
 def is_multirun(argv: list[str]) -> bool:

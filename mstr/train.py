@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from mstr.cli import hydra_entry
 from mstr.config import override_key
 from mstr.errors import ConfigError
-from mstr.jobs.train import run
-from mstr.preflight import is_multirun
+from mstr.jobs.train import is_distilling, run
+from mstr.preflight import check_writable, is_multirun
 
 __all__ = ["main", "run"]
 
@@ -98,27 +98,32 @@ def _sweep_arguments(sweep_dir: Path) -> Optional[list[str]]:
 
 def _check_checkpoint_files(cfg: Optional[DictConfig]) -> None:
     """Checkpoints named on the command line are read safely before Hydra starts: a file that is not a
-    plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists."""
+    plain-data checkpoint (e.g. one carrying a pickle payload) fails here, before any output dir exists;
+    so does a `ckpt_path` of a run of other settings."""
     if cfg is None:
         return
+    from mstr.jobs.train import checkpoint_to_continue
     from mstr.training.safeload import load_weights_only
 
-    for key in ("distill.teacher_ckpt", "ckpt_path"):
-        value = OmegaConf.select(cfg, key)
-        if value not in (None, "last"):
-            load_weights_only(value)
+    teacher_ckpt, ckpt_path = OmegaConf.select(cfg, "distill.teacher_ckpt"), cfg.get("ckpt_path")
+    if teacher_ckpt is not None:
+        load_weights_only(teacher_ckpt)
+    if ckpt_path not in (None, "last"):
+        checkpoint_to_continue(cfg, ckpt_path)
 
 
 def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
     """A `hydra.run.dir` that holds another run is refused before Hydra writes this job's config into it:
     the dir would then show one run's config beside another's results (and checkpoints). Another config's
-    run is refused; so is a finished run of this config, unless the job is its resumption (which reports it)."""
-    given = next((a.split("=", 1)[1] for a in argv if override_key(a) == "hydra.run.dir"), None)
+    run is refused; so is a finished run of this config, unless the job is its resumption (which reports it);
+    so is a dir a running job holds (its log and records would take this job's)."""
+    given = _given(argv, "hydra.run.dir")
     if cfg is None or given is None or is_multirun(argv):
         return
-    from mstr.jobs.rundir import CONFIG_KEY_FILE, config_key, is_run_dir
+    from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, is_run_dir
 
-    run_dir = Path(given.strip("'\""))
+    run_dir = Path(given)
+    RunLock(run_dir).check_free()
     if not is_run_dir(run_dir):
         return
     if (run_dir / CONFIG_KEY_FILE).read_text().strip() != config_key(cfg):
@@ -130,12 +135,34 @@ def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
                           "new dir, or leave hydra.run.dir out")
 
 
+def _given(argv: list[str], key: str) -> Optional[str]:
+    """The value `key=...` has on the command line (unquoted), None when it is not there."""
+    return next((a.split("=", 1)[1].strip("'\"") for a in argv if override_key(a) == key), None)
+
+
+def _check_output_dirs(argv: list[str], cfg: Optional[DictConfig]) -> None:
+    """The run (or sweep) dir, and the teacher cache a distillation run trains into, take files: an
+    unwritable one is refused before Hydra makes the run dir (a traceback) or a teacher is trained for
+    nothing."""
+    if cfg is None:
+        return
+    run_key = "hydra.sweep.dir" if is_multirun(argv) else "hydra.run.dir"
+    given = _given(argv, run_key)
+    key, folder = (run_key, given) if given is not None else ("paths.log_dir", cfg.paths.log_dir)
+    check_writable(key, folder)
+    if is_distilling(cfg) and not cfg.distill.get("teacher_ckpt"):
+        check_writable("paths.teacher_cache_dir", cfg.paths.teacher_cache_dir)
+
+
 def _prepare(argv: list[str], cfg: Optional[DictConfig]) -> list[str]:
     """Before Hydra starts: checkpoints named on the command line are read safely, a run dir given is
-    checked to be this job's, and a resumption finds its run dir."""
+    checked to be this job's, a resumption finds its run dir, and the dirs the job writes into are
+    checked to take files."""
     _check_checkpoint_files(cfg)
     _check_given_run_dir(argv, cfg)
-    return _locate_resume(argv, cfg)
+    argv = _locate_resume(argv, cfg)
+    _check_output_dirs(argv, cfg)
+    return argv
 
 
 main = hydra_entry("train", run, check_values=True, prepare=_prepare, resume_command=_resume_command)

@@ -46,6 +46,12 @@ def test_the_default_job_distils_a_student_from_a_teacher_it_trains(compose_cfg)
     assert cfg.distill.teacher_model.role == "teacher" and cfg.distill.teacher_ckpt is None
 
 
+def test_debug_limit_logs_within_its_few_steps(compose_cfg):
+    """Lightning warned on every `debug=limit` run that its 20-step logging interval outran the 5-step epoch."""
+    trainer = compose_cfg(["debug=limit"]).trainer
+    assert trainer.log_every_n_steps <= trainer.limit_train_batches
+
+
 def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experiment(compose_cfg):
     """`model=student_small` changes the backbone's size and nothing else, and wins over an experiment's
     choice of model while keeping the experiment's own model settings."""
@@ -80,6 +86,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("model.backbone.widths=[]", "model.backbone: invalid backbone setting(s): widths=[]"),
     ("model.backbone.widths=abc", "model.backbone: invalid backbone setting(s): widths='abc'"),
     ("model.backbone.feature_kernels=[2]", "model.backbone: invalid backbone setting(s): feature_kernels=[2]"),
+    # not whole numbers, or no settings at all: tracebacks from torch or Hydra once the data was read
+    ("model.backbone.widths=[8.5]", "model.backbone: invalid backbone setting(s): widths=[8.5]"),
+    ("model.backbone.head_hidden=1.5", "model.backbone: invalid backbone setting(s): head_hidden=1.5"),
+    ("model.backbone=null", "model.backbone=None: must be the backbone's settings"),
     # a block without a branch: a traceback from the builder once the data was read
     ("model.backbone.feature_kernels=[] data.window=1", "model.backbone: feature_kernels=[]: stage 1 has no time "
                                                         "dilation inside a window of 1 flow(s)"),
@@ -107,6 +117,33 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate=-1"),
     ("callbacks.last_checkpoint.every_n_train_steps=-1", "callbacks.last_checkpoint.every_n_train_steps=-1"),
     ("distill.teacher_max_epochs=0", "distill.teacher_max_epochs=0: must be an integer >= 1"),
+    # the synthetic generator's settings: refused once the run had made its dir (n_hosts=0, days=0: tracebacks)
+    ("data.source.n_flows=10", "data.source.n_flows=10: must be an integer >= 500"),
+    ("data.source.n_hosts=0", "data.source.n_hosts=0: must be an integer >= 1"),
+    ("data.source.days=0", "data.source.days=0: must be a number > 0"),
+    ("data.source.test_fraction=1", "data.source.test_fraction=1: must be a number in (0, 1)"),
+    # no batches: trained nothing and reported the untrained model (exit 0), or validated nothing and failed
+    # on the monitor after the first epoch; a share over 1 was refused only once the data was read
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0: must be a share of the batches in (0, 1] or "),
+    ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5: must be a share"),
+    ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0: must be a share of the batches in (0, 1] or a "
+                                    "number of batches >= 1; 0 (no validation) only with"),
+    ("trainer.limit_val_batches=0 callbacks.early_stopping=null callbacks.model_checkpoint=null", None),
+    # a metric no epoch logs: a traceback from Lightning after the first epoch (the teacher's, when distilling)
+    ("callbacks.model_checkpoint.monitor=val/foo", "callbacks.model_checkpoint.monitor='val/foo': must be val/loss, "),
+    ("callbacks.early_stopping.monitor=val/f2", "callbacks.early_stopping.monitor='val/f2': must be val/loss, "),
+    ("callbacks.model_checkpoint.mode=maximum", "callbacks.model_checkpoint.mode='maximum': must be min or max"),
+    ("callbacks.early_stopping=null callbacks.model_checkpoint.monitor=val/loss", None),
+    # not finite: trained to NaN weights (F1 0) with exit code 0
+    ("distill.temperature=nan", "distill.temperature=nan: must be a number > 0"),
+    ("distill.temperature=inf", "distill.temperature=inf: must be a number > 0"),
+    ("model.optim.lr=inf", "model.optim.lr=inf: must be a number > 0"),
+    ("model.optim.weight_decay=inf", "model.optim.weight_decay=inf: must be a number >= 0"),
+    ("loss=focal loss.gamma=inf", "loss.gamma=inf: must be a number >= 0"),
+    ("distill=features distill.feature_weight=inf", "distill.feature_weight=inf: must be a number >= 0"),
+    # past numpy's seeds: a traceback from Lightning's seed_everything once the run had started
+    ("seed=4294967296", "seed=4294967296: must be an integer in [0, 4294967295]"),
+    ("seed=4294967295", None),  # the largest: valid
     # weights of terms the method leaves out trained without them
     ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
     ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
@@ -117,7 +154,7 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
 ])
 def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     if key is None:
-        preflight([override], "train")
+        preflight(override.split(), "train")
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
         preflight(override.split(), "train")
@@ -163,6 +200,9 @@ def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_
     # a label or folder name with letters outside ASCII: Hydra takes them only quoted
     (["data=flows", "data.benign=Bénin"], "data.benign=Bénin: token recognition error at: 'é'; quote the value: "
                                           "'data.benign=\"Bénin\"'"),
+    # Hydra's ValueError traceback ("Config group override must be a string or a list")
+    (["debug=null"], "debug=null: a config group takes one of its options: fast, limit; leave debug= out for its "
+                     "default"),
 ])
 def test_unknown_keys_groups_and_syntax_errors_say_what_to_type(overrides, message):
     with pytest.raises(ConfigError) as caught:

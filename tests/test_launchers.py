@@ -13,9 +13,10 @@ from PIL import Image
 from _cli import SMALL, run_cli
 from _wandb_records import run_contents
 
-# 8 jobs: temperature x learning rate x data size; the 4 with 100 flows fail when their data is made
+# 8 jobs: temperature x learning rate x validation share; the 4 whose validation carve leaves training
+# one class fail when their data is made
 GRID = ["-m", *SMALL, "model=student", "distill=logits", "logger=wandb", "distill.temperature=2,4",
-        "model.optim.lr=0.003,0.01", "data.source.n_flows=3000,100", "plots=true"]
+        "model.optim.lr=0.003,0.01", "data.val_fraction=0.15,0.999", "plots=true"]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def test_failing_jobs_leave_the_rest_of_the_grid_finished(grid):
     finished = [j for j in jobs if (j / "metrics.json").is_file()]
     assert len(failed) == 4 and len(finished) == 4 and not set(failed) & set(finished)
     for job in failed:
-        assert "needs at least 500 flows" in json.loads((job / "job_error.json").read_text())["error"]
-        assert "data.source.n_flows=100" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert "only one class" in json.loads((job / "job_error.json").read_text())["error"]
+        assert "data.val_fraction=0.999" in (job / ".hydra" / "overrides.yaml").read_text()
     assert proc.returncode == 2  # user errors: exit 2, one line naming them, no traceback
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 4 of 8 jobs failed (the others finished):") and "Traceback" not in proc.stderr
@@ -88,7 +89,7 @@ def test_compare_writes_the_table_and_plots_of_a_real_multirun(grid, capsys):
     with (compare / "runs.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8
-    assert {"distill.temperature", "model.optim.lr", "data.source.n_flows", "teacher/test/f1"} <= set(rows[0])
+    assert {"distill.temperature", "model.optim.lr", "data.val_fraction", "teacher/test/f1"} <= set(rows[0])
     finished = [r for r in rows if r["status"] == "finished"]
     values = [float(r["val/f1_best"]) for r in finished]
     assert len(finished) == 4 and values == sorted(values, reverse=True)  # best first, failed runs last
@@ -101,7 +102,7 @@ def test_compare_writes_the_table_and_plots_of_a_real_multirun(grid, capsys):
         with Image.open(compare / name) as image:
             assert image.size[0] > 300 and image.size[1] > 300
         assert f"wrote {compare / name}" in out
-    assert not (compare / "val_f1_best_vs_data.source.n_flows.png").exists()  # not varied among finished runs
+    assert not (compare / "val_f1_best_vs_data.val_fraction.png").exists()  # not varied among finished runs
 
 
 @pytest.mark.slow

@@ -325,13 +325,121 @@ def test_ckpt_path_last_without_an_unfinished_run_is_one_line_exit_2(tmp_path):
 
 def test_a_run_dir_in_use_by_a_running_job_is_refused(compose_cfg, tmp_path):
     from mstr.errors import MstrError
+    from mstr.jobs.multirun import record_failure_in
     from mstr.jobs.rundir import RunLock
     from mstr.train import run
 
     with RunLock(tmp_path / "run"):  # as a running job holds it
-        with pytest.raises(MstrError, match="in use by another running job"):
+        with pytest.raises(MstrError, match="in use by another running job") as refused:
             run(compose_cfg(["model=student", "distill=none", "resume=auto"]))
+        # a job started alongside it (past the command line's check) marks the running job as failed no more
+        record_failure_in(tmp_path / "run", refused.value)
+    assert not (tmp_path / "run" / "job_error.json").exists()
 
+
+def test_a_run_dir_in_use_is_refused_before_hydra_writes_into_it(tmp_path):
+    """A second job given a running job's dir stops at the command line: nothing of it (its config, its
+    log, a job_error.json that marks the running job as failed) lands in the dir."""
+    from mstr.jobs.rundir import RunLock
+
+    run_dir = tmp_path / "run"
+    with RunLock(run_dir):  # as a running job holds it
+        proc = subprocess.run([sys.executable, "-m", "mstr.train", "model=teacher", f"hydra.run.dir={run_dir}"],
+                              cwd=tmp_path, env=_env(tmp_path / "out"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another running job" in lines[0] and str(run_dir) in lines[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
+def test_an_output_dir_that_cannot_be_written_is_one_line_exit_2_before_any_work(tmp_path):
+    """Hydra made the run dir with a traceback; a teacher cache that cannot be written failed once the
+    teacher had trained. Each is now named on the command line, and nothing is made."""
+    from mstr.config import compose_config
+    from mstr.errors import ConfigError
+    from mstr.train import _prepare
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", f"hydra.run.dir={blocker / 'run'}"], cwd=tmp_path,
+                          env=_env(tmp_path / "out"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={blocker / 'run'}: cannot write into {blocker} (Not a directory); give a folder "
+        "you can write to"]
+    ok = f"hydra.run.dir={tmp_path / 'run'}"
+    for argv, key in ([[f"paths.log_dir={blocker}"], "paths.log_dir"],
+                      [[f"paths.teacher_cache_dir={blocker / 't'}", ok], "paths.teacher_cache_dir"],
+                      [["-m", "seed=0,1", f"hydra.sweep.dir={blocker / 's'}"], "hydra.sweep.dir"]):
+        overrides = [a for a in argv if a != "-m" and not a.startswith(("hydra.", "seed="))]
+        with pytest.raises(ConfigError, match=rf"^{key}=.*: cannot write into {blocker} \(Not a directory\)"):
+            _prepare(argv, compose_config("train", overrides))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+def _file_size_limit(limit: int):
+    """A preexec_fn: writes past `limit` bytes fail with EFBIG (Python ignores SIGXFSZ), as on a full disk."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def test_a_write_that_fails_for_room_leaves_no_half_file(tmp_path):
+    from mstr.jobs.report import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    code = ("import sys; from pathlib import Path; from mstr.jobs.report import write_json; "
+            "write_json(Path(sys.argv[1]), {'a': 'x' * 100_000})")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_file_size_limit(10_000))
+    assert proc.returncode != 0 and "File too large" in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and json.loads(path.read_text()) == {"a": 1}
+
+
+def test_a_disk_too_full_for_the_error_record_still_reports_the_error(tmp_path, monkeypatch):
+    import errno
+
+    from mstr.errors import MstrError
+    from mstr.jobs import multirun, report
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(report, "write_json", full)
+    err, message = multirun.record_failure_in(tmp_path, MstrError("the disk is full"))
+    assert isinstance(err, MstrError) and message == "the disk is full" and not list(tmp_path.iterdir())
+
+@pytest.mark.slow
+def test_a_write_that_fails_for_room_mid_run_is_one_line_saying_how_to_resume(tmp_path):
+    """A full disk ended a run in a traceback from deep inside matplotlib or Lightning."""
+    run_dir = tmp_path / "run"
+    args = ["model=teacher", "debug=fast", "plots=true", "data.source.n_flows=3000", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run([sys.executable, "-m", "mstr.train", *args], cwd=tmp_path, env=_env(tmp_path / "out"),
+                          capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(15_000))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: a write failed while the job wrote into {run_dir} "
+                                                   "(File too large); free space there, then resume with: ")
+    assert shlex.split(lines[0].split("resume with: ")[1])[3:] == [*args[:-1], "resume=auto", f"hydra.run.dir={run_dir}"]
+    assert "File too large" in json.loads((run_dir / "job_error.json").read_text())["error"]
+    assert not (run_dir / "metrics.json").exists()
+
+def test_ctrl_c_while_the_command_line_is_checked_is_one_line_exit_130(monkeypatch, capsys):
+    """The first seconds (imports, composing and checking the config) ended in a KeyboardInterrupt traceback."""
+    from mstr import cli
+    from mstr.train import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "preflight", interrupted)
+    monkeypatch.setattr(sys, "argv", ["mstr.train", "seed=1"])
+    try:
+        main()
+    except KeyboardInterrupt:  # caught here, or it would stop the test session as it stopped the command
+        pytest.fail("Ctrl+C came out of main() as a KeyboardInterrupt (a traceback)")
+    except SystemExit as stopped:
+        assert stopped.code == 130
+    assert capsys.readouterr().err == "interrupted by SIGINT: no checkpoint was saved yet\n"
 
 def test_resume_finds_the_newest_unfinished_idle_run_of_the_same_config(tmp_path):
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, find_resumable

@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 from _cli import SMALL, cli_env, run_cli
 
 STUDY_OVERRIDES = ["model=student", "distill=none", *SMALL]
-# for a spec that searches data.source.n_flows: a fixed value of a searched key is refused
-FLOWS_SEARCHED = [o for o in STUDY_OVERRIDES if not o.startswith("data.source.n_flows=")]
+# a value only the data can judge: a trial's validation carve that leaves training one class
+ONE_CLASS = 0.999
 
 
 def _spec(tmp_path, name: str = "tiny", **extra) -> str:
@@ -141,14 +141,14 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_runs_again(tmp_pat
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
     from mstr.sweep import main
 
-    spec = _spec(tmp_path, "failing", sampler={"name": "GridSampler", "search_space": {"data.source.n_flows": [100, 3000]}},
-                 params={"data.source.n_flows": {"type": "categorical", "choices": [100, 3000]}},
-                 overrides=FLOWS_SEARCHED)
+    spec = _spec(tmp_path, "failing", sampler={"name": "GridSampler",
+                                               "search_space": {"data.val_fraction": [ONE_CLASS, 0.15]}},
+                 params={"data.val_fraction": {"type": "categorical", "choices": [ONE_CLASS, 0.15]}})
     assert main([spec, "--n-trials", "2", "--out", str(tmp_path / "out")]) == 0
-    trials = {t.params["data.source.n_flows"]: t for t in _trials(tmp_path, "failing")}
-    assert trials[3000].state == TrialState.COMPLETE
-    assert trials[100].state == TrialState.FAIL
-    assert "needs at least 500 flows" in trials[100].user_attrs["error"]
+    trials = {t.params["data.val_fraction"]: t for t in _trials(tmp_path, "failing")}
+    assert trials[0.15].state == TrialState.COMPLETE
+    assert trials[ONE_CLASS].state == TrialState.FAIL
+    assert "only one class (['benign']) in the training split" in trials[ONE_CLASS].user_attrs["error"]
 
 
 def test_hopeless_trials_are_pruned_during_training(tmp_path):
@@ -382,7 +382,7 @@ def test_a_bad_spec_or_option_stops_the_sweep_before_any_trial(tmp_path, capsys,
     assert not (tmp_path / "out").exists()  # no study, no trial
 
 
-def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys):
+def test_a_study_whose_every_trial_failed_on_its_data_exits_2(tmp_path, capsys):
     """... and Optuna's own line about the failed trial comes without a traceback: mstr logged the cause."""
     import logging
 
@@ -397,8 +397,7 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
     records = Records()
     optuna_failures = logging.getLogger(CauseLoggedAlready.LOGGER)
     optuna_failures.addHandler(records)
-    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
-                 overrides=FLOWS_SEARCHED)
+    spec = _spec(tmp_path, "hopeless", params={"data.val_fraction": {"type": "categorical", "choices": [ONE_CLASS]}})
     try:
         assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
     finally:
@@ -408,7 +407,7 @@ def test_a_study_whose_every_trial_failed_on_bad_config_exits_2(tmp_path, capsys
     captured = capsys.readouterr()
     assert "study hopeless: 1 fail; no trial completed" in captured.out
     assert captured.err.strip().splitlines()[-1].startswith(
-        "error: study hopeless: no trial completed; 1 failed, trial 0: ConfigError: data.source.n_flows=100")
+        "error: study hopeless: no trial completed; 1 failed, trial 0: DataError: synthetic[train]: only one class")
 
 
 def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_path, capsys):
@@ -417,15 +416,14 @@ def test_a_failed_trial_says_so_in_its_dir_and_compare_lists_it_as_failed(tmp_pa
     from mstr.compare import main as compare_main
     from mstr.sweep import main
 
-    spec = _spec(tmp_path, "hopeless", params={"data.source.n_flows": {"type": "categorical", "choices": [100]}},
-                 overrides=FLOWS_SEARCHED)
+    spec = _spec(tmp_path, "hopeless", params={"data.val_fraction": {"type": "categorical", "choices": [ONE_CLASS]}})
     assert main([spec, "--n-trials", "1", "--out", str(tmp_path / "out")]) == 2
     record = json.loads((tmp_path / "out" / "hopeless" / "trial0000" / "job_error.json").read_text())
-    assert record["user_error"] is True and record["error"].startswith("data.source.n_flows=100")
+    assert record["user_error"] is True and record["error"].startswith("synthetic[train]: only one class")
     capsys.readouterr()
     assert compare_main([str(tmp_path / "out" / "hopeless")]) == 0
     (row,) = (tmp_path / "out" / "hopeless" / "compare" / "runs.md").read_text().splitlines()[2:]
-    assert row.startswith("| trial0000 |") and "failed: data.source.n_flows=100" in row
+    assert row.startswith("| trial0000 |") and "failed: synthetic[train]: only one class" in row
 
 
 @pytest.mark.parametrize("saved", [True, False])  # False: Ctrl-C before the trial's training began

@@ -224,6 +224,14 @@ def test_a_resume_from_another_configs_checkpoint_is_refused_before_data_or_teac
         with pytest.raises(DataError, match=named):
             run(compose_cfg([*SMALL, "distill=none", override, f"ckpt_path={last}"], out=out))
         assert not (out / "teacher").exists() and not (out / "checkpoints").exists()  # refused before any work
+    # on the command line, before Hydra makes a run dir (which then held a failed run's record)
+    from mstr.config import compose_config
+    from mstr.train import _prepare
+
+    argv = [*SMALL, "distill=none", "loss=focal", f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'cli'}"]
+    with pytest.raises(DataError, match=cases["loss=focal"]):
+        _prepare(argv, compose_config("train", argv[:-1]))
+    assert not (tmp_path / "cli").exists()
     # the data's part is checked once the data is read, by the same leaf-by-leaf rule
     with pytest.raises(DataError, match=r"data_signature\.window: checkpoint 8 vs config 4"):
         run(compose_cfg([*SMALL, "distill=none", "data.window=4", f"ckpt_path={last}"], out=tmp_path / "w"))

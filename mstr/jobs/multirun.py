@@ -91,13 +91,18 @@ def record_failure_in(out_dir: Path, err: Exception) -> tuple[Exception, str]:
     lists the dir as failed, with it, and not as a run still going. Returns the error (the user error a
     wrapper held) and its message on one line."""
     from mstr.jobs.report import write_json
+    from mstr.jobs.rundir import RunLock
 
     err = user_error(err) or err
     message = one_line(err)
     is_user_error = isinstance(err, MstrError)
-    if out_dir.is_dir():
-        write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: {message}",
-                                          "user_error": is_user_error})
+    # a dir another running job holds is that job's (this one was refused it): its record stays its own
+    if out_dir.is_dir() and not RunLock(out_dir).held_elsewhere():
+        try:
+            write_json(out_dir / ERROR_FILE, {"error": message if is_user_error else f"{type(err).__name__}: "
+                                              f"{message}", "user_error": is_user_error})
+        except OSError as failed:  # the disk that failed the job: its error is still reported, only not here
+            log.warning("could not record the job's error in %s: %s", out_dir / ERROR_FILE, failed)
     return err, message
 
 

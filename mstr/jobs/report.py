@@ -12,8 +12,12 @@ def write_json(path: Path, data: dict | list) -> None:
     """Write via a temporary file and rename, so a killed run never leaves half a metrics file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half file beside the whole one (or in place of none)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value):

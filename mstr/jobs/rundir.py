@@ -129,10 +129,9 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if not self._flock(fd):
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            err = self._in_use(fd)
             os.close(fd)
-            raise MstrError(f"{self.path.parent} is in use by another running job (pid {holder}); wait for it to "
-                            "end or give another hydra.run.dir")
+            raise err
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -143,14 +142,28 @@ class RunLock:
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 
-    def held_elsewhere(self) -> bool:
+    def _in_use(self, fd: int) -> MstrError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        return MstrError(f"{self.path.parent} is in use by another running job (pid {holder}); wait for it to "
+                         "end or give another hydra.run.dir")
+
+    def check_free(self) -> None:
+        """The in-use error if another job holds the lock: to refuse a run dir before writing into it."""
         if not self.path.is_file():
-            return False
+            return
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            return not self._flock(fd)
+            if not self._flock(fd):
+                raise self._in_use(fd)
         finally:
             os.close(fd)
+
+    def held_elsewhere(self) -> bool:
+        try:
+            self.check_free()
+        except MstrError:
+            return True
+        return False
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

@@ -83,6 +83,26 @@ def save_run_config(cfg: DictConfig, out_dir: Path) -> None:
         OmegaConf.save(cfg, path)
 
 
+def is_distilling(cfg: DictConfig) -> bool:
+    """Whether the job trains a student from a teacher."""
+    return cfg.model.role == "student" and cfg.distill.method != "none"
+
+
+def checkpoint_to_continue(cfg: DictConfig, ckpt_path: str) -> dict:
+    """The checkpoint a run continues from, read safely and refused unless the config's model settings
+    (role, backbone, optimiser, loss, distillation) and epochs are its own: before the data is read and
+    a teacher trained. The data's part is checked once it is loaded (`check_resumable`)."""
+    from mstr.training.checkpoint import read_checkpoint
+    from mstr.training.signature import check_resumable_config
+
+    ckpt = read_checkpoint(ckpt_path)
+    plain = partial(OmegaConf.to_container, resolve=True)
+    check_resumable_config(ckpt_path, ckpt, cfg.model.role, plain(cfg.model.backbone), plain(cfg.model.optim),
+                           plain(cfg.loss), plain(cfg.distill) if is_distilling(cfg) else None,
+                           cfg.trainer.max_epochs)
+    return ckpt
+
+
 def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
@@ -93,9 +113,9 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     from mstr.training import runner
     from mstr.training.callbacks import earlier_fit_s, throughput_metrics
     from mstr.training.checkpoint import read_checkpoint
-    from mstr.training.signature import check_resumable, check_resumable_config
+    from mstr.training.signature import check_resumable
 
-    distilling = cfg.model.role == "student" and cfg.distill.method != "none"
+    distilling = is_distilling(cfg)
     # Checkpoints given on the command line are read (safely) before any work.
     if distilling and cfg.distill.teacher_ckpt:
         read_checkpoint(cfg.distill.teacher_ckpt)
@@ -105,11 +125,7 @@ def _run(cfg: DictConfig, out_dir: Path, resume: bool) -> dict:
     elif resume and (out_dir / "checkpoints" / "last.ckpt").is_file():
         ckpt_path = str(out_dir / "checkpoints" / "last.ckpt")
     if ckpt_path:
-        ckpt = read_checkpoint(ckpt_path)
-        # the model settings now, before the data is read and a teacher trained; the data's part once it is loaded
-        plain = partial(OmegaConf.to_container, resolve=True)
-        check_resumable_config(ckpt_path, ckpt, cfg.model.role, plain(cfg.model.backbone), plain(cfg.model.optim),
-                               plain(cfg.loss), plain(cfg.distill) if distilling else None, cfg.trainer.max_epochs)
+        ckpt = checkpoint_to_continue(cfg, ckpt_path)
         resume_step = int(ckpt.get("global_step", 0)) if resume else None
     if resume:
         log.info("resuming %s", out_dir)

@@ -54,17 +54,20 @@ class BackboneConfig:
         return cls(**{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
 
     def validate(self) -> None:
+        def whole(v, minimum: int) -> bool:  # 8.5 channels built a traceback; true is no count either
+            return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
         rules = {  # setting -> (test, what it must be)
             "stem": (lambda v: v in STEMS, f"one of {list(STEMS)}"),
-            "token_dim": (lambda v: v >= 1, "an integer >= 1"),
-            "widths": (lambda v: len(v) >= 1 and all(w >= 1 for w in v), "a non-empty list of integers >= 1"),
-            "blocks_per_stage": (lambda v: v >= 1, "an integer >= 1"),
-            "feature_kernels": (lambda v: all(k >= 1 and k % 2 == 1 for k in v), "a list of odd integers >= 1"),
-            "time_kernel": (lambda v: v >= 1, "an integer >= 1"),
-            "time_dilations": (lambda v: all(d >= 1 for d in v), "a list of integers >= 1"),
+            "token_dim": (lambda v: whole(v, 1), "an integer >= 1"),
+            "widths": (lambda v: len(v) >= 1 and all(whole(w, 1) for w in v), "a non-empty list of integers >= 1"),
+            "blocks_per_stage": (lambda v: whole(v, 1), "an integer >= 1"),
+            "feature_kernels": (lambda v: all(whole(k, 1) and k % 2 == 1 for k in v), "a list of odd integers >= 1"),
+            "time_kernel": (lambda v: whole(v, 1), "an integer >= 1"),
+            "time_dilations": (lambda v: all(whole(d, 1) for d in v), "a list of integers >= 1"),
             "readout": (lambda v: v in READOUTS, f"one of {list(READOUTS)}"),
-            "head_hidden": (lambda v: v >= 0, "an integer >= 0"),
-            "readout_channels": (lambda v: v >= 0, "an integer >= 0"),
+            "head_hidden": (lambda v: whole(v, 0), "an integer >= 0"),
+            "readout_channels": (lambda v: whole(v, 0), "an integer >= 0"),
             "dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
             "row_branch": (lambda v: isinstance(v, bool), "true or false"),
             "residual": (lambda v: isinstance(v, bool), "true or false"),

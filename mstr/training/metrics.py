@@ -17,7 +17,6 @@ from torchmetrics.classification import (
     Specificity,
 )
 
-METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")
 
 
 def detection_metrics(num_classes: int, prefix: str, auroc: bool = True, **options) -> MetricCollection:

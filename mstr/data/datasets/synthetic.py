@@ -172,10 +172,7 @@ def generate_flows(n_flows: int = 30_000, attack_share: float = 0.1, days: float
     Episodes of each attack kind are spread evenly over the span (with jitter), so that a split by
     time sees every kind on both sides.
     """
-    if n_flows < 500:
-        raise ConfigError(f"data.source.n_flows={n_flows}: the synthetic generator needs at least 500 flows")
-    if not 0.0 < attack_share < 0.9:
-        raise ConfigError(f"data.source.attack_share={attack_share}: must be in (0, 0.9)")
+    check(n_flows=n_flows, attack_share=attack_share, days=days, n_hosts=n_hosts)
     rng = np.random.default_rng(seed)
     span = days * DAY_S
     hosts = np.array([f"10.0.{i // 250}.{i % 250 + 1}" for i in range(n_hosts)])
@@ -197,12 +194,28 @@ def generate_flows(n_flows: int = 30_000, attack_share: float = 0.1, days: float
     return frame.sort_values("ts", kind="stable").reset_index(drop=True)
 
 
+def check(task: str = "binary", n_flows: int = 30_000, attack_share: float = 0.1, days: float = 2.0,
+          n_hosts: int = 60, test_fraction: float = 0.3, **_ignored) -> None:
+    """The settings, checked before any flow is generated (also by `mstr.preflight`, before a run starts)."""
+    check_task(task)
+    number = (int, float)
+    for key, value, ok, expected in (
+            ("n_flows", n_flows, isinstance(n_flows, int) and n_flows >= 500, "an integer >= 500 (the synthetic "
+                                                                              "generator needs at least 500 flows)"),
+            ("attack_share", attack_share, isinstance(attack_share, number) and 0.0 < attack_share < 0.9,
+             "a number in (0, 0.9)"),
+            ("days", days, isinstance(days, number) and 0.0 < days < float("inf"), "a number > 0"),
+            ("n_hosts", n_hosts, isinstance(n_hosts, int) and n_hosts >= 1, "an integer >= 1"),
+            ("test_fraction", test_fraction, isinstance(test_fraction, number) and 0.0 < test_fraction < 1.0,
+             "a number in (0, 1)")):
+        if isinstance(value, bool) or not ok:
+            raise ConfigError(f"data.source.{key}={value!r}: must be {expected}")
+
+
 def load(task: str = "binary", n_flows: int = 30_000, attack_share: float = 0.1, days: float = 2.0,
          n_hosts: int = 60, test_fraction: float = 0.3, seed: int = 0, **_ignored) -> DatasetSplits:
     """Generate flows and split them by time: the newest `test_fraction` is the test set."""
-    check_task(task)
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"data.source.test_fraction={test_fraction}: must be in (0, 1)")
+    check(task, n_flows, attack_share, days, n_hosts, test_fraction)
     frame = generate_flows(n_flows, attack_share, days, n_hosts, seed)
     notes = [f"synthetic traffic: {len(frame)} flows, seed {seed}, newest {test_fraction:.0%} is the test split"]
     share = float((frame["label"] != "benign").mean())
