@@ -101,12 +101,28 @@ def _parse(overrides: list[str], config_name: str) -> list:
             hint = f"quote the value: '{key}=\"{value}\"'" if not value.isascii() else "see `--help` for the override syntax"
             raise ConfigError(f"{line}: {str(err).splitlines()[0]}; {hint}") from None
     parsed = parser.parse_overrides(overrides)
-    for override in parsed:  # Hydra's answer to `debug=null` is a ValueError traceback
+    entry = _entry_keys(config_name)
+    for override in parsed:
+        # a setting of the entry config itself (seed, test, ...) is read by the job, with no default to fall
+        # back on: deleting it ended in a traceback inside the job
+        if override.is_delete() and override.key_or_group in entry:
+            raise ConfigError(f"{override.input_line}: {override.key_or_group} is a setting the job reads, not one "
+                              f"to delete; give it a value ({override.key_or_group}=...)")
+        # Hydra's answer to `debug=null` is a ValueError traceback
         options = group_options(override.key_or_group)
         if override.value() is None and not override.is_delete() and options:
             raise ConfigError(f"{override.input_line}: a config group takes one of its options: {', '.join(options)}; "
                               f"leave {override.key_or_group}= out for its default")
     return parsed
+
+
+def _entry_keys(config_name: str) -> set[str]:
+    """The settings the entry config (`configs/<config_name>.yaml`) holds itself, its groups left out."""
+    from omegaconf import OmegaConf
+
+    path = Path(config_dir()) / f"{config_name}.yaml"
+    own = OmegaConf.load(path) if path.is_file() else {}
+    return {str(key) for key in own if key != "defaults" and not group_options(str(key))}
 
 
 def is_multirun(argv: list[str]) -> bool:

@@ -200,6 +200,9 @@ def test_a_backbone_is_checked_again_at_the_window_that_rows_without_time_order_
     # a label or folder name with letters outside ASCII: Hydra takes them only quoted
     (["data=flows", "data.benign=Bénin"], "data.benign=Bénin: token recognition error at: 'é'; quote the value: "
                                           "'data.benign=\"Bénin\"'"),
+    # deleting a setting of the entry config: a traceback inside the job (its checks read a default)
+    (["~seed"], "~seed: seed is a setting the job reads, not one to delete; give it a value (seed=...)"),
+    (["debug=fast", "~test"], "~test: test is a setting the job reads"),
     # Hydra's ValueError traceback ("Config group override must be a string or a list")
     (["debug=null"], "debug=null: a config group takes one of its options: fast, limit; leave debug= out for its "
                      "default"),
@@ -208,6 +211,11 @@ def test_unknown_keys_groups_and_syntax_errors_say_what_to_type(overrides, messa
     with pytest.raises(ConfigError) as caught:
         preflight(overrides, "train")
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_a_group_entry_may_still_be_deleted():
+    cfg = preflight(["~callbacks.early_stopping"], "train")  # lightning-hydra-template's way to drop a callback
+    assert "early_stopping" not in cfg.callbacks
 
 
 def test_cli_bad_value_is_one_line_exit_2_no_traceback_no_output_dir(tmp_path):
