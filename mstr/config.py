@@ -276,8 +276,12 @@ def validate(cfg: DictConfig) -> None:
     if resume not in ("auto", "never"):
         raise ConfigError(f"resume={resume!r}: must be auto (continue an unfinished run of this config) or never")
     ckpt_path = _get(cfg, "ckpt_path")
+    if ckpt_path not in (None, "last") and Path(str(ckpt_path)).is_dir():  # a run dir: continued in place
+        raise ConfigError(f"ckpt_path={ckpt_path}: a folder, not a checkpoint file; to continue the run in it, give "
+                          f"hydra.run.dir={ckpt_path} resume=auto (or ckpt_path=<file>.ckpt to start from one)")
     if ckpt_path not in (None, "last") and not Path(str(ckpt_path)).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (use ckpt_path=last to resume the run dir)")
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (to continue an unfinished run of this "
+                          "config: resume=auto)")
     _check_data_source(cfg)
 
 

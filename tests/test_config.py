@@ -151,6 +151,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     # a file that exists: a tree teacher used to fit its booster and never read it
     (f"distill.teacher=xgboost distill.teacher_ckpt={REPO / 'README.md'}", "with distill.teacher=xgboost: a "
                                                                            "checkpoint is a network teacher"),
+    # a run dir: was told to use ckpt_path=last, which looks for the newest run, not this one
+    (f"ckpt_path={REPO / 'configs'}", f"a folder, not a checkpoint file; to continue the run in it, give "
+                                      f"hydra.run.dir={REPO / 'configs'} resume=auto"),
+    ("ckpt_path=nope.ckpt", "ckpt_path=nope.ckpt: no such checkpoint file (to continue an unfinished run"),
 ])
 def test_bad_values_are_rejected_before_work_naming_the_key(override, key):
     if key is None:
