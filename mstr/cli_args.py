@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from typing import Callable
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -49,3 +50,19 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     return [o for action in parser._actions for o in action.option_strings]
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). Counts (the
+    benchmarks' rows, epochs, threads; the synthetic generator's flows) are checked so, before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse

@@ -406,3 +406,14 @@ def test_a_test_file_mostly_copied_from_training_is_warned_about(tmp_path, data_
     warned = [r.getMessage() for r in caplog.records if "exact copies of training rows" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("test set from_train: ")  # not KDDTest+ (few copies)
     assert dm.audit["dup_train_from_train_share"] > 0.5 > dm.audit["dup_train_KDDTest+_share"]
+
+
+def test_the_synthetic_generators_command_line_names_its_own_option(capsys):
+    """`--flows 10` was refused as data.source.n_flows=10, a key of the training config, not of this command."""
+    from mstr.data.datasets.synthetic import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--flows", "10", "--out", "never.csv"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --flows: must be an integer >= 500, got '10'" in err
+    assert "data.source" not in err

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from mstr.bench import ablation
 from mstr.bench.report import check_out, machine, write_report
-from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, at_least, run_dirname, markdown, mean_std, run_matrix
-from mstr.cli_args import ArgumentParser
+from mstr.bench.runs import DATASETS, HelpWithDefaults, Variant, run_dirname, markdown, mean_std, run_matrix
+from mstr.cli_args import ArgumentParser, at_least
 from mstr.config import compose_config
 from mstr.errors import ConfigError, Interrupted, MstrError, report_and_exit
 from mstr.jobs.report import write_json

@@ -15,7 +15,7 @@ import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from mstr.config import compose_config
 from mstr.jobs.report import write_json
@@ -108,17 +108,3 @@ class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) if action.help else "(default: %(default)s)"
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse `type=`: an integer >= `minimum`, else argparse's one-line error (exit 2). The
-    benchmarks' counts (rows, epochs, threads, ...) are checked so, before any work."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse

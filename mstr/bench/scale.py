@@ -25,8 +25,8 @@ from functools import partial
 from pathlib import Path
 
 from mstr.bench.report import check_out, machine, write_report
-from mstr.bench.runs import HelpWithDefaults, at_least, markdown
-from mstr.cli_args import ArgumentParser
+from mstr.bench.runs import HelpWithDefaults, markdown
+from mstr.cli_args import ArgumentParser, at_least
 from mstr.errors import MstrError, report_and_exit
 from mstr.jobs.report import write_json
 

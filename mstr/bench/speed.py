@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 
 from mstr.bench.report import check_out, machine, write_report
-from mstr.bench.runs import HelpWithDefaults, at_least, markdown
-from mstr.cli_args import ArgumentParser
+from mstr.bench.runs import HelpWithDefaults, markdown
+from mstr.cli_args import ArgumentParser, at_least
 from mstr.config import compose_config
 from mstr.jobs.report import write_json
 

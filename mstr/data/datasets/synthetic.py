@@ -234,12 +234,12 @@ def load(task: str = "binary", n_flows: int = 30_000, attack_share: float = 0.1,
 def main(argv: list[str] | None = None) -> int:
     import sys
 
-    from mstr.cli_args import ArgumentParser
+    from mstr.cli_args import ArgumentParser, at_least
     from mstr.errors import MstrError, report_and_exit
 
     parser = ArgumentParser(prog="python -m mstr.data.datasets.synthetic",
                             description="Write synthetic flows as CSV (see the module doc).")
-    parser.add_argument("--flows", type=int, default=20_000, help="about how many flows (default 20000: from "
+    parser.add_argument("--flows", type=at_least(500), default=20_000, help="about how many flows (default 20000: from "
                         "about 20,000 on, a tenth are attacks; fewer flows hold more)")
     parser.add_argument("--seed", type=int, default=7, help="the traffic's seed (training's default data: 0)")
     parser.add_argument("--out", default="-", help="CSV file, or - for stdout (default)")
