@@ -74,7 +74,7 @@ def test_plots_false_writes_none(compose_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint(compose_cfg, tmp_path):
+def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint(compose_cfg, tmp_path, caplog):
     first = run(compose_cfg([*SMALL, "model=student"], out=tmp_path / "a"))
     _check_metrics(first, tmp_path / "a")
     assert first["teacher/source"].startswith(str(tmp_path / "a" / "teacher"))
@@ -91,6 +91,11 @@ def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint
     assert given["teacher/source"] == str(cached[0])
     assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
+    assert "holds a student" not in caplog.text
+    # a student's checkpoint given as the teacher (the wrong file, as a rule) distils, with a warning
+    run(compose_cfg([*SMALL, "model=student", f"distill.teacher_ckpt={tmp_path / 'c' / 'checkpoints' / 'best.ckpt'}"],
+                    out=tmp_path / "d"))
+    assert "checkpoints/best.ckpt holds a student (" in caplog.text and "not a teacher" in caplog.text
 
 
 def test_a_teacher_trained_on_a_few_batches_is_not_reused_by_a_full_run(compose_cfg):

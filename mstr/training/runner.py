@@ -239,6 +239,11 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
         teacher = load_classifier(path)
         check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         log.info("teacher: loaded %s", path)
+        if teacher.hparams.get("role") == "student":  # self-distillation is a choice; the wrong file more often
+            log.warning("distill.teacher_ckpt=%s holds a student (%s parameters), not a teacher: the student "
+                        "learns from a model of its own size; give a teacher's checkpoint (<run>/teacher/"
+                        "checkpoints/best.ckpt) unless that is meant", path,
+                        f"{sum(p.numel() for p in teacher.parameters()):,}")
         return teacher.model, path, False
     cached = Path(cache_dir) / teacher_key(cfg, dm.dev_rows) / "teacher.ckpt"
     if cached.is_file():
