@@ -252,3 +252,24 @@ def test_windows_whose_context_was_swapped_get_the_teachers_answer_on_what_the_s
         assert (targets[swapped] - stale[swapped]).abs().max() > 1e-3  # where the cache would have been wrong
         teacher.reads_context = False
         assert torch.equal(module._teacher_targets(x, x, index, swapped), stale)
+
+
+def test_a_failed_write_into_the_teacher_cache_leaves_no_temporary_file(small_synthetic_dm, compose_cfg, tmp_path,
+                                                                         monkeypatch):
+    """A full disk while a booster teacher was saved left tmp<pid>_... files in the shared cache, which
+    nothing ever cleaned."""
+    import errno
+
+    from mstr.training import runner
+    from mstr.training.tree_teacher import BoosterTeacher
+
+    def save_half(self, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half a booster")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(BoosterTeacher, "save", save_half)
+    cfg = compose_cfg(["distill.teacher=lightgbm"])
+    with pytest.raises(OSError, match="No space left"):
+        runner.obtain_tree_teacher(cfg, small_synthetic_dm, "lightgbm", tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []

@@ -3,6 +3,7 @@ loggers: the job hands it the dirs to write to and the loggers to use."""
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import hashlib
 import json
@@ -11,7 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -214,10 +215,23 @@ def obtain_tree_teacher(cfg: DictConfig, dm: FlowDataModule, kind: str,
     log.info("teacher: fitting %s on the training rows (early stopping on validation)", kind)
     teacher = fit_tree_teacher(kind, dm, int(cfg.seed))
     tmp = cached.with_name(f"tmp{os.getpid()}_{cached.name}")
-    teacher.save(tmp)
-    os.replace(tmp.with_suffix(".meta.json"), cached.with_suffix(".meta.json"))
-    os.replace(tmp, cached)  # the booster last: a reader that finds it finds its meta too
+    with _removed_on_failure(tmp, tmp.with_suffix(".meta.json")):
+        teacher.save(tmp)
+        os.replace(tmp.with_suffix(".meta.json"), cached.with_suffix(".meta.json"))
+        os.replace(tmp, cached)  # the booster last: a reader that finds it finds its meta too
     return teacher, str(cached), True
+
+
+@contextlib.contextmanager
+def _removed_on_failure(*paths: Path) -> Iterator[None]:
+    """The temporary files of a write into the teacher cache, removed when the write fails (a full disk):
+    the cache is shared by every later run, and nothing would ever clean it."""
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache_dir: Path,
@@ -277,6 +291,7 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
         return module.model.eval(), "trained in this run (not saved)", True
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".tmp{os.getpid()}")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, cached)  # atomic: a parallel run never sees half a teacher
+    with _removed_on_failure(tmp):
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, cached)  # atomic: a parallel run never sees half a teacher
     return load_classifier(cached).model, path, True
