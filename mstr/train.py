@@ -116,9 +116,12 @@ def _check_given_run_dir(argv: list[str], cfg: Optional[DictConfig]) -> None:
     """A `hydra.run.dir` that holds another run is refused before Hydra writes this job's config into it:
     the dir would then show one run's config beside another's results (and checkpoints). Another config's
     run is refused; so is a finished run of this config, unless the job is its resumption (which reports it);
-    so is a dir a running job holds (its log and records would take this job's)."""
+    so is a dir a running job holds (its log and records would take this job's). A DDP rank that Lightning
+    starts is given its rank zero's dir, locked by rank zero: it joins that run."""
+    from mstr.training.distributed import is_rank_zero
+
     given = _given(argv, "hydra.run.dir")
-    if cfg is None or given is None or is_multirun(argv):
+    if cfg is None or given is None or is_multirun(argv) or not is_rank_zero():
         return
     from mstr.jobs.rundir import CONFIG_KEY_FILE, RunLock, config_key, is_run_dir
 
