@@ -307,6 +307,34 @@ def test_a_multiclass_model_also_reports_the_alerts_its_detector_raises():
     assert not any("/alerts/" in k for k in score_sets({"t": (alert_probs, alert_labels)}, 2))  # binary: no copy
 
 
+def test_known_attack_recall_covers_only_the_types_training_had():
+    """An attack type that validation holds and training lacks (as `data.val_unseen_types` makes them)
+    is not new to the development rows, so not in `test/novel_attack_recall`; nor did the model learn
+    it, so not in `test/known_attack_recall` either (it was counted there)."""
+    import numpy as np
+
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets import DatasetSplits
+    from mstr.data.table import FlowTable
+    from mstr.training.evaluation import score_sets
+
+    def table(types):
+        frame = pd.DataFrame({"x": np.arange(len(types), dtype=float), "attack_type": types})
+        frame["label"] = np.where(frame["attack_type"] == "normal", "normal", "attack")
+        return FlowTable(frame, ["x"], [], benign=("normal",), family_col="attack_type")
+
+    train = table(["normal"] * 6 + ["neptune"] * 4)
+    val = table(["normal"] * 2 + ["neptune", "guess_passwd"])
+    test = table(["normal"] * 2 + ["neptune"] * 3 + ["guess_passwd"] * 2 + ["xterm"])
+    dm = FlowDataModule(lambda: DatasetSplits(train=train, tests={"t": test}, val=val), window=1)
+    dm.setup()
+    flagged_all = torch.tensor([[0.9, 0.1]] * 2 + [[0.1, 0.9]] * 3 + [[0.9, 0.1]] * 2 + [[0.1, 0.9]])
+    metrics = score_sets({"t": (flagged_all, torch.tensor(dm.dataset("test_t").labels))}, 2,
+                         subsets=dm.test_subsets())
+    assert metrics["test/novel_attack_rows"] == 1 and metrics["test/novel_attack_recall"] == 1.0  # xterm
+    assert metrics["test/known_attack_rows"] == 3 and metrics["test/known_attack_recall"] == 1.0  # neptune
+
+
 def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_folder_still_is(tmp_path):
     """The run's own data folder wins only over the command's default; `paths.data_dir=` given on
     evaluate's (or baselines') command line is where the data is read, as the README says."""

@@ -113,9 +113,9 @@ def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[st
 
 def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
                    subsets: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    """- novel_attack: the share of attacks flagged (predicted as any non-benign class; benign is class
-      0) among attack types the training split never had, and among those it had:
-      `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
+    """- novel_attack, known_attack: the share of attacks flagged (predicted as any non-benign class; benign
+      is class 0) among attack types that train and validation never had, and among those the training
+      split had: `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
     - copied: accuracy on test rows with a feature-identical training row and on the rest:
       `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory);
     - mixed_context: accuracy on test rows whose window holds an earlier flow of another class and on
@@ -124,8 +124,8 @@ def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
     results: dict[str, float] = {}
     joined = _joined(scored, subsets.get("novel_attack", {}))
     if joined is not None:
-        predicted, labels, novel = joined
-        flagged, known = predicted != 0, (labels != 0) & ~novel
+        predicted, _, novel = joined
+        flagged, known = predicted != 0, _joined(scored, subsets["known_attack"])[2]
         results.update({"test/novel_attack_rows": int(novel.sum()), "test/known_attack_rows": int(known.sum())})
         if novel.any():
             results["test/novel_attack_recall"] = float(flagged[novel].mean())
