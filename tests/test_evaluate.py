@@ -285,6 +285,23 @@ def test_metrics_a_set_cannot_define_are_left_out_not_reported_as_zero(caplog):
     assert "test/auroc" not in score(probs3, torch.tensor([2, 2, 2, 2]), 3, "test/")
 
 
+def test_validation_auroc_of_a_multiclass_run_averages_the_classes_validation_holds():
+    """A class too rare for the validation carve (3 rows: none held out) has no AUROC there; the
+    training loop's val/auroc (val/auroc_best in metrics.json, an objective a sweep may take) averaged
+    a 0 in for it, as if the model ranked that class perfectly wrong."""
+    from sklearn.metrics import roc_auc_score
+
+    from mstr.training.metrics import compute_with_fpr, detection_metrics
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1]])
+    labels = torch.tensor([0, 1, 1, 0])
+    collection = detection_metrics(3, "val/")
+    for batch in (slice(0, 2), slice(2, 4)):  # updated batch by batch, as validation steps do
+        collection.update(probs[batch], labels[batch])
+    expected = (roc_auc_score(labels == 0, probs[:, 0]) + roc_auc_score(labels == 1, probs[:, 1])) / 2
+    assert compute_with_fpr(collection)["val/auroc"] == pytest.approx(expected)
+
+
 def test_a_multiclass_model_also_reports_the_alerts_its_detector_raises():
     """The detector flags a flow when 1 - P(benign) exceeds 0.5, not when an attack class is the most
     likely: a benign flow at 0.45 / 0.30 / 0.25 is right by argmax and an alert all the same. The macro

@@ -10,7 +10,6 @@ from typing import Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_auroc
 
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
@@ -50,7 +49,7 @@ def without_undefined(values: dict[str, float], probs: torch.Tensor, labels: tor
     """Leaves out the metrics that the rows cannot define, where torchmetrics would report 0 (an AUROC
     of 0 reads as a perfectly inverted model): on a set without attack flows recall, F1 and AUROC (and
     precision, when nothing was flagged either); without benign flows specificity, FPR and AUROC.
-    A multi-class AUROC is the mean over the classes the set holds."""
+    A multi-class AUROC is the mean over the classes the set holds (`PresentClassesAUROC`)."""
     present = torch.bincount(labels, minlength=num_classes) > 0
     undefined = []
     if num_classes == 2:
@@ -60,9 +59,6 @@ def without_undefined(values: dict[str, float], probs: torch.Tensor, labels: tor
             undefined += ["specificity", "fpr", "auroc"]
     elif present.sum() < 2:
         undefined.append("auroc")
-    elif not present.all():
-        per_class = multiclass_auroc(probs, labels, num_classes, average="none")
-        values[f"{prefix}auroc"] = float(per_class[present].mean())
     if undefined:
         held = ("no attack flows" if not present[1] else "no benign flows") if num_classes == 2 \
             else "flows of one class only"
