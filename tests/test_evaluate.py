@@ -285,6 +285,23 @@ def test_metrics_a_set_cannot_define_are_left_out_not_reported_as_zero(caplog):
     assert "test/auroc" not in score(probs3, torch.tensor([2, 2, 2, 2]), 3, "test/")
 
 
+def test_validation_auroc_of_a_multiclass_run_averages_the_classes_validation_holds():
+    """A class too rare for the validation carve (3 rows: none held out) has no AUROC there; the
+    training loop's val/auroc (val/auroc_best in metrics.json, an objective a sweep may take) averaged
+    a 0 in for it, as if the model ranked that class perfectly wrong."""
+    from sklearn.metrics import roc_auc_score
+
+    from mstr.training.metrics import compute_with_fpr, detection_metrics
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.3, 0.6, 0.1]])
+    labels = torch.tensor([0, 1, 1, 0])
+    collection = detection_metrics(3, "val/")
+    for batch in (slice(0, 2), slice(2, 4)):  # updated batch by batch, as validation steps do
+        collection.update(probs[batch], labels[batch])
+    expected = (roc_auc_score(labels == 0, probs[:, 0]) + roc_auc_score(labels == 1, probs[:, 1])) / 2
+    assert compute_with_fpr(collection)["val/auroc"] == pytest.approx(expected)
+
+
 def test_a_multiclass_model_also_reports_the_alerts_its_detector_raises():
     """The detector flags a flow when 1 - P(benign) exceeds 0.5, not when an attack class is the most
     likely: a benign flow at 0.45 / 0.30 / 0.25 is right by argmax and an alert all the same. The macro
@@ -305,6 +322,34 @@ def test_a_multiclass_model_also_reports_the_alerts_its_detector_raises():
     two = as_alerts(torch.tensor([[0.3, 0.3, 0.4]]), torch.tensor([1]), benign_classes=2)
     assert two[0][0].tolist() == pytest.approx([0.6, 0.4]) and two[1].tolist() == [0]
     assert not any("/alerts/" in k for k in score_sets({"t": (alert_probs, alert_labels)}, 2))  # binary: no copy
+
+
+def test_known_attack_recall_covers_only_the_types_training_had():
+    """An attack type that validation holds and training lacks (as `data.val_unseen_types` makes them)
+    is not new to the development rows, so not in `test/novel_attack_recall`; nor did the model learn
+    it, so not in `test/known_attack_recall` either (it was counted there)."""
+    import numpy as np
+
+    from mstr.data.datamodule import FlowDataModule
+    from mstr.data.datasets import DatasetSplits
+    from mstr.data.table import FlowTable
+    from mstr.training.evaluation import score_sets
+
+    def table(types):
+        frame = pd.DataFrame({"x": np.arange(len(types), dtype=float), "attack_type": types})
+        frame["label"] = np.where(frame["attack_type"] == "normal", "normal", "attack")
+        return FlowTable(frame, ["x"], [], benign=("normal",), family_col="attack_type")
+
+    train = table(["normal"] * 6 + ["neptune"] * 4)
+    val = table(["normal"] * 2 + ["neptune", "guess_passwd"])
+    test = table(["normal"] * 2 + ["neptune"] * 3 + ["guess_passwd"] * 2 + ["xterm"])
+    dm = FlowDataModule(lambda: DatasetSplits(train=train, tests={"t": test}, val=val), window=1)
+    dm.setup()
+    flagged_all = torch.tensor([[0.9, 0.1]] * 2 + [[0.1, 0.9]] * 3 + [[0.9, 0.1]] * 2 + [[0.1, 0.9]])
+    metrics = score_sets({"t": (flagged_all, torch.tensor(dm.dataset("test_t").labels))}, 2,
+                         subsets=dm.test_subsets())
+    assert metrics["test/novel_attack_rows"] == 1 and metrics["test/novel_attack_recall"] == 1.0  # xterm
+    assert metrics["test/known_attack_rows"] == 3 and metrics["test/known_attack_recall"] == 1.0  # neptune
 
 
 def test_a_data_root_given_on_the_command_line_is_read_even_where_the_runs_own_folder_still_is(tmp_path):

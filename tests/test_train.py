@@ -91,7 +91,7 @@ def test_distillation_trains_a_teacher_once_then_reuses_it_or_a_given_checkpoint
     assert given["teacher/source"] == str(cached[0])
     assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
-    assert "holds a student" not in caplog.text
+    assert "holds a student" not in caplog.text and "validated on another carve" not in caplog.text
     # a student's checkpoint given as the teacher (the wrong file, as a rule) distils, with a warning
     run(compose_cfg([*SMALL, "model=student", f"distill.teacher_ckpt={tmp_path / 'c' / 'checkpoints' / 'best.ckpt'}"],
                     out=tmp_path / "d"))
@@ -133,7 +133,7 @@ def test_the_teacher_cache_key_holds_what_trains_a_teacher_and_only_that(compose
 
 
 @pytest.mark.slow
-def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
+def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path, caplog):
     from mstr.errors import DataError
 
     run(compose_cfg([*SMALL, "model=teacher"], out=tmp_path / "t"))
@@ -144,10 +144,13 @@ def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path):
     with pytest.raises(DataError, match="other rows than this data config's train"):
         run(compose_cfg([*SMALL, "model=student", "data.source.test_fraction=0.4", f"distill.teacher_ckpt={ckpt}"],
                         out=tmp_path / "s2"))
-    # another validation carve of the same development rows (another seed) is fine: no test row moved
+    # another validation carve of the same development rows (another seed) is fine: no test row moved; but
+    # the teacher learnt some of the student's validation rows, which is said
+    assert "validated on another carve" not in caplog.text
     moved_val = run(compose_cfg([*SMALL, "model=student", "data.val_fraction=0.2", "trainer.max_epochs=1",
                                  f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s3"))
     assert moved_val["teacher/source"] == str(ckpt)
+    assert f"distill.teacher_ckpt={ckpt} was validated on another carve" in caplog.text
 
 
 @pytest.mark.slow

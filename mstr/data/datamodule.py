@@ -96,6 +96,7 @@ class FlowDataModule(pl.LightningDataModule):
         self._datasets: dict[str, FlowWindowDataset] = {}
         self._train_start: Optional[tuple[int, int]] = None
         self.novel: dict[str, np.ndarray] = {}
+        self.known: dict[str, np.ndarray] = {}
         self.copied: dict[str, np.ndarray] = {}
         self.mixed: dict[str, np.ndarray] = {}
         self.val_unseen: Optional[np.ndarray] = None  # validation rows of the attack types training never sees
@@ -148,6 +149,10 @@ class FlowDataModule(pl.LightningDataModule):
         development = concat_tables([train, val], f"{train.source} + validation")
         self.novel = {name: mask for name, table in splits.tests.items()
                       if (mask := table.novel_attacks(development)) is not None}
+        # attacks of a type the training split has; a type that only validation holds (data.val_unseen_types)
+        # is neither new to the development rows nor known to the model
+        self.known = {name: table.is_attack() & ~table.novel_attacks(train) for name, table in splits.tests.items()
+                      if name in self.novel}
         if self.window > 1:  # one-flow windows have no context to disagree with their flow
             self.mixed = {name: self._datasets[f"test_{name}"].mixed_context() for name in splits.tests}
         self._audit(train, val, splits.tests)
@@ -277,10 +282,12 @@ class FlowDataModule(pl.LightningDataModule):
 
     def test_subsets(self) -> dict[str, dict[str, np.ndarray]]:
         """Row masks per test set that metrics are also reported on: `novel_attack` (attacks of a type
-        absent from train + validation, where the data names types), `copied` (rows with a
+        absent from train + validation, where the data names types), `known_attack` (attacks of a type the
+        training split has), `copied` (rows with a
         feature-identical training row) and, with windows of several flows, `mixed_context` (rows whose
         window holds an earlier flow of another class)."""
-        return {"novel_attack": self.novel, "copied": self.copied, "mixed_context": self.mixed}
+        return {"novel_attack": self.novel, "known_attack": self.known, "copied": self.copied,
+                "mixed_context": self.mixed}
 
     def test_loaders(self) -> dict[str, DataLoader]:
         """One loader per test set, by name; metrics are computed over all and over each."""

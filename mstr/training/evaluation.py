@@ -10,7 +10,6 @@ from typing import Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_auroc
 
 from mstr.training.metrics import compute_with_fpr, detection_metrics, scores_for
 
@@ -50,7 +49,7 @@ def without_undefined(values: dict[str, float], probs: torch.Tensor, labels: tor
     """Leaves out the metrics that the rows cannot define, where torchmetrics would report 0 (an AUROC
     of 0 reads as a perfectly inverted model): on a set without attack flows recall, F1 and AUROC (and
     precision, when nothing was flagged either); without benign flows specificity, FPR and AUROC.
-    A multi-class AUROC is the mean over the classes the set holds."""
+    A multi-class AUROC is the mean over the classes the set holds (`PresentClassesAUROC`)."""
     present = torch.bincount(labels, minlength=num_classes) > 0
     undefined = []
     if num_classes == 2:
@@ -60,9 +59,6 @@ def without_undefined(values: dict[str, float], probs: torch.Tensor, labels: tor
             undefined += ["specificity", "fpr", "auroc"]
     elif present.sum() < 2:
         undefined.append("auroc")
-    elif not present.all():
-        per_class = multiclass_auroc(probs, labels, num_classes, average="none")
-        values[f"{prefix}auroc"] = float(per_class[present].mean())
     if undefined:
         held = ("no attack flows" if not present[1] else "no benign flows") if num_classes == 2 \
             else "flows of one class only"
@@ -113,9 +109,9 @@ def _joined(scored: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: dict[st
 
 def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
                    subsets: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    """- novel_attack: the share of attacks flagged (predicted as any non-benign class; benign is class
-      0) among attack types the training split never had, and among those it had:
-      `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
+    """- novel_attack, known_attack: the share of attacks flagged (predicted as any non-benign class; benign
+      is class 0) among attack types that train and validation never had, and among those the training
+      split had: `test/novel_attack_recall`, `test/known_attack_recall` (and their row counts);
     - copied: accuracy on test rows with a feature-identical training row and on the rest:
       `test/copied_rows_acc`, `test/fresh_rows_acc` (how much of a score is memory);
     - mixed_context: accuracy on test rows whose window holds an earlier flow of another class and on
@@ -124,8 +120,8 @@ def subset_metrics(scored: dict[str, tuple[torch.Tensor, torch.Tensor]],
     results: dict[str, float] = {}
     joined = _joined(scored, subsets.get("novel_attack", {}))
     if joined is not None:
-        predicted, labels, novel = joined
-        flagged, known = predicted != 0, (labels != 0) & ~novel
+        predicted, _, novel = joined
+        flagged, known = predicted != 0, _joined(scored, subsets["known_attack"])[2]
         results.update({"test/novel_attack_rows": int(novel.sum()), "test/known_attack_rows": int(known.sum())})
         if novel.any():
             results["test/novel_attack_recall"] = float(flagged[novel].mean())

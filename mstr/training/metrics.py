@@ -1,6 +1,7 @@
 """Detection metrics through torchmetrics: one collection instance per stage.
 
-Binary: the attack class (index 1) is positive. Multi-class: macro averages over classes.
+Binary: the attack class (index 1) is positive. Multi-class: macro averages over classes; the AUROC
+over the classes the targets hold (an absent class has none, where torchmetrics would average in a 0).
 FPR is 1 - specificity: the share of benign (or, macro, of negatives) flagged.
 """
 
@@ -16,6 +17,20 @@ from torchmetrics.classification import (
     Recall,
     Specificity,
 )
+from torchmetrics.classification.auroc import MulticlassAUROC
+from torchmetrics.utilities.data import dim_zero_cat
+
+
+class PresentClassesAUROC(MulticlassAUROC):
+    """Macro AUROC over the classes present in the targets (states synced across processes, as in any
+    compute): a class without rows has no AUROC, and counting it as 0 would understate the model."""
+
+    def __init__(self, num_classes: int, **options):
+        super().__init__(num_classes=num_classes, average="none", **options)
+
+    def compute(self) -> torch.Tensor:
+        present = torch.bincount(dim_zero_cat(self.target), minlength=self.num_classes) > 0
+        return super().compute()[present].mean()
 
 
 
@@ -34,7 +49,7 @@ def detection_metrics(num_classes: int, prefix: str, auroc: bool = True, **optio
         "specificity": Specificity(**kw),
     }
     if auroc:
-        metrics["auroc"] = AUROC(**kw)
+        metrics["auroc"] = AUROC(**kw) if num_classes == 2 else PresentClassesAUROC(num_classes, **options)
     return MetricCollection(metrics, prefix=prefix)
 
 

@@ -253,6 +253,12 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
         teacher = load_classifier(path)
         check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
         log.info("teacher: loaded %s", path)
+        if teacher.hparams.data_signature.get("val_rows") not in (None, dm.val_rows):
+            log.warning("distill.teacher_ckpt=%s was validated on another carve of these rows (another seed, "
+                        "data.val_fraction or data.val_unseen_types): it trained on some of this run's validation "
+                        "rows, so the student's val/... metrics, and the checkpoint and early stop chosen on them, "
+                        "lean on rows its teacher learnt; give a teacher trained with this seed and data config "
+                        "for a validation the student's teacher never saw", path)
         if teacher.hparams.get("role") == "student":  # self-distillation is a choice; the wrong file more often
             log.warning("distill.teacher_ckpt=%s holds a student (%s parameters), not a teacher: the student "
                         "learns from a model of its own size; give a teacher's checkpoint (<run>/teacher/"
