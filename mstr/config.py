@@ -80,6 +80,9 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) ->
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+TEMPERATURES = (0.01, 1000.0)  # distill.temperature: where float32 computes the KD term (see `validate`)
+
+
 def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
 
@@ -136,8 +139,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
-        if not _number(0.0, low_open=True)(temperature):
-            raise ConfigError(f"distill.temperature={temperature!r}: must be a number > 0 (e.g. 4)")
+        if not _number(*TEMPERATURES)(temperature):
+            # The KD term's gradient is T x (student - teacher probabilities): it vanishes at a tiny T, and
+            # logits / T overflow float32 near 1e-37 (NaN weights, exit code 0); past 1000 float32 no longer
+            # resolves the softened probabilities, and near 1e20 they are NaN again.
+            raise ConfigError(f"distill.temperature={temperature!r}: must be a number in [{TEMPERATURES[0]}, "
+                              f"{TEMPERATURES[1]}] (e.g. 4)")
         alpha = _get(cfg, "distill.alpha")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")

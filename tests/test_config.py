@@ -68,6 +68,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.temperature=0", "distill.temperature"),
     ("distill.temperature=-2", "distill.temperature"),
     ("distill.alpha=1.5", "distill.alpha"),
+    # trained to NaN weights (F1 0) with exit code 0, or with a KD term that all but vanishes
+    ("distill.temperature=1e-300", "distill.temperature=1e-300: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=1e30", "distill.temperature=1e+30: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=0.01", None),
     ("data.window=0", "data.window"),
     ("data.context_swap=1.5", "data.context_swap"),
     ("data.sampler=oversample", "data.sampler"),
@@ -135,8 +139,8 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.model_checkpoint.mode=maximum", "callbacks.model_checkpoint.mode='maximum': must be min or max"),
     ("callbacks.early_stopping=null callbacks.model_checkpoint.monitor=val/loss", None),
     # not finite: trained to NaN weights (F1 0) with exit code 0
-    ("distill.temperature=nan", "distill.temperature=nan: must be a number > 0"),
-    ("distill.temperature=inf", "distill.temperature=inf: must be a number > 0"),
+    ("distill.temperature=nan", "distill.temperature=nan: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=inf", "distill.temperature=inf: must be a number in [0.01, 1000.0]"),
     ("model.optim.lr=inf", "model.optim.lr=inf: must be a number > 0"),
     ("model.optim.weight_decay=inf", "model.optim.weight_decay=inf: must be a number >= 0"),
     ("loss=focal loss.gamma=inf", "loss.gamma=inf: must be a number >= 0"),
