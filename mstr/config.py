@@ -146,8 +146,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"distill.temperature={temperature!r}: must be a number in [{TEMPERATURES[0]}, "
                               f"{TEMPERATURES[1]}] (e.g. 4)")
         alpha = _get(cfg, "distill.alpha")
-        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        if not _number(0.0, 1.0)(alpha):
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
+        if alpha == 0 and method == "logits":  # the teacher was trained (or fit) and its logits cached for nothing
+            raise ConfigError("distill.alpha=0 with distill=logits leaves no distillation term: give alpha > 0, "
+                              "or train on the labels alone with distill=none")
         # each weight with the methods whose term it scales (distill.method picks the terms; the others are off)
         for key, methods in (("feature_weight", ("features", "combined")),
                              ("attention_weight", ("attention", "combined"))):
@@ -172,8 +175,9 @@ def validate(cfg: DictConfig) -> None:
         augment = _get(cfg, "distill.augment", "none")
         if augment not in DISTILL_AUGMENTS:
             raise ConfigError(f"distill.augment={augment!r}: must be one of {list(DISTILL_AUGMENTS)}")
-        if augment != "none" and method not in ("logits", "combined"):
-            raise ConfigError(f"distill.augment={augment} needs the logit term: use distill=logits or combined")
+        if augment != "none" and (method not in ("logits", "combined") or alpha == 0):
+            raise ConfigError(f"distill.augment={augment} needs the logit term: use distill=logits or combined, "
+                              "with distill.alpha > 0")
         fraction = _get(cfg, "distill.augment_fraction", 1.0)
         if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 4.0:
             raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "

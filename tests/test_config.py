@@ -72,6 +72,12 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.temperature=1e-300", "distill.temperature=1e-300: must be a number in [0.01, 1000.0]"),
     ("distill.temperature=1e30", "distill.temperature=1e+30: must be a number in [0.01, 1000.0]"),
     ("distill.temperature=0.01", None),
+    ("distill.alpha=true", "distill.alpha=True: must be a number in [0, 1]"),  # trained as alpha 1
+    # the teacher trained for a term of weight 0; with augment a traceback once the teacher was trained
+    ("distill.alpha=0", "distill.alpha=0 with distill=logits leaves no distillation term"),
+    ("distill=combined distill.alpha=0 distill.augment=mixup", "distill.augment=mixup needs the logit term"),
+    ("distill=combined distill.alpha=0", None),  # hints and attention alone
+    ("distill.alpha=1", None),
     ("data.window=0", "data.window"),
     ("data.context_swap=1.5", "data.context_swap"),
     ("data.sampler=oversample", "data.sampler"),
