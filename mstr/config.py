@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
 from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
-                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS,
-                          VAL_MONITORS)
+                          DISTILL_SETTINGS, DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS,
+                          TREE_TEACHERS, VAL_MONITORS)
 
 log = logging.getLogger("mstr.config")
 
@@ -137,6 +137,13 @@ def validate(cfg: DictConfig) -> None:
     method = _get(cfg, "distill.method")
     if method not in ("none", *DISTILL_METHODS):
         raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
+    # a key added with + (`+distill.hooks=[...]`) was read by nothing, and the run went on without it
+    for key in sorted(set(_get(cfg, "distill", {})) - set(DISTILL_SETTINGS)):
+        from mstr.preflight import did_you_mean  # it imports this module
+
+        raise ConfigError(f"distill.{key}: no such setting{did_you_mean(key, list(DISTILL_SETTINGS), 'distill')}; "
+                          f"distill's settings: {', '.join(DISTILL_SETTINGS)} (the stages that distill=features, "
+                          "attention and combined match are the backbones' hook points, paired by depth)")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
         if not _number(*TEMPERATURES)(temperature):

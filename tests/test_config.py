@@ -7,6 +7,7 @@ import pytest
 
 from mstr.config import config_dir
 from mstr.errors import ConfigError
+from mstr.options import DISTILL_SETTINGS
 from mstr.preflight import preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +31,9 @@ def test_every_option_of_every_group_composes(group, compose_cfg):
         assert cfg.model.role in ("teacher", "student")
         if group == "data":
             assert cfg.data.name == option and cfg.data.source._target_.endswith(f"{option}.load")
-        if group == "distill":
-            assert cfg.distill.method == option
+        if group == "distill":  # every key a distill config has is one the checks know (the rest are refused)
+            assert cfg.distill.method == option and set(cfg.distill) <= set(DISTILL_SETTINGS)
+            assert option != "logits" or set(cfg.distill) == set(DISTILL_SETTINGS)
         if group in ("experiment", "debug"):  # global packages: they set keys of other groups
             continue
         own = yaml.safe_load((Path(config_dir()) / group / f"{option}.yaml").read_text()) or {}
@@ -77,6 +79,10 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.alpha=0", "distill.alpha=0 with distill=logits leaves no distillation term"),
     ("distill=combined distill.alpha=0 distill.augment=mixup", "distill.augment=mixup needs the logit term"),
     ("distill=combined distill.alpha=0", None),  # hints and attention alone
+    # a key added with + went unread: there are no hook names to choose, the stages are paired by depth
+    ("distill=features +distill.hooks=[stages.0]", "distill.hooks: no such setting; distill's settings: method, "),
+    ("distill=none +distill.temprature=2", "distill.temprature: no such setting; did you mean distill.temperature?"),
+    ("distill=none ++distill.teacher_max_epochs=2", None),  # what `mstr.bench --teacher-epochs` gives every run
     ("distill.alpha=1", None),
     ("data.window=0", "data.window"),
     ("data.context_swap=1.5", "data.context_swap"),
