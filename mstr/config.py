@@ -189,6 +189,9 @@ def validate(cfg: DictConfig) -> None:
         if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 4.0:
             raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "
                               "(augmented windows per labelled window)")
+        if fraction != 1.0 and augment == "none":  # no augmented windows to count: it went unused
+            raise ConfigError(f"distill.augment_fraction={fraction} with distill.augment=none: it sizes the augmented "
+                              "windows of distill.augment=mixup or swap; choose one, or leave it at 1")
         ckpt = _get(cfg, "distill.teacher_ckpt")
         if ckpt is not None and teacher in TREE_TEACHERS:  # the booster is fit here: the file would go unread
             raise ConfigError(f"distill.teacher_ckpt={ckpt} with distill.teacher={teacher}: a checkpoint is a "

@@ -164,6 +164,8 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
     ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
     ("distill.hint_warmup_fraction=0.3", "distill.hint_warmup_fraction=0.3 with distill=logits"),
+    ("distill.augment_fraction=2", "distill.augment_fraction=2 with distill.augment=none"),
+    ("distill.augment_fraction=2 distill.augment=mixup", None),
     # a file that exists: a tree teacher used to fit its booster and never read it
     (f"distill.teacher=xgboost distill.teacher_ckpt={REPO / 'README.md'}", "with distill.teacher=xgboost: a "
                                                                            "checkpoint is a network teacher"),
