@@ -109,7 +109,7 @@ def check_backbones(cfg: DictConfig, method, window: int) -> None:
 
 
 def _one_of(names) -> str:
-    return ", ".join(names[:-1]) + f" or {names[-1]}"
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _integer(minimum: int):
@@ -155,18 +155,20 @@ def validate(cfg: DictConfig) -> None:
         alpha = _get(cfg, "distill.alpha")
         if not _number(0.0, 1.0)(alpha):
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
-        if alpha == 0 and method == "logits":  # the teacher was trained (or fit) and its logits cached for nothing
-            raise ConfigError("distill.alpha=0 with distill=logits leaves no distillation term: give alpha > 0, "
-                              "or train on the labels alone with distill=none")
         # each weight with the methods whose term it scales (distill.method picks the terms; the others are off)
-        for key, methods in (("feature_weight", ("features", "combined")),
-                             ("attention_weight", ("attention", "combined"))):
-            value = _get(cfg, f"distill.{key}", 0.0)
+        terms = {"alpha": ("logits", "combined"), "feature_weight": ("features", "combined"),
+                 "attention_weight": ("attention", "combined")}
+        for key in ("feature_weight", "attention_weight"):  # alpha is checked above: every method's config has one
+            value, methods = _get(cfg, f"distill.{key}", 0.0), terms[key]
             if not _number(0.0)(value):
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
             if value and method not in methods:
                 raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
                                   f"has that term; choose one of them, or leave distill.{key} at 0")
+        own = [f"distill.{key}" for key, methods in terms.items() if method in methods]
+        if not any(_get(cfg, key, 0.0) for key in own):  # the teacher was trained (or fit) for nothing
+            raise ConfigError(f"distill={method} with {' and '.join(f'{key}=0' for key in own)} leaves no distillation "
+                              f"term: give {_one_of(own)} a value > 0, or train on the labels alone with distill=none")
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")

@@ -76,7 +76,12 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.temperature=0.01", None),
     ("distill.alpha=true", "distill.alpha=True: must be a number in [0, 1]"),  # trained as alpha 1
     # the teacher trained for a term of weight 0; with augment a traceback once the teacher was trained
-    ("distill.alpha=0", "distill.alpha=0 with distill=logits leaves no distillation term"),
+    ("distill.alpha=0", "distill=logits with distill.alpha=0 leaves no distillation term: give distill.alpha a "),
+    ("distill=features distill.feature_weight=0", "distill=features with distill.feature_weight=0 leaves no "),
+    ("distill=attention distill.attention_weight=0", "distill=attention with distill.attention_weight=0 leaves no "),
+    ("distill=combined distill.alpha=0 distill.feature_weight=0 distill.attention_weight=0",
+     "distill=combined with distill.alpha=0 and distill.feature_weight=0 and distill.attention_weight=0 leaves no "),
+    ("distill=combined distill.alpha=0 distill.feature_weight=0", None),  # attention alone
     ("distill=combined distill.alpha=0 distill.augment=mixup", "distill.augment=mixup needs the logit term"),
     ("distill=combined distill.alpha=0", None),  # hints and attention alone
     # a key added with + went unread: there are no hook names to choose, the stages are paired by depth
