@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mstr.errors import ConfigError
 from mstr.options import (BINS_FROM, CLASS_WEIGHTS, COLUMN_ORDERS, DISTILL_AUGMENTS, DISTILL_METHODS,
-                          DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS, TREE_TEACHERS,
-                          VAL_MONITORS)
+                          DISTILL_SETTINGS, DISTILL_TEACHERS, LOSSES, ROLES, SAMPLERS, SCALERS, SCHEDULERS, TASKS,
+                          TREE_TEACHERS, VAL_MONITORS)
 
 log = logging.getLogger("mstr.config")
 
@@ -80,6 +80,9 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] = ()) ->
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+TEMPERATURES = (0.01, 1000.0)  # distill.temperature: where float32 computes the KD term (see `validate`)
+
+
 def _get(cfg: DictConfig, key: str, default=None):
     return OmegaConf.select(cfg, key, default=default)
 
@@ -106,7 +109,7 @@ def check_backbones(cfg: DictConfig, method, window: int) -> None:
 
 
 def _one_of(names) -> str:
-    return ", ".join(names[:-1]) + f" or {names[-1]}"
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _integer(minimum: int):
@@ -134,22 +137,38 @@ def validate(cfg: DictConfig) -> None:
     method = _get(cfg, "distill.method")
     if method not in ("none", *DISTILL_METHODS):
         raise ConfigError(f"distill.method={method!r}: must be one of {['none', *DISTILL_METHODS]}")
+    # a key added with + (`+distill.hooks=[...]`) was read by nothing, and the run went on without it
+    for key in sorted(set(_get(cfg, "distill", {})) - set(DISTILL_SETTINGS)):
+        from mstr.preflight import did_you_mean  # it imports this module
+
+        raise ConfigError(f"distill.{key}: no such setting{did_you_mean(key, list(DISTILL_SETTINGS), 'distill')}; "
+                          f"distill's settings: {', '.join(DISTILL_SETTINGS)} (the stages that distill=features, "
+                          "attention and combined match are the backbones' hook points, paired by depth)")
     if method != "none":
         temperature = _get(cfg, "distill.temperature")
-        if not _number(0.0, low_open=True)(temperature):
-            raise ConfigError(f"distill.temperature={temperature!r}: must be a number > 0 (e.g. 4)")
+        if not _number(*TEMPERATURES)(temperature):
+            # The KD term's gradient is T x (student - teacher probabilities): it vanishes at a tiny T, and
+            # logits / T overflow float32 near 1e-37 (NaN weights, exit code 0); past 1000 float32 no longer
+            # resolves the softened probabilities, and near 1e20 they are NaN again.
+            raise ConfigError(f"distill.temperature={temperature!r}: must be a number in [{TEMPERATURES[0]}, "
+                              f"{TEMPERATURES[1]}] (e.g. 4)")
         alpha = _get(cfg, "distill.alpha")
-        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        if not _number(0.0, 1.0)(alpha):
             raise ConfigError(f"distill.alpha={alpha!r}: must be a number in [0, 1]")
         # each weight with the methods whose term it scales (distill.method picks the terms; the others are off)
-        for key, methods in (("feature_weight", ("features", "combined")),
-                             ("attention_weight", ("attention", "combined"))):
-            value = _get(cfg, f"distill.{key}", 0.0)
+        terms = {"alpha": ("logits", "combined"), "feature_weight": ("features", "combined"),
+                 "attention_weight": ("attention", "combined")}
+        for key in ("feature_weight", "attention_weight"):  # alpha is checked above: every method's config has one
+            value, methods = _get(cfg, f"distill.{key}", 0.0), terms[key]
             if not _number(0.0)(value):
                 raise ConfigError(f"distill.{key}={value!r}: must be a number >= 0")
             if value and method not in methods:
                 raise ConfigError(f"distill.{key}={value} with distill={method}: only distill={_one_of(methods)} "
                                   f"has that term; choose one of them, or leave distill.{key} at 0")
+        own = [f"distill.{key}" for key, methods in terms.items() if method in methods]
+        if not any(_get(cfg, key, 0.0) for key in own):  # the teacher was trained (or fit) for nothing
+            raise ConfigError(f"distill={method} with {' and '.join(f'{key}=0' for key in own)} leaves no distillation "
+                              f"term: give {_one_of(own)} a value > 0, or train on the labels alone with distill=none")
         warmup = _get(cfg, "distill.hint_warmup_fraction", 0.0)
         if not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 1.0:
             raise ConfigError(f"distill.hint_warmup_fraction={warmup!r}: must be a number in [0, 1]")
@@ -165,12 +184,16 @@ def validate(cfg: DictConfig) -> None:
         augment = _get(cfg, "distill.augment", "none")
         if augment not in DISTILL_AUGMENTS:
             raise ConfigError(f"distill.augment={augment!r}: must be one of {list(DISTILL_AUGMENTS)}")
-        if augment != "none" and method not in ("logits", "combined"):
-            raise ConfigError(f"distill.augment={augment} needs the logit term: use distill=logits or combined")
+        if augment != "none" and (method not in ("logits", "combined") or alpha == 0):
+            raise ConfigError(f"distill.augment={augment} needs the logit term: use distill=logits or combined, "
+                              "with distill.alpha > 0")
         fraction = _get(cfg, "distill.augment_fraction", 1.0)
         if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 4.0:
             raise ConfigError(f"distill.augment_fraction={fraction!r}: must be a number in (0, 4] "
                               "(augmented windows per labelled window)")
+        if fraction != 1.0 and augment == "none":  # no augmented windows to count: it went unused
+            raise ConfigError(f"distill.augment_fraction={fraction} with distill.augment=none: it sizes the augmented "
+                              "windows of distill.augment=mixup or swap; choose one, or leave it at 1")
         ckpt = _get(cfg, "distill.teacher_ckpt")
         if ckpt is not None and teacher in TREE_TEACHERS:  # the booster is fit here: the file would go unread
             raise ConfigError(f"distill.teacher_ckpt={ckpt} with distill.teacher={teacher}: a checkpoint is a "

@@ -16,6 +16,9 @@ DISTILL_METHODS = ("logits", "features", "attention", "combined")  # distill.met
 TREE_TEACHERS = ("xgboost", "lightgbm")
 DISTILL_TEACHERS = ("network", *TREE_TEACHERS)     # distill.teacher
 DISTILL_AUGMENTS = ("none", "mixup", "swap")       # distill.augment
+DISTILL_SETTINGS = ("method", "teacher", "temperature", "alpha", "feature_weight", "attention_weight",
+                    "hint_warmup_fraction", "augment", "augment_fraction", "teacher_ckpt", "teacher_max_epochs",
+                    "teacher_model")                # the keys of configs/distill/
 BEST_VAL_METRICS = ("acc", "f1", "auroc")          # val/<name>_best in metrics.json: what a sweep may optimise
 METRIC_NAMES = ("acc", "precision", "recall", "f1", "specificity", "fpr", "auroc")  # <split>/<name>, each split
 # what a run logs per validation epoch: callbacks.model_checkpoint.monitor / early_stopping.monitor

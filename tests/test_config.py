@@ -7,6 +7,7 @@ import pytest
 
 from mstr.config import config_dir
 from mstr.errors import ConfigError
+from mstr.options import DISTILL_SETTINGS
 from mstr.preflight import preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +31,9 @@ def test_every_option_of_every_group_composes(group, compose_cfg):
         assert cfg.model.role in ("teacher", "student")
         if group == "data":
             assert cfg.data.name == option and cfg.data.source._target_.endswith(f"{option}.load")
-        if group == "distill":
-            assert cfg.distill.method == option
+        if group == "distill":  # every key a distill config has is one the checks know (the rest are refused)
+            assert cfg.distill.method == option and set(cfg.distill) <= set(DISTILL_SETTINGS)
+            assert option != "logits" or set(cfg.distill) == set(DISTILL_SETTINGS)
         if group in ("experiment", "debug"):  # global packages: they set keys of other groups
             continue
         own = yaml.safe_load((Path(config_dir()) / group / f"{option}.yaml").read_text()) or {}
@@ -68,6 +70,25 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.temperature=0", "distill.temperature"),
     ("distill.temperature=-2", "distill.temperature"),
     ("distill.alpha=1.5", "distill.alpha"),
+    # trained to NaN weights (F1 0) with exit code 0, or with a KD term that all but vanishes
+    ("distill.temperature=1e-300", "distill.temperature=1e-300: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=1e30", "distill.temperature=1e+30: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=0.01", None),
+    ("distill.alpha=true", "distill.alpha=True: must be a number in [0, 1]"),  # trained as alpha 1
+    # the teacher trained for a term of weight 0; with augment a traceback once the teacher was trained
+    ("distill.alpha=0", "distill=logits with distill.alpha=0 leaves no distillation term: give distill.alpha a "),
+    ("distill=features distill.feature_weight=0", "distill=features with distill.feature_weight=0 leaves no "),
+    ("distill=attention distill.attention_weight=0", "distill=attention with distill.attention_weight=0 leaves no "),
+    ("distill=combined distill.alpha=0 distill.feature_weight=0 distill.attention_weight=0",
+     "distill=combined with distill.alpha=0 and distill.feature_weight=0 and distill.attention_weight=0 leaves no "),
+    ("distill=combined distill.alpha=0 distill.feature_weight=0", None),  # attention alone
+    ("distill=combined distill.alpha=0 distill.augment=mixup", "distill.augment=mixup needs the logit term"),
+    ("distill=combined distill.alpha=0", None),  # hints and attention alone
+    # a key added with + went unread: there are no hook names to choose, the stages are paired by depth
+    ("distill=features +distill.hooks=[stages.0]", "distill.hooks: no such setting; distill's settings: method, "),
+    ("distill=none +distill.temprature=2", "distill.temprature: no such setting; did you mean distill.temperature?"),
+    ("distill=none ++distill.teacher_max_epochs=2", None),  # what `mstr.bench --teacher-epochs` gives every run
+    ("distill.alpha=1", None),
     ("data.window=0", "data.window"),
     ("data.context_swap=1.5", "data.context_swap"),
     ("data.sampler=oversample", "data.sampler"),
@@ -135,8 +156,8 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("callbacks.model_checkpoint.mode=maximum", "callbacks.model_checkpoint.mode='maximum': must be min or max"),
     ("callbacks.early_stopping=null callbacks.model_checkpoint.monitor=val/loss", None),
     # not finite: trained to NaN weights (F1 0) with exit code 0
-    ("distill.temperature=nan", "distill.temperature=nan: must be a number > 0"),
-    ("distill.temperature=inf", "distill.temperature=inf: must be a number > 0"),
+    ("distill.temperature=nan", "distill.temperature=nan: must be a number in [0.01, 1000.0]"),
+    ("distill.temperature=inf", "distill.temperature=inf: must be a number in [0.01, 1000.0]"),
     ("model.optim.lr=inf", "model.optim.lr=inf: must be a number > 0"),
     ("model.optim.weight_decay=inf", "model.optim.weight_decay=inf: must be a number >= 0"),
     ("loss=focal loss.gamma=inf", "loss.gamma=inf: must be a number >= 0"),
@@ -148,6 +169,8 @@ def test_the_small_student_is_the_student_with_one_narrow_stage_under_any_experi
     ("distill.feature_weight=1", "distill.feature_weight=1 with distill=logits: only distill=features or combined"),
     ("distill=features distill.attention_weight=2", "distill.attention_weight=2 with distill=features"),
     ("distill.hint_warmup_fraction=0.3", "distill.hint_warmup_fraction=0.3 with distill=logits"),
+    ("distill.augment_fraction=2", "distill.augment_fraction=2 with distill.augment=none"),
+    ("distill.augment_fraction=2 distill.augment=mixup", None),
     # a file that exists: a tree teacher used to fit its booster and never read it
     (f"distill.teacher=xgboost distill.teacher_ckpt={REPO / 'README.md'}", "with distill.teacher=xgboost: a "
                                                                            "checkpoint is a network teacher"),

@@ -32,6 +32,14 @@ def test_hooks_collect_each_stage_output_without_changing_the_forward():
 def test_stages_are_matched_by_relative_depth_deepest_to_deepest():
     assert match_stages(["s0", "s1"], ["t0", "t1", "t2"]) == [("s0", "t1"), ("s1", "t2")]
     assert match_stages(["s0"], ["t0", "t1", "t2"]) == [("s0", "t2")]
+    # a student deeper than twice the teacher: its first stages take the teacher's first, not (index -1) its last
+    assert match_stages(["s0", "s1", "s2", "s3"], ["t0", "t1"]) == [("s0", "t0"), ("s1", "t0"), ("s2", "t1"),
+                                                                     ("s3", "t1")]
+    for s in range(1, 9):
+        for t in range(1, 5):
+            pairs = match_stages([f"s{k}" for k in range(s)], [f"t{k}" for k in range(t)])
+            depths = [int(name[1:]) for _, name in pairs]
+            assert depths == sorted(depths) and depths[-1] == t - 1
 
 
 def test_hint_loss_is_zero_for_a_perfect_projection_and_positive_otherwise():

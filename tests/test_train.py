@@ -151,6 +151,10 @@ def test_teacher_from_other_data_is_refused(compose_cfg, tmp_path, caplog):
                                  f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s3"))
     assert moved_val["teacher/source"] == str(ckpt)
     assert f"distill.teacher_ckpt={ckpt} was validated on another carve" in caplog.text
+    # the columns in another order: the teacher's maps were compared with the student's column by column
+    with pytest.raises(DataError, match=r"another order .*data.column_order=shuffled.*distill=features compares"):
+        run(compose_cfg([*SMALL, "model=student", "distill=features", "data.column_order=shuffled",
+                         f"distill.teacher_ckpt={ckpt}"], out=tmp_path / "s4"))
 
 
 @pytest.mark.slow

@@ -34,6 +34,8 @@ class FeatureCollector:
 
 
 def match_stages(student_stages: list[str], teacher_stages: list[str]) -> list[tuple[str, str]]:
-    """Pair each student hook point with the teacher's at the same relative depth (deepest with deepest)."""
+    """Pair each student hook point with the teacher's at the nearest relative depth (deepest with deepest,
+    and never deeper for a shallower student stage). A student stage shallower than the teacher's first
+    (depth under half of it) takes that first stage: index -1 would have been the teacher's deepest."""
     s, t = len(student_stages), len(teacher_stages)
-    return [(student_stages[k], teacher_stages[round((k + 1) * t / s) - 1]) for k in range(s)]
+    return [(student_stages[k], teacher_stages[max(round((k + 1) * t / s), 1) - 1]) for k in range(s)]

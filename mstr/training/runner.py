@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
-from mstr.errors import ConfigError, one_line
+from mstr.errors import ConfigError, DataError, one_line
 from mstr.options import TREE_TEACHERS
 from mstr.data.datamodule import FlowDataModule
 from mstr.data.sampling import class_weights
@@ -252,6 +252,12 @@ def obtain_teacher(cfg: DictConfig, dm: FlowDataModule, teacher_dir: Path, cache
         path = str(cfg.distill.teacher_ckpt)
         teacher = load_classifier(path)
         check_signature(path, teacher.hparams.data_signature, dm.signature(), same_rows=True)
+        order = dm.preprocessor.layout()["names"]
+        if cfg.distill.method != "logits" and teacher.model.layout.names != order:
+            raise DataError(f"{path}: its columns stand in another order on the feature axis than this config's "
+                            f"(data.column_order={cfg.data.get('column_order', 'data')}), and distill="
+                            f"{cfg.distill.method} compares the teacher's maps with the student's column by column; "
+                            "give a teacher trained with this column order, or use distill=logits")
         log.info("teacher: loaded %s", path)
         if teacher.hparams.data_signature.get("val_rows") not in (None, dm.val_rows):
             log.warning("distill.teacher_ckpt=%s was validated on another carve of these rows (another seed, "
