@@ -15,9 +15,11 @@ from _cli import SMALL, run_cli
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_trains_teacher_and_student_and_scores_on_rank_zero(tmp_path, compose_cfg):
     run_dir = tmp_path / "ddp"
+    # with the progress bar, as a user runs it: Lightning's bar read the epoch's metrics on rank zero
+    # alone, and both ranks hung at the end of the first epoch (mstr.training.progress)
     proc = run_cli("mstr.train", [*SMALL, "model=student", "distill=logits", "trainer=ddp_cpu",
-                                  f"hydra.run.dir={run_dir}", f"paths.teacher_cache_dir={tmp_path / 'teachers'}"],
-                   tmp_path)
+                                  "trainer.enable_progress_bar=true", f"hydra.run.dir={run_dir}",
+                                  f"paths.teacher_cache_dir={tmp_path / 'teachers'}"], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in (run_dir / "train_ddp_process_1.log").read_text()  # rank 1 trained alongside
     assert "sync_dist=True" not in proc.stderr  # epoch metrics are torchmetrics', gathered over the ranks already
