@@ -73,18 +73,18 @@ def _resume_command(argv: list[str], sweep_dir: Optional[str] = None) -> str:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    def command(args: list[str], where: str) -> str:
+        kept = [a for a in args
+                if override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
+        return shlex.join(["python", "-m", "mstr.train", *kept, "resume=auto", where])
+
     if sweep_dir is None:
         hc = HydraConfig.get()
-        if hc.mode == RunMode.MULTIRUN:
-            sweep_dir = hc.sweep.dir
-        else:
-            where = f"hydra.run.dir={_override_value(str(Path(hc.runtime.output_dir).resolve()))}"
-    if sweep_dir is not None:
-        argv = _sweep_arguments(Path(sweep_dir)) or argv
-        where = f"hydra.sweep.dir={_override_value(str(Path(sweep_dir).resolve()))}"
-    args = [a for a in argv
-            if override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "hydra.sweep.dir", "hydra.mode")]
-    return shlex.join(["python", "-m", "mstr.train", *args, "resume=auto", where])
+        if hc.mode != RunMode.MULTIRUN:
+            return command(argv, f"hydra.run.dir={_override_value(str(Path(hc.runtime.output_dir).resolve()))}")
+        sweep_dir = hc.sweep.dir
+    return command(_sweep_arguments(Path(sweep_dir)) or argv,
+                   f"hydra.sweep.dir={_override_value(str(Path(sweep_dir).resolve()))}")
 
 
 def _sweep_arguments(sweep_dir: Path) -> Optional[list[str]]:

@@ -333,6 +333,7 @@ def test_a_fit_stopped_by_an_exception_ends_its_progress_bar_line(capsys):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
+    from mstr.training.progress import SyncedProgressBar
     from mstr.training.runner import fit
 
     class Tiny(pl.LightningModule):
@@ -357,7 +358,7 @@ def test_a_fit_stopped_by_an_exception_ends_its_progress_bar_line(capsys):
     loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
     data = pl.LightningDataModule.from_datasets(loader.dataset, loader.dataset, batch_size=4)
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                         callbacks=[pl.callbacks.TQDMProgressBar(refresh_rate=1), Pruned()])
+                         callbacks=[SyncedProgressBar(refresh_rate=1), Pruned()])
     capsys.readouterr()
     with pytest.raises(RuntimeError, match="pruned"):
         fit(Tiny(), data, trainer)

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 
@@ -103,26 +103,8 @@ def best_in(checkpoint_dir: Path) -> Optional[Path]:
 
 def fit(module: FlowClassifier, dm: FlowDataModule, trainer: pl.Trainer, ckpt_path: Optional[str] = None) -> float:
     start = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
-    except BaseException:
-        _close_progress_bars(trainer)
-        raise
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     return time.perf_counter() - start
-
-
-def _close_progress_bars(trainer: pl.Trainer) -> None:
-    """A fit stopped by an exception (a pruned sweep trial, bad data mid-epoch) never reaches the bar's
-    on_train_end: its line was left open, and whatever came next (the error, the sweep's summary) was
-    printed on the end of it."""
-    bar = trainer.progress_bar_callback
-    if not isinstance(bar, TQDMProgressBar):
-        return
-    for name in ("val_progress_bar", "train_progress_bar"):  # the inner bar first
-        try:
-            getattr(bar, name).close()
-        except TypeError:  # that bar was never opened
-            continue
 
 
 def final_model(trainer: pl.Trainer, module: FlowClassifier) -> FlowClassifier:

@@ -114,13 +114,10 @@ def check(path: Optional[str] = None, test_path: Optional[str] = None, format: O
           task: str = "binary", test_fraction: float = 0.3, split: Optional[str] = None, **_) -> None:
     """The settings that can be checked before any file is read (also by `mstr.preflight`, so that a bad
     one stops the command line before a run dir is made)."""
-    if path is None:
-        raise ConfigError("data.path is not set: give the training flows as a file, folder or glob, "
-                          "e.g. data.path=captures/flows.csv")
     # an empty path is the current folder to pathlib: every table in it would be read as flows
-    if not str(path).strip():
-        raise ConfigError("data.path is empty: give the training flows as a file, folder or glob, "
-                          "e.g. data.path=captures/flows.csv")
+    if path is None or not str(path).strip():
+        raise ConfigError(f"data.path is {'not set' if path is None else 'empty'}: give the training flows as a "
+                          "file, folder or glob, e.g. data.path=captures/flows.csv")
     if test_path is not None and not str(test_path).strip():
         raise ConfigError("data.test_path is empty: give the test flows as a file, folder or glob, or "
                           "data.test_path=null to cut the test set from data.path")
